@@ -1,0 +1,144 @@
+"""Slab caches with a KASAN-like shadow: ``mm/slub.c`` and ``mm/kasan/`` in miniature.
+
+Every kernel object of the model (``anon_vma``, ``anon_vma_chain``,
+``vm_area_struct``, ``mm_struct``, folios) comes from a :class:`kmem_cache`. The
+cache records, for every object, which operation step and kernel function
+allocated it and which freed it, so a finding can say "Allocated by / Freed by"
+as KASAN does.
+
+Freed objects go to a LIFO freelist and are handed out again, as SLUB does. A
+cache created with ``SLAB_TYPESAFE_BY_RCU`` (``anon_vma_cachep`` in
+``anon_vma_init()``, mm/rmap.c) keeps the object's memory: a reused slot keeps
+the field values of its previous life and the constructor
+(``anon_vma_ctor()``) runs only on a fresh slot. A stale pointer to a reused
+slot therefore sees the new object, as in the kernel; a pointer to a slot that
+is free *now* is a use-after-free, reported by :func:`kasan_check`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Generic, TypeVar
+
+from rmapcheck.model.findings import DoubleFree, UseAfterFree
+
+__all__ = [
+    "SLAB_TYPESAFE_BY_RCU",
+    "SlabObject",
+    "kasan_check",
+    "kmem_cache",
+]
+
+SLAB_TYPESAFE_BY_RCU = 0x00080000
+
+
+class SlabObject:
+    """Base of every slab-allocated kernel object.
+
+    ``_slot`` is the object's stable number within its cache (its "address"),
+    ``_live`` is False while the slot is free, ``_alloc`` and ``_free`` are
+    ``(step, function)`` of the last allocation and free.
+    """
+
+    __slots__ = ("_slot", "_live", "_alloc", "_free", "_cache")
+
+    def __init__(self) -> None:
+        self._slot = -1
+        self._live = False
+        self._alloc: tuple[int, str] | None = None
+        self._free: tuple[int, str] | None = None
+        self._cache: kmem_cache | None = None
+
+    def kname(self) -> str:
+        """The object as KASAN and kmemleak name it, such as ``anon_vma#3``."""
+        return f"{self._cache.name if self._cache else type(self).__name__}#{self._slot}"
+
+
+T = TypeVar("T", bound=SlabObject)
+
+
+class StepClock:
+    """The current operation step, shared by all caches of one kernel."""
+
+    __slots__ = ("step", "what")
+
+    def __init__(self) -> None:
+        self.step = 0
+        self.what = ""
+
+
+class kmem_cache(Generic[T]):
+    """A slab cache (``struct kmem_cache``).
+
+    :param name: the cache's name, as in ``/proc/slabinfo``.
+    :param factory: builds a fresh, zeroed object.
+    :param ctor: the constructor run on fresh slots only (``NULL`` if none).
+    :param flags: ``SLAB_TYPESAFE_BY_RCU`` or 0.
+    """
+
+    __slots__ = ("name", "factory", "ctor", "flags", "objects", "freelist", "clock", "nr_live")
+
+    def __init__(
+        self,
+        name: str,
+        factory: Callable[[], T],
+        clock: StepClock,
+        ctor: Callable[[T], None] | None = None,
+        flags: int = 0,
+    ) -> None:
+        self.name = name
+        self.factory = factory
+        self.ctor = ctor
+        self.flags = flags
+        self.objects: list[T] = []
+        self.freelist: list[T] = []
+        self.clock = clock
+        self.nr_live = 0
+
+    def alloc(self, function: str) -> T:
+        """``kmem_cache_alloc()``: a reused slot if one is free, else a fresh one."""
+        if self.freelist:
+            obj = self.freelist.pop()
+            if not self.flags & SLAB_TYPESAFE_BY_RCU:
+                # Without SLAB_TYPESAFE_BY_RCU the memory is not type-stable:
+                # model it as fresh, zeroed memory.
+                fresh = self.factory()
+                fresh._slot = obj._slot
+                self.objects[obj._slot] = fresh
+                obj = fresh
+                if self.ctor is not None:
+                    self.ctor(obj)
+        else:
+            obj = self.factory()
+            obj._slot = len(self.objects)
+            self.objects.append(obj)
+            if self.ctor is not None:
+                self.ctor(obj)
+        obj._cache = self
+        obj._live = True
+        obj._alloc = (self.clock.step, function)
+        obj._free = None
+        self.nr_live += 1
+        return obj
+
+    def free(self, obj: T, function: str) -> None:
+        """``kmem_cache_free()``; freeing a free object is a double free."""
+        if not obj._live:
+            raise DoubleFree(function, f"double-free of {obj.kname()}", obj)
+        obj._live = False
+        obj._free = (self.clock.step, function)
+        self.freelist.append(obj)
+        self.nr_live -= 1
+
+    def live(self) -> list[T]:
+        """Every allocated object, in slot order."""
+        return [o for o in self.objects if o._live]
+
+
+def kasan_check(obj: SlabObject | None, function: str) -> None:
+    """Report an access to ``obj`` from ``function`` if the object is free.
+
+    Mirrors the check KASAN's instrumentation makes on every load and store
+    (``__asan_load8`` and friends, mm/kasan/generic.c).
+    """
+    if obj is not None and not obj._live:
+        raise UseAfterFree(function, f"use-after-free in {function} on {obj.kname()}", obj)

@@ -1,0 +1,1 @@
+"""Scenario files: parse, execute on the model, observe."""

@@ -1,0 +1,179 @@
+"""The operations of a scenario, as data shared by the model and the live runner.
+
+A scenario names processes (``P0`` exists at the start; ``fork`` creates the
+others), regions (named page ranges at fixed places of one arena that every
+process shares the addresses of) and a list of operations. Both the model and
+the live kernel reduce each step to an :class:`Observation`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ARENA_BASE",
+    "OP_KINDS",
+    "PROTS",
+    "Observation",
+    "Op",
+    "Region",
+    "Scenario",
+]
+
+#: Virtual address of arena page 0, the same in every process. Far below the
+#: interpreter's mappings (near 0x7f...) and its heap (near 0x55...), so nothing
+#: else is ever placed next to a scenario mapping.
+ARENA_BASE = 0x100_0000_0000
+
+#: Protection strings of the scenario language and their PROT_* bits.
+PROTS = {"none": 0, "r": 1, "rw": 3, "rx": 5, "rwx": 7, "w": 3}
+
+OP_KINDS = (
+    "mmap", "munmap", "mprotect", "mremap", "madvise", "read", "write", "fork", "exit",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """A named range of arena pages: ``[at, at + pages)``."""
+
+    name: str
+    pages: int
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One step of a scenario.
+
+    ``page``/``npages`` select pages of ``region``. ``prot`` is a key of
+    :data:`PROTS`. ``mremap`` moves to ``to_region[to_page]`` when ``to_region``
+    is set (``MREMAP_MAYMOVE|MREMAP_FIXED``) and resizes to ``new_pages`` (0:
+    unchanged). ``flags`` holds ``fixed`` (mmap ``MAP_FIXED``) and ``dontunmap``
+    (mremap ``MREMAP_DONTUNMAP``). ``advice`` is a madvise advice such as
+    ``dontneed``. ``expect`` is the result the file expects (``ok``, an errno
+    name, ``SIGSEGV`` or a read value), ``None`` if the file states none.
+    """
+
+    kind: str
+    proc: str
+    region: str = ""
+    page: int = 0
+    npages: int = 1
+    prot: str = "rw"
+    value: int = 0
+    child: str = ""
+    to_region: str = ""
+    to_page: int = 0
+    new_pages: int = 0
+    flags: frozenset[str] = frozenset()
+    advice: str = ""
+    expect: str | None = None
+    line: int = 0
+
+    def text(self) -> str:
+        """The step in the scenario language (what a person writes)."""
+        rng = f"{self.region}[{self.page}]" if self.npages == 1 else \
+            f"{self.region}[{self.page}:{self.page + self.npages}]"
+        k = self.kind
+        if k == "fork":
+            s = f"fork {self.proc} {self.child}"
+        elif k == "exit":
+            s = f"exit {self.proc}"
+        elif k == "write":
+            s = f"write {self.proc} {rng} {self.value}"
+        elif k == "read":
+            s = f"read {self.proc} {rng}"
+        elif k in ("mmap", "mprotect"):
+            s = f"{k} {self.proc} {rng} {self.prot}"
+            if "fixed" in self.flags:
+                s += " fixed"
+        elif k == "munmap":
+            s = f"munmap {self.proc} {rng}"
+        elif k == "madvise":
+            s = f"madvise {self.proc} {rng} {self.advice}"
+        elif k == "mremap":
+            s = f"mremap {self.proc} {rng}"
+            if self.to_region:
+                s += f" {self.to_region}[{self.to_page}]"
+            if self.new_pages:
+                s += f" {self.new_pages}"
+            if "dontunmap" in self.flags:
+                s += " dontunmap"
+        else:
+            s = f"{k} {self.proc}"
+        if self.expect is not None:
+            s += f" => {self.expect}"
+        return s
+
+
+@dataclass(slots=True)
+class Scenario:
+    """A parsed scenario file."""
+
+    name: str
+    regions: dict[str, Region]
+    ops: list[Op]
+    source: str = "<scenario>"
+    description: str = ""
+    arena_pages: int = 0
+    lines: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.arena_pages:
+            self.arena_pages = max((r.at + r.pages for r in self.regions.values()), default=0)
+
+    def region_of(self, page: int) -> tuple[str, int] | None:
+        """The region and page within it of arena page ``page``."""
+        for r in self.regions.values():
+            if r.at <= page < r.at + r.pages:
+                return r.name, page - r.at
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one step shows from outside, reduced to canonical form.
+
+    ``result`` is ``ok``, an errno name (``ENOMEM``), ``SIGSEGV``, or the value a
+    read returned, in decimal. ``layout`` has, per live process in name order,
+    the private VMAs that meet the arena as ``(start, end, prot)`` in arena pages
+    (clipped to the arena), ``prot`` as in ``/proc/<pid>/maps`` (``rw-``).
+    ``frames`` has, per live process in name order, one entry per arena page:
+    ``None`` if no page is mapped, ``-1`` for the shared zero page, else the
+    number of its physical frame, numbered in order of first appearance over
+    the processes in name order and their pages in address order. Two pages
+    share a number exactly when they map the same frame. ``ksm`` is the set
+    of frame numbers whose page is a KSM page.
+    """
+
+    result: str
+    layout: tuple[tuple[str, tuple[tuple[int, int, str], ...]], ...]
+    frames: tuple[tuple[str, tuple[int | None, ...]], ...]
+    ksm: frozenset[int] = frozenset()
+
+    @staticmethod
+    def canonical_frames(
+        raw: dict[str, list[object | None]], is_zero: object
+    ) -> tuple[tuple[str, tuple[int | None, ...]], ...]:
+        """Number frames by first appearance; ``raw`` maps process to page frames.
+
+        :param raw: per process, one entry per arena page: ``None`` or a frame key.
+        :param is_zero: the key that stands for the zero page.
+        """
+        names: dict[object, int] = {}
+        out = []
+        for proc in sorted(raw):
+            row: list[int | None] = []
+            for key in raw[proc]:
+                if key is None:
+                    row.append(None)
+                elif key == is_zero:
+                    row.append(-1)
+                else:
+                    n = names.get(key)
+                    if n is None:
+                        n = names[key] = len(names)
+                    row.append(n)
+            out.append((proc, tuple(row)))
+        return tuple(out)
