@@ -1,0 +1,72 @@
+"""The kernel state of the model, and the design that decides which functions run.
+
+A :class:`Kernel` owns the slab caches (``mm_cachep``, ``vm_area_cachep``,
+``anon_vma_cachep``, ``anon_vma_chain_cachep``, and the page allocator as a
+cache of folios), the processes, and ``ops``: the table of replaceable kernel
+functions of its design. Kernel functions are module-level functions taking the
+kernel as their first argument; where a design may replace a callee, the call
+goes through ``k.ops`` (``k.ops.anon_vma_clone(k, dst, src)``), so a design
+module is a handful of replacement functions, as a patch is.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, Callable
+
+from rmapcheck.model.mm_types import anon_vma, anon_vma_chain, folio, mm_struct, task_struct, vm_area_struct
+from rmapcheck.model.slab import SLAB_TYPESAFE_BY_RCU, StepClock, kmem_cache
+
+__all__ = ["Kernel"]
+
+
+def anon_vma_ctor(av: anon_vma) -> None:
+    """``anon_vma_ctor()`` (mm/rmap.c, v6.18): runs on fresh slab slots only.
+
+    Initialises the rwsem and a zero refcount; a reused slot keeps whatever its
+    previous life left (``SLAB_TYPESAFE_BY_RCU``).
+    """
+    av.rwsem_writer = False
+    av.rwsem_readers = 0
+    av.refcount = 0
+    av.rb_root = []
+
+
+class Kernel:
+    """One kernel instance: caches, processes and the design's function table.
+
+    :param ops: the design's kernel functions by name (see
+        :func:`rmapcheck.designs.get_design`).
+    :param config: ``CONFIG_*`` switches and sysctls of the design, such as
+        ``CONFIG_KSM`` or ``sysctl_max_map_count``.
+    """
+
+    def __init__(self, ops: dict[str, Callable[..., Any]], config: dict[str, Any] | None = None,
+                 design: str = "linux-6.18") -> None:
+        self.design = design
+        self.ops = SimpleNamespace(**ops)
+        self.config: dict[str, Any] = {"sysctl_max_map_count": 65530}
+        if config:
+            self.config.update(config)
+        self.clock = StepClock()
+        self.mm_cachep: kmem_cache[mm_struct] = kmem_cache("mm_struct", mm_struct, self.clock)
+        self.vm_area_cachep: kmem_cache[vm_area_struct] = kmem_cache(
+            "vm_area_struct", vm_area_struct, self.clock)
+        self.anon_vma_cachep: kmem_cache[anon_vma] = kmem_cache(
+            "anon_vma", anon_vma, self.clock, ctor=anon_vma_ctor, flags=SLAB_TYPESAFE_BY_RCU)
+        self.anon_vma_chain_cachep: kmem_cache[anon_vma_chain] = kmem_cache(
+            "anon_vma_chain", anon_vma_chain, self.clock)
+        self.page_alloc: kmem_cache[folio] = kmem_cache("page", folio, self.clock)
+        self.tasks: dict[str, task_struct] = {}
+        self.next_pid = 1
+        #: allocation sites at which the next allocation fails (fault injection)
+        self.fail_sites: set[str] = set()
+        #: findings recorded by WARN-style checks that do not stop the kernel
+        self.warnings: list[Exception] = []
+
+    def should_fail(self, site: str) -> bool:
+        """Fault injection: True once for each site in :attr:`fail_sites`."""
+        if site in self.fail_sites:
+            self.fail_sites.discard(site)
+            return True
+        return False
