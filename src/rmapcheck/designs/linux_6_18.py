@@ -1,0 +1,28 @@
+"""Design ``linux-6.18``: the running kernel (v6.18), the ground truth of the live tests."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from rmapcheck.model.fork import FORK_OPS
+from rmapcheck.model.invariants import INVARIANT_OPS
+from rmapcheck.model.madvise import MADVISE_OPS
+from rmapcheck.model.memory import MEMORY_OPS
+from rmapcheck.model.mmap import MMAP_OPS
+from rmapcheck.model.mprotect import MPROTECT_OPS
+from rmapcheck.model.mremap import MREMAP_OPS
+from rmapcheck.model.rmap import RMAP_OPS
+from rmapcheck.model.vma import VMA_OPS
+
+__all__ = ["CONFIG", "OPS"]
+
+OPS: dict[str, Callable[..., Any]] = {
+    **RMAP_OPS, **MEMORY_OPS, **FORK_OPS, **INVARIANT_OPS,
+    **VMA_OPS, **MMAP_OPS, **MPROTECT_OPS, **MREMAP_OPS, **MADVISE_OPS,
+}
+
+CONFIG: dict[str, Any] = {
+    "CONFIG_KSM": True,
+    "CONFIG_MIGRATION": True,
+    "sysctl_max_map_count": 65530,
+}

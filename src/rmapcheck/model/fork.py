@@ -1,0 +1,133 @@
+"""Process creation and teardown: ``dup_mmap()``, ``mmput()``, ``exit_mmap()``, v6.18.
+
+In v6.18 ``dup_mmap()`` and ``exit_mmap()`` live in mm/mmap.c; ``mmput()`` in
+kernel/fork.c.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from rmapcheck.model.findings import KernelError
+from rmapcheck.model.mm_types import VM_DONTCOPY, VM_LOCKED, VM_WIPEONFORK, mm_struct, task_struct
+from rmapcheck.model.vma_init import vm_area_dup, vm_area_free
+
+if TYPE_CHECKING:
+    from rmapcheck.model.kernel import Kernel
+
+__all__ = [
+    "FORK_OPS",
+    "dup_mmap",
+    "exit_mmap",
+    "mm_alloc",
+    "mmput",
+]
+
+
+def mm_alloc(k: Kernel, owner: str, function: str = "mm_alloc") -> mm_struct:
+    """``mm_alloc()`` (kernel/fork.c, v6.18): an empty address space."""
+    mm = k.mm_cachep.alloc(function)
+    mm.mmap = []
+    mm.pgtable = {}
+    mm.owner = owner
+    mm.mm_users = 1
+    mm.ksm_flags = 0
+    mm.ksm_rmap_items = 0
+    mm.ksm_merging_pages = 0
+    mm.ksm_zero_pages = 0
+    return mm
+
+
+def dup_mmap(k: Kernel, mm: mm_struct, oldmm: mm_struct) -> int:
+    """``dup_mmap()`` (mm/mmap.c, v6.18): copy the parent's VMAs and page tables.
+
+    Each VMA is duplicated (``vm_area_dup()``), attached to the parent's
+    anon_vmas plus one of its own (``anon_vma_fork()``), linked into the child's
+    tree, and its PTEs copied (``copy_page_range()``).
+
+    :returns: 0, or ``-ENOMEM`` with the VMAs copied so far left in ``mm`` for
+        ``exit_mmap()`` to tear down, as the kernel's ``loop_out`` path does.
+    """
+    fn = "dup_mmap"
+    k.ops.ksm_fork(k, mm, oldmm)
+    for mpnt in list(oldmm.mmap):
+        if mpnt.vm_flags & VM_DONTCOPY:
+            continue
+        tmp = vm_area_dup(k, mpnt, fn)
+        if tmp is None:
+            return -errno.ENOMEM
+        tmp.vm_mm = mm
+        if tmp.vm_flags & VM_WIPEONFORK:
+            tmp.anon_vma = None
+        elif k.ops.anon_vma_fork(k, tmp, mpnt):
+            vm_area_free(k, tmp, fn)  # fail_nomem_anon_vma_fork
+            return -errno.ENOMEM
+        tmp.vm_flags &= ~VM_LOCKED
+        mm.mmap.append(tmp)  # vma_iter_bulk_store(): parent order is address order
+        if not tmp.vm_flags & VM_WIPEONFORK:
+            k.ops.copy_page_range(k, tmp, mpnt)
+    return 0
+
+
+def exit_mmap(k: Kernel, mm: mm_struct) -> None:
+    """``exit_mmap()`` (mm/mmap.c, v6.18): tear down an address space.
+
+    First every VMA's pages are unmapped (``unmap_vmas()``), then
+    ``free_pgtables()`` unlinks each VMA from its anon_vmas
+    (``unlink_anon_vmas()``), then every VMA is freed (``remove_vma()``).
+    """
+    fn = "exit_mmap"
+    vmas = list(mm.mmap)
+    for vma in vmas:
+        k.ops.zap_vma_range(k, vma, vma.vm_start, vma.vm_end)
+    for vma in vmas:
+        k.ops.unlink_anon_vmas(k, vma)
+    for vma in vmas:
+        vm_area_free(k, vma, fn)
+    mm.mmap = []
+
+
+def mmput(k: Kernel, mm: mm_struct) -> None:
+    """``mmput()``/``__mmput()`` (kernel/fork.c, v6.18): drop a user of the mm.
+
+    The last user leaves KSM (``ksm_exit()``) and tears the mm down
+    (``exit_mmap()``).
+    """
+    mm.mm_users -= 1
+    if mm.mm_users:
+        return
+    k.ops.ksm_exit(k, mm)
+    exit_mmap(k, mm)
+    k.mm_cachep.free(mm, "__mmput")
+
+
+def copy_process(k: Kernel, parent: task_struct, comm: str) -> task_struct:
+    """``copy_process()``/``copy_mm()``/``dup_mm()`` (kernel/fork.c, v6.18) for ``fork()``.
+
+    :raises KernelError: ``ENOMEM`` when ``dup_mmap()`` fails; the half-built mm
+        is torn down as ``dup_mm()`` does (``mmput()``).
+    """
+    mm = mm_alloc(k, comm, "dup_mm")
+    if dup_mmap(k, mm, parent.mm):
+        mmput(k, mm)
+        raise KernelError(errno.ENOMEM, "dup_mmap")
+    t = task_struct(comm, k.next_pid, mm)
+    k.next_pid += 1
+    return t
+
+
+def _ksm_fork(k: Kernel, mm: mm_struct, oldmm: mm_struct) -> int:
+    # ksm_fork() (include/linux/ksm.h): nothing to do without KSM.
+    return 0
+
+
+def _ksm_exit(k: Kernel, mm: mm_struct) -> None:
+    # ksm_exit() (include/linux/ksm.h): nothing to do without KSM.
+    return None
+
+
+FORK_OPS = {
+    "ksm_exit": _ksm_exit,
+    "ksm_fork": _ksm_fork,
+}

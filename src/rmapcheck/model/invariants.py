@@ -1,0 +1,185 @@
+"""Invariants checked between operations (kernel-behaviour.md §G/§I, kernel-history.md §5).
+
+Each check raises the finding of its kind, naming the objects involved:
+
+* I1 every mapped anon folio's anon_vma is on the chain of every VMA that maps
+  it, at the folio's page offset (``__page_check_anon_rmap()``);
+* I2 VMAs with the same ``->anon_vma`` have the same set of anon_vmas on their
+  chains (what ``is_mergeable_anon_vma()`` callers assume);
+* I3 ``num_active_vmas`` equals the VMAs pointing at the anon_vma,
+  ``num_children`` the anon_vmas whose ``->parent`` points at it and whose tree
+  is not empty, ``refcount`` the tree's own reference plus one per child pinning
+  it as root plus external holders (KSM, migration);
+* I4 no rwsem is held on return to user space;
+* I6 no counter is below zero;
+* nothing reachable points to a freed object (KASAN), and every allocated
+  object is reachable (kmemleak).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from rmapcheck.model.findings import InvariantViolation, Leak, LockMisuse, RefcountUnderflow, UseAfterFree
+from rmapcheck.model.mm_types import ZERO_PAGE, anon_vma, folio, vm_area_struct
+
+if TYPE_CHECKING:
+    from rmapcheck.model.kernel import Kernel
+
+__all__ = ["check_invariants"]
+
+
+def _live(obj: object, where: str) -> None:
+    if obj is not None and not obj._live:  # type: ignore[attr-defined]
+        raise UseAfterFree(where, f"{where} points to freed {obj.kname()}", obj)  # type: ignore[attr-defined]
+
+
+def check_invariants(k: Kernel) -> None:
+    """Check every invariant of the kernel state; raise the first violation."""
+    fn = "check_invariants"
+    if k.warnings:
+        w = k.warnings[0]
+        k.warnings.clear()
+        raise w
+    vmas: list[vm_area_struct] = []
+    live_mms = set()
+    for t in k.tasks.values():
+        mm = t.mm
+        _live(mm, f"task {t.comm}")
+        live_mms.add(mm)
+        prev_end = None
+        for v in mm.mmap:
+            _live(v, f"mm of {t.comm}")
+            if v.vm_mm is not mm:
+                raise InvariantViolation(fn, f"VMA {v.kname()} in {t.comm} has vm_mm of another mm")
+            if v.vm_start >= v.vm_end or (prev_end is not None and v.vm_start < prev_end):
+                raise InvariantViolation(fn, f"VMA tree of {t.comm} is not sorted and disjoint")
+            prev_end = v.vm_end
+            vmas.append(v)
+
+    ext = k.ops.anon_vma_external_refs(k)
+    active: Counter[anon_vma] = Counter()
+    chain_sets: dict[anon_vma, frozenset[anon_vma]] = {}
+    seen_avcs = set()
+    for v in vmas:
+        chain = v.anon_vma_chain
+        avs = []
+        for avc in chain:
+            _live(avc, f"anon_vma_chain of {v.kname()}")
+            _live(avc.anon_vma, f"{avc.kname()}->anon_vma")
+            if avc.vma is not v:
+                raise InvariantViolation(fn, f"{avc.kname()} on {v.kname()}'s chain has vma {avc.vma.kname()}")
+            if avc not in avc.anon_vma.rb_root:
+                raise InvariantViolation(fn, f"{avc.kname()} missing from {avc.anon_vma.kname()}'s interval tree")
+            seen_avcs.add(avc)
+            avs.append(avc.anon_vma)
+        cs = frozenset(avs)
+        if len(cs) != len(avs):
+            raise InvariantViolation(fn, f"{v.kname()} is chained twice to one anon_vma")
+        a = v.anon_vma
+        if a is None:
+            if chain:
+                raise InvariantViolation(fn, f"{v.kname()} has a chain but no anon_vma")
+            continue
+        _live(a, f"{v.kname()}->anon_vma")
+        if a not in cs:
+            raise InvariantViolation(fn, f"{v.kname()}->anon_vma {a.kname()} is not on its chain")
+        active[a] += 1
+        other = chain_sets.setdefault(a, cs)
+        if other != cs:
+            raise InvariantViolation(
+                fn, f"VMAs sharing {a.kname()} have different anon_vma chains (is_mergeable_anon_vma assumption)")
+
+    avs_live = k.anon_vma_cachep.live()
+    children: Counter[anon_vma] = Counter()
+    pins: Counter[anon_vma] = Counter()
+    for a in avs_live:
+        _live(a.root, f"{a.kname()}->root")
+        if a.root is not a:
+            pins[a.root] += 1
+        if a.rb_root:
+            _live(a.parent, f"{a.kname()}->parent")
+            children[a.parent] += 1
+            for avc in a.rb_root:
+                _live(avc, f"{a.kname()}'s interval tree")
+                if avc not in seen_avcs:
+                    raise InvariantViolation(fn, f"{avc.kname()} in {a.kname()}'s tree is on no live VMA's chain")
+    for a in avs_live:
+        for name, val in (("refcount", a.refcount), ("num_children", a.num_children),
+                          ("num_active_vmas", a.num_active_vmas)):
+            if val < 0:
+                raise RefcountUnderflow(fn, f"{name} of {a.kname()} is {val}")
+        if a.num_active_vmas != active[a]:
+            raise InvariantViolation(
+                fn, f"{a.kname()}: num_active_vmas {a.num_active_vmas} but {active[a]} VMAs point to it")
+        if a.num_children != children[a]:
+            raise InvariantViolation(
+                fn, f"{a.kname()}: num_children {a.num_children} but {children[a]} children")
+        want = (1 if a.rb_root else 0) + pins[a] + ext.get(a, 0)
+        if a.refcount != want:
+            if want == 0:
+                raise Leak(fn, f"unreferenced object {a.kname()} (refcount {a.refcount})")
+            raise InvariantViolation(fn, f"{a.kname()}: refcount {a.refcount}, expected {want}")
+        if a.rwsem_writer or a.rwsem_readers:
+            raise LockMisuse(fn, f"rwsem of {a.kname()} held on return to user space")
+
+    # I1: folios, their mappings and their anon_vmas.
+    maps: Counter[folio] = Counter()
+    for v in vmas:
+        pt = v.vm_mm.pgtable
+        cs = chain_sets.get(v.anon_vma) if v.anon_vma is not None else frozenset()
+        for vpn in range(v.vm_start, v.vm_end):
+            pte = pt.get(vpn)
+            if pte is None or pte[0] is ZERO_PAGE:
+                continue
+            f = pte[0]
+            _live(f, f"PTE of {v.vm_mm.owner} at {vpn:#x}")
+            maps[f] += 1
+            av = f.mapping
+            if isinstance(av, anon_vma):
+                _live(av, f"page {f.pfn()}->mapping")
+                if cs is None or av not in cs:
+                    raise InvariantViolation(
+                        fn, f"page {f.pfn()} mapped by {v.kname()} of {v.vm_mm.owner} but its anon_vma "
+                            f"{av.kname()} is not on the VMA's chain (rmap walk would miss it)")
+                if f.index != vpn - v.vm_start + v.vm_pgoff:
+                    raise InvariantViolation(
+                        fn, f"page {f.pfn()} index {f.index:#x} does not match {v.kname()} at {vpn:#x}")
+            elif not f.ksm:
+                raise InvariantViolation(fn, f"mapped page {f.pfn()} has no anon_vma")
+    fext = k.ops.folio_external_refs(k)
+    for f in k.page_alloc.live():
+        if f._mapcount != maps[f]:
+            raise InvariantViolation(fn, f"page {f.pfn()}: mapcount {f._mapcount}, mapped {maps[f]} times")
+        want = maps[f] + fext.get(f, 0)
+        if f._refcount != want:
+            if want == 0:
+                raise Leak(fn, f"unreferenced object page {f.pfn()} (refcount {f._refcount})")
+            raise InvariantViolation(fn, f"page {f.pfn()}: refcount {f._refcount}, expected {want}")
+
+    # kmemleak: every allocated VMA, AVC and mm is reachable.
+    if k.vm_area_cachep.nr_live != len(vmas):
+        vs = set(vmas)
+        for v in k.vm_area_cachep.live():
+            if v not in vs:
+                raise Leak(fn, f"unreferenced object {v.kname()}")
+    if k.anon_vma_chain_cachep.nr_live != len(seen_avcs):
+        for avc in k.anon_vma_chain_cachep.live():
+            if avc not in seen_avcs:
+                raise Leak(fn, f"unreferenced object {avc.kname()}")
+    if k.mm_cachep.nr_live != len(live_mms):
+        for mm in k.mm_cachep.live():
+            if mm not in live_mms:
+                raise Leak(fn, f"unreferenced object {mm.kname()}")
+
+
+def _no_external_refs(k: Kernel) -> dict:
+    # Without KSM or migration no one outside the VMAs holds a reference.
+    return {}
+
+
+INVARIANT_OPS = {
+    "anon_vma_external_refs": _no_external_refs,
+    "folio_external_refs": _no_external_refs,
+}

@@ -1,0 +1,243 @@
+"""Page faults, copy-on-write, zapping and fork's page-table copy: ``mm/memory.c``, v6.18.
+
+The PTE of a virtual page is ``mm.pgtable[vpn] = (folio, writable)``. The
+shared zero page is :data:`~rmapcheck.model.mm_types.ZERO_PAGE`, mapped
+read-only and never refcounted (``vm_normal_page()`` returns ``NULL`` for it).
+A folio's ``_refcount`` equals its mapcount in this model: there is no GUP, no
+swap cache, and the per-CPU LRU batches that may hold a transient reference are
+drained (``lru_add_drain()`` in ``wp_can_reuse_anon_folio()``).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from rmapcheck.model.findings import KernelBug, KernelError, SegmentationFault
+from rmapcheck.model.mm_types import (
+    VM_READ, VM_SHARED, VM_WRITE, VM_EXEC, ZERO_PAGE, folio, mm_struct, vm_area_struct,
+)
+from rmapcheck.model.slab import kasan_check
+from rmapcheck.model.vma_init import vma_lookup
+
+if TYPE_CHECKING:
+    from rmapcheck.model.kernel import Kernel
+
+__all__ = [
+    "MEMORY_OPS",
+    "copy_page_range",
+    "do_anonymous_page",
+    "do_wp_page",
+    "folio_put",
+    "handle_mm_fault",
+    "vma_alloc_folio",
+    "wp_can_reuse_anon_folio",
+    "wp_page_copy",
+    "zap_vma_range",
+]
+
+
+def vma_alloc_folio(k: Kernel, content: int, function: str) -> folio | None:
+    """``vma_alloc_folio()`` (mm/mempolicy.c, v6.18): one order-0 page, refcount 1."""
+    if k.should_fail("vma_alloc_folio"):
+        return None
+    f = k.page_alloc.alloc(function)
+    f.mapping = None
+    f.index = 0
+    f._mapcount = 0
+    f._refcount = 1
+    f.anon_exclusive = False
+    f.content = content
+    f.ksm = False
+    f.stable_node = None
+    f.locked = False
+    return f
+
+
+def folio_put(k: Kernel, f: folio, function: str = "folio_put") -> None:
+    """``folio_put()`` (include/linux/mm.h, v6.18): free the page at refcount 0."""
+    if f is ZERO_PAGE:
+        return
+    kasan_check(f, function)
+    f._refcount -= 1
+    if f._refcount == 0:
+        k.page_alloc.free(f, function)
+    elif f._refcount < 0:
+        raise KernelBug(function, f"VM_BUG_ON_FOLIO(folio_ref_count(folio) == 0) page {f.pfn()}")
+
+
+def _access_error(vma: vm_area_struct, write: bool) -> bool:
+    # access_error() (arch/x86/mm/fault.c): a write needs VM_WRITE; a read is
+    # allowed by any of VM_READ, VM_WRITE, VM_EXEC.
+    if write:
+        return not vma.vm_flags & VM_WRITE
+    return not vma.vm_flags & (VM_READ | VM_WRITE | VM_EXEC)
+
+
+def do_anonymous_page(k: Kernel, vma: vm_area_struct, vpn: int, write: bool) -> None:
+    """``do_anonymous_page()`` (mm/memory.c, v6.18): fault on a page never mapped.
+
+    A read maps the shared zero page ("Use the zero-page for reads") without
+    needing an anon_vma; a write prepares the anon_vma (``vmf_anon_prepare()``),
+    allocates a zeroed folio and maps it exclusive and writable.
+    """
+    fn = "do_anonymous_page"
+    mm = vma.vm_mm
+    if vma.vm_flags & VM_SHARED:
+        raise KernelBug(fn, "shared anonymous VMAs are not modelled")
+    if not write:
+        mm.pgtable[vpn] = (ZERO_PAGE, False)
+        return
+    if k.ops.anon_vma_prepare(k, vma):
+        raise KernelError(errno.ENOMEM, fn, "VM_FAULT_OOM")
+    f = vma_alloc_folio(k, 0, fn)
+    if f is None:
+        raise KernelError(errno.ENOMEM, fn, "VM_FAULT_OOM")
+    k.ops.folio_add_new_anon_rmap(k, f, vma, vpn, True)
+    mm.pgtable[vpn] = (f, bool(vma.vm_flags & VM_WRITE))
+
+
+def wp_can_reuse_anon_folio(k: Kernel, f: folio, vma: vm_area_struct) -> bool:
+    """``wp_can_reuse_anon_folio()`` (mm/memory.c, v6.18) for a small folio.
+
+    "KSM doesn't necessarily raise the folio refcount": a KSM folio is never
+    reused. Otherwise reuse iff this mapping holds the only reference; then the
+    folio moves to the faulting VMA's anon_vma.
+    """
+    if f.ksm or f._refcount > 3:
+        return False
+    if f._refcount > 1:
+        return False
+    f.locked = True  # folio_trylock()
+    if f.ksm or f._refcount != 1:
+        f.locked = False
+        return False
+    k.ops.folio_move_anon_rmap(k, f, vma)
+    f.locked = False
+    return True
+
+
+def wp_page_copy(k: Kernel, vma: vm_area_struct, vpn: int, old: folio) -> None:
+    """``wp_page_copy()`` (mm/memory.c, v6.18): break COW by copying into a new folio.
+
+    A copy of the zero page is a zeroed folio (``vma_alloc_zeroed_movable_folio()``).
+    """
+    fn = "wp_page_copy"
+    mm = vma.vm_mm
+    if k.ops.anon_vma_prepare(k, vma):  # vmf_anon_prepare()
+        raise KernelError(errno.ENOMEM, fn, "VM_FAULT_OOM")
+    new = vma_alloc_folio(k, 0 if old is ZERO_PAGE else old.content, fn)
+    if new is None:
+        raise KernelError(errno.ENOMEM, fn, "VM_FAULT_OOM")
+    if old is not ZERO_PAGE:
+        kasan_check(old, fn)
+    k.ops.folio_add_new_anon_rmap(k, new, vma, vpn, True)
+    mm.pgtable[vpn] = (new, True)
+    if old is not ZERO_PAGE:
+        # Only after switching the pte to the new page may we remove the
+        # mapcount here.
+        k.ops.folio_remove_rmap_pte(k, old, vma)
+        folio_put(k, old, fn)
+
+
+def do_wp_page(k: Kernel, vma: vm_area_struct, vpn: int) -> None:
+    """``do_wp_page()`` (mm/memory.c, v6.18): write to a present, write-protected PTE.
+
+    An exclusive anon page (``PageAnonExclusive``) or one that
+    ``wp_can_reuse_anon_folio()`` finds unshared is reused in place
+    (``wp_page_reuse()``); anything else, the zero page and KSM pages included,
+    is copied (``wp_page_copy()``).
+    """
+    mm = vma.vm_mm
+    f, _ = mm.pgtable[vpn]
+    if f is not ZERO_PAGE:
+        kasan_check(f, "do_wp_page")
+        if f.anon_exclusive or wp_can_reuse_anon_folio(k, f, vma):
+            f.anon_exclusive = True  # SetPageAnonExclusive()
+            mm.pgtable[vpn] = (f, True)  # wp_page_reuse()
+            return
+    wp_page_copy(k, vma, vpn, f)
+
+
+def handle_mm_fault(k: Kernel, mm: mm_struct, vpn: int, write: bool) -> folio:
+    """``handle_mm_fault()`` (mm/memory.c, v6.18) as a user access reaches it.
+
+    Looks up the VMA (``lock_vma_under_rcu()``), checks the access
+    (``access_error()``, arch/x86/mm/fault.c) and resolves the fault through
+    ``do_anonymous_page()`` or ``do_wp_page()``.
+
+    :returns: the folio the access lands on.
+    :raises SegmentationFault: no VMA, or the VMA forbids the access.
+    """
+    vma = vma_lookup(mm, vpn)
+    if vma is None:
+        raise SegmentationFault("handle_mm_fault", "no VMA at address")
+    kasan_check(vma, "handle_mm_fault")
+    if _access_error(vma, write):
+        raise SegmentationFault("handle_mm_fault", "access_error")
+    pte = mm.pgtable.get(vpn)
+    if pte is None:
+        k.ops.do_anonymous_page(k, vma, vpn, write)
+    elif write and not pte[1]:
+        k.ops.do_wp_page(k, vma, vpn)
+    return mm.pgtable[vpn][0]
+
+
+def zap_vma_range(k: Kernel, vma: vm_area_struct, start: int, end: int) -> None:
+    """``zap_pte_range()`` (mm/memory.c, v6.18) over ``[start, end)`` of ``vma``.
+
+    Clears each PTE, removes the rmap (``folio_remove_rmap_pte()``) and drops the
+    mapping's reference; the mmu_gather frees pages whose refcount reaches zero
+    (``tlb_finish_mmu()``), which the model does at once.
+    """
+    fn = "zap_pte_range"
+    pt = vma.vm_mm.pgtable
+    for vpn in range(max(start, vma.vm_start), min(end, vma.vm_end)):
+        pte = pt.pop(vpn, None)
+        if pte is None:
+            continue
+        f = pte[0]
+        if f is ZERO_PAGE:
+            continue
+        kasan_check(f, fn)
+        k.ops.folio_remove_rmap_pte(k, f, vma)
+        folio_put(k, f, fn)
+
+
+def copy_page_range(k: Kernel, dst_vma: vm_area_struct, src_vma: vm_area_struct) -> int:
+    """``copy_page_range()`` (mm/memory.c, v6.18): fork's copy of a VMA's PTEs.
+
+    ``vma_needs_copy()``: an anonymous VMA without an anon_vma has no pages to
+    copy. For each present PTE (``copy_present_pte()``) the folio gains a
+    reference and a mapping (``folio_try_dup_anon_rmap_pte()`` clears
+    ``PageAnonExclusive``), and a writable COW PTE is write-protected in both
+    parent and child.
+    """
+    fn = "copy_present_pte"
+    if src_vma.anon_vma is None:
+        return 0
+    src_pt = src_vma.vm_mm.pgtable
+    dst_pt = dst_vma.vm_mm.pgtable
+    for vpn in range(src_vma.vm_start, src_vma.vm_end):
+        pte = src_pt.get(vpn)
+        if pte is None:
+            continue
+        f = pte[0]
+        if f is ZERO_PAGE:
+            dst_pt[vpn] = pte
+            continue
+        kasan_check(f, fn)
+        f._refcount += 1  # folio_get()
+        k.ops.folio_try_dup_anon_rmap_pte(k, f, dst_vma, src_vma)
+        if pte[1]:
+            src_pt[vpn] = (f, False)  # ptep_set_wrprotect()
+        dst_pt[vpn] = (f, False)
+    return 0
+
+
+MEMORY_OPS = {
+    "do_anonymous_page": do_anonymous_page,
+    "do_wp_page": do_wp_page,
+    "copy_page_range": copy_page_range,
+    "zap_vma_range": zap_vma_range,
+}

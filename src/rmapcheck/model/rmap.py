@@ -1,0 +1,553 @@
+"""Reverse mapping of anonymous memory: ``mm/rmap.c`` and ``include/linux/rmap.h``, v6.18.
+
+Lock ordering in mm (the part this model exercises, from the header comment of
+mm/rmap.c)::
+
+    mm->mmap_lock
+      folio_lock
+        anon_vma->rwsem        (the root's: "The root anon_vma's rwsem is the lock
+                                actually used when we lock any of the anon_vmas in
+                                this anon_vma tree")
+          mm->page_table_lock or pte_lock
+
+The anon_vma functions follow the v6.1+ code of Linux kernel commit 2555283eb40d
+("mm/rmap: Fix anon_vma->degree ambiguity leading to double-reuse") (in v6.1),
+unchanged in substance through v6.18: ``num_children`` counts child anon_vmas
+(including the self-parent link of a root), ``num_active_vmas`` counts VMAs whose
+``->anon_vma`` points here, and only ``anon_vma_fork()`` may reuse an anon_vma.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from rmapcheck.model.findings import KernelBug, KernelWarning, LockMisuse, RefcountUnderflow
+from rmapcheck.model.mm_types import anon_vma, anon_vma_chain, folio, vm_area_struct
+from rmapcheck.model.slab import kasan_check
+
+if TYPE_CHECKING:
+    from rmapcheck.model.kernel import Kernel
+
+__all__ = [
+    "LOCK_ORDER",
+    "RMAP_OPS",
+    "__anon_vma_prepare",
+    "__folio_set_anon",
+    "__put_anon_vma",
+    "anon_vma_alloc",
+    "anon_vma_chain_alloc",
+    "anon_vma_chain_free",
+    "anon_vma_chain_link",
+    "anon_vma_clone",
+    "anon_vma_fork",
+    "anon_vma_free",
+    "anon_vma_lock_read",
+    "anon_vma_lock_write",
+    "anon_vma_merge",
+    "anon_vma_prepare",
+    "anon_vma_unlock_read",
+    "anon_vma_unlock_write",
+    "folio_add_new_anon_rmap",
+    "folio_anon_vma",
+    "folio_move_anon_rmap",
+    "folio_remove_rmap_pte",
+    "folio_try_dup_anon_rmap_pte",
+    "get_anon_vma",
+    "linear_page_index",
+    "put_anon_vma",
+    "rmap_walk_anon",
+    "unlink_anon_vmas",
+    "vma_address",
+]
+
+#: The lock order, outermost first, as the header of mm/rmap.c declares it.
+LOCK_ORDER = ("mmap_lock", "folio_lock", "anon_vma->rwsem", "page_table_lock")
+
+
+# -- locking -------------------------------------------------------------------
+
+def down_write(k: Kernel, root: anon_vma, function: str) -> None:
+    """``down_write(&root->rwsem)``: the model runs one thread, so waiting is deadlock."""
+    kasan_check(root, function)
+    if root.rwsem_writer or root.rwsem_readers:
+        raise LockMisuse(function, f"deadlock: down_write on held rwsem of {root.kname()}")
+    root.rwsem_writer = True
+
+
+def up_write(k: Kernel, root: anon_vma, function: str) -> None:
+    """``up_write(&root->rwsem)``; releasing a lock not held is lock misuse."""
+    kasan_check(root, function)
+    if not root.rwsem_writer:
+        raise LockMisuse(function, f"up_write of {root.kname()} rwsem not held for write")
+    root.rwsem_writer = False
+
+
+def anon_vma_lock_write(k: Kernel, av: anon_vma, function: str = "anon_vma_lock_write") -> None:
+    """``anon_vma_lock_write()`` (include/linux/rmap.h, v6.18): the root's rwsem."""
+    kasan_check(av, function)
+    down_write(k, av.root, function)
+
+
+def anon_vma_unlock_write(k: Kernel, av: anon_vma, function: str = "anon_vma_unlock_write") -> None:
+    """``anon_vma_unlock_write()`` (include/linux/rmap.h, v6.18)."""
+    kasan_check(av, function)
+    up_write(k, av.root, function)
+
+
+def anon_vma_lock_read(k: Kernel, av: anon_vma, function: str = "anon_vma_lock_read") -> None:
+    """``anon_vma_lock_read()`` (include/linux/rmap.h, v6.18)."""
+    kasan_check(av, function)
+    root = av.root
+    kasan_check(root, function)
+    if root.rwsem_writer:
+        raise LockMisuse(function, f"deadlock: down_read on write-held rwsem of {root.kname()}")
+    root.rwsem_readers += 1
+
+
+def anon_vma_unlock_read(k: Kernel, av: anon_vma, function: str = "anon_vma_unlock_read") -> None:
+    """``anon_vma_unlock_read()`` (include/linux/rmap.h, v6.18)."""
+    kasan_check(av, function)
+    root = av.root
+    kasan_check(root, function)
+    if root.rwsem_readers <= 0:
+        raise LockMisuse(function, f"up_read of {root.kname()} rwsem not held for read")
+    root.rwsem_readers -= 1
+
+
+# -- allocation and reference counting ------------------------------------------
+
+def anon_vma_alloc(k: Kernel, function: str = "anon_vma_alloc") -> anon_vma | None:
+    """``anon_vma_alloc()`` (mm/rmap.c, v6.18).
+
+    :returns: ``struct anon_vma *`` with refcount 1, its own root and parent
+        (``NULL`` on allocation failure).
+    """
+    if k.should_fail("anon_vma_alloc"):
+        return None
+    av = k.anon_vma_cachep.alloc(function)
+    av.refcount = 1
+    av.num_children = 0
+    av.num_active_vmas = 0
+    av.parent = av
+    # Initialise the anon_vma root to point to itself. If called from fork,
+    # the root will be reset to the parent's anon_vma.
+    av.root = av
+    return av
+
+
+def anon_vma_free(k: Kernel, av: anon_vma, function: str = "anon_vma_free") -> None:
+    """``anon_vma_free()`` (mm/rmap.c, v6.18).
+
+    Synchronises against ``folio_lock_anon_vma_read()``: if the root's rwsem is
+    held, take and drop it before freeing, so a reader that pinned the
+    anon_vma through the lock does not touch freed memory.
+    """
+    kasan_check(av, function)
+    if av.refcount:
+        raise KernelBug(function, f"VM_BUG_ON(atomic_read(&anon_vma->refcount)) on {av.kname()}")
+    root = av.root
+    kasan_check(root, function)
+    if root.rwsem_writer or root.rwsem_readers:
+        anon_vma_lock_write(k, av, function)
+        anon_vma_unlock_write(k, av, function)
+    k.anon_vma_cachep.free(av, function)
+
+
+def get_anon_vma(k: Kernel, av: anon_vma, function: str = "get_anon_vma") -> None:
+    """``get_anon_vma()`` (include/linux/rmap.h, v6.18): ``atomic_inc(&anon_vma->refcount)``."""
+    kasan_check(av, function)
+    av.refcount += 1
+
+
+def __put_anon_vma(k: Kernel, av: anon_vma, function: str = "__put_anon_vma") -> None:
+    """``__put_anon_vma()`` (mm/rmap.c, v6.18): free the anon_vma, then drop its root pin.
+
+    The child is freed before the root, as Linux kernel commit 624483f3ea82
+    ("mm: rmap: fix use-after-free in __put_anon_vma") (in v3.16) requires.
+    """
+    root = av.root
+    k.ops.anon_vma_free(k, av, function)
+    if root is not av:
+        kasan_check(root, function)
+        root.refcount -= 1
+        if root.refcount < 0:
+            raise RefcountUnderflow(function, f"refcount of {root.kname()} below zero")
+        if root.refcount == 0:
+            k.ops.anon_vma_free(k, root, function)
+
+
+def put_anon_vma(k: Kernel, av: anon_vma, function: str = "put_anon_vma") -> None:
+    """``put_anon_vma()`` (include/linux/rmap.h, v6.18)."""
+    kasan_check(av, function)
+    av.refcount -= 1
+    if av.refcount < 0:
+        raise RefcountUnderflow(function, f"refcount of {av.kname()} below zero")
+    if av.refcount == 0:
+        k.ops.__put_anon_vma(k, av, function)
+
+
+def anon_vma_chain_alloc(k: Kernel, function: str = "anon_vma_chain_alloc") -> anon_vma_chain | None:
+    """``anon_vma_chain_alloc()`` (mm/rmap.c, v6.18) (``NULL`` on allocation failure)."""
+    if k.should_fail("anon_vma_chain_alloc"):
+        return None
+    return k.anon_vma_chain_cachep.alloc(function)
+
+
+def anon_vma_chain_free(k: Kernel, avc: anon_vma_chain, function: str = "anon_vma_chain_free") -> None:
+    """``anon_vma_chain_free()`` (mm/rmap.c, v6.18)."""
+    k.anon_vma_chain_cachep.free(avc, function)
+
+
+def anon_vma_chain_link(k: Kernel, vma: vm_area_struct, avc: anon_vma_chain, av: anon_vma) -> None:
+    """``anon_vma_chain_link()`` (mm/rmap.c, v6.18): link on ``same_vma`` and in the tree."""
+    kasan_check(av, "anon_vma_chain_link")
+    avc.vma = vma
+    avc.anon_vma = av
+    vma.anon_vma_chain.insert(0, avc)  # list_add(&avc->same_vma, &vma->anon_vma_chain)
+    av.rb_root.append(avc)  # anon_vma_interval_tree_insert(avc, &anon_vma->rb_root)
+
+
+# -- attaching anon_vmas to VMAs --------------------------------------------------
+
+def __anon_vma_prepare(k: Kernel, vma: vm_area_struct) -> int:
+    """``__anon_vma_prepare()`` (mm/rmap.c, v6.18): attach an anon_vma to a VMA.
+
+    Either reuse a neighbour's anon_vma (``find_mergeable_anon_vma()``: "very
+    common when the only reason for splitting a vma has been mprotect()") or
+    allocate a new root, which takes a self-parent link (``num_children = 1``).
+
+    :param vma: ``struct vm_area_struct *`` without an anon_vma.
+    :returns: 0, or ``-ENOMEM``.
+    """
+    fn = "__anon_vma_prepare"
+    avc = anon_vma_chain_alloc(k, fn)
+    if avc is None:
+        return -errno.ENOMEM
+    av = k.ops.find_mergeable_anon_vma(k, vma)
+    allocated = None
+    if av is None:
+        av = anon_vma_alloc(k, fn)
+        if av is None:
+            anon_vma_chain_free(k, avc, fn)
+            return -errno.ENOMEM
+        av.num_children += 1  # self-parent link for new root
+        allocated = av
+    anon_vma_lock_write(k, av, fn)
+    # page_table_lock to protect against threads
+    if vma.anon_vma is None:
+        vma.anon_vma = av
+        anon_vma_chain_link(k, vma, avc, av)
+        av.num_active_vmas += 1
+        allocated = None
+        avc = None
+    anon_vma_unlock_write(k, av, fn)
+    if allocated is not None:
+        put_anon_vma(k, allocated, fn)
+    if avc is not None:
+        anon_vma_chain_free(k, avc, fn)
+    return 0
+
+
+def anon_vma_prepare(k: Kernel, vma: vm_area_struct) -> int:
+    """``anon_vma_prepare()`` (include/linux/rmap.h, v6.18): the inline fast path."""
+    if vma.anon_vma is not None:
+        return 0
+    return k.ops.__anon_vma_prepare(k, vma)
+
+
+def _lock_anon_vma_root(k: Kernel, root: anon_vma | None, av: anon_vma, fn: str) -> anon_vma:
+    # lock_anon_vma_root() (mm/rmap.c): anon_vmas of one VMA share a root, so
+    # one lock is usually taken for the whole traversal.
+    kasan_check(av, fn)
+    new_root = av.root
+    if new_root is not root:
+        if root is not None:
+            k.warnings.append(KernelWarning(fn, "WARN_ON_ONCE(root) in lock_anon_vma_root"))
+            up_write(k, root, fn)
+        root = new_root
+        down_write(k, root, fn)
+    return root
+
+
+def _unlock_anon_vma_root(k: Kernel, root: anon_vma | None, fn: str) -> None:
+    if root is not None:
+        up_write(k, root, fn)
+
+
+def anon_vma_clone(k: Kernel, dst: vm_area_struct, src: vm_area_struct) -> int:
+    """``anon_vma_clone()`` (mm/rmap.c, v6.18): attach the anon_vmas of ``src`` to ``dst``.
+
+    "The first four [split, merge, copy_vma, expand] want an exact copy of src,
+    while the last one, anon_vma_fork(), may try to reuse an existing anon_vma
+    to prevent endless growth of anon_vma." A reuse candidate must have no VMA
+    and at most one child: "Root anon_vma is never reused: it has self-parent
+    reference and at least one child."
+
+    :param dst: ``struct vm_area_struct *``; ``dst->anon_vma`` is ``NULL`` on fork.
+    :param src: ``struct vm_area_struct *``.
+    :returns: 0, or ``-ENOMEM`` after undoing the partial clone.
+    """
+    fn = "anon_vma_clone"
+    root: anon_vma | None = None
+    for pavc in reversed(src.anon_vma_chain):  # list_for_each_entry_reverse: oldest first
+        avc = anon_vma_chain_alloc(k, fn)  # GFP_NOWAIT | __GFP_NOWARN
+        if avc is None:
+            _unlock_anon_vma_root(k, root, fn)
+            root = None
+            avc = anon_vma_chain_alloc(k, fn)  # GFP_KERNEL
+            if avc is None:
+                # enomem_failure: dst->anon_vma is dropped here, otherwise its
+                # num_active_vmas can be incorrectly decremented in
+                # unlink_anon_vmas(). We can safely do this because callers
+                # of anon_vma_clone() don't care about dst->anon_vma if
+                # anon_vma_clone() failed.
+                dst.anon_vma = None
+                k.ops.unlink_anon_vmas(k, dst)
+                return -errno.ENOMEM
+        av = pavc.anon_vma
+        root = _lock_anon_vma_root(k, root, av, fn)
+        anon_vma_chain_link(k, dst, avc, av)
+        # Reuse existing anon_vma if it has no vma and only one anon_vma child.
+        # Root anon_vma is never reused: it has self-parent reference and at
+        # least one child.
+        if (dst.anon_vma is None and src.anon_vma is not None
+                and av.num_children < 2 and av.num_active_vmas == 0):
+            dst.anon_vma = av
+    if dst.anon_vma is not None:
+        dst.anon_vma.num_active_vmas += 1
+    _unlock_anon_vma_root(k, root, fn)
+    return 0
+
+
+def anon_vma_fork(k: Kernel, vma: vm_area_struct, pvma: vm_area_struct) -> int:
+    """``anon_vma_fork()`` (mm/rmap.c, v6.18): attach a child's VMA.
+
+    The child's VMA is linked to every anon_vma of the parent's VMA (so rmap
+    finds the pages it has not COWed yet), then gets its own anon_vma for the
+    pages it will COW, unless ``anon_vma_clone()`` reused one.
+
+    :param vma: the child's ``struct vm_area_struct *`` (a ``vm_area_dup()`` copy).
+    :param pvma: the parent's ``struct vm_area_struct *``.
+    :returns: 0, or ``-ENOMEM``.
+    """
+    fn = "anon_vma_fork"
+    # Don't bother if the parent process has no anon_vma here.
+    if pvma.anon_vma is None:
+        return 0
+    # Drop inherited anon_vma, we'll reuse existing or allocate new.
+    vma.anon_vma = None
+    # First, attach the new VMA to the parent VMA's anon_vmas, so rmap can
+    # find non-COWed pages in child processes.
+    if k.ops.anon_vma_clone(k, vma, pvma):
+        return -errno.ENOMEM
+    # An existing anon_vma has been reused, all done then.
+    if vma.anon_vma is not None:
+        return 0
+    # Then add our own anon_vma.
+    av = anon_vma_alloc(k, fn)
+    if av is None:
+        k.ops.unlink_anon_vmas(k, vma)
+        return -errno.ENOMEM
+    av.num_active_vmas += 1
+    avc = anon_vma_chain_alloc(k, fn)
+    if avc is None:
+        put_anon_vma(k, av, fn)  # out_error_free_anon_vma
+        k.ops.unlink_anon_vmas(k, vma)
+        return -errno.ENOMEM
+    # The root anon_vma's rwsem is the lock actually used when we lock any of
+    # the anon_vmas in this anon_vma tree.
+    kasan_check(pvma.anon_vma, fn)
+    av.root = pvma.anon_vma.root
+    av.parent = pvma.anon_vma
+    # With refcounts, an anon_vma can stay around longer than the process it
+    # belongs to. The root anon_vma needs to be pinned until this anon_vma is
+    # freed, because the lock lives in the root.
+    get_anon_vma(k, av.root, fn)
+    # Mark this anon_vma as the one where our new (COWed) pages go.
+    vma.anon_vma = av
+    anon_vma_lock_write(k, av, fn)
+    anon_vma_chain_link(k, vma, avc, av)
+    av.parent.num_children += 1
+    anon_vma_unlock_write(k, av, fn)
+    return 0
+
+
+def unlink_anon_vmas(k: Kernel, vma: vm_area_struct) -> None:
+    """``unlink_anon_vmas()`` (mm/rmap.c, v6.18): detach a VMA from its anon_vmas.
+
+    "Unlink each anon_vma chained to the VMA. This list is ordered from newest
+    to oldest, ensuring the root anon_vma gets freed last." Empty anon_vmas are
+    left on the list and put in a second pass, outside the lock, "due to
+    __put_anon_vma() needing to write-acquire the anon_vma->root->rwsem".
+    """
+    fn = "unlink_anon_vmas"
+    root: anon_vma | None = None
+    keep: list[anon_vma_chain] = []
+    for avc in list(vma.anon_vma_chain):  # list_for_each_entry_safe: newest first
+        av = avc.anon_vma
+        root = _lock_anon_vma_root(k, root, av, fn)
+        av.rb_root.remove(avc)  # anon_vma_interval_tree_remove()
+        # Leave empty anon_vmas on the list - we'll need to free them outside
+        # the lock.
+        if not av.rb_root:
+            av.parent.num_children -= 1
+            if av.parent.num_children < 0:
+                raise RefcountUnderflow(fn, f"num_children of {av.parent.kname()} below zero")
+            keep.append(avc)
+            continue
+        anon_vma_chain_free(k, avc, fn)
+    vma.anon_vma_chain = keep
+    if vma.anon_vma is not None:
+        vma.anon_vma.num_active_vmas -= 1
+        if vma.anon_vma.num_active_vmas < 0:
+            raise RefcountUnderflow(fn, f"num_active_vmas of {vma.anon_vma.kname()} below zero")
+        # vma->anon_vma pointer was cleared here in the kernel: it must not be
+        # used after this point.
+        vma.anon_vma = None
+    _unlock_anon_vma_root(k, root, fn)
+    # Iterate the list once more, it now only contains empty and unlinked
+    # anon_vmas, destroy them.
+    for avc in keep:
+        av = avc.anon_vma
+        if av.num_children:
+            k.warnings.append(KernelWarning(fn, f"VM_WARN_ON(anon_vma->num_children) on {av.kname()}"))
+        if av.num_active_vmas:
+            k.warnings.append(KernelWarning(fn, f"VM_WARN_ON(anon_vma->num_active_vmas) on {av.kname()}"))
+        put_anon_vma(k, av, fn)
+        anon_vma_chain_free(k, avc, fn)
+    vma.anon_vma_chain = []
+
+
+def anon_vma_merge(k: Kernel, vma: vm_area_struct, next: vm_area_struct) -> None:
+    """``anon_vma_merge()`` (include/linux/rmap.h, v6.18)."""
+    if vma.anon_vma is not next.anon_vma:
+        raise KernelBug("anon_vma_merge", "VM_BUG_ON_VMA(vma->anon_vma != next->anon_vma)")
+    k.ops.unlink_anon_vmas(k, next)
+
+
+# -- folios ------------------------------------------------------------------------
+
+def linear_page_index(vma: vm_area_struct, address: int) -> int:
+    """``linear_page_index()`` (include/linux/pagemap.h): the pgoff of ``address``."""
+    return address - vma.vm_start + vma.vm_pgoff
+
+
+def vma_address(vma: vm_area_struct, pgoff: int) -> int | None:
+    """``vma_address()`` (mm/internal.h, v6.18) for one page (``None`` if outside)."""
+    address = vma.vm_start + pgoff - vma.vm_pgoff
+    if vma.vm_start <= address < vma.vm_end:
+        return address
+    return None
+
+
+def __folio_set_anon(k: Kernel, f: folio, vma: vm_area_struct, address: int, exclusive: bool) -> None:
+    """``__folio_set_anon()`` (mm/rmap.c, v6.18).
+
+    "If the folio isn't exclusive to this vma, we must use the _oldest_
+    possible anon_vma for the folio mapping!"
+    """
+    av = vma.anon_vma
+    if av is None:
+        raise KernelBug("__folio_set_anon", "VM_BUG_ON_VMA(!anon_vma, vma)")
+    if not exclusive:
+        av = av.root
+    f.mapping = av
+    f.index = linear_page_index(vma, address)
+
+
+def folio_add_new_anon_rmap(k: Kernel, f: folio, vma: vm_area_struct, address: int,
+                            exclusive: bool = True) -> None:
+    """``folio_add_new_anon_rmap()`` (mm/rmap.c, v6.18) with ``RMAP_EXCLUSIVE``."""
+    if vma.vm_start > address or address >= vma.vm_end:
+        raise KernelBug("folio_add_new_anon_rmap", "VM_BUG_ON_VMA(address < vma->vm_start || ...)")
+    __folio_set_anon(k, f, vma, address, exclusive)
+    f._mapcount = 1
+    f.anon_exclusive = exclusive
+
+
+def folio_try_dup_anon_rmap_pte(k: Kernel, f: folio, dst_vma: vm_area_struct,
+                                src_vma: vm_area_struct) -> int:
+    """``folio_try_dup_anon_rmap_pte()`` (include/linux/rmap.h, v6.18), for fork.
+
+    Without pins (no GUP in the model) the duplication always succeeds and the
+    page stops being exclusive to the parent.
+    """
+    f._mapcount += 1
+    f.anon_exclusive = False  # ClearPageAnonExclusive(page)
+    return 0
+
+
+def folio_remove_rmap_pte(k: Kernel, f: folio, vma: vm_area_struct) -> None:
+    """``folio_remove_rmap_pte()`` (mm/rmap.c, v6.18).
+
+    "It would be tidy to reset folio_test_anon mapping when fully unmapped, but
+    that might overwrite a racing page_add_anon_rmap": ``->mapping`` stays.
+    """
+    f._mapcount -= 1
+    if f._mapcount < 0:
+        raise RefcountUnderflow("folio_remove_rmap_pte", f"mapcount of page {f.pfn()} below zero")
+
+
+def folio_move_anon_rmap(k: Kernel, f: folio, vma: vm_area_struct) -> None:
+    """``folio_move_anon_rmap()`` (mm/rmap.c, v6.18): move an exclusive folio to ``vma``'s anon_vma.
+
+    "When a folio belongs exclusively to one process after a COW event, that
+    folio can be moved into the anon_vma that belongs to just that process, so
+    the rmap code will not search the parent or sibling processes."
+    """
+    if vma.anon_vma is None:
+        raise KernelBug("folio_move_anon_rmap", "VM_BUG_ON_VMA(!anon_vma, vma)")
+    f.mapping = vma.anon_vma
+
+
+def folio_anon_vma(f: folio) -> anon_vma | None:
+    """``folio_anon_vma()`` (mm/util.c, v6.18): the folio's anon_vma, unchecked."""
+    m = f.mapping
+    return m if isinstance(m, anon_vma) else None
+
+
+def rmap_walk_anon(k: Kernel, f: folio, rmap_one, locked: bool = False) -> None:
+    """``rmap_walk_anon()`` (mm/rmap.c, v6.18): visit every VMA that may map ``f``.
+
+    Walks ``folio_anon_vma(folio)->rb_root`` over the folio's page offset, with
+    the root's rwsem held for read (unless ``locked``), and calls
+    ``rmap_one(vma, address)``; a ``False`` return stops the walk.
+    """
+    fn = "rmap_walk_anon"
+    av = folio_anon_vma(f)
+    if av is None:
+        return
+    if not locked:
+        anon_vma_lock_read(k, av, fn)
+    try:
+        pgoff = f.index
+        for avc in list(av.rb_root):
+            vma = avc.vma
+            kasan_check(vma, fn)
+            if not (vma.vm_pgoff <= pgoff <= vma.last_pgoff()):
+                continue
+            address = vma.vm_start + pgoff - vma.vm_pgoff
+            if rmap_one(vma, address) is False:
+                break
+    finally:
+        if not locked:
+            anon_vma_unlock_read(k, av, fn)
+
+
+RMAP_OPS = {
+    "__anon_vma_prepare": __anon_vma_prepare,
+    "anon_vma_prepare": anon_vma_prepare,
+    "folio_add_new_anon_rmap": folio_add_new_anon_rmap,
+    "folio_move_anon_rmap": folio_move_anon_rmap,
+    "folio_remove_rmap_pte": folio_remove_rmap_pte,
+    "folio_try_dup_anon_rmap_pte": folio_try_dup_anon_rmap_pte,
+    "__put_anon_vma": __put_anon_vma,
+    "anon_vma_clone": anon_vma_clone,
+    "anon_vma_fork": anon_vma_fork,
+    "anon_vma_free": anon_vma_free,
+    "anon_vma_merge": anon_vma_merge,
+    "put_anon_vma": put_anon_vma,
+    "rmap_walk_anon": rmap_walk_anon,
+    "unlink_anon_vmas": unlink_anon_vmas,
+}

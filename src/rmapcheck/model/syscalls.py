@@ -1,0 +1,103 @@
+"""System calls and user accesses of a process, as the scenario drives them.
+
+Each entry takes the kernel, the calling task and addresses in pages, runs the
+kernel's entry point (``ksys_mmap_pgoff()``, ``__vm_munmap()``,
+``do_mprotect_pkey()``, ``do_mremap()``, ``do_madvise()``, ``kernel_clone()``,
+``do_exit()``) and raises :class:`~rmapcheck.model.findings.KernelError` with the
+kernel's errno when the kernel refuses.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from rmapcheck.model.findings import KernelError
+from rmapcheck.model.fork import copy_process, mm_alloc, mmput
+from rmapcheck.model.memory import handle_mm_fault
+from rmapcheck.model.mm_types import task_struct
+from rmapcheck.model.uapi import MADV_NOHUGEPAGE
+
+if TYPE_CHECKING:
+    from rmapcheck.model.kernel import Kernel
+
+__all__ = [
+    "spawn",
+    "sys_exit",
+    "sys_fork",
+    "sys_madvise",
+    "sys_mmap",
+    "sys_mprotect",
+    "sys_mremap",
+    "sys_munmap",
+    "user_read",
+    "user_write",
+]
+
+
+def spawn(k: Kernel, comm: str) -> task_struct:
+    """A new process with an empty address space (the scenario's first process)."""
+    t = task_struct(comm, k.next_pid, mm_alloc(k, comm))
+    k.next_pid += 1
+    k.tasks[comm] = t
+    return t
+
+
+def sys_mmap(k: Kernel, t: task_struct, addr: int, npages: int, prot: int, flags: int) -> int:
+    """``mmap()`` of private anonymous memory, then ``madvise(MADV_NOHUGEPAGE)`` on it.
+
+    The live runner applies ``MADV_NOHUGEPAGE`` to every region so that no THP
+    is ever allocated; the model takes the same two steps.
+    """
+    addr = k.ops.do_mmap(k, t.mm, addr, npages, prot, flags)
+    k.ops.do_madvise(k, t.mm, addr, npages, MADV_NOHUGEPAGE)
+    return addr
+
+
+def sys_munmap(k: Kernel, t: task_struct, addr: int, npages: int) -> None:
+    """``munmap()``."""
+    k.ops.do_munmap(k, t.mm, addr, npages)
+
+
+def sys_mprotect(k: Kernel, t: task_struct, addr: int, npages: int, prot: int) -> None:
+    """``mprotect()``."""
+    k.ops.do_mprotect_pkey(k, t.mm, addr, npages, prot)
+
+
+def sys_mremap(k: Kernel, t: task_struct, addr: int, old_pages: int, new_pages: int, flags: int,
+               new_addr: int) -> int:
+    """``mremap()``."""
+    return k.ops.do_mremap(k, t.mm, addr, old_pages, new_pages, flags, new_addr)
+
+
+def sys_madvise(k: Kernel, t: task_struct, addr: int, npages: int, behavior: int) -> None:
+    """``madvise()``."""
+    k.ops.do_madvise(k, t.mm, addr, npages, behavior)
+
+
+def user_read(k: Kernel, t: task_struct, vpn: int) -> int:
+    """A load from the start of page ``vpn``: fault it in if needed, return its value."""
+    # Even a present PTE needs the VMA to allow the access (PROT_NONE), so
+    # every access goes through the fault path's checks.
+    return handle_mm_fault(k, t.mm, vpn, False).content
+
+
+def user_write(k: Kernel, t: task_struct, vpn: int, value: int) -> None:
+    """A store of ``value`` at the start of page ``vpn``, breaking COW as needed."""
+    f = handle_mm_fault(k, t.mm, vpn, True)
+    f.content = value
+
+
+def sys_fork(k: Kernel, t: task_struct, comm: str) -> task_struct:
+    """``fork()``: ``kernel_clone()`` → ``copy_process()``; the child is named ``comm``."""
+    if comm in k.tasks:
+        raise KernelError(errno.EEXIST, "fork", f"process {comm} exists")
+    child = copy_process(k, t, comm)
+    k.tasks[comm] = child
+    return child
+
+
+def sys_exit(k: Kernel, t: task_struct) -> None:
+    """``exit()``: ``do_exit()`` → ``exit_mm()`` → ``mmput()``."""
+    del k.tasks[t.comm]
+    mmput(k, t.mm)

@@ -1,0 +1,181 @@
+"""Execute a scenario on the model and reduce each step to an :class:`Observation`.
+
+Besides the kernel model, the runner keeps an *abstract memory*: per process,
+the value each arena page must read, as the system calls define it (fork
+copies, writes stay private, unmapping and ``MADV_DONTNEED`` make pages read
+zero, ``mremap`` moves contents). Every read is checked against it, so
+copy-on-write, KSM and migration must be invisible to user space.
+"""
+
+from __future__ import annotations
+
+from rmapcheck.designs import make_kernel
+from rmapcheck.model.findings import DataCorruption, KernelError, SegmentationFault
+from rmapcheck.model.invariants import check_invariants
+from rmapcheck.model.kernel import Kernel
+from rmapcheck.model.mm_types import PAGE_SHIFT, VM_EXEC, VM_READ, VM_WRITE, ZERO_PAGE, mm_struct
+from rmapcheck.model.syscalls import (
+    spawn, sys_exit, sys_fork, sys_madvise, sys_mmap, sys_mprotect, sys_mremap, sys_munmap,
+    user_read, user_write,
+)
+from rmapcheck.model.uapi import (
+    MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE, MAP_FIXED, MAP_FIXED_NOREPLACE,
+    MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE,
+)
+from rmapcheck.scenario.ops import ARENA_BASE, PROTS, Observation, Op, Scenario
+
+__all__ = ["ADVICE", "ARENA_VPN", "ModelRunner", "model_observation"]
+
+ARENA_VPN = ARENA_BASE >> PAGE_SHIFT
+
+#: madvise advice names of the scenario language
+ADVICE = {"dontneed": MADV_DONTNEED, "mergeable": MADV_MERGEABLE, "unmergeable": MADV_UNMERGEABLE}
+
+
+def _prot_str(flags: int) -> str:
+    return ("r" if flags & VM_READ else "-") + ("w" if flags & VM_WRITE else "-") + \
+        ("x" if flags & VM_EXEC else "-")
+
+
+def model_observation(k: Kernel, scenario: Scenario, result: str) -> Observation:
+    """Reduce the model's state to the canonical observables of the live kernel."""
+    lo = ARENA_VPN
+    hi = ARENA_VPN + scenario.arena_pages
+    layout = []
+    raw: dict[str, list[object | None]] = {}
+    ksm_keys = set()
+    for comm in sorted(k.tasks):
+        mm = k.tasks[comm].mm
+        vmas = tuple((max(v.vm_start, lo) - lo, min(v.vm_end, hi) - lo, _prot_str(v.vm_flags))
+                     for v in mm.mmap if v.vm_end > lo and v.vm_start < hi)
+        layout.append((comm, vmas))
+        pt = mm.pgtable
+        row: list[object | None] = []
+        for vpn in range(lo, hi):
+            pte = pt.get(vpn)
+            if pte is None:
+                row.append(None)
+            else:
+                f = pte[0]
+                row.append(f)
+                if f.ksm:
+                    ksm_keys.add(f)
+        raw[comm] = row
+    frames = Observation.canonical_frames(raw, ZERO_PAGE)
+    ksm: frozenset[int] = frozenset()
+    if ksm_keys:
+        nums = {}
+        for comm in sorted(raw):
+            for key, n in zip(raw[comm], dict(frames)[comm]):
+                if key is not None and n is not None:
+                    nums[key] = n
+        ksm = frozenset(nums[f] for f in ksm_keys if f in nums)
+    return Observation(result, tuple(layout), frames, ksm)
+
+
+class ModelRunner:
+    """Run a scenario's operations on a fresh kernel of ``design``.
+
+    :param check: check the kernel's invariants after every step.
+    """
+
+    def __init__(self, scenario: Scenario, design: str = "linux-6.18", check: bool = True,
+                 kernel: Kernel | None = None) -> None:
+        self.scenario = scenario
+        self.k = kernel if kernel is not None else make_kernel(design)
+        self.check = check
+        spawn(self.k, "P0")
+        #: abstract memory: process -> {vpn: value}; absent means zero
+        self.memory: dict[str, dict[int, int]] = {"P0": {}}
+        self.step_no = 0
+
+    def vpn(self, region: str, page: int) -> int:
+        """The virtual page number of ``region[page]``."""
+        return ARENA_VPN + self.scenario.regions[region].at + page
+
+    def mms(self) -> dict[str, mm_struct]:
+        """The live processes' mms by name."""
+        return {c: t.mm for c, t in self.k.tasks.items()}
+
+    def step(self, op: Op) -> Observation:
+        """Perform one operation and observe; findings propagate as exceptions."""
+        self.step_no += 1
+        self.k.clock.step = self.step_no
+        self.k.clock.what = op.text()
+        result = self.perform(op)
+        if self.check:
+            check_invariants(self.k)
+        return model_observation(self.k, self.scenario, result)
+
+    def perform(self, op: Op) -> str:
+        """Perform ``op``; return ``ok``, the errno name, ``SIGSEGV`` or a read's value."""
+        k = self.k
+        t = k.tasks[op.proc]
+        mem = self.memory[op.proc]
+        kind = op.kind
+        try:
+            if kind == "read":
+                vpn = self.vpn(op.region, op.page)
+                value = user_read(k, t, vpn)
+                want = mem.get(vpn, 0)
+                if value != want:
+                    raise DataCorruption(
+                        "user_read", f"{op.proc} reads {value} at {op.region}[{op.page}], wrote {want}")
+                return str(value)
+            if kind == "write":
+                vpn = self.vpn(op.region, op.page)
+                user_write(k, t, vpn, op.value)
+                mem[vpn] = op.value
+                return "ok"
+            start = self.vpn(op.region, op.page) if op.region else 0
+            if kind == "mmap":
+                flags = MAP_FIXED if "fixed" in op.flags else MAP_FIXED_NOREPLACE
+                sys_mmap(k, t, start, op.npages, PROTS[op.prot], flags)
+                self._clear(mem, start, op.npages)
+            elif kind == "munmap":
+                sys_munmap(k, t, start, op.npages)
+                self._clear(mem, start, op.npages)
+            elif kind == "mprotect":
+                sys_mprotect(k, t, start, op.npages, PROTS[op.prot])
+            elif kind == "madvise":
+                if op.advice == "dontneed":
+                    # The mapped parts are zapped even when a hole makes the
+                    # call fail with ENOMEM; holes read nothing at all.
+                    self._clear(mem, start, op.npages)
+                sys_madvise(k, t, start, op.npages, ADVICE[op.advice])
+            elif kind == "mremap":
+                new_pages = op.new_pages or op.npages
+                if op.to_region:
+                    flags = MREMAP_MAYMOVE | MREMAP_FIXED
+                    if "dontunmap" in op.flags:
+                        flags |= MREMAP_DONTUNMAP
+                    new = self.vpn(op.to_region, op.to_page)
+                    sys_mremap(k, t, start, op.npages, new_pages, flags, new)
+                    moved = {i: mem.get(start + i, 0) for i in range(min(op.npages, new_pages))}
+                    self._clear(mem, start, op.npages)
+                    self._clear(mem, new, new_pages)
+                    for i, v in moved.items():
+                        if v:
+                            mem[new + i] = v
+                else:
+                    sys_mremap(k, t, start, op.npages, new_pages, 0, 0)
+                    if new_pages < op.npages:
+                        self._clear(mem, start + new_pages, op.npages - new_pages)
+            elif kind == "fork":
+                sys_fork(k, t, op.child)
+                self.memory[op.child] = dict(mem)
+            elif kind == "exit":
+                sys_exit(k, t)
+                del self.memory[op.proc]
+            else:
+                raise ValueError(f"unknown operation {kind!r}")
+        except KernelError as e:
+            return e.name
+        except SegmentationFault:
+            return "SIGSEGV"
+        return "ok"
+
+    @staticmethod
+    def _clear(mem: dict[int, int], start: int, npages: int) -> None:
+        for vpn in range(start, start + npages):
+            mem.pop(vpn, None)
