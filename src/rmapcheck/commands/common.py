@@ -1,0 +1,63 @@
+"""What the commands share: loading scenarios and designs with one-line errors."""
+
+from __future__ import annotations
+
+import errno as _errno
+from pathlib import Path
+
+from rmapcheck.designs import DesignError, get_design
+from rmapcheck.scenario.ops import Op, Scenario
+from rmapcheck.scenario.parse import ScenarioError, load_scenario
+
+__all__ = ["BUNDLED", "UserError", "check_design", "expectation_error", "load"]
+
+#: the scenarios shipped with the package
+BUNDLED = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+class UserError(Exception):
+    """Bad input: printed as one line, exit status 2."""
+
+
+def load(path: str) -> Scenario:
+    """Load a scenario file; a bundled scenario may be named without its directory."""
+    p = Path(path)
+    if not p.exists() and (BUNDLED / path).exists():
+        p = BUNDLED / path
+    if not p.exists() and (BUNDLED / f"{path}.yaml").exists():
+        p = BUNDLED / f"{path}.yaml"
+    if not p.exists():
+        raise UserError(f"{path}: no such scenario file")
+    try:
+        return load_scenario(str(p))
+    except ScenarioError as e:
+        raise UserError(str(e)) from None
+
+
+def check_design(name: str) -> str:
+    """``name`` if it is a known design, else a :class:`UserError`."""
+    try:
+        get_design(name)
+    except DesignError as e:
+        raise UserError(str(e)) from None
+    return name
+
+
+def expectation_error(s: Scenario, op: Op, result: str) -> str | None:
+    """The one-line error for a step whose result is unexpected (``None`` if fine).
+
+    A step without a stated result must succeed (``ok``) or be a read; a step
+    with one must produce exactly it.
+    """
+    where = f"{s.source}:{op.line}" if op.line else s.source
+    if op.expect is not None:
+        if result != op.expect:
+            return f"{where}: {op.text()}: got {result}"
+        return None
+    if result == "SIGSEGV":
+        return f"{where}: {op.text()}: SIGSEGV"
+    if result in _errno.errorcode.values():
+        return f"{where}: {op.text()}: {result} (the kernel refuses it)"
+    return None
+
+

@@ -1,0 +1,1 @@
+"""Reports: observations, differences and findings as a kernel developer reads them."""
