@@ -10,26 +10,16 @@ from rmapcheck.commands.common import check_design, expectation_error, load
 from rmapcheck.model.findings import RmapFinding
 from rmapcheck.report.finding import format_finding
 from rmapcheck.scenario.execute import ModelRunner
-from rmapcheck.scenario.render import address_map, anon_vma_tree
+from rmapcheck.scenario.render import address_map, anon_vma_tree, vma_namer
 
 __all__ = ["command", "final_state"]
 
 
 def final_state(runner: ModelRunner) -> str:
     """The address maps of all processes and the anon_vmas of the model."""
-    names = {}
-    for comm, t in runner.k.tasks.items():
-        for v in t.mm.mmap:
-            names[v] = comm
-    base = runner.vpn(next(iter(runner.scenario.regions)), 0) - \
-        next(iter(runner.scenario.regions.values())).at
-
-    def name_vma(v: object) -> str:
-        comm = names.get(v, "?")
-        return f"{comm}[{v.vm_start - base:#x},{v.vm_end - base:#x})"  # type: ignore[attr-defined]
-
+    mms = runner.mms()
     avs = runner.k.anon_vma_cachep.live()
-    return address_map(runner.mms(), runner.scenario) + "\n" + anon_vma_tree(avs, name_vma)
+    return address_map(mms, runner.scenario) + "\n\n" + anon_vma_tree(avs, vma_namer(mms, runner.scenario))
 
 
 @click.command("run")
