@@ -1,0 +1,271 @@
+"""A scenario process on the live kernel: one worker per scenario process.
+
+Mirrors, from user space, the system calls a scenario step names
+(``mmap``/``munmap`` in ``mm/mmap.c`` and ``mm/vma.c``, ``mprotect`` in
+``mm/mprotect.c``, ``mremap`` in ``mm/mremap.c``, ``madvise`` in
+``mm/madvise.c``, ``fork`` in ``kernel/fork.c``, ``_exit`` in
+``kernel/exit.c``), issued through libc at exact addresses.
+
+Started as ``python -m rmapcheck.live.worker ADDRESS NAME``: the worker
+connects to the controller's Unix stream socket (``@name`` stands for an
+abstract address), says hello (``{"hello": NAME, "pid": PID}``) and then
+serves one JSON line per command, answering each with one JSON line::
+
+    {"cmd": "mmap", "addr": A, "len": L, "prot": P, "fixed": false}
+    {"cmd": "munmap", "addr": A, "len": L}
+    {"cmd": "mprotect", "addr": A, "len": L, "prot": P}
+    {"cmd": "mremap", "addr": A, "len": L, "new_len": N, "flags": F, "new_addr": B}
+    {"cmd": "madvise", "addr": A, "len": L, "advice": V}
+    {"cmd": "read", "addr": A}                  -> {"result": "<value in decimal>"}
+    {"cmd": "write", "addr": A, "value": V}
+    {"cmd": "fork", "child": NAME}              -> {"result": "ok", "pid": PID}
+    {"cmd": "exit"}                             -> no answer: _exit(0)
+
+``result`` is ``ok``, an errno name (``EEXIST``) or ``SIGSEGV``; a command the
+worker cannot understand gets ``{"error": "<message>"}``. ``read``/``write``
+check ``/proc/self/maps`` first and answer ``SIGSEGV`` without touching memory
+when no VMA covers the address or its protection forbids the access, so a
+worker never crashes. A forked child closes its copy of the parent's
+connection, connects anew and says hello with its own name. Every worker
+ignores ``SIGCHLD`` (children are reaped by the kernel, never left as zombies)
+and ``SIGINT`` (the controller handles Ctrl-C), and exits as soon as its
+connection reaches end of file, so no worker outlives its controller.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+__all__ = [
+    "MADV_DONTNEED",
+    "MADV_NOHUGEPAGE",
+    "MAP_ANONYMOUS",
+    "MAP_FIXED",
+    "MAP_FIXED_NOREPLACE",
+    "MAP_PRIVATE",
+    "MREMAP_DONTUNMAP",
+    "MREMAP_FIXED",
+    "MREMAP_MAYMOVE",
+    "SYS_mremap",
+    "main",
+    "socket_address",
+]
+
+# include/uapi/asm-generic/mman-common.h and include/uapi/linux/mman.h
+# (checked against /usr/include on the machine: MADV_HUGEPAGE is 14,
+# MADV_NOHUGEPAGE is 15).
+MAP_PRIVATE = 0x02
+MAP_FIXED = 0x10
+MAP_ANONYMOUS = 0x20
+MAP_FIXED_NOREPLACE = 0x100000
+MADV_DONTNEED = 4
+MADV_NOHUGEPAGE = 15
+MREMAP_MAYMOVE = 1
+MREMAP_FIXED = 2
+MREMAP_DONTUNMAP = 4
+#: arch/x86/entry/syscalls/syscall_64.tbl
+SYS_mremap = 25
+
+_MAP_FAILED = ctypes.c_void_p(-1).value
+_U64 = (1 << 64) - 1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long]
+_libc.munmap.restype = ctypes.c_int
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.mprotect.restype = ctypes.c_int
+_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.madvise.restype = ctypes.c_int
+_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.syscall.restype = ctypes.c_long
+
+
+def socket_address(text: str) -> str:
+    """The ``AF_UNIX`` address that ``text`` names; ``@x`` is the abstract ``\\0x``."""
+    return "\0" + text[1:] if text.startswith("@") else text
+
+
+def _errname(err: int) -> str:
+    # errno.errorcode gives one name per number (EAGAIN, not EWOULDBLOCK).
+    return errno.errorcode.get(err, f"E{err}")
+
+
+def _check(ret: int) -> str:
+    # A libc call's -1 becomes the errno's name.
+    return _errname(ctypes.get_errno()) if ret == -1 else "ok"
+
+
+def _mmap(cmd: dict[str, Any]) -> dict[str, Any]:
+    addr, length = int(cmd["addr"]), int(cmd["len"])
+    flags = MAP_PRIVATE | MAP_ANONYMOUS | (MAP_FIXED if cmd.get("fixed") else MAP_FIXED_NOREPLACE)
+    ctypes.set_errno(0)
+    got = _libc.mmap(addr, length, int(cmd["prot"]), flags, -1, 0)
+    if got == _MAP_FAILED or got is None:
+        return {"result": _errname(ctypes.get_errno())}
+    if got != addr:
+        # Only a kernel without MAP_FIXED_NOREPLACE (before 4.17) treats it as a hint.
+        _libc.munmap(got, length)
+        return {"error": f"mmap placed {length:#x} bytes at {got:#x}, not at {addr:#x}"}
+    # Keep transparent huge pages (and mTHP) out: one frame per page, always.
+    if _libc.madvise(addr, length, MADV_NOHUGEPAGE) == -1:
+        return {"error": f"madvise(MADV_NOHUGEPAGE) failed: {_errname(ctypes.get_errno())}"}
+    return {"result": "ok"}
+
+
+def _munmap(cmd: dict[str, Any]) -> dict[str, Any]:
+    ctypes.set_errno(0)
+    return {"result": _check(_libc.munmap(int(cmd["addr"]), int(cmd["len"])))}
+
+
+def _mprotect(cmd: dict[str, Any]) -> dict[str, Any]:
+    ctypes.set_errno(0)
+    return {"result": _check(_libc.mprotect(int(cmd["addr"]), int(cmd["len"]), int(cmd["prot"])))}
+
+
+def _mremap(cmd: dict[str, Any]) -> dict[str, Any]:
+    # Through syscall(2): glibc's mremap() only passes new_address with MREMAP_FIXED.
+    ctypes.set_errno(0)
+    ret = _libc.syscall(ctypes.c_long(SYS_mremap), ctypes.c_ulong(int(cmd["addr"])),
+                        ctypes.c_ulong(int(cmd["len"])), ctypes.c_ulong(int(cmd["new_len"])),
+                        ctypes.c_ulong(int(cmd["flags"])), ctypes.c_ulong(int(cmd.get("new_addr", 0))))
+    return {"result": _check(ret)}
+
+
+def _madvise(cmd: dict[str, Any]) -> dict[str, Any]:
+    ctypes.set_errno(0)
+    return {"result": _check(_libc.madvise(int(cmd["addr"]), int(cmd["len"]), int(cmd["advice"])))}
+
+
+def _accessible(addr: int, need: str) -> bool:
+    """Whether a VMA of this process covers ``addr`` with permission ``need``.
+
+    Read before every access so that a forbidden access becomes the answer
+    ``SIGSEGV`` instead of a real fault in the worker.
+    """
+    with open("/proc/self/maps", "rb") as f:
+        for line in f:
+            rng, perms = line.split(b" ", 2)[:2]
+            lo, hi = (int(x, 16) for x in rng.split(b"-"))
+            if lo <= addr and addr + 8 <= hi:
+                index = 0 if need == "r" else 1
+                return perms[index:index + 1] == need.encode()
+            if lo > addr:
+                break
+    return False
+
+
+def _read(cmd: dict[str, Any]) -> dict[str, Any]:
+    addr = int(cmd["addr"])
+    if not _accessible(addr, "r"):
+        return {"result": "SIGSEGV"}
+    return {"result": str(int.from_bytes(ctypes.string_at(addr, 8), "little"))}
+
+
+def _write(cmd: dict[str, Any]) -> dict[str, Any]:
+    addr = int(cmd["addr"])
+    if not _accessible(addr, "w"):
+        return {"result": "SIGSEGV"}
+    data = (int(cmd["value"]) & _U64).to_bytes(8, "little")
+    ctypes.memmove(addr, data, 8)
+    return {"result": "ok"}
+
+
+_HANDLERS = {
+    "mmap": _mmap,
+    "munmap": _munmap,
+    "mprotect": _mprotect,
+    "mremap": _mremap,
+    "madvise": _madvise,
+    "read": _read,
+    "write": _write,
+}
+
+
+def _connect(address: str, name: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(socket_address(address))
+    sock.sendall(json.dumps({"hello": name, "pid": os.getpid()}).encode() + b"\n")
+    return sock
+
+
+def _serve(address: str, name: str) -> None:
+    """Serve commands until ``exit`` or end of file; never returns normally."""
+    sock = _connect(address, name)
+    buf = bytearray()
+    while True:
+        nl = buf.find(b"\n")
+        if nl < 0:
+            chunk = sock.recv(65536)
+            if not chunk:
+                # The controller is gone (or closed us): so are we.
+                os._exit(0)
+            buf += chunk
+            continue
+        line = bytes(buf[:nl])
+        del buf[:nl + 1]
+        try:
+            cmd = json.loads(line)
+            kind = cmd["cmd"]
+        except (ValueError, KeyError, TypeError) as e:
+            reply: dict[str, Any] = {"error": f"bad command {line[:80]!r}: {e}"}
+        else:
+            if kind == "exit":
+                os._exit(0)
+            if kind == "fork":
+                child = str(cmd["child"])
+                try:
+                    pid = os.fork()
+                except OSError as e:
+                    reply = {"result": _errname(e.errno or 0)}
+                else:
+                    if pid == 0:
+                        # The child: drop the parent's connection (close our
+                        # copy of the descriptor; a shutdown() would cut the
+                        # parent off too) and introduce ourselves.
+                        sock.close()
+                        buf.clear()
+                        name = child
+                        try:
+                            sock = _connect(address, name)
+                        except OSError:
+                            os._exit(1)
+                        continue
+                    reply = {"result": "ok", "pid": pid}
+            else:
+                handler = _HANDLERS.get(kind)
+                if handler is None:
+                    reply = {"error": f"unknown command {kind!r}"}
+                else:
+                    try:
+                        reply = handler(cmd)
+                    except (KeyError, TypeError, ValueError, OverflowError) as e:
+                        reply = {"error": f"bad {kind} command: {e!r}"}
+        sock.sendall(json.dumps(reply).encode() + b"\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a worker: ``worker ADDRESS NAME``."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        sys.stderr.write("usage: python -m rmapcheck.live.worker ADDRESS NAME\n")
+        sys.exit(2)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _serve(args[0], args[1])
+    except OSError:
+        # Connection reset or refused: the controller is gone.
+        os._exit(1)
+
+
+if __name__ == "__main__":
+    main()
