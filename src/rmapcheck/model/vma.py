@@ -4,9 +4,22 @@ The model follows the v6.18 code, which carries Linux kernel commit
 879bca0a2c4f ("mm/vma: fix incorrectly disallowed anonymous VMA merges")
 (in v6.15): ``is_mergeable_anon_vma()`` distinguishes the three anon_vma
 configurations of a merge and refuses only those that would widen the anon_vma
-hierarchy of a fork child (``vma_is_fork_child()``). It does *not* carry the
-January 2026 mremap fix that adds ``vmg->copied_from`` (a later design may
-replace ``is_mergeable_anon_vma``/``vma_expand`` through ``k.ops``).
+hierarchy of a fork child (``vma_is_fork_child()``). On top of v6.18 it
+carries the January 2026 stable fix "mm/vma: fix anon_vma UAF on mremap()
+faulted, unfaulted merge" (Lorenzo Stoakes; Fixes: 879bca0a2c4f; Cc: stable),
+with its follow-up "mm/vma: enforce VMA fork limit on unfaulted,faulted
+mremap merge too": ``copy_vma()`` merges through ``vma_merge_copied_range()``,
+which sets ``vmg->copied_from``; ``is_mergeable_anon_vma()`` refuses a Case 1
+merge when the copied-from VMA is a fork child, and ``vma_expand()`` always
+duplicates the copied-from VMA's anon_vmas into the target. The live
+6.18.44 kernel has it: a faulted fork-child VMA moved back in front of an
+unfaulted VMA with contiguous ``vm_pgoff`` does not merge, and with a
+non-fork-child the merged VMA keeps its anon_vma (a later fork child reads
+the data). :data:`VMA_OPS_V6_18_0` replaces ``copy_vma`` by the unfixed
+v6.18 one (:func:`copy_vma_v6_18_0`), which merges without ``copied_from``:
+the merged VMA gets no anon_vma while folios of the source's anon_vma are
+moved into it (the UAF the fix describes; without it the fork child above
+reads 0).
 
 Every VMA of the model is private anonymous: no ``vm_file``, no ``vm_ops``
 (so no ``close``/``may_split``/``open`` hooks and ``can_merge_remove_vma()`` is
@@ -60,6 +73,7 @@ __all__ = [
     "VMA_MERGE_START",
     "VMA_MERGE_SUCCESS",
     "VMA_OPS",
+    "VMA_OPS_V6_18_0",
     "VMG_VMA_STATE",
     "__split_vma",
     "anon_vma_compatible",
@@ -67,6 +81,7 @@ __all__ = [
     "can_vma_merge_before",
     "commit_merge",
     "copy_vma",
+    "copy_vma_v6_18_0",
     "do_vmi_munmap",
     "dup_anon_vma",
     "find_mergeable_anon_vma",
@@ -78,6 +93,7 @@ __all__ = [
     "validate_mm",
     "vma_expand",
     "vma_is_fork_child",
+    "vma_merge_copied_range",
     "vma_merge_existing_range",
     "vma_merge_extend",
     "vma_merge_new_range",
@@ -124,6 +140,8 @@ class vma_merge_struct:
     remove_next: bool = False
     adjust_middle_start: bool = False
     adjust_next_start: bool = False
+    #: If copied from (i.e. mremap()'d) the VMA from which we are copying.
+    copied_from: vm_area_struct | None = None
 
 
 def VMG_VMA_STATE(prev: vm_area_struct | None, vma: vm_area_struct, start: int,
@@ -218,7 +236,11 @@ def is_mergeable_anon_vma(k: Kernel, vmg: vma_merge_struct, merge_next: bool) ->
 
     # Case 1 - we will dup_anon_vma() from src into tgt.
     if tgt_anon is None and src_anon is not None:
-        return not vma_is_fork_child(src)
+        if vma_is_fork_child(src):
+            return False
+        if vma_is_fork_child(vmg.copied_from):
+            return False
+        return True
     # Case 2 - we will simply use tgt's anon_vma.
     if tgt_anon is not None and src_anon is None:
         return not vma_is_fork_child(tgt)
@@ -535,6 +557,9 @@ def vma_merge_existing_range(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct
     # not, we must span a portion of the VMA.
     if (middle is not prev and start != middle.vm_start) or end > middle.vm_end:
         k.warnings.append(KernelWarning(fn, "VM_WARN_ON_VMG: range not within middle"))
+    # An existing merge can never be used by the mremap() logic.
+    if vmg.copied_from is not None:
+        k.warnings.append(KernelWarning(fn, "VM_WARN_ON_VMG(vmg->copied_from)"))
     left_side = start == middle.vm_start
     right_side = end == middle.vm_end
 
@@ -704,10 +729,12 @@ def vma_merge_new_range(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct | No
 
 
 def vma_expand(k: Kernel, vmg: vma_merge_struct) -> int:
-    """``vma_expand()`` (mm/vma.c, v6.18): expand ``vmg->target`` to ``[vmg->start, vmg->end)``.
+    """``vma_expand()`` (mm/vma.c, v6.18 with the 2026 mremap fix): expand ``vmg->target``.
 
-    Removes ``vmg->next`` if the expansion covers it entirely, first giving the
-    target next's anon_vmas (``dup_anon_vma()``) if the target has none.
+    The target grows to ``[vmg->start, vmg->end)``. Removes ``vmg->next`` if
+    the expansion covers it entirely, first giving the target next's anon_vmas
+    (``dup_anon_vma()``) if the target has none; when copying from a VMA
+    (mremap), the target also gets the copied-from VMA's anon_vmas.
 
     :returns: 0 or ``-ENOMEM``.
     """
@@ -720,16 +747,25 @@ def vma_expand(k: Kernel, vmg: vma_merge_struct) -> int:
         raise KernelWarning(fn, "VM_WARN_ON_VMG(!target)")
     if nxt is not None and target is not nxt and vmg.end == nxt.vm_end:
         remove_next = True
-        # In this case we don't report OOM, so vmg->give_up_on_mm is safe.
-        ret, anon_dup = dup_anon_vma(k, target, nxt)
-        if ret:
-            return ret
     # Not merging but overwriting any part of next is not handled.
     if nxt is not None and not remove_next and nxt is not target and vmg.end > nxt.vm_start:
         k.warnings.append(KernelWarning(fn, "VM_WARN_ON_VMG: overwriting part of next"))
-    # Only handles expanding
+    # Only handles expanding.
     if target.vm_start < vmg.start or target.vm_end > vmg.end:
         k.warnings.append(KernelWarning(fn, "VM_WARN_ON_VMG: only handles expanding"))
+    # If we are removing the next VMA or copying from a VMA (e.g.
+    # mremap()'ing), we must propagate anon_vma state.
+    #
+    # Note that, by convention, callers ignore OOM for this case, so we don't
+    # need to account for vmg->give_up_on_mm here.
+    ret = 0
+    if remove_next:
+        ret, anon_dup = dup_anon_vma(k, target, nxt)  # type: ignore[arg-type]
+    if not ret and vmg.copied_from is not None:
+        ret, dup = dup_anon_vma(k, target, vmg.copied_from)
+        anon_dup = dup or anon_dup
+    if ret:
+        return ret
     if remove_next:
         vmg.remove_next = True
     if commit_merge(k, vmg):
@@ -805,8 +841,39 @@ def vma_modify_flags(k: Kernel, prev: vm_area_struct | None, vma: vm_area_struct
     return vma_modify(k, vmg)
 
 
+def vma_merge_copied_range(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct | None:
+    """``vma_merge_copied_range()`` (mm/vma.c, 2026 mremap fix): merge a VMA copied by mremap().
+
+    "vmg->prev, next, start, end, pgoff should all be relative to the COPIED TO
+    range, i.e. the target range for the VMA." ``vmg->middle`` holds the
+    copied-from VMA on entry and moves to ``vmg->copied_from``.
+    """
+    # We must have a copied-from VMA.
+    if vmg.middle is None:
+        k.warnings.append(KernelWarning("vma_merge_copied_range", "VM_WARN_ON_VMG(!vmg->middle)"))
+    vmg.copied_from = vmg.middle
+    vmg.middle = None
+    return k.ops.vma_merge_new_range(k, vmg)
+
+
 def copy_vma(k: Kernel, vma: vm_area_struct, addr: int, npages: int,
              pgoff: int) -> tuple[vm_area_struct | None, vm_area_struct, bool]:
+    """``copy_vma()`` (mm/vma.c, v6.18 with the 2026 mremap fix): see :func:`_copy_vma`."""
+    return _copy_vma(k, vma, addr, npages, pgoff, True)
+
+
+def copy_vma_v6_18_0(k: Kernel, vma: vm_area_struct, addr: int, npages: int,
+                     pgoff: int) -> tuple[vm_area_struct | None, vm_area_struct, bool]:
+    """``copy_vma()`` of v6.18 before the 2026 mremap fix: merges with ``vmg->middle = NULL``.
+
+    Without ``copied_from``, a faulted source merged into an unfaulted
+    neighbour leaves the merged VMA without an anon_vma.
+    """
+    return _copy_vma(k, vma, addr, npages, pgoff, False)
+
+
+def _copy_vma(k: Kernel, vma: vm_area_struct, addr: int, npages: int, pgoff: int,
+              copied_from: bool) -> tuple[vm_area_struct | None, vm_area_struct, bool]:
     """``copy_vma()`` (mm/vma.c, v6.18): the destination VMA of an mremap() move.
 
     Merges ``[addr, addr + npages)`` with its neighbours if it can, else
@@ -837,10 +904,13 @@ def copy_vma(k: Kernel, vma: vm_area_struct, addr: int, npages: int,
     if new_vma is not None and new_vma.vm_start < addr + npages:
         return None, vma, False  # should never get here
 
-    vmg.middle = None  # New VMA range.
     vmg.pgoff = pgoff
     vmg.next = find_vma(mm, addr)  # vma_iter_next_rewind()
-    new_vma = k.ops.vma_merge_new_range(k, vmg)
+    if copied_from:
+        new_vma = vma_merge_copied_range(k, vmg)
+    else:
+        vmg.middle = None  # New VMA range.
+        new_vma = k.ops.vma_merge_new_range(k, vmg)
 
     if new_vma is not None:
         # Source vma may have been merged into new_vma
@@ -1104,4 +1174,9 @@ VMA_OPS: dict[str, Callable[..., Any]] = {
     "vma_expand": vma_expand,
     "vma_merge_existing_range": vma_merge_existing_range,
     "vma_merge_new_range": vma_merge_new_range,
+}
+
+#: Overrides for a design of v6.18 without the January 2026 mremap fix.
+VMA_OPS_V6_18_0: dict[str, Callable[..., Any]] = {
+    "copy_vma": copy_vma_v6_18_0,
 }
