@@ -609,3 +609,15 @@ def test_live_moved_faulted_vma_keeps_pgoff(k):
     k.ops.do_mremap(k, mm, B + 10, 1, 1, MREMAP_MAYMOVE | MREMAP_FIXED, B + 2)
     assert layout(k) == [(0, 3, 0)]
     check_invariants(k)
+
+
+def test_live_dontunmap_onto_neighbour_merges_with_source(k):
+    """Live: mremap [1,2) of rw [0,2) onto r-x [2,3) with MREMAP_DONTUNMAP unmaps the target,
+    and the unfaulted copy merges with its own source: one rw VMA [0,3) (conform seed 5180)."""
+    mmap(k, 0, 3)
+    k.ops.do_mprotect_pkey(k, mm_of(k), B + 2, 1, PROT_READ | PROT_EXEC)
+    got = k.ops.do_mremap(k, mm_of(k), B + 1, 1, 1,
+                          MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, B + 2)
+    assert got == B + 2
+    assert [v[:2] for v in layout(k)] == [(0, 3)]
+    check_invariants(k)

@@ -550,8 +550,10 @@ def remap_move(k: Kernel, vrm: vma_remap_struct) -> int:
     last_end = 0
     seen_vma = False
     cursor = start
-    while True:
-        vma = find_vma(vrm.mm, cursor)  # for_each_vma_range(vmi, vma, end)
+    while cursor < end:
+        # for_each_vma_range(vmi, vma, end): the maple state resumes after the
+        # last entry found, and only entries below end count.
+        vma = find_vma(vrm.mm, cursor)
         if vma is None or vma.vm_start >= end:
             break
         # Account for start, end not aligned with VMA start, end.
