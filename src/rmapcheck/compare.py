@@ -66,7 +66,7 @@ def diff_scenario(scenario: Scenario, design: str = "linux-6.18") -> DiffResult:
             lv = live.step(op)
             res.model.append(m)
             res.live.append(lv)
-            if m != lv:
+            if not m.matches(lv):
                 res.step = i
                 break
         res.live_seconds = live.op_seconds

@@ -18,10 +18,11 @@ def print_diff(res: DiffResult, verbose: bool) -> None:
     s = res.scenario
     for i, (m, lv) in enumerate(zip(res.model, res.live), 1):
         op = s.ops[i - 1]
-        same = "agree" if m == lv else "DIFFER"
-        if verbose or m != lv:
+        ok = m.matches(lv)
+        same = "agree" if ok else "DIFFER"
+        if verbose or not ok:
             click.echo(f"step {i} (line {op.line}): {op.text()}  -> model {m.result}, live {lv.result}: {same}")
-        if m != lv:
+        if not ok:
             click.echo("  model:")
             click.echo(observation_map(m, s, "    "))
             click.echo("  live kernel:")

@@ -30,6 +30,8 @@ PROTS = {"none": 0, "r": 1, "rw": 3, "rx": 5, "rwx": 7, "w": 3}
 
 OP_KINDS = (
     "mmap", "munmap", "mprotect", "mremap", "madvise", "read", "write", "fork", "exit",
+    # KSM and migration (issue: KSM and page migration in the model)
+    "prctl", "ksm_scan", "ksm_settle", "ksm_set", "migrate",
 )
 
 
@@ -51,7 +53,11 @@ class Op:
     is set (``MREMAP_MAYMOVE|MREMAP_FIXED``) and resizes to ``new_pages`` (0:
     unchanged). ``flags`` holds ``fixed`` (mmap ``MAP_FIXED``) and ``dontunmap``
     (mremap ``MREMAP_DONTUNMAP``). ``advice`` is a madvise advice such as
-    ``dontneed``. ``expect`` is the result the file expects (``ok``, an errno
+    ``dontneed``. KSM and migration steps: ``prctl P merge V``
+    (``PR_SET_MEMORY_MERGE``, ``value`` 0 or 1), ``ksm_scan N`` (``value`` full
+    scans, no process), ``ksm_settle``, ``ksm_set KNOB V`` (``advice`` holds the
+    knob of /sys/kernel/mm/ksm, ``value`` its value), ``migrate P R[i]``.
+    ``expect`` is the result the file expects (``ok``, an errno
     name, ``SIGSEGV`` or a read value), ``None`` if the file states none.
     """
 
@@ -92,6 +98,16 @@ class Op:
             s = f"munmap {self.proc} {rng}"
         elif k == "madvise":
             s = f"madvise {self.proc} {rng} {self.advice}"
+        elif k == "prctl":
+            s = f"prctl {self.proc} merge {self.value}"
+        elif k == "ksm_scan":
+            s = f"ksm_scan {self.value}"
+        elif k == "ksm_settle":
+            s = "ksm_settle"
+        elif k == "ksm_set":
+            s = f"ksm_set {self.advice} {self.value}"
+        elif k == "migrate":
+            s = f"migrate {self.proc} {rng}"
         elif k == "mremap":
             s = f"mremap {self.proc} {rng}"
             if self.to_region:
@@ -151,6 +167,22 @@ class Observation:
     layout: tuple[tuple[str, tuple[tuple[int, int, str], ...]], ...]
     frames: tuple[tuple[str, tuple[int | None, ...]], ...]
     ksm: frozenset[int] = frozenset()
+    #: compared KSM counters of /sys/kernel/mm/ksm, as (name, value), sorted
+    counters: tuple[tuple[str, int], ...] = ()
+    #: per process, the compared fields of /proc/<pid>/ksm_stat, sorted
+    ksm_stat: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = ()
+    #: other outcomes the kernel may legitimately show (the model's prediction
+    #: when timing or scan order decides); empty on the live side
+    alternatives: tuple["Observation", ...] = ()
+
+    def matches(self, live: "Observation") -> bool:
+        """True if ``live`` is this predicted outcome or one of its alternatives."""
+        return live == self._plain() or any(live == a._plain() for a in self.alternatives)
+
+    def _plain(self) -> "Observation":
+        if not self.alternatives:
+            return self
+        return Observation(self.result, self.layout, self.frames, self.ksm, self.counters, self.ksm_stat)
 
     @staticmethod
     def canonical_frames(
