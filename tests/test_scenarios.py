@@ -1,0 +1,75 @@
+"""Every bundled scenario: its stated results on the model, and agreement with the live kernel.
+
+The KSM scenarios (``ksm-*.yaml``) are exercised by their own tests.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from rmapcheck.commands.common import BUNDLED, expectation_error
+from rmapcheck.compare import diff_scenario
+from rmapcheck.report.observation import describe_difference, observation_map
+from rmapcheck.scenario.execute import ModelRunner
+from rmapcheck.scenario.parse import load_scenario
+
+FILES = sorted(p for p in BUNDLED.glob("*.yaml") if not p.name.startswith("ksm-"))
+
+
+def _live_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (pagemap PFNs, /proc/kpageflags)"
+    try:
+        with open("/proc/kpageflags", "rb") as f:
+            f.read(8)
+    except OSError as e:
+        return f"/proc/kpageflags unreadable: {e}"
+    return None
+
+
+_LIVE_REASON = _live_skip_reason()
+
+
+def test_enough_scenarios():
+    assert len(FILES) >= 42
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_scenario_is_documented(path):
+    text = path.read_text()
+    assert text.startswith("# "), f"{path.name} must start with a comment block"
+    s = load_scenario(str(path))
+    assert s.name == path.stem, f"{path.name}: name {s.name!r} should be the file's stem"
+    assert s.description
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_scenario_on_model(path):
+    s = load_scenario(str(path))
+    runner = ModelRunner(s, check=True)
+    for op in s.ops:
+        obs = runner.step(op)
+        err = expectation_error(s, op, obs.result)
+        assert err is None, err
+
+
+@pytest.mark.live
+@pytest.mark.skipif(_LIVE_REASON is not None, reason=_LIVE_REASON or "")
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_scenario_agrees_with_live_kernel(path):
+    s = load_scenario(str(path))
+    res = diff_scenario(s)
+    if res.finding:
+        pytest.fail(f"{path.name}: model finding: {res.finding}")
+    if not res.agree:
+        i = res.step
+        op = s.ops[i - 1]
+        m, lv = res.model[-1], res.live[-1]
+        pytest.fail(
+            f"{path.name}:{op.line}: step {i} ({op.text()}) differs: "
+            f"{describe_difference(m, lv)}\nmodel:\n{observation_map(m, s)}\n"
+            f"live kernel:\n{observation_map(lv, s)}"
+        )
+    assert len(res.live) == len(s.ops)
