@@ -205,6 +205,13 @@ class folio(SlabObject):
         """The page frame number: the folio's slot in the page allocator."""
         return self._slot
 
+    def __reduce_ex__(self, protocol):  # type: ignore[no-untyped-def]
+        # The zero page is one object in every copy of a kernel state (the
+        # model checker copies states with pickle): pickle it by name.
+        if self is ZERO_PAGE:
+            return "ZERO_PAGE"
+        return super().__reduce_ex__(protocol)
+
 
 ZERO_PAGE = folio()
 ZERO_PAGE._live = True

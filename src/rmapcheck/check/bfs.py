@@ -1,0 +1,96 @@
+"""Breadth-first exploration: every state at depth d before any at depth d+1.
+
+The first trace that reaches a violation is therefore a shortest one. States
+wait in the queue as bytes; the visited set maps a fingerprint to its parent
+fingerprint and the action taken, from which a trace is rebuilt.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from rmapcheck.check.checker import Checker, Progress, Result
+from rmapcheck.check.explore import finish, new_result, record
+from rmapcheck.check.model import Finding
+from rmapcheck.scenario.ops import Op
+
+__all__ = ["run_bfs"]
+
+
+def _trace(parents: dict[bytes, tuple[bytes | None, Op | None]], fp: bytes) -> list[Op]:
+    ops: list[Op] = []
+    while True:
+        parent, op = parents[fp]
+        if parent is None:
+            break
+        ops.append(op)  # type: ignore[arg-type]
+        fp = parent
+    ops.reverse()
+    return ops
+
+
+def run_bfs(c: Checker) -> Result:
+    """Explore ``c.model`` breadth-first within its bounds."""
+    m = c.model
+    res = new_result(c, "bfs")
+    t0 = time.perf_counter()
+    init = m.init_state()
+    fp0 = m.fingerprint(init) if c.use_symmetry else b"root"
+    parents: dict[bytes, tuple[bytes | None, Op | None]] = {fp0: (None, None)}
+    queue: deque[tuple[bytes, bytes, int]] = deque([(m.dumps(init), fp0, 0)])
+    seen: dict[tuple[str, str], Finding] = {}
+    setup = list(m.setup)
+    total_bytes = len(queue[0][0])
+    res.distinct = 1
+    next_report = t0 + 1.0
+    cut = False
+    for p in m.sometimes(init):
+        res.sometimes[p] = True
+    counter = 0
+    while queue:
+        data, fp, depth = queue.popleft()
+        if depth >= m.bounds.depth:
+            res.depth = max(res.depth, depth)
+            continue
+        parent = m.loads(data)
+        for op in m.actions(parent):
+            res.states += 1
+            n = m.loads(data)
+            out = m.apply(n, op)
+            if out.findings:
+                trace = setup + _trace(parents, fp) + [op]
+                if record(res, seen, out, trace, len(setup)) and c.stop_on_first:
+                    cut = True
+            if cut:
+                break
+            if out.fatal:
+                continue
+            if c.use_symmetry:
+                nfp = m.fingerprint(n)
+            else:
+                counter += 1
+                nfp = counter.to_bytes(8, "little")
+            if nfp in parents:
+                continue
+            parents[nfp] = (fp, op)
+            nd = m.dumps(n)
+            total_bytes += len(nd)
+            queue.append((nd, nfp, depth + 1))
+            res.distinct += 1
+            res.depth = max(res.depth, depth + 1)
+            for p in m.sometimes(n):
+                res.sometimes[p] = True
+        now = time.perf_counter()
+        if cut or (c.max_seconds is not None and now - t0 > c.max_seconds):
+            cut = True
+            break
+        if c.reporter is not None and now >= next_report:
+            c.reporter(Progress(res.states, res.distinct, res.depth, now - t0))
+            next_report = now + 1.0
+    res.seconds = time.perf_counter() - t0
+    res.exhausted = not cut
+    res.bytes_per_state = (total_bytes + len(parents) * 60) / max(1, res.distinct)
+    if c.reporter is not None:
+        c.reporter(Progress(res.states, res.distinct, res.depth, res.seconds, done=True))
+    return finish(c, res)

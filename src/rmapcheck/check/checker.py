@@ -1,0 +1,146 @@
+"""The checker's builder, result and progress reporting.
+
+Usage, after Stateright's ``CheckerBuilder``::
+
+    result = Checker(KernelModel("linux-2.6.36-pre", bounds)).symmetry().spawn_bfs().join()
+
+Each strategy (:mod:`~rmapcheck.check.bfs`, :mod:`~rmapcheck.check.dfs`,
+:mod:`~rmapcheck.check.simulation`) fills one :class:`Result`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from rmapcheck.check.model import Finding, KernelModel
+
+__all__ = ["Checker", "Progress", "Reporter", "Result"]
+
+
+@dataclass
+class Progress:
+    """A progress report: states generated, distinct states, depth reached, rate."""
+
+    states: int
+    distinct: int
+    depth: int
+    seconds: float
+    done: bool = False
+
+    @property
+    def rate(self) -> float:
+        """Distinct states per second so far."""
+        return self.distinct / self.seconds if self.seconds else 0.0
+
+
+class Reporter(Protocol):
+    """Receives progress while a check runs (the CLI renders it)."""
+
+    def __call__(self, p: Progress) -> None: ...
+
+
+@dataclass
+class Result:
+    """The outcome of one check."""
+
+    design: str
+    strategy: str
+    bounds: dict
+    findings: list[Finding] = field(default_factory=list)
+    states: int = 0
+    distinct: int = 0
+    depth: int = 0
+    seconds: float = 0.0
+    exhausted: bool = False
+    sometimes: dict[str, bool] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    bytes_per_state: float = 0.0
+
+    @property
+    def verdict(self) -> str:
+        """``violation`` if any property failed, else ``clean``."""
+        return "violation" if self.findings else "clean"
+
+    def as_dict(self) -> dict:
+        """The result as plain data (``rmapcheck check --json``)."""
+        return {
+            "design": self.design,
+            "strategy": self.strategy,
+            "verdict": self.verdict,
+            "findings": [{"property": f.property, "function": f.function, "message": f.message,
+                          "trace_length": f.trace_length} for f in self.findings],
+            "distinct_states": self.distinct,
+            "states": self.states,
+            "depth": self.depth,
+            "exhausted": self.exhausted,
+            "seconds": round(self.seconds, 3),
+            "bounds": self.bounds,
+            "sometimes": self.sometimes,
+            "warnings": self.warnings,
+        }
+
+
+class Checker:
+    """Builder: choose reductions and limits, then a strategy."""
+
+    def __init__(self, model: KernelModel) -> None:
+        self.model = model
+        self.use_symmetry = True
+        self.reporter: Reporter | None = None
+        self.stop_on_first = False
+        self.max_seconds: float | None = None
+        self.seed = 0
+        self.runs = 100
+
+    def symmetry(self, on: bool = True) -> Checker:
+        """Use symmetry reduction (canonical fingerprints; on by default)."""
+        self.use_symmetry = on
+        return self
+
+    def report(self, reporter: Reporter) -> Checker:
+        """Report progress to ``reporter`` about once a second."""
+        self.reporter = reporter
+        return self
+
+    def first_violation(self, on: bool = True) -> Checker:
+        """Stop at the first violation instead of collecting every distinct one."""
+        self.stop_on_first = on
+        return self
+
+    def timeout(self, seconds: float | None) -> Checker:
+        """Stop after ``seconds`` (the result then is not exhaustive)."""
+        self.max_seconds = seconds
+        return self
+
+    def spawn_bfs(self) -> Runner:
+        """Breadth-first: shortest counterexamples."""
+        from rmapcheck.check.bfs import run_bfs
+        return Runner(lambda: run_bfs(self))
+
+    def spawn_dfs(self) -> Runner:
+        """Depth-first: less memory, longer traces."""
+        from rmapcheck.check.dfs import run_dfs
+        return Runner(lambda: run_dfs(self))
+
+    def spawn_simulation(self, seed: int = 0, runs: int = 100) -> Runner:
+        """Seeded random walks to the depth bound, for deeper runs."""
+        from rmapcheck.check.simulation import run_simulation
+        self.seed, self.runs = seed, runs
+        return Runner(lambda: run_simulation(self))
+
+
+class Runner:
+    """A started check; :meth:`join` runs it to the end."""
+
+    def __init__(self, fn: Callable[[], Result]) -> None:
+        self.fn = fn
+
+    def join(self) -> Result:
+        """Run the check and return its result."""
+        return self.fn()
+
+
+def _now() -> float:
+    return time.perf_counter()

@@ -1,0 +1,63 @@
+"""What every strategy shares: recording findings and vacuity, warnings about bounds."""
+
+from __future__ import annotations
+
+from rmapcheck.check.checker import Checker, Result
+from rmapcheck.check.model import Finding, Outcome
+from rmapcheck.check.properties import SOMETIMES
+from rmapcheck.scenario.ops import Op
+
+__all__ = ["finish", "new_result", "record"]
+
+
+def new_result(c: Checker, strategy: str) -> Result:
+    """An empty result for checker ``c``."""
+    res = Result(c.model.design, strategy, c.model.bounds.as_dict())
+    res.sometimes = {p.name: False for p in SOMETIMES}
+    return res
+
+
+def record(res: Result, seen: dict[tuple[str, str], Finding], out: Outcome, trace: list[Op],
+           setup: int) -> bool:
+    """Record the findings of ``out`` reached by ``trace``; True if any is new."""
+    new = False
+    for prop, fn, msg, err in out.findings:
+        key = (prop, fn)
+        if key not in seen:
+            f = Finding(prop, fn, msg, trace, setup, err)
+            seen[key] = f
+            res.findings.append(f)
+            new = True
+    return new
+
+
+def finish(c: Checker, res: Result) -> Result:
+    """Add the warnings a person must read before trusting a clean verdict."""
+    b = c.model.bounds
+    if not res.exhausted:
+        res.warnings.append("the exploration was cut short (time limit or first violation): "
+                            "not every state within the bounds was checked")
+    if res.depth >= b.depth:
+        res.warnings.append(f"the depth bound {b.depth} was reached: longer traces were not explored")
+    if c.use_symmetry:
+        res.warnings.append("symmetry reduction is on: states equal up to renaming of processes and "
+                            "objects are explored once (sound; a model whose behaviour depends on names "
+                            "would be under-explored)")
+    if "ksm_scan" in b.ops:
+        res.warnings.append("ksmd runs a whole scan pass per action: races inside a pass are not explored")
+    for name, hit in res.sometimes.items():
+        if not hit and _relevant(name, b.ops):
+            res.warnings.append(f"sometimes-property {name!r} was never reached: the bounds may be too "
+                                "small for what it stands for")
+    res.findings.sort(key=lambda f: (f.trace_length, f.property))
+    return res
+
+
+def _relevant(name: str, ops: tuple[str, ...]) -> bool:
+    if name == "ksm-page":
+        return "ksm_scan" in ops
+    if name == "anon-vma-held-without-vma":
+        return "ksm_scan" in ops or "migrate" in ops
+    if name in ("child-anon-vma", "shared-page"):
+        return "fork" in ops
+    return True

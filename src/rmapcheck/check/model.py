@@ -1,0 +1,208 @@
+"""The checked model: initial state, actions, next state, for one design and bounds.
+
+The model exposes what a checker needs and nothing more (Stateright's
+``Model``): :meth:`KernelModel.init_state`, :meth:`KernelModel.actions` (in a
+deterministic order), :meth:`KernelModel.next_state` and the properties of
+:mod:`rmapcheck.check.properties`. Actions are scenario operations
+(:class:`~rmapcheck.scenario.ops.Op`), so a counterexample is a scenario that
+``rmapcheck replay`` and ``rmapcheck run`` execute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from rmapcheck.check.properties import FATAL, SOMETIMES, data_integrity, property_of
+from rmapcheck.check.world import clone, dumps, fingerprint, loads
+from rmapcheck.designs import make_kernel
+from rmapcheck.model.findings import RmapFinding
+from rmapcheck.model.invariants import check_invariants
+from rmapcheck.scenario.execute import ModelRunner
+from rmapcheck.scenario.ops import Op, Region, Scenario
+
+__all__ = ["ALLOC_SITES", "Bounds", "Finding", "KernelModel", "Outcome", "PRESETS"]
+
+#: kernel allocation sites where a failure can be injected
+ALLOC_SITES = ("anon_vma_alloc", "anon_vma_chain_alloc", "vm_area_dup", "vma_alloc_folio")
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The bounds of one exploration.
+
+    :param processes: most processes alive at once.
+    :param regions: regions, each mapped read-write in the first process.
+    :param pages: pages per region.
+    :param contents: distinct non-zero values a write may store.
+    :param depth: most actions after the setup.
+    :param ops: the operation kinds to explore.
+    :param mergeable: the regions are ``MADV_MERGEABLE`` (for KSM).
+    :param preemption: most times a kernel thread in the middle of an
+        operation is preempted by another action (the preemption bound).
+    :param faults: most injected allocation failures per trace.
+    """
+
+    processes: int = 2
+    regions: int = 1
+    pages: int = 2
+    contents: int = 1
+    depth: int = 8
+    ops: tuple[str, ...] = ("write", "fork", "exit", "munmap")
+    mergeable: bool = False
+    preemption: int = 2
+    faults: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The bounds as plain data (for JSON)."""
+        d = asdict(self)
+        d["ops"] = list(self.ops)
+        return d
+
+
+#: named bounds; ``standard`` is the 6.18 acceptance preset
+PRESETS: dict[str, Bounds] = {
+    "small": Bounds(processes=2, regions=1, pages=1, contents=1, depth=6),
+    "standard": Bounds(processes=3, regions=1, pages=2, contents=1, depth=7,
+                       ops=("write", "read", "fork", "exit", "munmap", "mprotect", "dontneed")),
+}
+
+
+@dataclass
+class Finding:
+    """A violated property, with the shortest trace found to it."""
+
+    property: str
+    function: str
+    message: str
+    trace: list[Op]
+    setup: int
+    error: BaseException | None = field(default=None, repr=False)
+
+    @property
+    def trace_length(self) -> int:
+        """Actions after the setup."""
+        return len(self.trace) - self.setup
+
+
+@dataclass
+class Outcome:
+    """What one action did: the new state (bytes), findings, and whether it may be expanded."""
+
+    state: ModelRunner
+    findings: list[tuple[str, str, str, BaseException]]
+    fatal: bool
+
+
+class KernelModel:
+    """The kernel of ``design`` under ``bounds``, as a model to check."""
+
+    def __init__(self, design: str, bounds: Bounds) -> None:
+        self.design = design
+        self.bounds = bounds
+        at = 0
+        regions = {}
+        for i in range(bounds.regions):
+            name = "ABCDEFGH"[i]
+            regions[name] = Region(name, bounds.pages, at)
+            at += bounds.pages + 1
+        self.setup = []
+        for r in regions.values():
+            self.setup.append(Op("mmap", "P0", r.name, 0, r.pages, prot="rw"))
+            if bounds.mergeable:
+                self.setup.append(Op("madvise", "P0", r.name, 0, r.pages, advice="mergeable"))
+        self.scenario = Scenario(f"check-{design}", regions, [], source=f"<check {design}>")
+        self.ops_table = make_kernel(design).ops
+
+    def init_state(self) -> ModelRunner:
+        """The state after the setup operations (each region mapped in ``P0``)."""
+        r = ModelRunner(self.scenario, self.design, check=False)
+        r.born = 1  # type: ignore[attr-defined]
+        r.faults = 0  # type: ignore[attr-defined]
+        for op in self.setup:
+            r.perform(op)
+        check_invariants(r.k)
+        return r
+
+    def actions(self, r: ModelRunner) -> list[Op]:
+        """The actions enabled in ``r``, in a deterministic order."""
+        b = self.bounds
+        ops = b.ops
+        out: list[Op] = []
+        tasks = sorted(r.k.tasks)
+        for comm in tasks:
+            for reg in self.scenario.regions.values():
+                for page in range(reg.pages):
+                    if "write" in ops:
+                        for v in range(1, b.contents + 1):
+                            out.append(Op("write", comm, reg.name, page, 1, value=v))
+                    if "read" in ops:
+                        out.append(Op("read", comm, reg.name, page, 1))
+                    if "migrate" in ops:
+                        pte = r.k.tasks[comm].mm.pgtable.get(r.vpn(reg.name, page))
+                        if pte is not None and hasattr(pte[0], "content") and pte[0]._slot >= 0:
+                            out.append(Op("migrate", comm, reg.name, page, 1))
+                if "munmap" in ops:
+                    out.append(Op("munmap", comm, reg.name, 0, reg.pages))
+                if "mprotect" in ops and reg.pages > 1:
+                    out.append(Op("mprotect", comm, reg.name, 0, 1, prot="r"))
+                    out.append(Op("mprotect", comm, reg.name, 0, 1, prot="rw"))
+                if "dontneed" in ops:
+                    out.append(Op("madvise", comm, reg.name, 0, reg.pages, advice="dontneed"))
+            if "fork" in ops and len(tasks) < b.processes:
+                out.append(Op("fork", comm, child=f"P{r.born}"))  # type: ignore[attr-defined]
+            if "exit" in ops:
+                out.append(Op("exit", comm))
+        if "ksm_scan" in ops:
+            out.append(Op("ksm_scan", "", value=1))
+        if b.faults and r.faults < b.faults:  # type: ignore[attr-defined]
+            out += [replace(op, flags=op.flags | {f"fail={s}"}) for op in list(out)
+                    if op.kind in ("write", "fork", "mprotect", "munmap") for s in ALLOC_SITES]
+        return out
+
+    def next_state(self, r: ModelRunner, op: Op) -> Outcome:
+        """Apply ``op`` to a copy of ``r`` and judge the result."""
+        n = clone(r)
+        return self.apply(n, op)
+
+    def apply(self, n: ModelRunner, op: Op) -> Outcome:
+        """Apply ``op`` to ``n`` in place and judge the result."""
+        n.step_no += 1
+        k = n.k
+        k.clock.step = n.step_no
+        k.clock.what = op.text()
+        for f in op.flags:
+            if f.startswith("fail="):
+                k.fail_sites.add(f[5:])
+                n.faults += 1  # type: ignore[attr-defined]
+        if op.kind == "fork":
+            n.born += 1  # type: ignore[attr-defined]
+        findings: list[tuple[str, str, str, BaseException]] = []
+        fatal = False
+        try:
+            n.perform(op)
+            k.fail_sites.clear()
+            check_invariants(k)
+            data_integrity(n)
+        except RmapFinding as e:
+            findings.append((property_of(e), e.function, e.message, e))
+            fatal = property_of(e) in FATAL
+        except Exception as e:  # a bug of the model, reported as such
+            findings.append(("model-error", type(e).__name__, f"{type(e).__name__}: {e}", e))
+            fatal = True
+        while k.warnings:
+            w = k.warnings.pop(0)
+            findings.append((property_of(w), getattr(w, "function", "?"), str(w), w))
+        return Outcome(n, findings, fatal)
+
+    def sometimes(self, r: ModelRunner) -> list[str]:
+        """The sometimes-properties that hold in ``r``."""
+        return [p.name for p in SOMETIMES if p.check is not None and p.check(r)]
+
+    # re-exported for the strategies
+    dumps = staticmethod(dumps)
+    fingerprint = staticmethod(fingerprint)
+
+    def loads(self, data: bytes) -> ModelRunner:
+        """A state from bytes."""
+        return loads(data, self.ops_table, self.scenario)

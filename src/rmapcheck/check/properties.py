@@ -1,0 +1,115 @@
+"""Properties by name: what the checker judges every state against.
+
+``always`` properties must hold in every reachable state; each is violated by
+one class of finding (:mod:`rmapcheck.model.findings`) that the model raises
+at the site that detects it, or by a check of the state here. ``sometimes``
+properties must hold in at least one reachable state; they are vacuity checks
+(the exploration did reach KSM merges, child anon_vmas, frees...), and the
+summary warns when one was never reached.
+
+Limits: properties are judged on states between actions (and at the sites
+inside actions that raise findings); a property of the middle of a kernel
+function is only seen if that function raises it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from rmapcheck.model.findings import (
+    DataCorruption, DoubleFree, InvariantViolation, KernelBug, KernelWarning, Leak, LockMisuse,
+    MissedRmapWalk, RefcountUnderflow, RmapFinding, UseAfterFree,
+)
+from rmapcheck.model.mm_types import ZERO_PAGE
+from rmapcheck.scenario.execute import ModelRunner
+
+__all__ = ["ALWAYS", "FATAL", "Property", "SOMETIMES", "data_integrity", "property_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class Property:
+    """A named property: ``kind`` is ``always`` or ``sometimes``."""
+
+    name: str
+    kind: str
+    doc: str
+    check: Callable[[ModelRunner], bool] | None = None
+
+
+#: always-properties, each named by the finding class that violates it
+ALWAYS = (
+    Property(UseAfterFree.property_name, "always", "no access through a reference to a freed object (KASAN)"),
+    Property(DoubleFree.property_name, "always", "no object is freed twice"),
+    Property(Leak.property_name, "always", "every allocated object stays referenced until freed (kmemleak)"),
+    Property(RefcountUnderflow.property_name, "always", "no reference count or counter below zero"),
+    Property(KernelBug.property_name, "always", "no VM_BUG_ON/BUG_ON at a kernel site fires"),
+    Property(KernelWarning.property_name, "always", "no VM_WARN_ON/WARN_ON_ONCE at a kernel site fires"),
+    Property(LockMisuse.property_name, "always",
+             "no release of a lock not held, no lock held on return to user space, no deadlock"),
+    Property(MissedRmapWalk.property_name, "always", "an rmap walk visits every mapping of its folio"),
+    Property(InvariantViolation.property_name, "always",
+             "the invariants of the anon_vma hierarchy (kernel-history.md §5) hold"),
+    Property(DataCorruption.property_name, "always",
+             "every process reads what the abstract memory says it wrote (COW, KSM, migration invisible)"),
+    Property("model-error", "always", "the model itself does not fail (a Python exception in a kernel function)"),
+)
+
+#: findings after which the kernel cannot go on (KASAN and BUG reports, deadlocks)
+FATAL = ("use-after-free", "double-free", "vm-bug-on", "lock-misuse", "model-error")
+
+
+
+def _child_anon_vma(r: ModelRunner) -> bool:
+    return any(a.root is not a for a in r.k.anon_vma_cachep.live())
+
+
+def _ksm_page(r: ModelRunner) -> bool:
+    return any(f.ksm for f in r.k.page_alloc.live())
+
+
+def _pinned_without_vma(r: ModelRunner) -> bool:
+    # an anon_vma kept alive only by an external reference (KSM, migration)
+    return any(not a.rb_root for a in r.k.anon_vma_cachep.live())
+
+
+def _shared_page(r: ModelRunner) -> bool:
+    return any(f._mapcount > 1 for f in r.k.page_alloc.live())
+
+
+SOMETIMES = (
+    Property("child-anon-vma", "sometimes", "a fork created a child anon_vma", _child_anon_vma),
+    Property("shared-page", "sometimes", "a page is mapped by two processes", _shared_page),
+    Property("ksm-page", "sometimes", "ksmd merged a page", _ksm_page),
+    Property("anon-vma-held-without-vma", "sometimes",
+             "an anon_vma outlives its VMAs, held by KSM or migration", _pinned_without_vma),
+)
+
+
+def property_of(e: BaseException) -> str:
+    """The name of the property a finding violates."""
+    if isinstance(e, RmapFinding):
+        return e.property_name
+    return "model-error"
+
+
+def data_integrity(r: ModelRunner) -> None:
+    """Every mapped page holds what its process last wrote there (abstract memory).
+
+    :raises DataCorruption: naming the process, the page and both values.
+    """
+    for comm, t in r.k.tasks.items():
+        mem = r.memory.get(comm, {})
+        for vpn, pte in t.mm.pgtable.items():
+            f = pte[0]
+            if not hasattr(f, "content"):
+                f = getattr(f, "folio", None)
+                if f is None:
+                    continue
+            value = 0 if f is ZERO_PAGE else f.content
+            want = mem.get(vpn, 0)
+            if value != want:
+                raise DataCorruption("data_integrity",
+                                     f"{comm} would read {value} at page {vpn:#x}, but wrote {want}")
+
+
