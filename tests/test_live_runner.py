@@ -314,12 +314,16 @@ def test_ksm_max_page_sharing_restored(tmp_path: Path) -> None:
 
 
 def test_ksm_merges_identical_pages(tmp_path: Path) -> None:
+    # Driving ksmd by hand: pages merge within two full scans.
     with KsmSettings(save_file=tmp_path / "ksm-saved.json", sleep_millisecs=1,
                      pages_to_scan=1000, smart_scan=0, use_zero_pages=0) as ksm:
         with LiveRunner(scenario()) as live:
-            run(live, MMAP_A, Op("madvise", "P0", "A", 0, 4, advice="mergeable"),
-                Op("write", "P0", "A", 0, value=42), Op("write", "P0", "A", 1, value=42),
+            run(live, MMAP_A, Op("write", "P0", "A", 0, value=42), Op("write", "P0", "A", 1, value=42),
                 Op("write", "P0", "A", 2, value=43))
+            # Through the worker, not a KSM step: the runner leaves ksmd alone.
+            live._request(live._workers["P0"], {"cmd": "madvise", "addr": 0x100_0000_0000,
+                                                "len": 4 * 4096, "advice": 12}, MMAP_A)
+            assert live.ksm is None
             ksm.set(run=1)
             wait_full_scans(2, timeout=5)
             ksm.set(run=0)
@@ -328,4 +332,21 @@ def test_ksm_merges_identical_pages(tmp_path: Path) -> None:
         # it runs again), so no KSM counter stays changed.
         ksm.set(run=2)
     assert frames(obs) == {"P0": (0, 0, 1, None, None, None)}
+    assert obs.ksm == frozenset({0})
+
+
+def test_ksm_steps_borrow_active_settings(tmp_path: Path) -> None:
+    # A KSM step inside someone's KsmSettings uses those settings (which
+    # restore everything) instead of failing.
+    sleep = read_knob("sleep_millisecs")
+    with KsmSettings(save_file=tmp_path / "ksm-saved.json", sleep_millisecs=int(sleep) + 2):
+        with LiveRunner(scenario()) as live:
+            run(live, MMAP_A, Op("madvise", "P0", "A", 0, 4, advice="mergeable"),
+                Op("write", "P0", "A", 0, value=42), Op("write", "P0", "A", 1, value=42))
+            obs = live.step(Op("ksm_settle", ""))
+            assert live.ksm is not None
+        assert read_knob("run") == "0"
+        assert read_knob("pages_shared") == "0"  # unmerged when the runner closed
+    assert read_knob("sleep_millisecs") == sleep
+    assert frames(obs) == {"P0": (0, 0, None, None, None, None)}
     assert obs.ksm == frozenset({0})

@@ -20,6 +20,9 @@ restored from when the next :class:`KsmSettings` is entered.
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
 import json
 import os
 import signal
@@ -33,10 +36,17 @@ from typing import Any
 from rmapcheck.live.runner import LiveError
 
 __all__ = [
+    "COUNTERS",
     "KSM_DIR",
+    "LOCK_FILE",
     "SAVE_FILE",
+    "SCENARIO_KNOBS",
+    "SESSION_VALUES",
     "WRITABLE",
+    "KsmSession",
     "KsmSettings",
+    "active_settings",
+    "read_counters",
     "read_knob",
     "wait_full_scans",
 ]
@@ -47,6 +57,13 @@ KSM_DIR = Path("/sys/kernel/mm/ksm")
 #: Where :class:`KsmSettings` keeps the values to restore while it runs. On a
 #: tmpfs, so that it disappears with a reboot just as the settings do.
 SAVE_FILE = Path("/run/rmapcheck-ksm-saved.json")
+
+#: Held (``flock``) by the process whose :class:`KsmSettings` is active, so
+#: that two test runs on one machine take turns with the one global ksmd.
+LOCK_FILE = Path("/run/rmapcheck-ksm.lock")
+
+#: Seconds :class:`KsmSettings` waits for another process's settings to end.
+LOCK_TIMEOUT = 120.0
 
 #: The writable knobs, in the order they are written (``run`` last).
 WRITABLE = (
@@ -166,6 +183,7 @@ class KsmSettings:
         self._saved: dict[str, str] = {}
         self._entered = False
         self._old_handlers: dict[int, _Handler] = {}
+        self._lock_fd = -1
 
     @property
     def saved(self) -> dict[str, str]:
@@ -176,7 +194,12 @@ class KsmSettings:
         global _active
         if _active is not None:
             raise LiveError("KsmSettings already active in this process; use its set()")
-        self._recover_stale()
+        self._lock()
+        try:
+            self._recover_stale()
+        except BaseException:
+            self._unlock()
+            raise
         _active = self
         self._entered = True
         self._install_handlers()
@@ -228,8 +251,54 @@ class KsmSettings:
             if _active is self:
                 _active = None
             self._uninstall_handlers()
+            self._unlock()
+
+    def write(self, name: str, value: int | str) -> str:
+        """Save knob ``name`` (if not yet saved) and write ``value`` to it as is.
+
+        Unlike :meth:`set`, nothing else is written first (no ``run=2`` before
+        ``max_page_sharing``): this is a scenario's ``ksm_set`` step.
+
+        :returns: ``ok`` or the name of the errno the kernel refused it with
+            (``EBUSY`` for ``max_page_sharing`` while KSM pages exist).
+        """
+        if not self._entered:
+            raise LiveError("KsmSettings.write() outside its with-block")
+        (name, text), = self._check({name: value}).items()
+        touched = [name, *_ALSO_CHANGES.get(name, ())]
+        fresh = {n: read_knob(n, self.ksm_dir) for n in touched if n not in self._saved}
+        if fresh:
+            self._saved.update(fresh)
+            self._write_save_file()
+        try:
+            (self.ksm_dir / name).write_text(text)
+        except OSError as e:
+            return errno.errorcode.get(e.errno or 0, f"E{e.errno}")
+        return "ok"
 
     # -- internals ---------------------------------------------------------
+
+    def _lock(self) -> None:
+        # Wait (bounded) for any other process's KSM settings to be restored.
+        fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise LiveError(f"another process held {LOCK_FILE} (KSM settings) "
+                                    f"for {LOCK_TIMEOUT:g}s") from None
+                time.sleep(0.01)
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        fd = getattr(self, "_lock_fd", -1)
+        if fd >= 0:
+            self._lock_fd = -1
+            os.close(fd)  # releases the flock
 
     def _check(self, values: Mapping[str, int | str]) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -293,6 +362,11 @@ class KsmSettings:
             os.kill(os.getpid(), signum)
 
 
+def active_settings() -> KsmSettings | None:
+    """The :class:`KsmSettings` active in this process, if any."""
+    return _active
+
+
 def wait_full_scans(n: int = 2, timeout: float = 5.0, ksm_dir: Path | str = KSM_DIR) -> int:
     """Wait until ksmd's ``full_scans`` has advanced by ``n``; bounded by ``timeout``.
 
@@ -310,3 +384,211 @@ def wait_full_scans(n: int = 2, timeout: float = 5.0, ksm_dir: Path | str = KSM_
             raise LiveError(f"ksmd did {now - start} of {n} full scans within {timeout:g}s "
                             f"(run={read_knob('run', root)})")
         time.sleep(0.001)
+
+
+# -- ksmd under control: the live side of ksm_scan / ksm_settle / ksm_set -----
+
+#: The global counters of /sys/kernel/mm/ksm an observation carries.
+COUNTERS = ("ksm_zero_pages", "pages_shared", "pages_sharing", "pages_unshared", "pages_volatile")
+
+#: The knobs a scenario may set with ``ksm_set``; ``run``, ``sleep_millisecs``,
+#: ``pages_to_scan`` and the advisor drive the scans and stay the runner's.
+SCENARIO_KNOBS = ("max_page_sharing", "merge_across_nodes", "smart_scan", "use_zero_pages",
+                  "stable_node_chains_prune_millisecs")
+
+#: ``sleep_millisecs`` between passes: long enough that ksmd never starts a
+#: pass by itself while a scan is being stopped. Each pass is started by
+#: writing a new value near it (``sleep_millisecs_store()`` wakes ksmd's
+#: timed wait, whose condition is "the value changed").
+SLEEP_BASE = 600_000
+
+#: What a session sets on entry: the kernel's defaults for everything the
+#: model reads, except ``smart_scan=0`` (it skips pages by age) and
+#: ``stable_node_chains_prune_millisecs`` of an hour (the default 2000 decides
+#: by wall-clock time whether a chain lookup prunes stale dups; an hour gives
+#: what the default gives to any run shorter than 2 s: never pruned), and
+#: ``pages_to_scan`` larger than any scenario's pages, so that every batch of
+#: ksmd is exactly one full pass (``ksm_do_scan()`` stops at the end of a pass).
+SESSION_VALUES: dict[str, int | str] = {
+    "advisor_mode": "none",
+    "max_page_sharing": 256,
+    "merge_across_nodes": 1,
+    "use_zero_pages": 0,
+    "smart_scan": 0,
+    "stable_node_chains_prune_millisecs": 3_600_000,
+    "pages_to_scan": 1 << 20,
+    "sleep_millisecs": SLEEP_BASE,
+    "run": 0,
+}
+
+# include/uapi/asm-generic/mman-common.h
+_MADV_MERGEABLE = 12
+_PROT_NONE = 0
+_MAP_PRIVATE_ANONYMOUS = 0x22
+_sentinel: int | None = None
+
+
+def _ensure_sentinel() -> None:
+    """Keep one mergeable mm registered with KSM for the life of this process.
+
+    ksmd only runs while its mm list is non-empty (``ksmd_should_run()``), so
+    without this a ``ksm_scan`` after the scenario's last mergeable mm went
+    would wait for a pass that never comes. The sentinel is one never-touched
+    ``PROT_NONE`` page advised ``MADV_MERGEABLE`` in this (the controller's)
+    process: it has no ``anon_vma``, so ksmd keeps its slot but never makes an
+    rmap_item for it, and no counter changes.
+    """
+    global _sentinel
+    if _sentinel is not None:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    addr = libc.mmap(None, 4096, _PROT_NONE, _MAP_PRIVATE_ANONYMOUS, -1, 0)
+    if addr in (None, ctypes.c_void_p(-1).value):
+        raise LiveError(f"mmap of the KSM sentinel page failed: errno {ctypes.get_errno()}")
+    if libc.madvise(addr, 4096, _MADV_MERGEABLE) != 0:
+        raise LiveError(f"MADV_MERGEABLE on the KSM sentinel page failed: errno {ctypes.get_errno()}")
+    _sentinel = addr
+
+
+def read_counters(ksm_dir: Path | str = KSM_DIR) -> tuple[tuple[str, int], ...]:
+    """The :data:`COUNTERS` as sorted ``(name, value)`` pairs."""
+    root = Path(ksm_dir)
+    return tuple((name, int(read_knob(name, root))) for name in COUNTERS)
+
+
+class KsmSession:
+    """ksmd under the runner's control for one live run.
+
+    On entry it takes a :class:`KsmSettings` (its own, or the one already
+    active in this process, which then restores), writes
+    :data:`SESSION_VALUES` and makes sure no KSM pages of anyone else are
+    counted (``run=2`` unmerges them if any are). ksmd then stays stopped
+    (``run=0``) except inside :meth:`scan`, which makes it do exactly the
+    number of full passes asked for:
+
+    * ``pages_to_scan`` exceeds every page a scan can meet, so one batch of
+      ``ksm_do_scan()`` is one whole pass (it returns when
+      ``scan_get_next_rmap_item()`` finishes the pass);
+    * a pass is started by writing a fresh ``sleep_millisecs`` (wakes the
+      timed wait) and then ``run=1`` (wakes the idle wait); after the batch
+      ksmd sleeps :data:`SLEEP_BASE` ms, so it starts no second pass;
+    * once ``full_scans`` moved, ``run=0`` is written: ``run_store()`` takes
+      ``ksm_thread_mutex``, which ksmd holds for the whole batch, so when it
+      returns no pass is running and none will start. ``full_scans`` read
+      then is final: one more than before (else the pass is retried; two more
+      raises :class:`LiveError`). No pass is ever left half done.
+
+    On leaving, after the runner's processes are gone, ``run=2`` removes
+    every rmap_item and stable node they left (an exited mm's items stay until
+    ksmd passes again), and the settings are restored.
+    """
+
+    def __init__(self, save_file: Path | str = SAVE_FILE, ksm_dir: Path | str = KSM_DIR,
+                 timeout: float = 5.0) -> None:
+        self.save_file = Path(save_file)
+        self.ksm_dir = Path(ksm_dir)
+        self.timeout = timeout
+        self.settings: KsmSettings | None = None
+        self._own = False
+        self._kick = 0
+        #: full passes done, and seconds spent in them
+        self.passes = 0
+        self.scan_seconds = 0.0
+
+    def __enter__(self) -> KsmSession:
+        if not (self.ksm_dir / "run").exists():
+            raise LiveError(f"no KSM in this kernel ({self.ksm_dir} missing)")
+        borrowed = active_settings()
+        if borrowed is not None:
+            self.settings = borrowed
+        else:
+            self.settings = KsmSettings(self.save_file, self.ksm_dir)
+            self.settings.__enter__()
+            self._own = True
+        try:
+            _ensure_sentinel()
+            self.settings.set(**SESSION_VALUES)
+            if any(v for _, v in read_counters(self.ksm_dir)):
+                # Someone's KSM pages (or a killed run's): unmerge them all.
+                self.settings.set(run=2)
+                self.settings.set(run=0)
+                left = [(n, v) for n, v in read_counters(self.ksm_dir) if v]
+                if left:
+                    raise LiveError(f"KSM counters not zero after run=2: {left}")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Unmerge what is left (``run=2``) and restore the settings."""
+        settings, self.settings = self.settings, None
+        if settings is None:
+            return
+        try:
+            settings.set(run=2)
+            settings.set(run=0)
+        finally:
+            if self._own:
+                settings.restore()
+
+    def counters(self) -> tuple[tuple[str, int], ...]:
+        """The global KSM counters now."""
+        return read_counters(self.ksm_dir)
+
+    def set_knob(self, name: str, value: int) -> str:
+        """A scenario's ``ksm_set NAME VALUE``: ``ok`` or the errno name."""
+        if self.settings is None:
+            raise LiveError("KSM session closed")
+        if name not in SCENARIO_KNOBS:
+            raise LiveError(f"ksm_set {name}: not a knob a scenario may set "
+                            f"(one of {', '.join(SCENARIO_KNOBS)})")
+        return self.settings.write(name, value)
+
+    def scan(self, n: int) -> None:
+        """Make ksmd do exactly ``n`` full passes; ksmd is stopped again after."""
+        t0 = time.perf_counter()
+        try:
+            for _ in range(n):
+                self._one_pass()
+                self.passes += 1
+        finally:
+            self.scan_seconds += time.perf_counter() - t0
+
+    def _write(self, name: str, value: int) -> None:
+        _write_knob(name, str(value), self.ksm_dir)
+
+    def _full_scans(self) -> int:
+        with open(self.ksm_dir / "full_scans", "rb") as f:
+            return int(f.read())
+
+    def _one_pass(self) -> None:
+        start = self._full_scans()
+        patience = 0.25
+        deadline = time.monotonic() + self.timeout
+        while True:
+            # A value ksmd cannot have captured for its current sleep.
+            self._kick += 1
+            self._write("sleep_millisecs", SLEEP_BASE + self._kick % 997)
+            self._write("run", 1)
+            wait_until = min(time.monotonic() + patience, deadline)
+            while self._full_scans() == start and time.monotonic() < wait_until:
+                time.sleep(0.0002)
+            self._write("run", 0)  # waits for a running batch to end
+            now = self._full_scans()
+            if now == start + 1:
+                return
+            if now > start + 1:
+                raise LiveError(f"ksmd did {now - start} full scans where one was started")
+            if time.monotonic() >= deadline:
+                raise LiveError(f"ksmd did not complete a full scan within {self.timeout:g}s")
+            # The wake-up was lost (ksmd read the new sleep_millisecs before it
+            # slept) or ksmd got no CPU: start it again, more patiently.
+            patience *= 2

@@ -13,11 +13,34 @@ hello. The controller makes itself a child subreaper
 exited is reparented to it and can be reaped; it holds a pidfd per worker, so
 it never signals or waits for a recycled pid. Every wait is bounded; a
 timeout raises :class:`LiveError`.
+
+KSM (``mm/ksm.c``). The steps ``madvise P R mergeable|unmergeable`` and
+``prctl P merge V`` (``PR_SET_MEMORY_MERGE``) are system calls of a worker;
+``ksm_scan N``, ``ksm_settle`` (two full scans, as the kernel's KSM
+selftests wait) and ``ksm_set KNOB V`` act on ksmd through a
+:class:`~rmapcheck.live.ksm.KsmSession`, which the runner opens when the
+scenario uses KSM (or lazily at the first KSM step), keeps for the whole run
+and closes (unmerging what is left and restoring every knob) in
+:meth:`LiveRunner.close`. Between steps ksmd is always stopped, never in the
+middle of a pass. A worker that set ``PR_SET_MEMORY_MERGE`` has its own
+(interpreter) memory advised unmergeable again before every scan, so the
+counters count exactly the scenario's pages. Observations of a run that uses
+KSM carry the global counters (``/sys/kernel/mm/ksm``) and, per process,
+``/proc/<pid>/ksm_stat``.
+
+``migrate P R[i]`` is ``move_pages(2)`` of that one page to node 0. This
+machine has one NUMA node, so the kernel moves nothing
+(``add_folio_for_migration()`` finds the folio already on the node) and
+answers ``0`` for a mapped page, ``-ENOENT`` for an unpopulated one and
+``-EFAULT`` for the zero page or an address outside any VMA: the step is a
+no-op with the kernel's own result, and comparing it with the model checks
+that a migration in the model is invisible.
 """
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import json
 import os
@@ -38,14 +61,20 @@ from rmapcheck.live.worker import (
     MREMAP_DONTUNMAP,
     MREMAP_FIXED,
     MREMAP_MAYMOVE,
+    PR_SET_MEMORY_MERGE,
 )
 from rmapcheck.scenario.ops import ARENA_BASE, PROTS, Observation, Op, Scenario
 
 __all__ = [
     "ADVICE",
     "DEFAULT_TIMEOUT",
+    "KSM_ADVICE",
+    "KSM_STAT_FIELDS",
+    "KSM_STEPS",
     "LiveError",
     "LiveRunner",
+    "read_ksm_stat",
+    "uses_ksm",
 ]
 
 #: Seconds any single wait (a reply, a hello, an exit, the final reaping) may take.
@@ -70,17 +99,62 @@ ADVICE = {
     "populate_write": 23,
 }
 
+#: Steps that act on KSM (or on a page's placement) rather than on memory.
+KSM_STEPS = ("prctl", "ksm_scan", "ksm_settle", "ksm_set", "migrate")
+
+#: madvise advice that makes a scenario use KSM.
+KSM_ADVICE = ("mergeable", "unmergeable")
+
+#: The fields of ``/proc/<pid>/ksm_stat`` an observation carries.
+KSM_STAT_FIELDS = ("ksm_merging_pages", "ksm_rmap_items", "ksm_zero_pages")
+
+#: Full scans of ``ksm_settle``: the kernel's KSM selftests wait for two.
+SETTLE_SCANS = 2
+
+#: Where ``unmerge_outside`` stops: the arena and a tebibyte after it are the
+#: scenario's, everything else is the interpreter's.
+_ARENA_SPAN = 1 << 40
+
+# mm/migrate.c: move_pages(2); include/uapi/linux/mempolicy.h
+_SYS_move_pages = 279
+_MPOL_MF_MOVE = 2
+
 # include/uapi/linux/prctl.h
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.prctl.restype = ctypes.c_int
+_libc.syscall.restype = ctypes.c_long
 
 # How many runners are open in this process, and the subreaper setting found
 # before the first one made this process a subreaper.
 _open_runners = 0
 _saved_subreaper = 0
+
+
+def uses_ksm(scenario: Scenario) -> bool:
+    """Whether ``scenario`` has a KSM step or mergeable/unmergeable advice."""
+    return any(op.kind in KSM_STEPS or (op.kind == "madvise" and op.advice in KSM_ADVICE)
+               for op in scenario.ops)
+
+
+def _is_ksm_op(op: Op) -> bool:
+    return op.kind in KSM_STEPS or (op.kind == "madvise" and op.advice in KSM_ADVICE)
+
+
+def read_ksm_stat(pid: int) -> tuple[tuple[str, int], ...]:
+    """The :data:`KSM_STAT_FIELDS` of ``/proc/<pid>/ksm_stat``, sorted."""
+    got: dict[str, int] = {}
+    with open(f"/proc/{pid}/ksm_stat") as f:
+        for line in f:
+            name, _, value = line.partition(" ")
+            if name in KSM_STAT_FIELDS:
+                got[name] = int(value)
+    missing = [n for n in KSM_STAT_FIELDS if n not in got]
+    if missing:
+        raise OSError(f"/proc/{pid}/ksm_stat lacks {missing}")
+    return tuple(sorted(got.items()))
 
 
 class LiveError(Exception):
@@ -137,14 +211,20 @@ class LiveRunner:
 
     :param scenario: the scenario; its regions give the addresses.
     :param timeout: seconds any single wait may take.
+    :param ksm_save_file: where the KSM session keeps the knobs to restore
+        (default :data:`rmapcheck.live.ksm.SAVE_FILE`).
     :ivar op_seconds: time spent performing steps (not observing them).
     :raises LiveError: the first worker did not come up in time.
     """
 
-    def __init__(self, scenario: Scenario, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, scenario: Scenario, timeout: float = DEFAULT_TIMEOUT,
+                 ksm_save_file: Path | str | None = None) -> None:
         self.scenario = scenario
         self.timeout = timeout
         self.op_seconds = 0.0
+        self._ksm_save_file = ksm_save_file
+        self._ksm: Any = None  # the KsmSession, once a KSM step needs it
+        self._merge_any: set[str] = set()  # workers with PR_SET_MEMORY_MERGE
         self._workers: dict[str, _Worker] = {}  # live scenario processes by name
         self._started: list[_Worker] = []  # every worker ever started
         self._closed = False
@@ -155,6 +235,8 @@ class LiveRunner:
             self._address = f"@rmapcheck-{os.getpid()}-{secrets.token_hex(8)}"
             self._listener.bind("\0" + self._address[1:])
             self._listener.listen(16)
+            if uses_ksm(scenario):
+                self._ksm_session()
             self._spawn("P0")
         except BaseException:
             self.close()
@@ -198,15 +280,39 @@ class LiveRunner:
         """Perform ``op`` without observing; returns its result string."""
         if self._closed:
             raise LiveError(f"runner closed before '{op.text()}'")
+        kind = op.kind
+        if _is_ksm_op(op):
+            ksm = self._ksm_session()
+            if kind in ("ksm_scan", "ksm_settle"):
+                self._unmerge_interpreters(op)
+                ksm.scan(op.value if kind == "ksm_scan" else SETTLE_SCANS)
+                return "ok"
+            if kind == "ksm_set":
+                return str(ksm.set_knob(op.advice, op.value))
         worker = self._workers.get(op.proc)
         if worker is None:
             raise LiveError(f"no live process {op.proc!r} for '{op.text()}'")
-        kind = op.kind
         if kind == "fork":
-            return self._fork(worker, op)
+            result = self._fork(worker, op)
+            if result == "ok" and op.proc in self._merge_any:
+                self._merge_any.add(op.child)  # MMF_VM_MERGE_ANY is inherited
+            return result
         if kind == "exit":
             self._exit(worker, op)
+            self._merge_any.discard(op.proc)
             return "ok"
+        if kind == "migrate":
+            return self._migrate(worker, op)
+        if kind == "prctl":
+            cmd = {"cmd": "prctl", "option": PR_SET_MEMORY_MERGE, "arg": op.value,
+                   "lo": ARENA_BASE, "hi": ARENA_BASE + _ARENA_SPAN}
+            result = str(self._request(worker, cmd, op)["result"])
+            if result == "ok":
+                if op.value:
+                    self._merge_any.add(op.proc)
+                else:
+                    self._merge_any.discard(op.proc)
+            return result
         cmd: dict[str, Any] = {"cmd": kind}
         if kind in ("read", "write"):
             cmd["addr"] = self._addr(op.region, op.page, op)
@@ -241,10 +347,20 @@ class LiveRunner:
 
         :raises LiveError: a process vanished while it was observed.
         """
+        pids = self.pids
         try:
-            return procfs.observe(result, self.pids, self.scenario.arena_pages)
+            obs = procfs.observe(result, pids, self.scenario.arena_pages)
+            if self._ksm is None:
+                return obs
+            stat = tuple((name, read_ksm_stat(pid)) for name, pid in pids.items())
         except OSError as e:
             raise LiveError(f"observing {sorted(self._workers)} failed: {e}") from e
+        return dataclasses.replace(obs, counters=self._ksm.counters(), ksm_stat=stat)
+
+    @property
+    def ksm(self) -> Any:
+        """The :class:`~rmapcheck.live.ksm.KsmSession` of this run (``None`` before KSM is used)."""
+        return self._ksm
 
     def close(self) -> None:
         """Kill (``SIGKILL``) and reap every worker ever started; bounded.
@@ -283,9 +399,49 @@ class LiveRunner:
             if self._listener is not None:
                 self._listener.close()
                 self._listener = None
-            _leave_subreaper()
+            try:
+                # After the workers are gone: unmerge what they left, restore.
+                ksm, self._ksm = self._ksm, None
+                if ksm is not None:
+                    ksm.close()
+            finally:
+                _leave_subreaper()
 
     # -- internals ---------------------------------------------------------
+
+    def _ksm_session(self) -> Any:
+        if self._ksm is None:
+            from rmapcheck.live.ksm import SAVE_FILE, KsmSession
+
+            session = KsmSession(self._ksm_save_file or SAVE_FILE, timeout=self.timeout)
+            session.__enter__()
+            self._ksm = session
+        return self._ksm
+
+    def _unmerge_interpreters(self, op: Op) -> None:
+        # Keep the interpreters' own memory out of the scan (see the worker).
+        for name in sorted(self._merge_any):
+            w = self._workers.get(name)
+            if w is not None:
+                self._request(w, {"cmd": "unmerge_outside", "lo": ARENA_BASE,
+                                  "hi": ARENA_BASE + _ARENA_SPAN}, op)
+
+    def _migrate(self, w: _Worker, op: Op) -> str:
+        # move_pages(pid, 1, {addr}, {0}, status, MPOL_MF_MOVE): a no-op here.
+        pages = (ctypes.c_void_p * 1)(self._addr(op.region, op.page, op))
+        nodes = (ctypes.c_int * 1)(0)
+        status = (ctypes.c_int * 1)(-errno.EINVAL - 1000)
+        ctypes.set_errno(0)
+        ret = _libc.syscall(ctypes.c_long(_SYS_move_pages), ctypes.c_long(w.pid), ctypes.c_ulong(1),
+                            pages, nodes, status, ctypes.c_int(_MPOL_MF_MOVE))
+        if ret < 0:
+            err = ctypes.get_errno()
+            raise LiveError(f"move_pages for '{op.text()}' failed: {errno.errorcode.get(err, err)}")
+        if status[0] == 0:
+            return "ok"
+        if status[0] < 0:
+            return errno.errorcode.get(-status[0], f"E{-status[0]}")
+        raise LiveError(f"move_pages for '{op.text()}' put the page on node {status[0]}")
 
     def _addr(self, region: str, page: int, op: Op) -> int:
         r = self.scenario.regions.get(region)

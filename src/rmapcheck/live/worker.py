@@ -18,6 +18,8 @@ serves one JSON line per command, answering each with one JSON line::
     {"cmd": "madvise", "addr": A, "len": L, "advice": V}
     {"cmd": "read", "addr": A}                  -> {"result": "<value in decimal>"}
     {"cmd": "write", "addr": A, "value": V}
+    {"cmd": "prctl", "option": O, "arg": V}     prctl(O, V, 0, 0, 0)
+    {"cmd": "unmerge_outside", "lo": A, "hi": B}
     {"cmd": "fork", "child": NAME}              -> {"result": "ok", "pid": PID}
     {"cmd": "exit"}                             -> no answer: _exit(0)
 
@@ -30,6 +32,17 @@ connection, connects anew and says hello with its own name. Every worker
 ignores ``SIGCHLD`` (children are reaped by the kernel, never left as zombies)
 and ``SIGINT`` (the controller handles Ctrl-C), and exits as soon as its
 connection reaches end of file, so no worker outlives its controller.
+
+``prctl(PR_SET_MEMORY_MERGE, 1)`` (``kernel/sys.c``, ``ksm_enable_merge_any()``
+in ``mm/ksm.c``) makes every VMA of the worker mergeable, the interpreter's
+own heap and stacks included, and every VMA mapped later. So that KSM's
+counters count only the scenario's pages, ``unmerge_outside`` advises
+``MADV_UNMERGEABLE`` on everything outside ``[lo, hi)`` (the arena):
+``madvise()`` walks every VMA of a range and, across holes, still applies
+the advice before failing with ``ENOMEM``, which is expected and ignored. The
+worker does it right after ``prctl(PR_SET_MEMORY_MERGE, 1)`` and the
+controller asks for it again before every KSM scan (the interpreter may have
+mapped new memory since).
 """
 
 from __future__ import annotations
@@ -45,6 +58,10 @@ from typing import Any
 
 __all__ = [
     "MADV_DONTNEED",
+    "MADV_MERGEABLE",
+    "MADV_UNMERGEABLE",
+    "PR_SET_MEMORY_MERGE",
+    "TASK_SIZE",
     "MADV_NOHUGEPAGE",
     "MAP_ANONYMOUS",
     "MAP_FIXED",
@@ -67,6 +84,12 @@ MAP_ANONYMOUS = 0x20
 MAP_FIXED_NOREPLACE = 0x100000
 MADV_DONTNEED = 4
 MADV_NOHUGEPAGE = 15
+MADV_MERGEABLE = 12
+MADV_UNMERGEABLE = 13
+#: include/uapi/linux/prctl.h
+PR_SET_MEMORY_MERGE = 67
+#: The end of user space on x86_64 (``TASK_SIZE_MAX`` with 4-level paging).
+TASK_SIZE = 0x7FFF_FFFF_F000
 MREMAP_MAYMOVE = 1
 MREMAP_FIXED = 2
 MREMAP_DONTUNMAP = 4
@@ -87,6 +110,9 @@ _libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.madvise.restype = ctypes.c_int
 _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.syscall.restype = ctypes.c_long
+_libc.prctl.restype = ctypes.c_int
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong]
 
 
 def socket_address(text: str) -> str:
@@ -145,6 +171,40 @@ def _madvise(cmd: dict[str, Any]) -> dict[str, Any]:
     return {"result": _check(_libc.madvise(int(cmd["addr"]), int(cmd["len"]), int(cmd["advice"])))}
 
 
+def _unmerge_outside(lo: int, hi: int) -> str:
+    """``MADV_UNMERGEABLE`` on every VMA outside ``[lo, hi)``; ``ok`` or the errno name.
+
+    ``ENOMEM`` (the ranges have holes) is expected: the advice was still applied.
+    """
+    for start, end in ((0, lo), (hi, TASK_SIZE)):
+        if end <= start:
+            continue
+        ctypes.set_errno(0)
+        if _libc.madvise(start, end - start, MADV_UNMERGEABLE) == -1:
+            err = ctypes.get_errno()
+            if err != errno.ENOMEM:
+                return _errname(err)
+    return "ok"
+
+
+def _prctl(cmd: dict[str, Any]) -> dict[str, Any]:
+    option, arg = int(cmd["option"]), int(cmd["arg"])
+    ctypes.set_errno(0)
+    result = _check(_libc.prctl(option, arg, 0, 0, 0))
+    if result == "ok" and option == PR_SET_MEMORY_MERGE and arg and "lo" in cmd:
+        out = _unmerge_outside(int(cmd["lo"]), int(cmd["hi"]))
+        if out != "ok":
+            return {"error": f"MADV_UNMERGEABLE outside the arena failed: {out}"}
+    return {"result": result}
+
+
+def _unmerge_cmd(cmd: dict[str, Any]) -> dict[str, Any]:
+    out = _unmerge_outside(int(cmd["lo"]), int(cmd["hi"]))
+    if out != "ok":
+        return {"error": f"MADV_UNMERGEABLE outside the arena failed: {out}"}
+    return {"result": "ok"}
+
+
 def _accessible(addr: int, need: str) -> bool:
     """Whether a VMA of this process covers ``addr`` with permission ``need``.
 
@@ -187,6 +247,8 @@ _HANDLERS = {
     "madvise": _madvise,
     "read": _read,
     "write": _write,
+    "prctl": _prctl,
+    "unmerge_outside": _unmerge_cmd,
 }
 
 
