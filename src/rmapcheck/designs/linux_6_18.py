@@ -8,11 +8,13 @@ from rmapcheck.model.fork import FORK_OPS
 from rmapcheck.model.invariants import INVARIANT_OPS
 from rmapcheck.model.madvise import MADVISE_OPS
 from rmapcheck.model.memory import MEMORY_OPS
+from rmapcheck.model.migrate import MIGRATE_OPS, with_migration_refs
 from rmapcheck.model.mmap import MMAP_OPS
 from rmapcheck.model.mprotect import MPROTECT_OPS
 from rmapcheck.model.mremap import MREMAP_OPS
 from rmapcheck.model.rmap import RMAP_OPS
 from rmapcheck.model.vma import VMA_OPS
+from rmapcheck.model.vmscan import VMSCAN_OPS
 
 __all__ = ["CONFIG", "OPS"]
 
@@ -20,6 +22,8 @@ OPS: dict[str, Callable[..., Any]] = {
     **RMAP_OPS, **MEMORY_OPS, **FORK_OPS, **INVARIANT_OPS,
     **VMA_OPS, **MMAP_OPS, **MPROTECT_OPS, **MREMAP_OPS, **MADVISE_OPS,
 }
+# Page migration and reclaim walks; in-flight migrations' references count for the invariants.
+OPS = with_migration_refs({**OPS, **MIGRATE_OPS, **VMSCAN_OPS})
 
 CONFIG: dict[str, Any] = {
     "CONFIG_KSM": True,

@@ -3,6 +3,14 @@
 The PTE of a virtual page is ``mm.pgtable[vpn] = (folio, writable)``. The
 shared zero page is :data:`~rmapcheck.model.mm_types.ZERO_PAGE`, mapped
 read-only and never refcounted (``vm_normal_page()`` returns ``NULL`` for it).
+
+A page under migration has a non-present PTE instead, a *migration entry*
+(``include/linux/swapops.h``): ``(migration_entry(folio, exclusive), writable)``,
+where ``writable`` is the ``SWP_MIGRATION_WRITE`` type and ``exclusive`` without
+``writable`` is ``SWP_MIGRATION_READ_EXCLUSIVE``. A migration entry holds
+neither a mapcount nor a reference of the folio (``try_to_migrate_one()``
+dropped both); the migration's own reference keeps the folio alive. Use
+:func:`is_migration_entry` before reading ``pte[0]`` as a folio.
 A folio's ``_refcount`` equals its mapcount in this model: there is no GUP, no
 swap cache, and the per-CPU LRU batches that may hold a transient reference are
 drained (``lru_add_drain()`` in ``wp_can_reuse_anon_folio()``).
@@ -15,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from rmapcheck.model.findings import KernelBug, KernelError, SegmentationFault
 from rmapcheck.model.mm_types import (
-    VM_READ, VM_SHARED, VM_WRITE, VM_EXEC, ZERO_PAGE, folio, mm_struct, vm_area_struct,
+    VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, ZERO_PAGE, folio, mm_struct, vm_area_struct,
 )
 from rmapcheck.model.slab import kasan_check
 from rmapcheck.model.vma_init import vma_lookup
@@ -25,16 +33,73 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MEMORY_OPS",
+    "copy_nonpresent_pte",
     "copy_page_range",
     "do_anonymous_page",
     "do_wp_page",
     "folio_put",
     "handle_mm_fault",
+    "is_migration_entry",
+    "is_readable_migration_entry",
+    "is_writable_migration_entry",
+    "make_readable_exclusive_migration_entry",
+    "make_readable_migration_entry",
+    "make_writable_migration_entry",
+    "migration_entry",
     "vma_alloc_folio",
     "wp_can_reuse_anon_folio",
     "wp_page_copy",
     "zap_vma_range",
 ]
+
+
+class migration_entry:
+    """A migration swap entry (``swp_entry_t`` of type ``SWP_MIGRATION_*``).
+
+    :param folio: ``struct folio *`` under migration (``pfn_swap_entry_folio()``).
+    :param exclusive: the entry is ``SWP_MIGRATION_READ_EXCLUSIVE`` or
+        ``SWP_MIGRATION_WRITE``: the page was ``PageAnonExclusive`` (or
+        writable) when it was unmapped, and is mapped exclusive again.
+    """
+
+    __slots__ = ("folio", "exclusive")
+
+    def __init__(self, folio: folio, exclusive: bool) -> None:
+        self.folio = folio
+        self.exclusive = exclusive
+
+    def __repr__(self) -> str:
+        return f"migration_entry(page {self.folio.pfn()}, exclusive={self.exclusive})"
+
+
+def make_writable_migration_entry(f: folio) -> tuple[migration_entry, bool]:
+    """``make_writable_migration_entry()`` as a PTE (include/linux/swapops.h, v6.18)."""
+    return (migration_entry(f, True), True)
+
+
+def make_readable_exclusive_migration_entry(f: folio) -> tuple[migration_entry, bool]:
+    """``make_readable_exclusive_migration_entry()`` as a PTE (include/linux/swapops.h, v6.18)."""
+    return (migration_entry(f, True), False)
+
+
+def make_readable_migration_entry(f: folio) -> tuple[migration_entry, bool]:
+    """``make_readable_migration_entry()`` as a PTE (include/linux/swapops.h, v6.18)."""
+    return (migration_entry(f, False), False)
+
+
+def is_migration_entry(pte: object) -> bool:
+    """``is_swap_pte(pte) && is_migration_entry(pte_to_swp_entry(pte))``: ``pte`` is a migration entry."""
+    return isinstance(pte, tuple) and isinstance(pte[0], migration_entry)
+
+
+def is_writable_migration_entry(pte: tuple) -> bool:
+    """``is_writable_migration_entry()`` (include/linux/swapops.h, v6.18)."""
+    return is_migration_entry(pte) and bool(pte[1])
+
+
+def is_readable_migration_entry(pte: tuple) -> bool:
+    """``is_readable_migration_entry()``: ``SWP_MIGRATION_READ``, neither exclusive nor writable."""
+    return is_migration_entry(pte) and not pte[1] and not pte[0].exclusive
 
 
 def vma_alloc_folio(k: Kernel, content: int, function: str) -> folio | None:
@@ -176,6 +241,15 @@ def handle_mm_fault(k: Kernel, mm: mm_struct, vpn: int, write: bool) -> folio:
     if _access_error(vma, write):
         raise SegmentationFault("handle_mm_fault", "access_error")
     pte = mm.pgtable.get(vpn)
+    if pte is not None and is_migration_entry(pte):
+        # do_swap_page(): a migration entry. migration_entry_wait() sleeps
+        # until the migration unlocks the folio, then the fault is retried. A
+        # sequential model cannot sleep: the waiter lets the migration run to
+        # its end first (see migrate.migration_entry_wait()).
+        k.ops.migration_entry_wait(k, mm, vpn)
+        pte = mm.pgtable.get(vpn)
+        if pte is not None and is_migration_entry(pte):
+            raise KernelBug("do_swap_page", f"migration entry at {vpn:#x} survived its migration")
     if pte is None:
         k.ops.do_anonymous_page(k, vma, vpn, write)
     elif write and not pte[1]:
@@ -188,13 +262,16 @@ def zap_vma_range(k: Kernel, vma: vm_area_struct, start: int, end: int) -> None:
 
     Clears each PTE, removes the rmap (``folio_remove_rmap_pte()``) and drops the
     mapping's reference; the mmu_gather frees pages whose refcount reaches zero
-    (``tlb_finish_mmu()``), which the model does at once.
+    (``tlb_finish_mmu()``), which the model does at once. A migration entry
+    (``zap_nonpresent_ptes()``) is only cleared: it holds no mapcount and no
+    reference, and the migration's ``remove_migration_ptes()`` will find no
+    entry to restore there.
     """
     fn = "zap_pte_range"
     pt = vma.vm_mm.pgtable
     for vpn in range(max(start, vma.vm_start), min(end, vma.vm_end)):
         pte = pt.pop(vpn, None)
-        if pte is None:
+        if pte is None or is_migration_entry(pte):
             continue
         f = pte[0]
         if f is ZERO_PAGE:
@@ -211,7 +288,7 @@ def copy_page_range(k: Kernel, dst_vma: vm_area_struct, src_vma: vm_area_struct)
     copy. For each present PTE (``copy_present_pte()``) the folio gains a
     reference and a mapping (``folio_try_dup_anon_rmap_pte()`` clears
     ``PageAnonExclusive``), and a writable COW PTE is write-protected in both
-    parent and child.
+    parent and child. Non-present entries go through ``copy_nonpresent_pte()``.
     """
     fn = "copy_present_pte"
     if src_vma.anon_vma is None:
@@ -221,6 +298,9 @@ def copy_page_range(k: Kernel, dst_vma: vm_area_struct, src_vma: vm_area_struct)
     for vpn in range(src_vma.vm_start, src_vma.vm_end):
         pte = src_pt.get(vpn)
         if pte is None:
+            continue
+        if is_migration_entry(pte):
+            copy_nonpresent_pte(k, dst_vma, src_vma, vpn, pte)
             continue
         f = pte[0]
         if f is ZERO_PAGE:
@@ -233,6 +313,32 @@ def copy_page_range(k: Kernel, dst_vma: vm_area_struct, src_vma: vm_area_struct)
             src_pt[vpn] = (f, False)  # ptep_set_wrprotect()
         dst_pt[vpn] = (f, False)
     return 0
+
+
+def copy_nonpresent_pte(k: Kernel, dst_vma: vm_area_struct, src_vma: vm_area_struct, vpn: int,
+                        pte: tuple) -> None:
+    """``copy_nonpresent_pte()`` (mm/memory.c, v6.18) for a migration entry.
+
+    The entry is copied without a reference or mapcount (the folio is unmapped
+    while it migrates; ``remove_migration_ptes()`` maps the child too, having
+    found the child's VMA through the AVCs ``anon_vma_fork()`` linked). "COW
+    mappings require pages in both parent and child to be set to read. A
+    previously exclusive entry is now shared": a writable or exclusive entry
+    becomes ``make_readable_migration_entry()`` in parent and child.
+
+    :param pte: the parent's migration entry at ``vpn``.
+    """
+    entry = pte[0]
+    kasan_check(entry.folio, "copy_nonpresent_pte")
+    if not is_readable_migration_entry(pte) and _is_cow_mapping(src_vma.vm_flags):
+        pte = make_readable_migration_entry(entry.folio)
+        src_vma.vm_mm.pgtable[vpn] = pte
+    dst_vma.vm_mm.pgtable[vpn] = pte
+
+
+def _is_cow_mapping(flags: int) -> bool:
+    # is_cow_mapping() (include/linux/mm.h): private and may be written.
+    return (flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE
 
 
 MEMORY_OPS = {

@@ -20,10 +20,14 @@ unchanged in substance through v6.18: ``num_children`` counts child anon_vmas
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from rmapcheck.model.findings import KernelBug, KernelWarning, LockMisuse, RefcountUnderflow
-from rmapcheck.model.mm_types import anon_vma, anon_vma_chain, folio, vm_area_struct
+from rmapcheck.model.memory import (
+    folio_put, is_migration_entry, make_readable_exclusive_migration_entry,
+    make_readable_migration_entry, make_writable_migration_entry,
+)
+from rmapcheck.model.mm_types import VM_LOCKED, ZERO_PAGE, anon_vma, anon_vma_chain, folio, mm_struct, vm_area_struct
 from rmapcheck.model.slab import kasan_check
 
 if TYPE_CHECKING:
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LOCK_ORDER",
     "RMAP_OPS",
+    "TTU_RMAP_LOCKED",
     "__anon_vma_prepare",
     "__folio_set_anon",
     "__put_anon_vma",
@@ -48,15 +53,24 @@ __all__ = [
     "anon_vma_prepare",
     "anon_vma_unlock_read",
     "anon_vma_unlock_write",
+    "folio_add_anon_rmap_pte",
     "folio_add_new_anon_rmap",
     "folio_anon_vma",
+    "folio_get_anon_vma",
+    "folio_lock_anon_vma_read",
     "folio_move_anon_rmap",
+    "folio_referenced",
     "folio_remove_rmap_pte",
     "folio_try_dup_anon_rmap_pte",
     "get_anon_vma",
     "linear_page_index",
     "put_anon_vma",
+    "rmap_walk",
     "rmap_walk_anon",
+    "rmap_walk_control",
+    "rmap_walk_locked",
+    "try_to_migrate",
+    "try_to_migrate_one",
     "unlink_anon_vmas",
     "vma_address",
 ]
@@ -535,6 +549,410 @@ def rmap_walk_anon(k: Kernel, f: folio, rmap_one, locked: bool = False) -> None:
             anon_vma_unlock_read(k, av, fn)
 
 
+# -- rmap walks for migration and reclaim (v6.18) -----------------------------------
+#
+# Read from mm/rmap.c of a 6.12-era stable tree and checked against the v6.18
+# quotations of mm/migrate.c: folio_get_anon_vma(), folio_lock_anon_vma_read(),
+# rmap_walk()/rmap_walk_locked(), try_to_migrate(), folio_referenced() have the
+# same shape in v6.18.
+
+def folio_mapped(f: folio) -> bool:
+    """``folio_mapped()`` (include/linux/mm.h): some PTE maps the folio."""
+    return f._mapcount > 0
+
+
+def folio_test_anon(f: folio) -> bool:
+    """``folio_test_anon()``: ``PAGE_MAPPING_ANON`` is set (KSM folios are anonymous too)."""
+    return f.ksm or isinstance(f.mapping, anon_vma)
+
+
+class rmap_walk_control:
+    """``struct rmap_walk_control`` (include/linux/rmap.h, v6.18).
+
+    :param rmap_one: called as ``rmap_one(vma, address)`` for each VMA that may
+        map the folio; ``False`` stops the walk.
+    :param done: ``done(folio)``: ``True`` stops the walk after a VMA.
+    :param anon_lock: locks the anon_vma instead of ``folio_anon_vma()`` plus
+        ``anon_vma_lock_read()``: ``anon_lock(k, folio, rwc)`` returns the
+        anon_vma it read-locked (``NULL`` if none).
+    :param try_lock: do not sleep on a contended rmap lock; set ``contended``.
+    :param invalid_vma: ``invalid_vma(vma)``: ``True`` skips the VMA.
+    """
+
+    __slots__ = ("rmap_one", "done", "anon_lock", "try_lock", "contended", "invalid_vma")
+
+    def __init__(self, rmap_one: Callable[[vm_area_struct, int], object],
+                 done: Callable[[folio], bool] | None = None,
+                 anon_lock: Callable[..., anon_vma | None] | None = None,
+                 try_lock: bool = False,
+                 invalid_vma: Callable[[vm_area_struct], bool] | None = None) -> None:
+        self.rmap_one = rmap_one
+        self.done = done
+        self.anon_lock = anon_lock
+        self.try_lock = try_lock
+        self.contended = False
+        self.invalid_vma = invalid_vma
+
+
+def _rwc_one(rwc: rmap_walk_control, f: folio) -> Callable[[vm_area_struct, int], bool]:
+    # The per-VMA body of rmap_walk_anon()/rmap_walk_ksm(): skip invalid VMAs,
+    # call rmap_one(), stop when it says so or when done() holds. Walkers
+    # (k.ops.rmap_walk_anon, k.ops.rmap_walk_ksm) take this plain callable.
+    def one(vma: vm_area_struct, address: int) -> bool:
+        if rwc.invalid_vma is not None and rwc.invalid_vma(vma):
+            return True
+        if rwc.rmap_one(vma, address) is False:
+            return False
+        if rwc.done is not None and rwc.done(f):
+            return False
+        return True
+    return one
+
+
+def _as_rwc(rwc: rmap_walk_control | Callable[[vm_area_struct, int], object]) -> rmap_walk_control:
+    return rwc if isinstance(rwc, rmap_walk_control) else rmap_walk_control(rwc)
+
+
+def folio_get_anon_vma(k: Kernel, f: folio) -> anon_vma | None:
+    """``folio_get_anon_vma()`` (mm/rmap.c, v6.18): pin the anon_vma of a folio off the LRU.
+
+    "Since there is no serialization what so ever against
+    folio_remove_rmap_*() the best this function can do is return a refcount
+    increased anon_vma that might have been relevant to this page." Under
+    ``rcu_read_lock()``: only an anonymous, mapped folio; then
+    ``atomic_inc_not_zero(&anon_vma->refcount)``, which a freed slot of the
+    ``SLAB_TYPESAFE_BY_RCU`` cache fails harmlessly (its refcount is 0); then
+    "If this folio is still mapped, then its anon_vma cannot have been freed.
+    But if it has been unmapped, we have no security against the anon_vma
+    structure being freed and reused", so an unmapped folio drops the pin.
+
+    :param f: ``struct folio *``, normally locked by the caller.
+    :returns: ``struct anon_vma *`` with one more reference (``NULL`` if none).
+    """
+    fn = "folio_get_anon_vma"
+    m = f.mapping
+    if f.ksm or not isinstance(m, anon_vma):  # (anon_mapping & PAGE_MAPPING_FLAGS) != PAGE_MAPPING_ANON
+        return None
+    if not folio_mapped(f):
+        return None
+    av = m
+    # atomic_inc_not_zero(): the memory stays an anon_vma (type-safe by RCU),
+    # so reading a freed slot's refcount is not a KASAN report.
+    if av.refcount == 0:
+        return None
+    av.refcount += 1
+    if not folio_mapped(f):
+        k.ops.put_anon_vma(k, av, fn)
+        return None
+    return av
+
+
+def _down_read_trylock(k: Kernel, root: anon_vma, function: str) -> bool:
+    # down_read_trylock(&root->rwsem): fails only against a writer.
+    kasan_check(root, function)
+    if root.rwsem_writer:
+        return False
+    root.rwsem_readers += 1
+    return True
+
+
+def folio_lock_anon_vma_read(k: Kernel, f: folio, rwc: rmap_walk_control | None = None) -> anon_vma | None:
+    """``folio_lock_anon_vma_read()`` (mm/rmap.c, v6.18): read-lock a mapped folio's anon_vma.
+
+    "Its a little more complex as it tries to keep the fast path to a single
+    atomic op -- the trylock." The root is read once (``READ_ONCE``) and
+    locked; after the lock ``folio->mapping`` and ``folio_mapped()`` are checked
+    again (the fix of Linux kernel commit f18194275c39 ("mm: fix hang on
+    anon_vma->root->lock") (in v2.6.36)): "If the folio is still mapped, then
+    this anon_vma is still its anon_vma, and holding the mutex ensures that it
+    will not go away, see anon_vma_free()". When the trylock fails, a
+    ``try_lock`` walker gives up (``rwc->contended``); others pin the anon_vma
+    and sleep on the lock, which in a single-threaded model is a deadlock.
+
+    :param rwc: ``struct rmap_walk_control *`` (``NULL`` allowed).
+    :returns: the read-locked ``struct anon_vma *`` (``NULL`` if none); the
+        caller unlocks it with ``anon_vma_unlock_read()``.
+    """
+    fn = "folio_lock_anon_vma_read"
+    while True:  # retry:
+        m = f.mapping
+        if f.ksm or not isinstance(m, anon_vma):
+            return None
+        if not folio_mapped(f):
+            return None
+        av = m
+        # A mapped folio's anon_vma is live; a freed one here is the dangling
+        # folio->mapping of CVE-2022-42703 (kernel-history.md B16).
+        kasan_check(av, fn)
+        root_anon_vma = av.root  # READ_ONCE(anon_vma->root)
+        if _down_read_trylock(k, root_anon_vma, fn):
+            # folio_move_anon_rmap() might have changed the anon_vma as we
+            # might not hold the folio lock here.
+            if f.mapping is not m:
+                up_read(k, root_anon_vma, fn)
+                continue
+            if not folio_mapped(f):
+                up_read(k, root_anon_vma, fn)
+                return None
+            return av
+        if rwc is not None and rwc.try_lock:
+            rwc.contended = True
+            return None
+        # trylock failed, we got to sleep
+        if av.refcount == 0:  # atomic_inc_not_zero()
+            return None
+        av.refcount += 1
+        if not folio_mapped(f):
+            k.ops.put_anon_vma(k, av, fn)
+            return None
+        # we pinned the anon_vma, its safe to sleep
+        anon_vma_lock_read(k, av, fn)
+        if f.mapping is not m:
+            anon_vma_unlock_read(k, av, fn)
+            k.ops.put_anon_vma(k, av, fn)
+            continue
+        av.refcount -= 1
+        if av.refcount == 0:
+            # Oops, we held the last refcount, release the lock and bail --
+            # can't simply use put_anon_vma() because we'll deadlock on the
+            # anon_vma_lock_write() recursion.
+            anon_vma_unlock_read(k, av, fn)
+            k.ops.__put_anon_vma(k, av, fn)
+            return None
+        return av
+
+
+def up_read(k: Kernel, root: anon_vma, function: str) -> None:
+    """``up_read(&root->rwsem)``; releasing a lock not held is lock misuse."""
+    kasan_check(root, function)
+    if root.rwsem_readers <= 0:
+        raise LockMisuse(function, f"up_read of {root.kname()} rwsem not held for read")
+    root.rwsem_readers -= 1
+
+
+def rmap_walk(k: Kernel, f: folio, rwc: rmap_walk_control | Callable[[vm_area_struct, int], object],
+              locked: bool = False) -> None:
+    """``rmap_walk()`` / ``rmap_walk_locked()`` (mm/rmap.c, v6.18): visit the VMAs that may map ``f``.
+
+    A KSM folio goes to ``rmap_walk_ksm()``, an anonymous one to
+    ``rmap_walk_anon()`` (both through ``k.ops``, so a design can replace
+    them). Without ``rwc->anon_lock`` the anon walk locks ``folio_anon_vma()``
+    unpinned: "Users without mmap_lock are required to take a reference count
+    to prevent the anon_vma disappearing" (``rmap_walk_anon_lock()``).
+
+    :param rwc: ``struct rmap_walk_control *``, or a bare ``rmap_one(vma, address)``.
+    :param locked: the caller holds the anon_vma lock (``rmap_walk_locked()``).
+    """
+    fn = "rmap_walk"
+    rwc = _as_rwc(rwc)
+    one = _rwc_one(rwc, f)
+    if f.ksm:
+        if locked:
+            # rmap_walk_locked(): "no ksm support for now"
+            raise KernelBug("rmap_walk_locked", "VM_BUG_ON_FOLIO(folio_test_ksm(folio))")
+        k.ops.rmap_walk_ksm(k, f, one)
+        return
+    if not isinstance(f.mapping, anon_vma):
+        if locked:
+            raise KernelBug("rmap_walk_anon", "VM_BUG_ON_FOLIO(!anon_vma): anon_vma disappear under us?")
+        return  # rmap_walk_file(): no file folios in this model
+    if locked or rwc.anon_lock is None:
+        k.ops.rmap_walk_anon(k, f, one, locked)
+        return
+    av = rwc.anon_lock(k, f, rwc)  # rmap_walk_anon_lock()
+    if av is None:
+        return
+    try:
+        k.ops.rmap_walk_anon(k, f, one, True)
+    finally:
+        anon_vma_unlock_read(k, av, fn)
+
+
+def rmap_walk_locked(k: Kernel, f: folio, rwc: rmap_walk_control | Callable[[vm_area_struct, int], object]) -> None:
+    """``rmap_walk_locked()`` (mm/rmap.c, v6.18): like ``rmap_walk()``, the caller holds the rmap lock."""
+    rmap_walk(k, f, rwc, locked=True)
+
+
+def folio_add_anon_rmap_pte(k: Kernel, f: folio, vma: vm_area_struct, address: int,
+                            exclusive: bool) -> None:
+    """``folio_add_anon_rmap_pte()`` (mm/rmap.c, v6.18): map an existing anon folio once more.
+
+    Checks ``__page_check_anon_rmap()`` for a non-KSM folio: the folio's
+    anon_vma must share the VMA's root and its index must match the address.
+
+    :param exclusive: ``RMAP_EXCLUSIVE``: set ``PageAnonExclusive``.
+    """
+    fn = "__folio_add_anon_rmap"
+    f._mapcount += 1
+    if not f.ksm:
+        av = folio_anon_vma(f)
+        if av is None or vma.anon_vma is None:
+            raise KernelBug("__page_check_anon_rmap", f"NULL anon_vma adding page {f.pfn()} to {vma.kname()}")
+        kasan_check(av, "__page_check_anon_rmap")
+        kasan_check(vma.anon_vma, "__page_check_anon_rmap")
+        if av.root is not vma.anon_vma.root:
+            raise KernelBug("__page_check_anon_rmap",
+                            "VM_BUG_ON_FOLIO(folio_anon_vma(folio)->root != vma->anon_vma->root)")
+        if f.index != linear_page_index(vma, address):
+            raise KernelBug("__page_check_anon_rmap",
+                            "VM_BUG_ON_PAGE(page_to_pgoff(page) != linear_page_index(vma, address))")
+    if exclusive:
+        f.anon_exclusive = True  # SetPageAnonExclusive()
+    if f._mapcount > 1 and f.anon_exclusive:
+        k.warnings.append(KernelWarning(fn, f"VM_WARN_ON_FOLIO(mapcount > 0 && PageAnonExclusive) page {f.pfn()}"))
+
+
+#: ``TTU_RMAP_LOCKED`` of ``enum ttu_flags`` (include/linux/rmap.h, v6.18)
+TTU_RMAP_LOCKED = 0x80
+
+
+def _invalid_migration_vma(vma: vm_area_struct) -> bool:
+    # invalid_migration_vma(): vma_is_temporary_stack(). "During exec, a
+    # temporary VMA is setup and later moved ... migration skips temporary
+    # VMAs until after exec() completes." The model has no exec.
+    return False
+
+
+def _folio_not_mapped(f: folio) -> bool:
+    # folio_not_mapped(): the walk's done() of try_to_migrate()/try_to_unmap().
+    return not folio_mapped(f)
+
+
+def try_to_migrate_one(k: Kernel, f: folio, vma: vm_area_struct, address: int,
+                       visited: list[tuple[mm_struct, int]] | None = None) -> bool:
+    """``try_to_migrate_one()`` (mm/rmap.c, v6.18): replace ``f``'s PTE in ``vma`` by a migration entry.
+
+    ``page_vma_mapped_walk()`` finds the PTE mapping ``f`` at ``address`` (none:
+    nothing to do). The PTE is cleared; an exclusive anon page is shared first
+    (``folio_try_share_anon_rmap_pte()``: "clear PTE first", and without GUP
+    pins it cannot fail); the entry is writable if the PTE was, else
+    readable-exclusive if the page was ``PageAnonExclusive``, else readable.
+    Then the mapping's rmap and reference go (``folio_remove_rmap_pte()``,
+    ``folio_put()``): "the page can not be free in this function as call of
+    try_to_unmap() must hold a reference on the page".
+
+    :param visited: if given, each ``(mm, address)`` whose PTE was replaced is
+        appended (the model's record of what the walk reached).
+    :returns: ``true`` (continue the walk).
+    """
+    fn = "try_to_migrate_one"
+    mm = vma.vm_mm
+    pt = mm.pgtable
+    pte = pt.get(address)
+    if pte is None or is_migration_entry(pte) or pte[0] is not f:
+        return True
+    writable = bool(pte[1])
+    anon_exclusive = folio_test_anon(f) and f.anon_exclusive
+    del pt[address]  # ptep_clear_flush()
+    if writable and folio_test_anon(f) and not anon_exclusive:
+        raise KernelBug(fn, "VM_BUG_ON_PAGE(pte_write(pteval) && folio_test_anon(folio) && !anon_exclusive)")
+    if anon_exclusive:
+        # See folio_try_share_anon_rmap_pte(): clear PTE first.
+        f.anon_exclusive = False
+    # Store the pfn of the page in a special migration pte. do_swap_page()
+    # will wait until the migration pte is removed and then restart fault
+    # handling.
+    if writable:
+        pt[address] = make_writable_migration_entry(f)
+    elif anon_exclusive:
+        pt[address] = make_readable_exclusive_migration_entry(f)
+    else:
+        pt[address] = make_readable_migration_entry(f)
+    k.ops.folio_remove_rmap_pte(k, f, vma)
+    folio_put(k, f, fn)
+    if visited is not None:
+        visited.append((mm, address))
+    return True
+
+
+def try_to_migrate(k: Kernel, f: folio, flags: int = 0,
+                   visited: list[tuple[mm_struct, int]] | None = None) -> None:
+    """``try_to_migrate()`` (mm/rmap.c, v6.18): replace every PTE of ``f`` by a migration entry.
+
+    The walk locks the anon_vma with ``folio_lock_anon_vma_read()`` and stops
+    once the folio is unmapped (``folio_not_mapped()``). Anonymous non-KSM
+    folios skip temporary exec stacks (``invalid_migration_vma()``). "Caller
+    must hold the folio lock."
+
+    :param f: ``struct folio *``, locked.
+    :param flags: ``enum ttu_flags``; only ``TTU_RMAP_LOCKED`` (1) matters here.
+    :param visited: see :func:`try_to_migrate_one`.
+    """
+    if not f.locked:
+        raise KernelBug("try_to_migrate", "caller must hold the folio lock")
+    if f is ZERO_PAGE:
+        return
+
+    def one(vma: vm_area_struct, address: int) -> bool:
+        return k.ops.try_to_migrate_one(k, f, vma, address, visited)
+
+    rwc = rmap_walk_control(one, done=_folio_not_mapped, anon_lock=k.ops.folio_lock_anon_vma_read)
+    if not f.ksm and folio_test_anon(f):
+        rwc.invalid_vma = _invalid_migration_vma
+    k.ops.rmap_walk(k, f, rwc, bool(flags & TTU_RMAP_LOCKED))
+
+
+def folio_referenced(k: Kernel, f: folio, is_locked: bool = False, vm_flags: list[int] | None = None,
+                     visited: list[tuple[mm_struct, int]] | None = None) -> int:
+    """``folio_referenced()`` (mm/rmap.c, v6.18): count the mappings that referenced ``f``.
+
+    "Quick test_and_clear_referenced for all mappings of a folio". The walk
+    uses ``folio_lock_anon_vma_read()`` with ``try_lock`` and stops when every
+    mapping (``folio_mapcount()``) was seen. The model keeps no accessed bit:
+    ``ptep_clear_flush_young_notify()`` finds every present PTE young, so the
+    result is the number of VMAs in which the walk found a PTE of ``f``. A
+    ``VM_LOCKED`` VMA stops the walk ("Restore the mlock which got missed").
+    The model has no memcg and no ``vma_has_recency()`` hints, so no VMA is
+    invalid.
+
+    :param is_locked: the caller holds the folio lock.
+    :param vm_flags: ``unsigned long *vm_flags``: if given, ``vm_flags[0]`` is set
+        to the union of the referencing VMAs' flags (``VM_LOCKED`` if a locked
+        VMA stopped the walk).
+    :param visited: if given, each ``(mm, address)`` found mapped is appended.
+    :returns: the number of referencing mappings, or -1 if the rmap lock was
+        contended.
+    """
+    mapcount = f._mapcount  # folio_mapcount()
+    if not mapcount:
+        return 0
+    if f.mapping is None:  # folio_raw_mapping()
+        return 0
+    we_locked = False
+    if not is_locked and (not folio_test_anon(f) or f.ksm):
+        if f.locked:  # folio_trylock()
+            return 1
+        f.locked = we_locked = True
+    pra = {"mapcount": mapcount, "referenced": 0, "vm_flags": 0}
+
+    def folio_referenced_one(vma: vm_area_struct, address: int) -> bool:
+        pte = vma.vm_mm.pgtable.get(address)
+        if pte is None or is_migration_entry(pte) or pte[0] is not f:
+            return True  # page_vma_mapped_walk() found nothing here
+        if visited is not None:
+            visited.append((vma.vm_mm, address))
+        if vma.vm_flags & VM_LOCKED:
+            # Restore the mlock which got missed
+            pra["vm_flags"] |= VM_LOCKED
+            return False  # To break the loop
+        pra["referenced"] += 1
+        pra["vm_flags"] |= vma.vm_flags & ~VM_LOCKED
+        pra["mapcount"] -= 1
+        return pra["mapcount"] != 0
+
+    rwc = rmap_walk_control(folio_referenced_one, anon_lock=k.ops.folio_lock_anon_vma_read, try_lock=True)
+    if vm_flags is not None:
+        vm_flags[:] = [0]
+    k.ops.rmap_walk(k, f, rwc)
+    if vm_flags is not None:
+        vm_flags[0] = pra["vm_flags"]
+    if we_locked:
+        f.locked = False
+    return -1 if rwc.contended else pra["referenced"]
+
+
+
+
 RMAP_OPS = {
     "__anon_vma_prepare": __anon_vma_prepare,
     "anon_vma_prepare": anon_vma_prepare,
@@ -550,4 +968,12 @@ RMAP_OPS = {
     "put_anon_vma": put_anon_vma,
     "rmap_walk_anon": rmap_walk_anon,
     "unlink_anon_vmas": unlink_anon_vmas,
+    # migration and reclaim walks
+    "folio_add_anon_rmap_pte": folio_add_anon_rmap_pte,
+    "folio_get_anon_vma": folio_get_anon_vma,
+    "folio_lock_anon_vma_read": folio_lock_anon_vma_read,
+    "folio_referenced": folio_referenced,
+    "rmap_walk": rmap_walk,
+    "try_to_migrate": try_to_migrate,
+    "try_to_migrate_one": try_to_migrate_one,
 }
