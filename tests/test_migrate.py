@@ -42,9 +42,12 @@ from rmapcheck.model.migrate import (
 from rmapcheck.model.mm_types import ZERO_PAGE
 from rmapcheck.model.rmap import rmap_walk_anon
 from rmapcheck.model.syscalls import (
-    spawn, sys_exit, sys_fork, sys_mmap, sys_munmap, user_read, user_write,
+    spawn, sys_exit, sys_fork, sys_mmap, sys_mprotect, sys_mremap, sys_munmap, user_read,
+    user_write,
 )
-from rmapcheck.model.uapi import MAP_FIXED_NOREPLACE, PROT_READ, PROT_WRITE
+from rmapcheck.model.uapi import (
+    MAP_FIXED_NOREPLACE, MREMAP_FIXED, MREMAP_MAYMOVE, PROT_READ, PROT_WRITE,
+)
 from rmapcheck.model.vmscan import folio_check_references
 
 RW = PROT_READ | PROT_WRITE
@@ -199,6 +202,35 @@ def test_munmap_of_a_migration_entry_between_phases(k):
     g = page(k, "P0")[0]
     assert g._mapcount == 5 and g._refcount == 5
     assert [c for c in TREE if page(k, c) is not None] == ["P0", "C1", "G1", "G2", "G3"]
+    check_invariants(k)
+
+
+def test_mremap_and_mprotect_of_migration_entries_between_phases(k):
+    """move_ptes() carries the entries; the remove walk finds the moved VMA by its vm_pgoff."""
+    p0 = k.tasks["P0"]
+    sys_mmap(k, p0, BASE, 2, RW, MAP_FIXED_NOREPLACE)
+    user_write(k, p0, BASE, 5)
+    c1 = sys_fork(k, p0, "C1")
+    user_write(k, p0, BASE + 1, 6)  # P0's own page: exclusive and writable
+    f, x = page(k, "P0")[0], page(k, "P0", BASE + 1)[0]
+    st = migrate_prepare(k, f)
+    run_to(k, st, "unmapped")
+    sys_mremap(k, c1, BASE, 2, 2, MREMAP_MAYMOVE | MREMAP_FIXED, BASE + 10)
+    assert page(k, "C1") is None and is_readable_migration_entry(page(k, "C1", BASE + 10))
+    run_to(k, st, "done")
+    g = page(k, "P0")[0]
+    assert page(k, "C1", BASE + 10) == (g, False) and g._mapcount == 2
+    assert user_read(k, c1, BASE + 10) == 5
+    check_invariants(k)
+    st = migrate_prepare(k, x)
+    run_to(k, st, "unmapped")
+    assert is_writable_migration_entry(page(k, "P0", BASE + 1))
+    sys_mprotect(k, p0, BASE, 2, PROT_READ)  # change_pte_range(): no longer writable
+    assert not is_writable_migration_entry(page(k, "P0", BASE + 1))
+    assert not is_readable_migration_entry(page(k, "P0", BASE + 1)), "still exclusive"
+    run_to(k, st, "done")
+    y = page(k, "P0", BASE + 1)[0]
+    assert page(k, "P0", BASE + 1) == (y, False) and y.anon_exclusive and y.content == 6
     check_invariants(k)
 
 
