@@ -361,3 +361,14 @@ def test_stale_migration_entry_fault_is_a_bug():
     assert is_migration_entry(page(k, "G3")) and not f._live
     with pytest.raises(KernelBug, match="stale migration entry"):
         user_read(k, k.tasks["G3"], BASE)
+
+
+def test_without_checking_walks_a_missed_mapping_fails_the_migration_as_in_the_kernel():
+    k = defect_kernel(_skip_mm("G2"))
+    k.config["migration_check_walks"] = False
+    f = anon_tree(k)
+    assert migrate_page_at(k, k.tasks["P0"].mm, BASE) == -errno.EBUSY
+    assert all(page(k, c)[0] is f for c in TREE), "undone: every PTE maps the old frame again"
+    assert f._live and f._mapcount == 6 and not f.locked
+    assert migrations(k) == []
+    check_invariants(k)

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 from rmapcheck.model.fork import FORK_OPS
 from rmapcheck.model.invariants import INVARIANT_OPS
+from rmapcheck.model.ksm import KSM_CONFIG, KSM_OPS
 from rmapcheck.model.madvise import MADVISE_OPS
 from rmapcheck.model.memory import MEMORY_OPS
 from rmapcheck.model.migrate import MIGRATE_OPS, with_migration_refs
@@ -21,6 +22,8 @@ __all__ = ["CONFIG", "OPS"]
 OPS: dict[str, Callable[..., Any]] = {
     **RMAP_OPS, **MEMORY_OPS, **FORK_OPS, **INVARIANT_OPS,
     **VMA_OPS, **MMAP_OPS, **MPROTECT_OPS, **MREMAP_OPS, **MADVISE_OPS,
+    # KSM last: it wraps v6.18's zap_vma_range, do_wp_page and mprotect_fixup.
+    **KSM_OPS,
 }
 # Page migration and reclaim walks; in-flight migrations' references count for the invariants.
 OPS = with_migration_refs({**OPS, **MIGRATE_OPS, **VMSCAN_OPS})
@@ -29,4 +32,6 @@ CONFIG: dict[str, Any] = {
     "CONFIG_KSM": True,
     "CONFIG_MIGRATION": True,
     "sysctl_max_map_count": 65530,
+    # /sys/kernel/mm/ksm at boot (mm/ksm.c, v6.18)
+    **KSM_CONFIG,
 }

@@ -21,8 +21,16 @@ __all__ = [
     "dup_mmap",
     "exit_mmap",
     "mm_alloc",
+    "mmdrop",
+    "mmgrab",
     "mmput",
 ]
+
+# include/linux/mm_types.h, v6.18: the mm flags a child inherits (MMF_INIT_MASK);
+# of the flags the model keeps, only MMF_VM_MERGE_ANY ("the flag is inherited
+# by child processes" of PR_SET_MEMORY_MERGE).
+_MMF_VM_MERGE_ANY = 1 << 30
+_MMF_INIT_MASK = _MMF_VM_MERGE_ANY
 
 
 def mm_alloc(k: Kernel, owner: str, function: str = "mm_alloc") -> mm_struct:
@@ -36,7 +44,39 @@ def mm_alloc(k: Kernel, owner: str, function: str = "mm_alloc") -> mm_struct:
     mm.ksm_rmap_items = 0
     mm.ksm_merging_pages = 0
     mm.ksm_zero_pages = 0
+    _mm_count(k)[mm] = 1
     return mm
+
+
+def _mm_count(k: Kernel) -> dict[mm_struct, int]:
+    # mm->mm_count of every live mm (struct mm_struct has no slot for it in
+    # the model): 1 for the users together, one per mmgrab().
+    counts = k.__dict__.get("mm_count")
+    if counts is None:
+        counts = k.__dict__["mm_count"] = {}
+    return counts
+
+
+def mmgrab(k: Kernel, mm: mm_struct) -> None:
+    """``mmgrab()`` (include/linux/sched/mm.h, v6.18): pin the ``struct mm_struct`` itself."""
+    counts = _mm_count(k)
+    counts[mm] = counts.get(mm, 1) + 1
+
+
+def mmdrop(k: Kernel, mm: mm_struct) -> None:
+    """``mmdrop()`` (include/linux/sched/mm.h, v6.18): free the mm with its last ``mm_count``.
+
+    The users together hold one ``mm_count``, dropped by ``mmput()``; KSM's
+    mm_slot holds another (``mmgrab()`` in ``__ksm_enter()``), so an exited mm
+    stays allocated until ksmd frees its slot.
+    """
+    counts = _mm_count(k)
+    n = counts.get(mm, 1) - 1
+    if n:
+        counts[mm] = n
+        return
+    counts.pop(mm, None)
+    k.mm_cachep.free(mm, "__mmdrop")
 
 
 def dup_mmap(k: Kernel, mm: mm_struct, oldmm: mm_struct) -> int:
@@ -91,15 +131,16 @@ def exit_mmap(k: Kernel, mm: mm_struct) -> None:
 def mmput(k: Kernel, mm: mm_struct) -> None:
     """``mmput()``/``__mmput()`` (kernel/fork.c, v6.18): drop a user of the mm.
 
-    The last user leaves KSM (``ksm_exit()``) and tears the mm down
-    (``exit_mmap()``).
+    The last user leaves KSM (``ksm_exit()``), tears the mm down
+    (``exit_mmap()``) and drops the users' ``mm_count`` (``mmdrop()``); an mm
+    KSM still holds (``mmgrab()``) is freed by ksmd later.
     """
     mm.mm_users -= 1
     if mm.mm_users:
         return
     k.ops.ksm_exit(k, mm)
     exit_mmap(k, mm)
-    k.mm_cachep.free(mm, "__mmput")
+    mmdrop(k, mm)
 
 
 def copy_process(k: Kernel, parent: task_struct, comm: str) -> task_struct:
@@ -109,6 +150,8 @@ def copy_process(k: Kernel, parent: task_struct, comm: str) -> task_struct:
         is torn down as ``dup_mm()`` does (``mmput()``).
     """
     mm = mm_alloc(k, comm, "dup_mm")
+    # mm_init(): mm->flags = mmf_init_flags(current->mm->flags)
+    mm.ksm_flags = parent.mm.ksm_flags & _MMF_INIT_MASK
     if dup_mmap(k, mm, parent.mm):
         mmput(k, mm)
         raise KernelError(errno.ENOMEM, "dup_mmap")

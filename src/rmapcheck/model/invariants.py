@@ -11,6 +11,10 @@ Each check raises the finding of its kind, naming the objects involved:
   is not empty, ``refcount`` the tree's own reference plus one per child pinning
   it as root plus external holders (KSM, migration);
 * I4 no rwsem is held on return to user space;
+* I5 KSM (through the ``ksm_invariants`` hook, :func:`rmapcheck.model.ksm.validate_ksm`):
+  a mapped KSM folio's stable node is live and points back to it, the stable
+  tree holds no content duplicates (kernel-behaviour.md I25), KSM's counters
+  match its structures;
 * I6 no counter is below zero;
 * nothing reachable points to a freed object (KASAN), and every allocated
   object is reachable (kmemleak).
@@ -58,6 +62,7 @@ def check_invariants(k: Kernel) -> None:
             prev_end = v.vm_end
             vmas.append(v)
 
+    k.ops.ksm_invariants(k)
     ext = k.ops.anon_vma_external_refs(k)
     active: Counter[anon_vma] = Counter()
     chain_sets: dict[anon_vma, frozenset[anon_vma]] = {}
@@ -148,6 +153,9 @@ def check_invariants(k: Kernel) -> None:
                         fn, f"page {f.pfn()} index {f.index:#x} does not match {v.kname()} at {vpn:#x}")
             elif not f.ksm:
                 raise InvariantViolation(fn, f"mapped page {f.pfn()} has no anon_vma")
+            else:
+                # A KSM folio's mapping is its stable node (PAGE_MAPPING_KSM).
+                _live(f.mapping, f"KSM page {f.pfn()}->mapping")
     fext = k.ops.folio_external_refs(k)
     for f in k.page_alloc.live():
         if f._mapcount != maps[f]:
@@ -168,6 +176,8 @@ def check_invariants(k: Kernel) -> None:
         for avc in k.anon_vma_chain_cachep.live():
             if avc not in seen_avcs:
                 raise Leak(fn, f"unreferenced object {avc.kname()}")
+    # KSM's mm_slots keep exited mms (mmgrab()) until ksmd frees the slot.
+    live_mms |= k.ops.mm_external_refs(k)
     if k.mm_cachep.nr_live != len(live_mms):
         for mm in k.mm_cachep.live():
             if mm not in live_mms:
@@ -179,7 +189,19 @@ def _no_external_refs(k: Kernel) -> dict:
     return {}
 
 
+def _no_mm_refs(k: Kernel) -> set:
+    # Without KSM no one but a task keeps an mm.
+    return set()
+
+
+def _no_ksm_invariants(k: Kernel) -> None:
+    # Without KSM there is nothing more to check.
+    return None
+
+
 INVARIANT_OPS = {
     "anon_vma_external_refs": _no_external_refs,
     "folio_external_refs": _no_external_refs,
+    "ksm_invariants": _no_ksm_invariants,
+    "mm_external_refs": _no_mm_refs,
 }

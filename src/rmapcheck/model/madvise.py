@@ -3,8 +3,9 @@
 Modelled advice: ``MADV_DONTNEED`` (zap the pages, keep the VMAs) and
 ``MADV_HUGEPAGE``/``MADV_NOHUGEPAGE`` (``hugepage_madvise()`` from
 mm/khugepaged.c changes ``VM_HUGEPAGE``/``VM_NOHUGEPAGE`` through
-``vma_modify_flags()``, so VMAs split and merge). ``MADV_MERGEABLE`` and
-``MADV_UNMERGEABLE`` raise ``EINVAL`` until KSM is modelled. Any other advice
+``vma_modify_flags()``, so VMAs split and merge), ``MADV_MERGEABLE`` and
+``MADV_UNMERGEABLE`` (``ksm_madvise()`` of mm/ksm.c decides the flags and
+unmerges; then the same flag update). Any other advice
 is ``EINVAL``, as an unknown advice is in the kernel. The per-VMA-lock walk,
 ``MADV_DONTNEED_LOCKED``, userfaultfd, hugetlb and anon_vma names are left out.
 
@@ -99,6 +100,15 @@ def madvise_vma_behavior(k: Kernel, vma: vm_area_struct, prev: vm_area_struct | 
     """
     if behavior == MADV_DONTNEED:
         return madvise_dontneed_free(k, vma, start, end)
+    if behavior in (MADV_MERGEABLE, MADV_UNMERGEABLE):
+        error, new_flags = k.ops.ksm_madvise(k, vma, start, end, behavior, vma.vm_flags)
+        if error:
+            # "madvise() returns EAGAIN if kernel resources, such as slab,
+            # are temporarily unavailable."
+            if error == -errno.ENOMEM:
+                error = -errno.EAGAIN
+            raise KernelError(-error, "madvise_vma_behavior", "ksm_madvise failed")
+        return madvise_update_vma(k, vma, prev, start, end, new_flags)
     new_flags = hugepage_madvise(vma, vma.vm_flags, behavior)
     return madvise_update_vma(k, vma, prev, start, end, new_flags)
 
@@ -115,10 +125,11 @@ def do_madvise(k: Kernel, mm: mm_struct, start: int, npages: int, behavior: int)
     :raises KernelError: ``EINVAL`` (unsupported advice), ``ENOMEM`` (hole).
     """
     fn = "do_madvise"
-    if behavior in (MADV_MERGEABLE, MADV_UNMERGEABLE):
-        # KSM comes later: ksm_madvise() is not modelled yet.
-        raise KernelError(errno.EINVAL, fn, "MADV_(UN)MERGEABLE: KSM not modelled yet")
-    if behavior not in (MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE):
+    ksm = k.config.get("CONFIG_KSM") and getattr(k.ops, "ksm_madvise", None) is not None
+    if behavior in (MADV_MERGEABLE, MADV_UNMERGEABLE) and not ksm:
+        # madvise_behavior_valid(): MADV_(UN)MERGEABLE only with CONFIG_KSM.
+        raise KernelError(errno.EINVAL, fn, "!madvise_behavior_valid(behavior)")
+    if behavior not in (MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_MERGEABLE, MADV_UNMERGEABLE):
         raise KernelError(errno.EINVAL, fn, "!madvise_behavior_valid(behavior)")
     if npages < 0:
         raise KernelError(errno.EINVAL, fn, "end < start")

@@ -132,9 +132,13 @@ def migrations(k: Kernel) -> list[MigrationState]:
 
 # -- isolation and the one-shot entry points -------------------------------------------
 
-def migrate_prepare(k: Kernel, f: folio, check: bool = True) -> MigrationState | None:
+def migrate_prepare(k: Kernel, f: folio, check: bool | None = None) -> MigrationState | None:
     """``folio_isolate_lru()`` for migration: take the folio off the LRU with a reference.
 
+    :param check: run the checking walks; ``None``: as ``k.config
+        ["migration_check_walks"]`` says (default on). Off, a missed mapping
+        behaves as in the kernel: the folio stays mapped, the migration is
+        undone and retried, and finally fails with ``-EBUSY``.
     :returns: the migration's state in phase ``isolated``, or ``NULL`` if the
         folio is already isolated (``-EBUSY`` for ``move_pages()``).
     """
@@ -142,6 +146,8 @@ def migrate_prepare(k: Kernel, f: folio, check: bool = True) -> MigrationState |
     if any(st.src is f and st.isolated for st in migrations(k)):
         return None
     f._refcount += 1  # folio_get()
+    if check is None:
+        check = bool(k.config.get("migration_check_walks", True))
     st = MigrationState(f, check)
     migrations(k).append(st)
     return st

@@ -5,31 +5,72 @@ the value each arena page must read, as the system calls define it (fork
 copies, writes stay private, unmapping and ``MADV_DONTNEED`` make pages read
 zero, ``mremap`` moves contents). Every read is checked against it, so
 copy-on-write, KSM and migration must be invisible to user space.
+
+A scenario that uses KSM (a KSM step or ``mergeable``/``unmergeable`` advice)
+runs with the live runner's baseline (:data:`KSM_BASELINE`: ``smart_scan=0``)
+and gives P0 one untouched mapping outside the arena, standing in for the live
+worker's own mappings (without any, ksmd would drop a merge-any process from
+its list at its first scan, which the live worker never sees). Its
+observations also carry KSM's counters and each process's ``ksm_stat``.
 """
 
 from __future__ import annotations
+
+import errno
 
 from rmapcheck.designs import make_kernel
 from rmapcheck.model.findings import DataCorruption, KernelError, SegmentationFault
 from rmapcheck.model.invariants import check_invariants
 from rmapcheck.model.kernel import Kernel
+from rmapcheck.model.ksm import ksm_counters, ksm_full_scans, ksm_stat, ksm_store, prctl_set_memory_merge
 from rmapcheck.model.mm_types import PAGE_SHIFT, VM_EXEC, VM_READ, VM_WRITE, ZERO_PAGE, mm_struct
 from rmapcheck.model.syscalls import (
     spawn, sys_exit, sys_fork, sys_madvise, sys_mmap, sys_mprotect, sys_mremap, sys_munmap,
     user_read, user_write,
 )
 from rmapcheck.model.uapi import (
+    PROT_READ, PROT_WRITE,
     MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE, MAP_FIXED, MAP_FIXED_NOREPLACE,
     MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE,
 )
 from rmapcheck.scenario.ops import ARENA_BASE, PROTS, Observation, Op, Scenario
 
-__all__ = ["ADVICE", "ARENA_VPN", "ModelRunner", "model_observation"]
+__all__ = [
+    "ADVICE",
+    "ARENA_VPN",
+    "KSM_BASELINE",
+    "KSM_COUNTERS",
+    "KSM_STAT_FIELDS",
+    "ModelRunner",
+    "model_observation",
+    "uses_ksm",
+]
 
 ARENA_VPN = ARENA_BASE >> PAGE_SHIFT
 
 #: madvise advice names of the scenario language
 ADVICE = {"dontneed": MADV_DONTNEED, "mergeable": MADV_MERGEABLE, "unmergeable": MADV_UNMERGEABLE}
+
+#: KSM knobs both sides set before a KSM scenario's first step (kernel-behaviour.md §L)
+KSM_BASELINE = {"smart_scan": 0}
+
+#: the compared counters of /sys/kernel/mm/ksm
+KSM_COUNTERS = ("ksm_zero_pages", "pages_shared", "pages_sharing", "pages_unshared", "pages_volatile")
+
+#: the compared fields of /proc/<pid>/ksm_stat
+KSM_STAT_FIELDS = ("ksm_merging_pages", "ksm_rmap_items", "ksm_zero_pages")
+
+_KSM_STEPS = ("prctl", "ksm_scan", "ksm_settle", "ksm_set")
+
+# P0's stand-in for the live worker's own mappings: one page far below the
+# arena, never touched.
+_WORKER_VPN = ARENA_VPN - (1 << 20)
+
+
+def uses_ksm(scenario: Scenario) -> bool:
+    """True if the scenario has a KSM step or ``mergeable``/``unmergeable`` advice."""
+    return any(op.kind in _KSM_STEPS or (op.kind == "madvise" and op.advice in ("mergeable", "unmergeable"))
+               for op in scenario.ops)
 
 
 def _prot_str(flags: int) -> str:
@@ -70,7 +111,12 @@ def model_observation(k: Kernel, scenario: Scenario, result: str) -> Observation
                 if key is not None and n is not None:
                     nums[key] = n
         ksm = frozenset(nums[f] for f in ksm_keys if f in nums)
-    return Observation(result, tuple(layout), frames, ksm)
+    if not uses_ksm(scenario):
+        return Observation(result, tuple(layout), frames, ksm)
+    c = ksm_counters(k)
+    counters = tuple(sorted((name, c[name]) for name in KSM_COUNTERS))
+    stats = tuple((comm, tuple(sorted(ksm_stat(k.tasks[comm].mm).items()))) for comm in sorted(k.tasks))
+    return Observation(result, tuple(layout), frames, ksm, counters, stats)
 
 
 class ModelRunner:
@@ -84,10 +130,15 @@ class ModelRunner:
         self.scenario = scenario
         self.k = kernel if kernel is not None else make_kernel(design)
         self.check = check
-        spawn(self.k, "P0")
+        p0 = spawn(self.k, "P0")
         #: abstract memory: process -> {vpn: value}; absent means zero
         self.memory: dict[str, dict[int, int]] = {"P0": {}}
         self.step_no = 0
+        self.ksm = uses_ksm(scenario)
+        if self.ksm:
+            for knob, value in KSM_BASELINE.items():
+                ksm_store(self.k, knob, value)
+            sys_mmap(self.k, p0, _WORKER_VPN, 1, PROT_READ | PROT_WRITE, MAP_FIXED_NOREPLACE)
 
     def vpn(self, region: str, page: int) -> int:
         """The virtual page number of ``region[page]``."""
@@ -110,9 +161,11 @@ class ModelRunner:
     def perform(self, op: Op) -> str:
         """Perform ``op``; return ``ok``, the errno name, ``SIGSEGV`` or a read's value."""
         k = self.k
+        kind = op.kind
+        if kind in ("ksm_scan", "ksm_settle", "ksm_set"):
+            return self._ksm_step(op)
         t = k.tasks[op.proc]
         mem = self.memory[op.proc]
-        kind = op.kind
         try:
             if kind == "read":
                 vpn = self.vpn(op.region, op.page)
@@ -167,12 +220,36 @@ class ModelRunner:
             elif kind == "exit":
                 sys_exit(k, t)
                 del self.memory[op.proc]
+            elif kind == "prctl":
+                # prctl(PR_SET_MEMORY_MERGE, value, 0, 0, 0)
+                err = prctl_set_memory_merge(k, t.mm, op.value)
+                if err:
+                    raise KernelError(-err, "prctl", "PR_SET_MEMORY_MERGE")
+            elif kind == "migrate":
+                migrate = getattr(k.ops, "migrate_page_at", None)
+                if migrate is None:
+                    raise KernelError(errno.ENOSYS, "migrate", "page migration is not modelled")
+                migrate(k, t.mm, self.vpn(op.region, op.page))
             else:
                 raise ValueError(f"unknown operation {kind!r}")
         except KernelError as e:
             return e.name
         except SegmentationFault:
             return "SIGSEGV"
+        return "ok"
+
+    def _ksm_step(self, op: Op) -> str:
+        # ksm_scan N: N full scans of ksmd; ksm_settle: two further full scans,
+        # as the kernel's KSM selftests wait; ksm_set KNOB V: a sysfs write.
+        k = self.k
+        if op.kind == "ksm_scan":
+            ksm_full_scans(k, op.value)
+        elif op.kind == "ksm_settle":
+            ksm_full_scans(k, 2)
+        else:
+            err = ksm_store(k, op.advice, op.value)
+            if err:
+                return errno.errorcode[-err]
         return "ok"
 
     @staticmethod

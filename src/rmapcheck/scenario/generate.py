@@ -3,7 +3,8 @@
 The generator draws from every operation of the scenario language, mostly
 valid, sometimes one the kernel refuses (which both sides must refuse alike).
 It is seeded and deterministic: ``random_scenario(seed)`` is the same scenario
-on every machine.
+on every machine. :data:`KSM_KINDS` adds the KSM steps; the default mix and the
+scenarios it draws are unchanged by them.
 """
 
 from __future__ import annotations
@@ -12,12 +13,27 @@ import random
 
 from rmapcheck.scenario.ops import Op, Region, Scenario
 
-__all__ = ["KINDS", "random_scenario"]
+__all__ = ["KINDS", "KSM_KINDS", "random_scenario"]
 
 #: operation kind -> weight in the mix
 KINDS = {
     "write": 8, "read": 5, "mmap": 4, "mprotect": 5, "munmap": 2, "mremap": 4,
     "madvise": 2, "fork": 3, "exit": 1,
+}
+
+#: the mix for KSM and migration: :data:`KINDS` plus the KSM steps
+#: (``random_scenario(seed, kinds=KSM_KINDS)``); ``madvise`` then also draws
+#: ``mergeable``/``unmergeable`` advice
+KSM_KINDS = {
+    **KINDS, "madvise": 5, "prctl": 1, "ksm_scan": 3, "ksm_settle": 3, "ksm_set": 1, "migrate": 1,
+}
+
+#: knob -> values ``ksm_set`` draws from (some refused: max_page_sharing 1 is EINVAL)
+_KSM_SET_VALUES = {
+    "max_page_sharing": (1, 2, 3, 256),
+    "use_zero_pages": (0, 1),
+    "smart_scan": (0, 1),
+    "run": (2,),
 }
 
 _PROTS = ("rw", "rw", "r", "none", "rx")
@@ -88,7 +104,21 @@ def random_scenario(seed: int, max_ops: int = 30, kinds: dict[str, int] | None =
         elif kind == "mprotect":
             ops.append(Op("mprotect", proc, r.name, page, npages, prot=rng.choice(_PROTS)))
         elif kind == "madvise":
-            ops.append(Op("madvise", proc, r.name, page, npages, advice="dontneed"))
+            advice = "dontneed"
+            if "ksm_scan" in weights:
+                advice = rng.choice(("dontneed", "mergeable", "mergeable", "unmergeable"))
+            ops.append(Op("madvise", proc, r.name, page, npages, advice=advice))
+        elif kind == "prctl":
+            ops.append(Op("prctl", proc, value=rng.choice((1, 1, 0))))
+        elif kind == "ksm_scan":
+            ops.append(Op("ksm_scan", "", value=rng.randint(1, 3)))
+        elif kind == "ksm_settle":
+            ops.append(Op("ksm_settle", ""))
+        elif kind == "ksm_set":
+            knob = rng.choice(sorted(_KSM_SET_VALUES))
+            ops.append(Op("ksm_set", "", advice=knob, value=rng.choice(_KSM_SET_VALUES[knob])))
+        elif kind == "migrate":
+            ops.append(Op("migrate", proc, r.name, page, 1))
         elif kind == "mremap":
             if rng.random() < 0.25:
                 new_pages = rng.randint(1, r.pages - page)

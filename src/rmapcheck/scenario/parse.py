@@ -14,7 +14,9 @@ Checks made here, each a :class:`ScenarioError` naming the file and line:
 - steps: known operation, argument count, known region, pages inside their
   region (``R[i:j]`` with ``j > i``), known ``PROT``, known ``madvise`` advice,
   write values in ``[0, 2**63)``, ``mremap`` destination inside its region,
-  a stated result that the operation can produce;
+  a stated result that the operation can produce; the KSM steps' arguments
+  (``prctl P merge 0|1``, ``ksm_scan N`` with ``N >= 1``, ``ksm_set KNOB V``
+  with a known writable knob of /sys/kernel/mm/ksm, ``migrate P R[i]``);
 - processes: ``P0`` exists at the start, ``fork P C`` creates ``C`` (which must
   not exist yet), ``exit P`` ends ``P``; a step in a process that does not exist
   is an error.
@@ -40,6 +42,7 @@ from rmapcheck.scenario.ops import OP_KINDS, PROTS, Op, Region, Scenario
 
 __all__ = [
     "ADVICES",
+    "KSM_SET_KNOBS",
     "MAX_ARENA_PAGES",
     "ScenarioError",
     "dump_scenario",
@@ -49,7 +52,14 @@ __all__ = [
 ]
 
 #: ``madvise`` advice the step language knows.
-ADVICES = ("dontneed",)
+ADVICES = ("dontneed", "mergeable", "unmergeable")
+
+#: The /sys/kernel/mm/ksm knobs ``ksm_set`` may write.
+KSM_SET_KNOBS = ("max_page_sharing", "merge_across_nodes", "pages_to_scan", "run", "sleep_millisecs",
+                 "smart_scan", "stable_node_chains_prune_millisecs", "use_zero_pages")
+
+# Steps that act on no process.
+_NO_PROC = ("ksm_scan", "ksm_settle", "ksm_set")
 
 #: Largest arena a scenario may use, in pages (256 MiB).
 MAX_ARENA_PAGES = 1 << 16
@@ -65,6 +75,11 @@ _USAGE = {
     "write": "write P R[i] V",
     "fork": "fork P C",
     "exit": "exit P",
+    "prctl": "prctl P merge 0|1",
+    "ksm_scan": "ksm_scan N",
+    "ksm_settle": "ksm_settle",
+    "ksm_set": "ksm_set KNOB V",
+    "migrate": "migrate P R[i]",
 }
 
 _TOP_KEYS = ("name", "description", "regions", "steps")
@@ -201,14 +216,34 @@ def parse_step(
         if not lo <= len(args) <= hi:
             raise fail(f"wrong number of arguments to {kind}; usage: {usage}")
 
+    if kind in _NO_PROC:
+        op = _ksm_step(kind, args, arity, fail, line)
+        if arrow:
+            op = replace(op, expect=_expect(kind, result.strip(), fail))
+        return op
     if kind in ("fork", "exit"):
         arity(2 if kind == "fork" else 1, 2 if kind == "fork" else 1)
+    elif kind == "prctl":
+        arity(3, 3)
+    elif kind == "migrate":
+        arity(2, 2)
     else:
         arity(2, 5)
     proc = _proc(args[0], fail)
     op = Op(kind, proc, line=line)
 
-    if kind == "fork":
+    if kind == "prctl":
+        if args[1] != "merge":
+            raise fail(f"unknown prctl {args[1]!r}; usage: {usage}")
+        if args[2] not in ("0", "1"):
+            raise fail(f"bad prctl merge value {args[2]!r}: expected 0 or 1")
+        op = replace(op, value=int(args[2]))
+    elif kind == "migrate":
+        region, page, npages = _range(args[1], regions, fail)
+        if npages != 1:
+            raise fail(f"migrate takes one page, such as {region}[{page}]; usage: {usage}")
+        op = replace(op, region=region, page=page, npages=1)
+    elif kind == "fork":
         op = replace(op, child=_proc(args[1], fail))
     elif kind != "exit":
         region, page, npages = _range(args[1], regions, fail)
@@ -385,8 +420,27 @@ def _regions(node: Node, source: str) -> dict[str, Region]:
     return regions
 
 
+def _ksm_step(kind: str, args: list[str], arity: Callable[[int, int], None], fail: _Fail,
+              line: int) -> Op:
+    # ksm_scan N | ksm_settle | ksm_set KNOB V: steps of no process (proc "").
+    if kind == "ksm_settle":
+        arity(0, 0)
+        return Op(kind, "", line=line)
+    if kind == "ksm_scan":
+        arity(1, 1)
+        if not args[0].isdigit() or int(args[0]) < 1:
+            raise fail(f"bad number of full scans {args[0]!r}: expected an integer of at least 1")
+        return Op(kind, "", value=int(args[0]), line=line)
+    arity(2, 2)
+    if args[0] not in KSM_SET_KNOBS:
+        raise fail(f"unknown KSM knob {args[0]!r}; expected one of {', '.join(KSM_SET_KNOBS)}")
+    return Op(kind, "", advice=args[0], value=_value(args[1], fail), line=line)
+
+
 def _track_processes(op: Op, procs: set[str], source: str) -> None:
     # P0 exists at the start; fork creates the child; exit ends the process.
+    if op.kind in _NO_PROC:
+        return
     if op.proc not in procs:
         alive = ", ".join(sorted(procs)) or "none"
         raise ScenarioError(

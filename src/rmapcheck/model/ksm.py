@@ -1,0 +1,1875 @@
+"""Kernel samepage merging: ``mm/ksm.c`` and ``include/linux/ksm.h``, v6.18.
+
+KSM's scanner ``ksmd`` walks the mms that asked for merging (``MADV_MERGEABLE``
+or ``prctl(PR_SET_MEMORY_MERGE)``), one ``ksm_rmap_item`` per scanned page,
+and merges identical pages into write-protected KSM pages ("The stable tree
+holds pointers to all the merged pages (ksm pages), sorted by their contents").
+The anon_vma side is what this model is for: a merged page's rmap_item pins
+``vma->anon_vma`` ("Must get reference to anon_vma while still holding
+mmap_lock") until ``remove_rmap_item_from_tree()`` puts it, and
+``rmap_walk_ksm()`` finds the mappings of a KSM folio through those anon_vmas,
+forks made since ksmd passed included (``search_new_forks``).
+
+What the model reduces, and why the outcome is the kernel's:
+
+* A page's contents are one value (``folio.content``); ``memcmp_pages()``
+  equality is equality of that value. ``calc_checksum()`` is ``content + 1``:
+  ``kmem_cache_zalloc()`` leaves a fresh rmap_item's ``oldchecksum`` 0, and the
+  xxhash32 of a real page practically never is 0, so a page needs two scans
+  with unchanged contents before it may enter the unstable tree, as in the
+  kernel.
+* The stable and unstable rbtrees are dictionaries keyed by contents. A
+  scenario runs whole full scans between user steps, so no page changes during
+  a scan: every rbtree search finds exactly the node of equal contents, as the
+  kernel's does. The kernel's walk also prunes stale stable nodes that merely
+  lie on the search path; the model prunes them when their own rmap_items are
+  next visited (at the latest in the same full scan), so counters agree at
+  every step boundary.
+* One NUMA node: ``merge_across_nodes`` can be set but changes nothing, and
+  ``migrate_nodes`` stays empty.
+* Time does not pass inside a scenario: ``stable_node_chains_prune_millisecs``
+  (2000 ms) never elapses, so ``chain_prune()`` never prunes by age.
+* Folio locks are not taken (one thread); the stable node keeps a ``kpfn``
+  (the folio's slot in the page allocator) and ``ksm_get_folio()`` checks the
+  keyhole (``folio->mapping == stable_node``) on whatever occupies that slot.
+* A KSM-placed zero page is the kernel's dirty special zero PTE
+  (``pte_mkdirty(pte_mkspecial(...))``, ``is_ksm_zero_pte()``): a
+  :class:`ksm_zero_pte`, a 2-tuple that compares equal to the plain PTE.
+
+The design table :data:`KSM_OPS` registers the entry points other code calls
+through ``k.ops``: ``ksm_madvise``, ``ksm_vma_flags``, ``ksm_fork``,
+``ksm_exit``, ``rmap_walk_ksm``, ``folio_migrate_ksm`` and the invariant hooks;
+it wraps ``zap_vma_range``, ``do_wp_page`` and ``mprotect_fixup`` for the
+KSM zero-page accounting (``ksm_might_unmap_zero_page()``).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING, Any, Callable
+
+from rmapcheck.model.findings import InvariantViolation, KernelBug, KernelError, KernelWarning
+from rmapcheck.model.fork import mmdrop, mmgrab
+from rmapcheck.model.memory import MEMORY_OPS, folio_put, vma_alloc_folio
+from rmapcheck.model.mprotect import MPROTECT_OPS
+from rmapcheck.model.mm_types import (
+    VM_DONTEXPAND, VM_IO, VM_MAYSHARE, VM_MERGEABLE, VM_MIXEDMAP, VM_PFNMAP, VM_SHARED, ZERO_PAGE,
+    anon_vma, folio, mm_struct, vm_area_struct,
+)
+from rmapcheck.model.rmap import anon_vma_lock_read, anon_vma_unlock_read, get_anon_vma, put_anon_vma, vma_address
+from rmapcheck.model.slab import SlabObject, kasan_check, kmem_cache
+from rmapcheck.model.uapi import MADV_MERGEABLE, MADV_UNMERGEABLE
+from rmapcheck.model.vma_init import vma_lookup
+
+if TYPE_CHECKING:
+    from rmapcheck.model.kernel import Kernel
+
+__all__ = [
+    "KSM_CONFIG",
+    "KSM_KNOBS",
+    "KSM_OPS",
+    "MMF_INIT_MASK",
+    "MMF_VM_MERGEABLE",
+    "MMF_VM_MERGE_ANY",
+    "STABLE_FLAG",
+    "UNSTABLE_FLAG",
+    "__ksm_enter",
+    "__ksm_exit",
+    "break_cow",
+    "break_ksm",
+    "calc_checksum",
+    "cmp_and_merge_page",
+    "folio_migrate_ksm",
+    "is_ksm_zero_pte",
+    "ksm_anon_vma_external_refs",
+    "ksm_counters",
+    "ksm_disable_merge_any",
+    "ksm_do_scan",
+    "ksm_enable_merge_any",
+    "ksm_exit",
+    "ksm_folio_external_refs",
+    "ksm_fork",
+    "ksm_full_scans",
+    "ksm_get_folio",
+    "ksm_madvise",
+    "ksm_might_unmap_zero_page",
+    "ksm_mm_external_refs",
+    "ksm_mm_slot",
+    "ksm_ops",
+    "ksm_rmap_item",
+    "ksm_stable_node",
+    "ksm_stat",
+    "ksm_state",
+    "ksm_state_of",
+    "ksm_store",
+    "ksm_vma_flags",
+    "ksm_zero_pte",
+    "prctl_set_memory_merge",
+    "remove_all_stable_nodes",
+    "remove_node_from_stable_tree",
+    "remove_rmap_item_from_tree",
+    "replace_page",
+    "rmap_walk_ksm",
+    "scan_get_next_rmap_item",
+    "should_skip_rmap_item",
+    "stable_tree_append",
+    "stable_tree_insert",
+    "stable_tree_search",
+    "try_to_merge_one_page",
+    "try_to_merge_two_pages",
+    "try_to_merge_with_ksm_page",
+    "try_to_merge_with_zero_page",
+    "unmerge_and_remove_all_rmap_items",
+    "unmerge_ksm_pages",
+    "unstable_tree_search_insert",
+    "validate_ksm",
+    "write_protect_page",
+]
+
+# include/linux/mm_types.h (MMF_* bit numbers), v6.18, as masks of mm->ksm_flags.
+MMF_VM_MERGEABLE = 1 << 16  # KSM may merge identical pages
+MMF_VM_MERGE_ANY = 1 << 30  # KSM may merge any compatible VMA (PR_SET_MEMORY_MERGE)
+#: the mm flags a child inherits (MMF_INIT_MASK's MMF_VM_MERGE_ANY_MASK)
+MMF_INIT_MASK = MMF_VM_MERGE_ANY
+
+_VM_HUGETLB = 0x00400000
+_VM_DROPPABLE = 0x0  # only on 64-bit with CONFIG_64BIT: never set on the model's VMAs
+
+SEQNR_MASK = 0x0FF  # low bits of unstable tree seqnr
+UNSTABLE_FLAG = 0x100  # is a node of the unstable tree
+STABLE_FLAG = 0x200  # is listed from the stable tree
+
+STABLE_NODE_CHAIN = -1024
+_DUP_HEAD = "STABLE_NODE_DUP_HEAD"  # stable_node->head of a dup linked in a chain
+
+KSM_RUN_STOP = 0
+KSM_RUN_MERGE = 1
+KSM_RUN_UNMERGE = 2
+
+#: The KSM settings of mm/ksm.c v6.18 and their defaults, as ``k.config`` keys.
+KSM_CONFIG: dict[str, Any] = {
+    "ksm_run": KSM_RUN_STOP,
+    "ksm_thread_pages_to_scan": 100,  # DEFAULT_PAGES_TO_SCAN
+    "ksm_thread_sleep_millisecs": 20,
+    "ksm_max_page_sharing": 256,
+    "ksm_use_zero_pages": False,
+    "ksm_smart_scan": True,  # "Default to true at least temporarily, for testing"
+    "ksm_merge_across_nodes": 1,
+    "ksm_stable_node_chains_prune_millisecs": 2000,
+}
+
+#: /sys/kernel/mm/ksm knob → ``k.config`` key, for ``ksm_set KNOB V``.
+KSM_KNOBS = {
+    "run": "ksm_run",
+    "pages_to_scan": "ksm_thread_pages_to_scan",
+    "sleep_millisecs": "ksm_thread_sleep_millisecs",
+    "max_page_sharing": "ksm_max_page_sharing",
+    "use_zero_pages": "ksm_use_zero_pages",
+    "smart_scan": "ksm_smart_scan",
+    "merge_across_nodes": "ksm_merge_across_nodes",
+    "stable_node_chains_prune_millisecs": "ksm_stable_node_chains_prune_millisecs",
+}
+
+
+# -- structures -------------------------------------------------------------------
+
+class ksm_rmap_item(SlabObject):
+    """``struct ksm_rmap_item``: reverse mapping item for one virtual address.
+
+    ``flags`` holds what the kernel keeps in the low bits of ``address``
+    (``SEQNR_MASK|UNSTABLE_FLAG|STABLE_FLAG``).
+    """
+
+    __slots__ = ("mm", "address", "flags", "anon_vma", "oldchecksum", "age", "remaining_skips",
+                 "head", "key")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mm: mm_struct | None = None
+        self.address = 0  # a virtual page number
+        self.flags = 0
+        self.anon_vma: anon_vma | None = None  # when stable
+        self.oldchecksum = 0  # when unstable
+        self.age = 0
+        self.remaining_skips = 0
+        self.head: ksm_stable_node | None = None  # when listed from the stable tree
+        self.key: int | None = None  # contents under which it sits in the unstable tree
+
+
+class ksm_stable_node(SlabObject):
+    """``struct ksm_stable_node``: a regular node, a chain, or a dup of a chain.
+
+    ``hlist`` is the rmap_items using this KSM page (newest first, as
+    ``hlist_add_head()`` leaves it) or, for a chain, its dups. ``head`` is
+    ``None`` for a node of the stable tree and ``STABLE_NODE_DUP_HEAD`` for a
+    dup; ``chain`` is the dup's chain (the model's stand-in for ``hlist_dup``).
+    """
+
+    __slots__ = ("hlist", "kpfn", "rmap_hlist_len", "head", "chain", "key", "nid")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hlist: list[Any] = []
+        self.kpfn = -1
+        self.rmap_hlist_len = 0
+        self.head: str | None = None
+        self.chain: ksm_stable_node | None = None
+        self.key = 0  # the contents of its KSM page(s): its place in the tree
+        self.nid = 0
+
+
+class ksm_mm_slot(SlabObject):
+    """``struct ksm_mm_slot``: KSM's information per mm being scanned."""
+
+    __slots__ = ("mm", "rmap_list")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mm: mm_struct | None = None
+        self.rmap_list: list[ksm_rmap_item] = []  # sorted by address
+
+
+class ksm_state:
+    """KSM's globals of mm/ksm.c: caches, lists, trees, the scan cursor, counters.
+
+    ``scan_mm_slot`` is ``ksm_scan.mm_slot`` (``None`` standing for
+    ``&ksm_mm_head``), ``scan_address`` is ``ksm_scan.address`` and
+    ``scan_rmap_pos`` the index ``ksm_scan.rmap_list`` points at.
+    """
+
+    def __init__(self, k: Kernel) -> None:
+        self.rmap_item_cache: kmem_cache[ksm_rmap_item] = kmem_cache("ksm_rmap_item", ksm_rmap_item, k.clock)
+        self.stable_node_cache: kmem_cache[ksm_stable_node] = kmem_cache(
+            "ksm_stable_node", ksm_stable_node, k.clock)
+        self.mm_slot_cache: kmem_cache[ksm_mm_slot] = kmem_cache("ksm_mm_slot", ksm_mm_slot, k.clock)
+        self.mm_slots_hash: dict[mm_struct, ksm_mm_slot] = {}
+        self.mm_list: list[ksm_mm_slot] = []  # ksm_mm_head.slot.mm_node
+        self.scan_mm_slot: ksm_mm_slot | None = None
+        self.scan_address = 0
+        self.scan_rmap_pos = 0
+        self.seqnr = 0
+        self.root_stable_tree: dict[int, ksm_stable_node] = {}
+        self.root_unstable_tree: dict[int, ksm_rmap_item] = {}
+        self.pages_scanned = 0
+        self.pages_shared = 0
+        self.pages_sharing = 0
+        self.pages_unshared = 0
+        self.rmap_items = 0
+        self.stable_node_chains = 0
+        self.stable_node_dups = 0
+        self.pages_skipped = 0
+        self.zero_pages = 0
+
+
+def ksm_state_of(k: Kernel) -> ksm_state:
+    """The kernel's KSM globals, created on first use (``ksm_init()``)."""
+    st = k.__dict__.get("ksm")
+    if st is None:
+        st = k.__dict__["ksm"] = ksm_state(k)
+    return st
+
+
+def _cfg(k: Kernel, key: str) -> Any:
+    return k.config.get(key, KSM_CONFIG[key])
+
+
+class ksm_zero_pte(tuple):  # type: ignore[type-arg]
+    """A PTE of the zero page that KSM placed: ``pte_mkdirty(pte_mkspecial(...))``.
+
+    Equal to the plain ``(ZERO_PAGE, writable)`` PTE; only
+    :func:`is_ksm_zero_pte` tells them apart, as the dirty bit does.
+    """
+
+    __slots__ = ()
+
+
+def is_ksm_zero_pte(pte: object) -> bool:
+    """``is_ksm_zero_pte()`` (include/linux/ksm.h, v6.18)."""
+    return isinstance(pte, ksm_zero_pte)
+
+
+def ksm_might_unmap_zero_page(k: Kernel, mm: mm_struct, pte: object) -> None:
+    """``ksm_might_unmap_zero_page()`` (include/linux/ksm.h, v6.18)."""
+    if is_ksm_zero_pte(pte):
+        ksm_state_of(k).zero_pages -= 1
+        mm.ksm_zero_pages -= 1
+
+
+# -- allocation ----------------------------------------------------------------------
+
+def _alloc_rmap_item(k: Kernel) -> ksm_rmap_item | None:
+    # alloc_rmap_item(): kmem_cache_zalloc(GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN)
+    if k.should_fail("alloc_rmap_item"):
+        return None
+    st = ksm_state_of(k)
+    item = st.rmap_item_cache.alloc("alloc_rmap_item")
+    st.rmap_items += 1
+    return item
+
+
+def _free_rmap_item(k: Kernel, item: ksm_rmap_item) -> None:
+    # free_rmap_item()
+    st = ksm_state_of(k)
+    st.rmap_items -= 1
+    assert item.mm is not None
+    item.mm.ksm_rmap_items -= 1
+    item.mm = None  # debug safety
+    st.rmap_item_cache.free(item, "free_rmap_item")
+
+
+def _alloc_stable_node(k: Kernel) -> ksm_stable_node | None:
+    # alloc_stable_node(): GFP_KERNEL | __GFP_HIGH
+    if k.should_fail("alloc_stable_node"):
+        return None
+    return ksm_state_of(k).stable_node_cache.alloc("alloc_stable_node")
+
+
+def _free_stable_node(k: Kernel, node: ksm_stable_node) -> None:
+    # free_stable_node()
+    if node.rmap_hlist_len and node.rmap_hlist_len != STABLE_NODE_CHAIN:
+        raise KernelBug("free_stable_node", "VM_BUG_ON(stable_node->rmap_hlist_len && !chain)")
+    ksm_state_of(k).stable_node_cache.free(node, "free_stable_node")
+
+
+def _is_chain(node: ksm_stable_node) -> bool:
+    return node.rmap_hlist_len == STABLE_NODE_CHAIN
+
+
+def _is_dup(node: ksm_stable_node) -> bool:
+    return node.head == _DUP_HEAD
+
+
+def _stable_node_chain_add_dup(k: Kernel, dup: ksm_stable_node, chain: ksm_stable_node) -> None:
+    # stable_node_chain_add_dup()
+    dup.head = _DUP_HEAD
+    dup.chain = chain
+    chain.hlist.insert(0, dup)  # hlist_add_head(&dup->hlist_dup, &chain->hlist)
+    ksm_state_of(k).stable_node_dups += 1
+
+
+def _stable_node_dup_del(k: Kernel, dup: ksm_stable_node) -> None:
+    # stable_node_dup_del(): unlink from its chain, or rb_erase a regular node.
+    st = ksm_state_of(k)
+    if _is_dup(dup):
+        assert dup.chain is not None
+        dup.chain.hlist.remove(dup)
+        st.stable_node_dups -= 1
+    elif st.root_stable_tree.get(dup.key) is dup:
+        del st.root_stable_tree[dup.key]
+    dup.head = None
+    dup.chain = None
+
+
+def _alloc_stable_node_chain(k: Kernel, dup: ksm_stable_node) -> ksm_stable_node | None:
+    # alloc_stable_node_chain(): "Put the stable node chain in the first
+    # dimension of the stable tree and at the same time remove the old stable
+    # node." Then "Move the old stable node to the second dimension queued in
+    # the hlist_dup. The invariant is that all dup stable_nodes in the
+    # chain->hlist point to pages that are write protected and have the exact
+    # same content."
+    chain = _alloc_stable_node(k)
+    if chain is None:
+        return None
+    st = ksm_state_of(k)
+    chain.hlist = []
+    chain.rmap_hlist_len = STABLE_NODE_CHAIN
+    chain.key = dup.key
+    chain.head = None
+    chain.chain = None
+    st.stable_node_chains += 1
+    st.root_stable_tree[dup.key] = chain  # rb_replace_node(&dup->node, &chain->node)
+    _stable_node_chain_add_dup(k, dup, chain)
+    return chain
+
+
+def _free_stable_node_chain(k: Kernel, chain: ksm_stable_node) -> None:
+    # free_stable_node_chain()
+    st = ksm_state_of(k)
+    if st.root_stable_tree.get(chain.key) is chain:
+        del st.root_stable_tree[chain.key]  # rb_erase
+    _free_stable_node(k, chain)
+    st.stable_node_chains -= 1
+
+
+# -- the stable tree -------------------------------------------------------------------
+
+def _folio_stable_node(f: folio) -> ksm_stable_node | None:
+    # folio_stable_node(): folio_test_ksm(folio) ? folio_raw_mapping(folio) : NULL
+    if f is ZERO_PAGE or not f.ksm:
+        return None
+    return f.stable_node  # type: ignore[return-value]
+
+
+def _folio_set_stable_node(f: folio, node: ksm_stable_node | None) -> None:
+    # folio_set_stable_node(): folio->mapping = stable_node | PAGE_MAPPING_KSM
+    if f.anon_exclusive:
+        raise KernelWarning("folio_set_stable_node", "VM_WARN_ON_FOLIO(PageAnonExclusive)")
+    f.ksm = True
+    f.stable_node = node
+    f.mapping = node
+
+
+def remove_node_from_stable_tree(k: Kernel, node: ksm_stable_node) -> None:
+    """``remove_node_from_stable_tree()`` (mm/ksm.c, v6.18): drop a node and its rmap_items.
+
+    Each rmap_item leaves the stable tree and puts its anon_vma.
+    """
+    fn = "remove_node_from_stable_tree"
+    st = ksm_state_of(k)
+    if node.rmap_hlist_len < 0:
+        raise KernelBug(fn, "BUG_ON(stable_node->rmap_hlist_len < 0)")
+    items = list(node.hlist)
+    for i, item in enumerate(items):
+        if i + 1 < len(items):  # rmap_item->hlist.next
+            st.pages_sharing -= 1
+        else:
+            st.pages_shared -= 1
+        assert item.mm is not None
+        item.mm.ksm_merging_pages -= 1
+        node.rmap_hlist_len -= 1
+        assert item.anon_vma is not None
+        put_anon_vma(k, item.anon_vma, fn)
+        item.flags = 0  # rmap_item->address &= PAGE_MASK
+    node.hlist = []
+    _stable_node_dup_del(k, node)
+    _free_stable_node(k, node)
+
+
+def _pfn_folio(k: Kernel, pfn: int) -> folio | None:
+    # pfn_folio(): whatever occupies the page allocator's slot now.
+    objs: Any = k.page_alloc.objects
+    if isinstance(objs, dict):
+        return objs.get(pfn)  # type: ignore[no-any-return]
+    return objs[pfn] if 0 <= pfn < len(objs) else None  # type: ignore[no-any-return]
+
+
+def ksm_get_folio(k: Kernel, node: ksm_stable_node, trylock: bool = False) -> folio | None:
+    """``ksm_get_folio()`` (mm/ksm.c, v6.18): the node's KSM folio, through the keyhole.
+
+    "access to the ksm page from the stable node peeps out through its keyhole
+    to see if that page still holds the right key, pointing back to this
+    stable node." A stale node is removed from the stable tree.
+
+    :returns: ``struct folio *`` with a reference taken (the caller puts it),
+        or ``None`` if the node was stale (and is now freed).
+    :raises KernelError: ``EBUSY`` for a trylock of a locked folio.
+    """
+    kasan_check(node, "ksm_get_folio")
+    f = _pfn_folio(k, node.kpfn)
+    if f is None or not f._live or not f.ksm or f.stable_node is not node:
+        remove_node_from_stable_tree(k, node)  # stale
+        return None
+    if trylock and f.locked:
+        raise KernelError(errno.EBUSY, "ksm_get_folio", "folio_trylock failed")
+    f._refcount += 1  # folio_try_get()
+    return f
+
+
+def _put(k: Kernel, f: folio | None) -> None:
+    if f is not None:
+        folio_put(k, f, "ksm")
+
+
+def _is_page_sharing_candidate(k: Kernel, node: ksm_stable_node, offset: int = 0) -> bool:
+    # __is_page_sharing_candidate(): "Check that at least one mapping still
+    # exists, otherwise there's no much point to merge and share with this
+    # stable_node, as the underlying tree_page of the other sharer is going to
+    # be freed soon."
+    if node.rmap_hlist_len < 0:
+        raise KernelBug("is_page_sharing_candidate", "VM_BUG_ON(stable_node->rmap_hlist_len < 0)")
+    return bool(node.rmap_hlist_len) and node.rmap_hlist_len + offset < _cfg(k, "ksm_max_page_sharing")
+
+
+def _stable_node_dup(k: Kernel, chain: ksm_stable_node) -> tuple[folio | None, ksm_stable_node | None,
+                                                                 ksm_stable_node]:
+    # stable_node_dup(): pick the best dup of a chain; collapse a chain of one
+    # dup; free a chain left without dups. Returns (tree_folio, dup, node),
+    # node being the chain or the collapsed dup now in its place. Pruning by
+    # age never happens (no time passes in a scenario).
+    st = ksm_state_of(k)
+    found: ksm_stable_node | None = None
+    tree_folio: folio | None = None
+    found_len = 0
+    for dup in list(chain.hlist):
+        f = ksm_get_folio(k, dup)
+        if f is None:
+            continue
+        # Pick the best candidate if possible.
+        if found is None or (_is_page_sharing_candidate(k, dup) and (
+                not _is_page_sharing_candidate(k, found) or dup.rmap_hlist_len > found_len)):
+            if found is not None:
+                _put(k, tree_folio)
+            found = dup
+            found_len = dup.rmap_hlist_len
+            tree_folio = f
+            # skip put_page for found candidate
+            if _is_page_sharing_candidate(k, found):
+                break
+            continue
+        _put(k, f)
+    if found is not None:
+        if len(chain.hlist) == 1 and chain.hlist[0] is found:
+            # "There's just one entry and it is below the deduplication limit
+            # so drop the chain."
+            st.root_stable_tree[chain.key] = found  # rb_replace_node
+            chain.hlist = []
+            _free_stable_node(k, chain)
+            st.stable_node_chains -= 1
+            st.stable_node_dups -= 1
+            found.head = None
+            found.chain = None
+            return tree_folio, found, found
+        if chain.hlist[0] is not found and _is_page_sharing_candidate(k, found, 1):
+            # "put it there so next search will be quicker"
+            chain.hlist.remove(found)
+            chain.hlist.insert(0, found)
+    else:
+        # Its hlist must be empty if no one found.
+        _free_stable_node_chain(k, chain)
+    return tree_folio, found, chain
+
+
+def _stable_node_chain(k: Kernel, node: ksm_stable_node) -> tuple[folio | None, ksm_stable_node | None,
+                                                                   ksm_stable_node]:
+    # __stable_node_chain() (chain_prune() and chain() alike here).
+    if not _is_chain(node):
+        return ksm_get_folio(k, node), node, node
+    return _stable_node_dup(k, node)
+
+
+def stable_tree_search(k: Kernel, page: folio) -> folio | None:
+    """``stable_tree_search()`` (mm/ksm.c, v6.18): a KSM folio with ``page``'s contents.
+
+    "This function returns the stable tree node of identical content if found,
+    -EBUSY if the stable node's page is being migrated, NULL otherwise."
+    A KSM page of a fork ("ksm page forked") is returned as it is.
+
+    :returns: ``struct folio *`` with a reference, or ``None``.
+    :raises KernelError: ``EBUSY``.
+    """
+    st = ksm_state_of(k)
+    page_node = _folio_stable_node(page)
+    if page_node is not None:
+        # ksm page forked (no migrate_nodes with one NUMA node)
+        page._refcount += 1
+        return page
+    while True:  # again:
+        node = st.root_stable_tree.get(page.content)
+        if node is None:
+            return None
+        tree_folio, dup, node = _stable_node_chain(k, node)
+        if tree_folio is None:
+            # "If we walked over a stale stable_node, ksm_get_folio() will
+            # call rb_erase() and it may rebalance the tree from under us. So
+            # restart the search from scratch."
+            continue
+        _put(k, tree_folio)  # after memcmp_pages(): equal
+        assert dup is not None
+        if not _is_page_sharing_candidate(k, dup):
+            # "we need to wait the scanned page to find itself a match in the
+            # unstable tree to create a brand new KSM page to add later to the
+            # dups of this stable_node."
+            return None
+        # "Lock and unlock the stable_node's page (which might already have
+        # been migrated) so that page migration is sure to notice its raised
+        # count."
+        tree_folio = ksm_get_folio(k, dup, trylock=True)
+        if tree_folio is None:
+            continue  # "The tree may have been rebalanced, so re-evaluate parent and new."
+        return tree_folio
+
+
+def stable_tree_insert(k: Kernel, kfolio: folio) -> ksm_stable_node | None:
+    """``stable_tree_insert()`` (mm/ksm.c, v6.18): a new stable node for a new KSM folio.
+
+    Equal contents already in the tree make (or extend) a chain of dups.
+
+    :returns: ``struct ksm_stable_node *`` (``NULL`` on allocation failure).
+    """
+    st = ksm_state_of(k)
+    need_chain = False
+    node: ksm_stable_node | None = None
+    while True:  # again:
+        node = st.root_stable_tree.get(kfolio.content)
+        if node is None:
+            break
+        tree_folio, _dup, node = _stable_node_chain(k, node)
+        if tree_folio is None:
+            continue
+        _put(k, tree_folio)
+        need_chain = True
+        break
+    dup = _alloc_stable_node(k)
+    if dup is None:
+        return None
+    dup.hlist = []
+    dup.kpfn = kfolio.pfn()
+    dup.rmap_hlist_len = 0
+    dup.key = kfolio.content
+    dup.head = None
+    dup.chain = None
+    if not need_chain:
+        st.root_stable_tree[dup.key] = dup  # rb_link_node + rb_insert_color
+    else:
+        assert node is not None
+        if not _is_chain(node):
+            # chain is missing so create it
+            chain = _alloc_stable_node_chain(k, node)
+            if chain is None:
+                _free_stable_node(k, dup)
+                return None
+            node = chain
+        _stable_node_chain_add_dup(k, dup, node)
+    _folio_set_stable_node(kfolio, dup)
+    return dup
+
+
+def stable_tree_append(k: Kernel, item: ksm_rmap_item, node: ksm_stable_node, bypass: bool) -> None:
+    """``stable_tree_append()`` (mm/ksm.c, v6.18): add an rmap_item to a node's list.
+
+    "rmap won't find this mapping if we don't insert the rmap_item in the right
+    stable_node duplicate."
+    """
+    fn = "stable_tree_append"
+    st = ksm_state_of(k)
+    if node.rmap_hlist_len < 0:
+        raise KernelBug(fn, "BUG_ON(stable_node->rmap_hlist_len < 0)")
+    node.rmap_hlist_len += 1
+    if not bypass and node.rmap_hlist_len > _cfg(k, "ksm_max_page_sharing"):
+        # possibly non fatal but unexpected overflow, only warn
+        k.warnings.append(KernelWarning(fn, "WARN_ON_ONCE(rmap_hlist_len > ksm_max_page_sharing)"))
+    item.head = node
+    item.flags |= STABLE_FLAG
+    node.hlist.insert(0, item)  # hlist_add_head
+    if len(node.hlist) > 1:  # rmap_item->hlist.next
+        st.pages_sharing += 1
+    else:
+        st.pages_shared += 1
+    assert item.mm is not None
+    item.mm.ksm_merging_pages += 1
+
+
+def remove_rmap_item_from_tree(k: Kernel, item: ksm_rmap_item) -> None:
+    """``remove_rmap_item_from_tree()`` (mm/ksm.c, v6.18): take an rmap_item out of its tree.
+
+    From the stable tree it also puts the anon_vma it pinned; from the
+    unstable tree it is erased only if inserted by this scan ("Usually ksmd can
+    and must skip the rb_erase, because root_unstable_tree was already reset").
+    """
+    fn = "remove_rmap_item_from_tree"
+    st = ksm_state_of(k)
+    if item.flags & STABLE_FLAG:
+        node = item.head
+        assert node is not None
+        f = ksm_get_folio(k, node)
+        if f is None:
+            return  # remove_node_from_stable_tree() did it all
+        node.hlist.remove(item)
+        _put(k, f)
+        if node.hlist:
+            st.pages_sharing -= 1
+        else:
+            st.pages_shared -= 1
+        assert item.mm is not None
+        item.mm.ksm_merging_pages -= 1
+        if node.rmap_hlist_len <= 0:
+            raise KernelBug(fn, "VM_BUG_ON(stable_node->rmap_hlist_len <= 0)")
+        node.rmap_hlist_len -= 1
+        assert item.anon_vma is not None
+        put_anon_vma(k, item.anon_vma, fn)
+        item.head = None
+        item.flags = 0
+    elif item.flags & UNSTABLE_FLAG:
+        age = (st.seqnr - (item.flags & SEQNR_MASK)) & 0xFF
+        if age > 1:
+            raise KernelBug(fn, "BUG_ON(age > 1)")
+        if not age and item.key is not None and st.root_unstable_tree.get(item.key) is item:
+            del st.root_unstable_tree[item.key]  # rb_erase
+        st.pages_unshared -= 1
+        item.key = None
+        item.flags = 0
+
+
+def _remove_trailing_rmap_items(k: Kernel, slot: ksm_mm_slot, pos: int) -> None:
+    # remove_trailing_rmap_items()
+    while len(slot.rmap_list) > pos:
+        item = slot.rmap_list.pop(pos)
+        remove_rmap_item_from_tree(k, item)
+        _free_rmap_item(k, item)
+
+
+# -- merging ------------------------------------------------------------------------------
+
+def _find_mergeable_vma(k: Kernel, mm: mm_struct, addr: int) -> vm_area_struct | None:
+    # find_mergeable_vma()
+    if mm.mm_users == 0:  # ksm_test_exit()
+        return None
+    vma = vma_lookup(mm, addr)
+    if vma is None or not vma.vm_flags & VM_MERGEABLE or vma.anon_vma is None:
+        return None
+    return vma
+
+
+def _page_address_in_vma(f: folio, vma: vm_area_struct) -> int | None:
+    # page_address_in_vma() (mm/rmap.c): an anon folio whose anon_vma root is
+    # not the VMA's has no address there ("KSM folios don't reach here
+    # because of the !anon_vma check").
+    av = f.mapping if isinstance(f.mapping, anon_vma) else None
+    if vma.anon_vma is None or av is None or vma.anon_vma.root is not av.root:
+        return None
+    return vma_address(vma, f.index)
+
+
+def write_protect_page(k: Kernel, vma: vm_area_struct, f: folio) -> tuple[int, Any]:
+    """``write_protect_page()`` (mm/ksm.c, v6.18): make the page's PTE read-only.
+
+    The folio's refcount must be its mapcount plus KSM's own reference
+    ("Check that no O_DIRECT or similar I/O is in progress on the page"); an
+    exclusive page becomes shared (``folio_try_share_anon_rmap_pte()``).
+
+    :returns: ``(0, orig_pte)`` or ``(-EFAULT, None)``.
+    """
+    mm = vma.vm_mm
+    assert mm is not None
+    addr = _page_address_in_vma(f, vma)
+    if addr is None:
+        return -errno.EFAULT, None
+    pte = mm.pgtable.get(addr)
+    if pte is None or pte[0] is not f:  # !page_vma_mapped_walk()
+        return -errno.EFAULT, None
+    if pte[1] or f.anon_exclusive:
+        if f._mapcount + 1 != f._refcount:
+            return -errno.EFAULT, None
+        f.anon_exclusive = False  # folio_try_share_anon_rmap_pte()
+        pte = (f, False)  # pte_wrprotect(pte_mkclean(entry))
+        mm.pgtable[addr] = pte
+    return 0, pte
+
+
+def replace_page(k: Kernel, vma: vm_area_struct, page: folio, kpage: folio, orig_pte: Any) -> int:
+    """``replace_page()`` (mm/ksm.c, v6.18): map ``kpage`` where ``page`` was.
+
+    The zero page is mapped as a KSM zero PTE and counted
+    (``ksm_map_zero_page()``); a KSM folio gains a reference and a mapping.
+
+    :returns: 0, or ``-EFAULT``.
+    """
+    fn = "replace_page"
+    mm = vma.vm_mm
+    assert mm is not None
+    addr = _page_address_in_vma(page, vma)
+    if addr is None:
+        return -errno.EFAULT
+    pte = mm.pgtable.get(addr)
+    if pte is None or pte != orig_pte or pte[0] is not page:  # !pte_same()
+        return -errno.EFAULT
+    if page.anon_exclusive:
+        raise KernelBug(fn, "VM_BUG_ON_PAGE(PageAnonExclusive(page), page)")
+    if kpage is not ZERO_PAGE:
+        kpage._refcount += 1  # folio_get(kfolio)
+        kpage._mapcount += 1  # folio_add_anon_rmap_pte(kfolio, kpage, vma, addr, RMAP_NONE)
+        mm.pgtable[addr] = (kpage, False)  # mk_pte(kpage, vma->vm_page_prot)
+    else:
+        # "Use pte_mkdirty to mark the zero page mapped by KSM, and then we can
+        # easily track all KSM-placed zero pages by checking if the dirty bit
+        # in zero page's PTE is set."
+        mm.pgtable[addr] = ksm_zero_pte((ZERO_PAGE, False))
+        ksm_state_of(k).zero_pages += 1  # ksm_map_zero_page()
+        mm.ksm_zero_pages += 1
+    k.ops.folio_remove_rmap_pte(k, page, vma)
+    folio_put(k, page, fn)
+    return 0
+
+
+def try_to_merge_one_page(k: Kernel, vma: vm_area_struct, page: folio, kpage: folio | None) -> int:
+    """``try_to_merge_one_page()`` (mm/ksm.c, v6.18): take two pages and merge them into one.
+
+    With ``kpage`` ``NULL`` the page itself is upgraded to a KSM folio with a
+    ``NULL`` stable node ("stable_tree_insert() will update stable_node").
+
+    :returns: 0 if merged, ``-EFAULT`` otherwise.
+    """
+    if page is kpage:  # ksm page forked
+        return 0
+    if page is ZERO_PAGE or not (page.ksm or isinstance(page.mapping, anon_vma)):  # !folio_test_anon
+        return -errno.EFAULT
+    if page.locked:  # !folio_trylock()
+        return -errno.EFAULT
+    err = -errno.EFAULT
+    # "If this anonymous page is mapped only here, its pte may need to be
+    # write-protected. If it's mapped elsewhere, all of its ptes are
+    # necessarily already write-protected. But in either case, we need to lock
+    # and check page_count is not raised."
+    wp, orig_pte = write_protect_page(k, vma, page)
+    if wp == 0:
+        if kpage is None:
+            # "While we hold folio lock, upgrade folio from anon to a NULL
+            # stable_node with the KSM flag set"
+            _folio_set_stable_node(page, None)
+            err = 0
+        elif page.content == kpage.content:  # pages_identical()
+            err = replace_page(k, vma, page, kpage, orig_pte)
+    return err
+
+
+def try_to_merge_with_zero_page(k: Kernel, item: ksm_rmap_item, page: folio) -> int:
+    """``try_to_merge_with_zero_page()`` (mm/ksm.c, v6.18).
+
+    :returns: 0 if merged or no longer a candidate (VMA stale), ``-EFAULT`` otherwise.
+    """
+    err = -errno.EFAULT
+    if _cfg(k, "ksm_use_zero_pages") and item.oldchecksum == _calc_checksum_of(0):
+        assert item.mm is not None
+        vma = _find_mergeable_vma(k, item.mm, item.address)
+        if vma is not None:
+            err = try_to_merge_one_page(k, vma, page, ZERO_PAGE)
+        else:
+            # "If the vma is out of date, we do not need to continue."
+            err = 0
+    return err
+
+
+def try_to_merge_with_ksm_page(k: Kernel, item: ksm_rmap_item, page: folio, kpage: folio | None) -> int:
+    """``try_to_merge_with_ksm_page()`` (mm/ksm.c, v6.18).
+
+    On success the rmap_item pins the VMA's anon_vma: "Must get reference to
+    anon_vma while still holding mmap_lock".
+
+    :returns: 0 if merged, ``-EFAULT`` otherwise.
+    """
+    fn = "try_to_merge_with_ksm_page"
+    assert item.mm is not None
+    vma = _find_mergeable_vma(k, item.mm, item.address)
+    if vma is None:
+        return -errno.EFAULT
+    err = try_to_merge_one_page(k, vma, page, kpage)
+    if err:
+        return err
+    # Unstable nid is in union with stable anon_vma: remove first
+    remove_rmap_item_from_tree(k, item)
+    assert vma.anon_vma is not None
+    item.anon_vma = vma.anon_vma
+    get_anon_vma(k, vma.anon_vma, fn)
+    return 0
+
+
+def break_cow(k: Kernel, item: ksm_rmap_item) -> None:
+    """``break_cow()`` (mm/ksm.c, v6.18): undo a merge of one rmap_item.
+
+    "It is not an accident that whenever we want to break COW to undo, we also
+    need to drop a reference to the anon_vma."
+    """
+    assert item.anon_vma is not None and item.mm is not None
+    put_anon_vma(k, item.anon_vma, "break_cow")
+    vma = _find_mergeable_vma(k, item.mm, item.address)
+    if vma is not None:
+        break_ksm(k, vma, item.address)
+
+
+def try_to_merge_two_pages(k: Kernel, item: ksm_rmap_item, page: folio, tree_item: ksm_rmap_item,
+                           tree_page: folio) -> folio | None:
+    """``try_to_merge_two_pages()`` (mm/ksm.c, v6.18): make ``page`` a KSM page for both.
+
+    :returns: the new KSM folio, or ``None``.
+    """
+    err = try_to_merge_with_ksm_page(k, item, page, None)
+    if not err:
+        err = try_to_merge_with_ksm_page(k, tree_item, tree_page, page)
+        # "If that fails, we have a ksm page with only one pte pointing to it:
+        # so break it."
+        if err:
+            break_cow(k, item)
+    return None if err else page
+
+
+def _calc_checksum_of(content: int) -> int:
+    return content + 1
+
+
+def calc_checksum(page: folio) -> int:
+    """``calc_checksum()`` (mm/ksm.c, v6.18): ``xxhash(page, PAGE_SIZE, 0)``, modelled as ``content + 1``."""
+    return _calc_checksum_of(0 if page is ZERO_PAGE else page.content)
+
+
+def _get_mergeable_page(k: Kernel, item: ksm_rmap_item) -> folio | None:
+    # get_mergeable_page(): the anon page at the rmap_item's address, with a reference.
+    assert item.mm is not None
+    vma = _find_mergeable_vma(k, item.mm, item.address)
+    if vma is None:
+        return None
+    pte = item.mm.pgtable.get(item.address)
+    if pte is None or pte[0] is ZERO_PAGE or not isinstance(pte[0], folio):
+        return None
+    f = pte[0]
+    if not (f.ksm or isinstance(f.mapping, anon_vma)):
+        return None
+    f._refcount += 1
+    return f
+
+
+def unstable_tree_search_insert(k: Kernel, item: ksm_rmap_item, page: folio) -> tuple[ksm_rmap_item | None,
+                                                                                     folio | None]:
+    """``unstable_tree_search_insert()`` (mm/ksm.c, v6.18).
+
+    :returns: the identical tree rmap_item and its page (with a reference), or
+        ``(None, None)`` after inserting ``item`` ("This function does both
+        searching and inserting, because they share the same walking algorithm
+        in an rbtree").
+    """
+    st = ksm_state_of(k)
+    tree_item = st.root_unstable_tree.get(page.content)
+    if tree_item is not None:
+        tree_page = _get_mergeable_page(k, tree_item)
+        if tree_page is None:
+            return None, None
+        # Don't substitute a ksm page for a forked page.
+        if tree_page is page:
+            _put(k, tree_page)
+            return None, None
+        if tree_page.content == page.content:  # memcmp_pages() == 0
+            return tree_item, tree_page
+        # The contents under the node changed since it was inserted: the
+        # kernel's walk would go left or right from here; with no changes
+        # inside a scan this is never reached.
+        _put(k, tree_page)
+        return None, None
+    item.flags |= UNSTABLE_FLAG | (st.seqnr & SEQNR_MASK)
+    item.key = page.content
+    st.root_unstable_tree[page.content] = item
+    st.pages_unshared += 1
+    return None, None
+
+
+def cmp_and_merge_page(k: Kernel, page: folio, item: ksm_rmap_item) -> None:
+    """``cmp_and_merge_page()`` (mm/ksm.c, v6.18): merge one scanned page if it can be.
+
+    "first see if page can be merged into the stable tree; if not, compare
+    checksum to previous and if it's the same, see if page can be inserted
+    into the unstable tree, or merged with a page already there and both
+    transferred to the stable tree." In v6.18 a page that is not yet KSM must
+    first show an unchanged checksum (and may merge with the zero page) before
+    the stable tree is searched.
+    """
+    bypass = False
+    node = _folio_stable_node(page)
+    if node is not None:
+        if item.head is node:
+            return
+        # "If it's a KSM fork, allow it to go over the sharing limit without
+        # warnings."
+        if not _is_page_sharing_candidate(k, node):
+            bypass = True
+    else:
+        remove_rmap_item_from_tree(k, item)
+        # "If the hash value of the page has changed from the last time we
+        # calculated it, this page is changing frequently: therefore we don't
+        # want to insert it in the unstable tree, and we don't want to waste
+        # our time searching for something identical to it there."
+        checksum = calc_checksum(page)
+        if item.oldchecksum != checksum:
+            item.oldchecksum = checksum
+            return
+        if not try_to_merge_with_zero_page(k, item, page):
+            return
+
+    # Start by searching for the folio in the stable tree
+    try:
+        kfolio = stable_tree_search(k, page)
+    except KernelError:
+        kfolio = None
+        busy = True
+    else:
+        busy = False
+    if kfolio is page and item.head is node:
+        _put(k, kfolio)
+        return
+    remove_rmap_item_from_tree(k, item)
+    if busy:
+        return
+    if kfolio is not None:
+        err = try_to_merge_with_ksm_page(k, item, page, kfolio)
+        if not err:
+            # "The page was successfully merged: add its rmap_item to the
+            # stable tree."
+            knode = _folio_stable_node(kfolio)
+            assert knode is not None
+            stable_tree_append(k, item, knode, bypass)
+        _put(k, kfolio)
+        return
+
+    tree_item, tree_page = unstable_tree_search_insert(k, item, page)
+    if tree_item is not None:
+        assert tree_page is not None
+        kf = try_to_merge_two_pages(k, item, page, tree_item, tree_page)
+        _put(k, tree_page)
+        if kf is not None:
+            # "The pages were successfully merged: insert new node in the
+            # stable tree and add both rmap_items."
+            snode = stable_tree_insert(k, kf)
+            if snode is not None:
+                stable_tree_append(k, tree_item, snode, False)
+                stable_tree_append(k, item, snode, False)
+            else:
+                # "If we fail to insert the page into the stable tree, we will
+                # have 2 virtual addresses that are pointing to a ksm page left
+                # outside the stable tree, in which case we need to break_cow
+                # on both."
+                break_cow(k, tree_item)
+                break_cow(k, item)
+
+
+# -- the scanner ------------------------------------------------------------------------------
+
+def _get_next_rmap_item(k: Kernel, slot: ksm_mm_slot, pos: int, addr: int) -> tuple[ksm_rmap_item | None, int]:
+    # get_next_rmap_item(): the rmap_item of addr at or after pos, freeing the
+    # ones of addresses passed over; returns (item, its index).
+    lst = slot.rmap_list
+    while pos < len(lst):
+        item = lst[pos]
+        if item.address == addr:
+            return item, pos
+        if item.address > addr:
+            break
+        lst.pop(pos)
+        remove_rmap_item_from_tree(k, item)
+        _free_rmap_item(k, item)
+    item = _alloc_rmap_item(k)
+    if item is not None:
+        # It has already been zeroed
+        item.mm = slot.mm
+        assert slot.mm is not None
+        slot.mm.ksm_rmap_items += 1
+        item.address = addr
+        lst.insert(pos, item)
+    return item, pos
+
+
+def _skip_age(age: int) -> int:
+    # skip_age()
+    if age <= 3:
+        return 1
+    if age <= 5:
+        return 2
+    if age <= 8:
+        return 4
+    return 8
+
+
+def should_skip_rmap_item(k: Kernel, f: folio, item: ksm_rmap_item) -> bool:
+    """``should_skip_rmap_item()`` (mm/ksm.c, v6.18): smart scan's skipping.
+
+    "Never skip pages that are already KSM"; "Smaller ages are not skipped,
+    they need to get a chance to go through the different phases of the KSM
+    merging."
+    """
+    if not _cfg(k, "ksm_smart_scan"):
+        return False
+    if f.ksm:
+        return False
+    age = item.age
+    if age != 0xFF:
+        item.age += 1
+    if age < 3:
+        return False
+    if not item.remaining_skips:
+        item.remaining_skips = _skip_age(age)
+        return False
+    ksm_state_of(k).pages_skipped += 1
+    item.remaining_skips -= 1
+    remove_rmap_item_from_tree(k, item)
+    return True
+
+
+def _slot_next(st: ksm_state, slot: ksm_mm_slot) -> ksm_mm_slot | None:
+    i = st.mm_list.index(slot)
+    return st.mm_list[i + 1] if i + 1 < len(st.mm_list) else None
+
+
+def scan_get_next_rmap_item(k: Kernel) -> tuple[ksm_rmap_item, folio] | None:
+    """``scan_get_next_rmap_item()`` (mm/ksm.c, v6.18): the next page for ksmd.
+
+    Walks the mm list from the cursor, each mm's ``VM_MERGEABLE`` VMAs with an
+    anon_vma in address order, and their present anonymous pages. At the
+    start of a full scan the unstable tree is reset; at the end of an mm its
+    trailing rmap_items are freed, and an mm with no ``VM_MERGEABLE`` VMA left
+    (or exiting) leaves the list. At the end of the list ``seqnr`` (the
+    ``full_scans`` count) advances and ``NULL`` is returned.
+
+    :returns: ``(rmap_item, page)`` with a reference on the page, or ``None``.
+    """
+    fn = "scan_get_next_rmap_item"
+    st = ksm_state_of(k)
+    if not st.mm_list:
+        return None
+    slot = st.scan_mm_slot
+    if slot is None:
+        # lru_add_drain_all(): the model has no per-CPU LRU caches.
+        st.root_unstable_tree.clear()  # root_unstable_tree[nid] = RB_ROOT
+        slot = st.mm_list[0]
+        st.scan_mm_slot = slot
+        st.scan_address = 0
+        st.scan_rmap_pos = 0
+    while True:  # next_mm:
+        mm = slot.mm
+        assert mm is not None
+        kasan_check(mm, fn)
+        if mm.mm_users != 0:  # !ksm_test_exit(mm)
+            for vma in list(mm.mmap):
+                if vma.vm_end <= st.scan_address:
+                    continue
+                if not vma.vm_flags & VM_MERGEABLE:
+                    continue
+                if st.scan_address < vma.vm_start:
+                    st.scan_address = vma.vm_start
+                if vma.anon_vma is None:
+                    st.scan_address = vma.vm_end
+                while st.scan_address < vma.vm_end:
+                    addr = st.scan_address
+                    pte = mm.pgtable.get(addr)
+                    f = None
+                    if pte is not None and isinstance(pte[0], folio) and pte[0] is not ZERO_PAGE and (
+                            pte[0].ksm or isinstance(pte[0].mapping, anon_vma)):
+                        f = pte[0]
+                        f._refcount += 1  # folio_get()
+                    if f is not None:
+                        item, pos = _get_next_rmap_item(k, slot, st.scan_rmap_pos, addr)
+                        if item is not None:
+                            st.scan_rmap_pos = pos + 1
+                            if should_skip_rmap_item(k, f, item):
+                                _put(k, f)
+                                st.scan_address += 1
+                                continue
+                            st.scan_address += 1
+                            return item, f
+                        _put(k, f)
+                        return None
+                    st.scan_address += 1
+        else:
+            # no_vmas:
+            st.scan_address = 0
+            st.scan_rmap_pos = 0
+        if mm.mm_users == 0:
+            st.scan_address = 0
+            st.scan_rmap_pos = 0
+        # "Nuke all the rmap_items that are above this current rmap: because
+        # there were no VM_MERGEABLE vmas with such addresses."
+        _remove_trailing_rmap_items(k, slot, st.scan_rmap_pos)
+        nxt = _slot_next(st, slot)
+        st.scan_mm_slot = nxt
+        if st.scan_address == 0:
+            # "We've completed a full scan of all vmas, holding mmap_lock
+            # throughout, and found no VM_MERGEABLE: so do the same as
+            # __ksm_exit does to remove this mm from all our lists now."
+            del st.mm_slots_hash[mm]
+            st.mm_list.remove(slot)
+            st.mm_slot_cache.free(slot, fn)
+            mm.ksm_flags &= ~(MMF_VM_MERGEABLE | MMF_VM_MERGE_ANY)
+            mmdrop(k, mm)
+        # Repeat until we've completed scanning the whole list
+        if nxt is None:
+            break
+        slot = nxt
+        st.scan_address = 0
+        st.scan_rmap_pos = 0
+    st.seqnr += 1
+    return None
+
+
+def ksm_do_scan(k: Kernel, scan_npages: int) -> None:
+    """``ksm_do_scan()`` (mm/ksm.c, v6.18): one batch of ksmd, up to ``scan_npages`` pages."""
+    st = ksm_state_of(k)
+    while scan_npages:
+        scan_npages -= 1
+        nxt = scan_get_next_rmap_item(k)
+        if nxt is None:
+            return
+        item, page = nxt
+        cmp_and_merge_page(k, page, item)
+        _put(k, page)
+        st.pages_scanned += 1
+
+
+def ksm_full_scans(k: Kernel, n: int) -> int:
+    """Run ksmd until ``n`` more full scans have completed (``full_scans`` += n).
+
+    ksmd runs with ``run=1`` for the duration and is stopped afterwards, as
+    the live runner does (kernel-behaviour.md §L). With no mm on KSM's list
+    ksmd does not run (``ksmd_should_run()``) and no scan completes.
+
+    :returns: the number of full scans completed.
+    """
+    st = ksm_state_of(k)
+    done = 0
+    k.config["ksm_run"] = KSM_RUN_MERGE
+    try:
+        while done < n:
+            if not st.mm_list:  # !ksmd_should_run()
+                break
+            start = st.seqnr
+            while st.seqnr == start and st.mm_list:
+                ksm_do_scan(k, max(1, int(_cfg(k, "ksm_thread_pages_to_scan"))))
+            if st.seqnr != start:
+                done += 1
+    finally:
+        k.config["ksm_run"] = KSM_RUN_STOP
+    return done
+
+
+# -- unmerging --------------------------------------------------------------------------------
+
+def break_ksm(k: Kernel, vma: vm_area_struct, addr: int) -> int:
+    """``break_ksm()`` (mm/ksm.c, v6.18): replace a KSM page by an exclusive anonymous page.
+
+    A KSM folio or a KSM zero PTE at ``addr`` takes an unsharing fault
+    (``handle_mm_fault(FAULT_FLAG_UNSHARE | FAULT_FLAG_REMOTE)``): ``do_wp_page()``
+    cannot reuse it and copies (``wp_page_copy()``), leaving a read-only PTE
+    of a new exclusive folio.
+
+    :returns: 0, or ``-ENOMEM``.
+    """
+    fn = "break_ksm"
+    mm = vma.vm_mm
+    assert mm is not None
+    pte = mm.pgtable.get(addr)
+    if pte is None or not isinstance(pte[0], folio):
+        return 0
+    old = pte[0]
+    if not (is_ksm_zero_pte(pte) or (old is not ZERO_PAGE and old.ksm)):
+        return 0
+    # do_wp_page() with FAULT_FLAG_UNSHARE: a KSM folio is never reused
+    # (wp_can_reuse_anon_folio()), so wp_page_copy() runs.
+    if k.ops.anon_vma_prepare(k, vma):  # vmf_anon_prepare()
+        return -errno.ENOMEM
+    new = vma_alloc_folio(k, 0 if old is ZERO_PAGE else old.content, fn)
+    if new is None:
+        return -errno.ENOMEM
+    if old is not ZERO_PAGE:
+        kasan_check(old, fn)
+    k.ops.folio_add_new_anon_rmap(k, new, vma, addr, True)
+    # unshare: no maybe_mkwrite(pte_mkdirty(entry), vma)
+    mm.pgtable[addr] = (new, False)
+    if old is not ZERO_PAGE:
+        k.ops.folio_remove_rmap_pte(k, old, vma)
+        folio_put(k, old, fn)
+    else:
+        ksm_might_unmap_zero_page(k, mm, pte)
+    return 0
+
+
+def unmerge_ksm_pages(k: Kernel, vma: vm_area_struct, start: int, end: int) -> int:
+    """``unmerge_ksm_pages()`` (mm/ksm.c, v6.18): break every KSM page of ``[start, end)``.
+
+    "although we'd like to remove rmap_items (so updating counts and freeing
+    memory) when unmerging an area, it's easier to leave that to the next pass
+    of ksmd".
+
+    :returns: 0, or ``-ENOMEM``.
+    """
+    err = 0
+    addr = start
+    while addr < end and not err:
+        assert vma.vm_mm is not None
+        if vma.vm_mm.mm_users == 0:  # ksm_test_exit()
+            break
+        err = break_ksm(k, vma, addr)
+        addr += 1
+    return err
+
+
+def _remove_stable_node(k: Kernel, node: ksm_stable_node) -> int:
+    # remove_stable_node(): refuse (EBUSY) while the KSM page is still mapped.
+    f = ksm_get_folio(k, node)
+    if f is None:
+        return 0  # ksm_get_folio did remove_node_from_stable_tree itself.
+    err = -errno.EBUSY
+    if f._mapcount == 0:
+        _folio_set_stable_node(f, None)
+        remove_node_from_stable_tree(k, node)
+        err = 0
+    _put(k, f)
+    return err
+
+
+def remove_all_stable_nodes(k: Kernel) -> int:
+    """``remove_all_stable_nodes()`` (mm/ksm.c, v6.18).
+
+    :returns: 0, or ``-EBUSY`` if some KSM page is still mapped.
+    """
+    st = ksm_state_of(k)
+    err = 0
+    for node in list(st.root_stable_tree.values()):
+        if not node._live or st.root_stable_tree.get(node.key) is not node:
+            continue
+        if not _is_chain(node):
+            if _remove_stable_node(k, node):
+                return -errno.EBUSY
+            continue
+        for dup in list(node.hlist):
+            if _remove_stable_node(k, dup):
+                return -errno.EBUSY
+        _free_stable_node_chain(k, node)
+    return err
+
+
+def unmerge_and_remove_all_rmap_items(k: Kernel) -> int:
+    """``unmerge_and_remove_all_rmap_items()`` (mm/ksm.c, v6.18): ``run=2``.
+
+    Unmerges every ``VM_MERGEABLE`` VMA of every mm, frees all rmap_items,
+    drops exiting mms from the list and removes the stable nodes.
+
+    :returns: 0, or the error of an unmerge.
+    """
+    fn = "unmerge_and_remove_all_rmap_items"
+    st = ksm_state_of(k)
+    st.scan_mm_slot = st.mm_list[0] if st.mm_list else None
+    while st.scan_mm_slot is not None:
+        slot = st.scan_mm_slot
+        mm = slot.mm
+        assert mm is not None
+        if mm.mm_users != 0:
+            for vma in list(mm.mmap):
+                if not vma.vm_flags & VM_MERGEABLE or vma.anon_vma is None:
+                    continue
+                err = unmerge_ksm_pages(k, vma, vma.vm_start, vma.vm_end)
+                if err:
+                    st.scan_mm_slot = None
+                    return err
+        _remove_trailing_rmap_items(k, slot, 0)
+        st.scan_mm_slot = _slot_next(st, slot)
+        if mm.mm_users == 0:
+            del st.mm_slots_hash[mm]
+            st.mm_list.remove(slot)
+            st.mm_slot_cache.free(slot, fn)
+            mm.ksm_flags &= ~(MMF_VM_MERGEABLE | MMF_VM_MERGE_ANY)
+            mmdrop(k, mm)
+    # Clean up stable nodes, but don't worry if some are still busy
+    remove_all_stable_nodes(k)
+    st.seqnr = 0
+    return 0
+
+
+# -- entering and leaving -------------------------------------------------------------------
+
+def __ksm_enter(k: Kernel, mm: mm_struct) -> int:
+    """``__ksm_enter()`` (mm/ksm.c, v6.18): put the mm on ksmd's list.
+
+    "When KSM_RUN_MERGE (or KSM_RUN_STOP), insert just behind the scanning
+    cursor, to let the area settle down a little"; with ``KSM_RUN_UNMERGE`` at
+    the end of the list.
+
+    :returns: 0, or ``-ENOMEM``.
+    """
+    fn = "__ksm_enter"
+    if k.should_fail("mm_slot_alloc"):
+        return -errno.ENOMEM
+    st = ksm_state_of(k)
+    slot = st.mm_slot_cache.alloc(fn)
+    slot.mm = mm
+    slot.rmap_list = []
+    st.mm_slots_hash[mm] = slot
+    if _cfg(k, "ksm_run") & KSM_RUN_UNMERGE or st.scan_mm_slot is None:
+        st.mm_list.append(slot)  # list_add_tail(..., &ksm_mm_head.slot.mm_node)
+    else:
+        # list_add_tail(&slot->mm_node, &ksm_scan.mm_slot->slot.mm_node)
+        st.mm_list.insert(st.mm_list.index(st.scan_mm_slot), slot)
+    mm.ksm_flags |= MMF_VM_MERGEABLE
+    mmgrab(k, mm)
+    return 0
+
+
+def __ksm_exit(k: Kernel, mm: mm_struct) -> None:
+    """``__ksm_exit()`` (mm/ksm.c, v6.18): an mm with ``MMF_VM_MERGEABLE`` exits.
+
+    "if it's straightforward (as is the case when ksmd was never running),
+    free mm_slot immediately. But if it's at the cursor or has rmap_items
+    linked to it, use mmap_lock to synchronize with any break_cows before
+    pagetables are freed, and leave the mm_slot on the list for ksmd to free."
+    The slot moves just after the cursor, to be freed first by ksmd.
+    """
+    fn = "__ksm_exit"
+    st = ksm_state_of(k)
+    slot = st.mm_slots_hash.get(mm)
+    easy_to_free = False
+    if slot is not None and st.scan_mm_slot is not slot:
+        if not slot.rmap_list:
+            del st.mm_slots_hash[mm]
+            st.mm_list.remove(slot)
+            easy_to_free = True
+        else:
+            st.mm_list.remove(slot)
+            at = 0 if st.scan_mm_slot is None else st.mm_list.index(st.scan_mm_slot) + 1
+            st.mm_list.insert(at, slot)  # list_move(&slot->mm_node, &ksm_scan.mm_slot->slot.mm_node)
+    if easy_to_free:
+        assert slot is not None
+        st.mm_slot_cache.free(slot, fn)
+        mm.ksm_flags &= ~(MMF_VM_MERGE_ANY | MMF_VM_MERGEABLE)
+        mmdrop(k, mm)
+
+
+def ksm_fork(k: Kernel, mm: mm_struct, oldmm: mm_struct) -> int:
+    """``ksm_fork()`` (include/linux/ksm.h, v6.18): "Adding mm to ksm is best effort on fork."""
+    if oldmm.ksm_flags & MMF_VM_MERGEABLE:
+        __ksm_enter(k, mm)
+    return 0
+
+
+def ksm_exit(k: Kernel, mm: mm_struct) -> None:
+    """``ksm_exit()`` (include/linux/ksm.h, v6.18)."""
+    if mm.ksm_flags & MMF_VM_MERGEABLE:
+        __ksm_exit(k, mm)
+
+
+def _ksm_compatible(vm_flags: int) -> bool:
+    # ksm_compatible() / vma_ksm_compatible(): "just ignore the advice" for
+    # shared, special and hugetlb mappings (no file, no DAX in the model).
+    return not vm_flags & (VM_SHARED | VM_MAYSHARE | VM_PFNMAP | VM_IO | VM_DONTEXPAND
+                           | _VM_HUGETLB | VM_MIXEDMAP | _VM_DROPPABLE)
+
+
+def ksm_vma_flags(k: Kernel, mm: mm_struct, vm_flags: int) -> int:
+    """``ksm_vma_flags()`` (mm/ksm.c, v6.18): ``VM_MERGEABLE`` for a new VMA of a merge-any mm."""
+    if mm.ksm_flags & MMF_VM_MERGE_ANY and not vm_flags & VM_MERGEABLE and _ksm_compatible(vm_flags):
+        vm_flags |= VM_MERGEABLE
+    return vm_flags
+
+
+def _ksm_add_vmas(mm: mm_struct) -> None:
+    # ksm_add_vmas() / __ksm_add_vma(): set VM_MERGEABLE in place (no merge or split).
+    for vma in mm.mmap:
+        if not vma.vm_flags & VM_MERGEABLE and _ksm_compatible(vma.vm_flags):
+            vma.vm_flags |= VM_MERGEABLE
+
+
+def _ksm_del_vmas(k: Kernel, mm: mm_struct) -> int:
+    # ksm_del_vmas() / __ksm_del_vma()
+    for vma in list(mm.mmap):
+        if not vma.vm_flags & VM_MERGEABLE:
+            continue
+        if vma.anon_vma is not None:
+            err = unmerge_ksm_pages(k, vma, vma.vm_start, vma.vm_end)
+            if err:
+                return err
+        vma.vm_flags &= ~VM_MERGEABLE
+    return 0
+
+
+def ksm_enable_merge_any(k: Kernel, mm: mm_struct) -> int:
+    """``ksm_enable_merge_any()`` (mm/ksm.c, v6.18): ``prctl(PR_SET_MEMORY_MERGE, 1)``.
+
+    :returns: 0, or ``-ENOMEM``.
+    """
+    if mm.ksm_flags & MMF_VM_MERGE_ANY:
+        return 0
+    if not mm.ksm_flags & MMF_VM_MERGEABLE:
+        err = __ksm_enter(k, mm)
+        if err:
+            return err
+    mm.ksm_flags |= MMF_VM_MERGE_ANY
+    _ksm_add_vmas(mm)
+    return 0
+
+
+def ksm_disable_merge_any(k: Kernel, mm: mm_struct) -> int:
+    """``ksm_disable_merge_any()`` (mm/ksm.c, v6.18): ``prctl(PR_SET_MEMORY_MERGE, 0)``.
+
+    "Disabling merging implies unmerging any merged pages, like setting
+    MADV_UNMERGEABLE would. If unmerging fails, the whole operation fails and
+    merging on all compatible VMA's remains enabled."
+    """
+    if not mm.ksm_flags & MMF_VM_MERGE_ANY:
+        return 0
+    err = _ksm_del_vmas(k, mm)
+    if err:
+        _ksm_add_vmas(mm)
+        return err
+    mm.ksm_flags &= ~MMF_VM_MERGE_ANY
+    return 0
+
+
+def ksm_madvise(k: Kernel, vma: vm_area_struct, start: int, end: int, advice: int,
+                vm_flags: int) -> tuple[int, int]:
+    """``ksm_madvise()`` (mm/ksm.c, v6.18): ``MADV_MERGEABLE`` / ``MADV_UNMERGEABLE``.
+
+    :param vm_flags: the VMA's flags (``unsigned long *vm_flags`` in).
+    :returns: ``(0 or -errno, new vm_flags)``.
+    """
+    mm = vma.vm_mm
+    assert mm is not None
+    if advice == MADV_MERGEABLE:
+        if vma.vm_flags & VM_MERGEABLE:
+            return 0, vm_flags
+        if not _ksm_compatible(vma.vm_flags):
+            return 0, vm_flags
+        if not mm.ksm_flags & MMF_VM_MERGEABLE:
+            err = __ksm_enter(k, mm)
+            if err:
+                return err, vm_flags
+        vm_flags |= VM_MERGEABLE
+    elif advice == MADV_UNMERGEABLE:
+        if not vm_flags & VM_MERGEABLE:
+            return 0, vm_flags  # just ignore the advice
+        if vma.anon_vma is not None:
+            err = unmerge_ksm_pages(k, vma, start, end)
+            if err:
+                return err, vm_flags
+        vm_flags &= ~VM_MERGEABLE
+    return 0, vm_flags
+
+
+def prctl_set_memory_merge(k: Kernel, mm: mm_struct, arg2: int) -> int:
+    """``prctl(PR_SET_MEMORY_MERGE, arg2)`` (kernel/sys.c, v6.18).
+
+    :returns: 0 or a negative errno.
+    """
+    if arg2:
+        return ksm_enable_merge_any(k, mm)
+    return ksm_disable_merge_any(k, mm)
+
+
+# -- reverse mapping -------------------------------------------------------------------------
+
+def rmap_walk_ksm(k: Kernel, f: folio, rmap_one: Callable[[vm_area_struct, int], Any],
+                  locked: bool = False) -> None:
+    """``rmap_walk_ksm()`` (mm/ksm.c, v6.18): visit every VMA that may map KSM folio ``f``.
+
+    For each rmap_item of the folio's stable node, walks
+    ``rmap_item->anon_vma``'s interval tree over all offsets (root rwsem held
+    for read) and calls ``rmap_one(vma, address)`` for each VMA covering the
+    rmap_item's address: "Initially we examine only the vma which covers this
+    rmap_item; but later, if there is still work to do, we examine covering
+    vmas in other mms: in case they were forked from the original since ksmd
+    passed." A ``False`` return stops the walk, as in :func:`rmap_walk_anon`.
+
+    :param f: ``struct folio *``, a KSM folio, locked (``PG_locked``).
+    :param locked: accepted for the :func:`rmap_walk_anon` contract; the KSM
+        walk always takes each anon_vma's lock itself.
+    :raises KernelBug: ``f`` is not KSM, or not locked.
+    """
+    fn = "rmap_walk_ksm"
+    kasan_check(f, fn)
+    if not f.ksm:
+        raise KernelBug(fn, "VM_BUG_ON_FOLIO(!folio_test_ksm(folio), folio)")
+    # "Rely on the page lock to protect against concurrent modifications to
+    # that page's node of the stable tree."
+    if not f.locked:
+        raise KernelBug(fn, "VM_BUG_ON_FOLIO(!folio_test_locked(folio), folio)")
+    node = _folio_stable_node(f)
+    if node is None:
+        return
+    kasan_check(node, fn)
+    for search_new_forks in (False, True):
+        for item in list(node.hlist):
+            av = item.anon_vma
+            assert av is not None
+            anon_vma_lock_read(k, av, fn)
+            try:
+                for avc in list(av.rb_root):  # anon_vma_interval_tree_foreach(.., 0, ULONG_MAX)
+                    vma = avc.vma
+                    kasan_check(vma, fn)
+                    addr = item.address  # Ignore the stable/unstable/sqnr flags
+                    if addr < vma.vm_start or addr >= vma.vm_end:
+                        continue
+                    if (item.mm is vma.vm_mm) == search_new_forks:
+                        continue
+                    if rmap_one(vma, addr) is False:
+                        return
+            finally:
+                anon_vma_unlock_read(k, av, fn)
+
+
+def folio_migrate_ksm(k: Kernel, newfolio: folio, old: folio) -> None:
+    """``folio_migrate_ksm()`` (mm/ksm.c, v6.18): the stable node follows a migrated KSM folio.
+
+    ``newfolio->mapping`` must already equal ``folio->mapping``; the node's
+    ``kpfn`` moves to the new folio and the old folio loses its stable node.
+    """
+    fn = "folio_migrate_ksm"
+    if newfolio.mapping is not old.mapping:
+        raise KernelBug(fn, "VM_BUG_ON_FOLIO(newfolio->mapping != folio->mapping, newfolio)")
+    node = _folio_stable_node(old)
+    if node is not None:
+        if node.kpfn != old.pfn():
+            raise KernelBug(fn, "VM_BUG_ON_FOLIO(stable_node->kpfn != folio_pfn(folio), folio)")
+        node.kpfn = newfolio.pfn()
+        newfolio.ksm = True
+        newfolio.stable_node = node
+        old.anon_exclusive = False
+        _folio_set_stable_node(old, None)
+
+
+# -- sysfs, procfs ------------------------------------------------------------------------------
+
+def _kstrtobool(value: int) -> bool | None:
+    # kstrtobool() looks at the first character only.
+    s = str(value)
+    if s[0] in "1":
+        return True
+    if s[0] in "0":
+        return False
+    return None
+
+
+def ksm_store(k: Kernel, knob: str, value: int) -> int:
+    """A write of ``value`` to ``/sys/kernel/mm/ksm/<knob>`` (the ``*_store()`` of mm/ksm.c, v6.18).
+
+    ``max_page_sharing`` and ``merge_across_nodes`` refuse a change with
+    ``EBUSY`` while KSM pages exist; ``max_page_sharing`` below 2 is
+    ``EINVAL`` ("When a KSM page is created it is shared by 2 mappings");
+    ``run`` above 2 is ``EINVAL`` and ``run=2`` unmerges everything.
+
+    :returns: 0 or a negative errno.
+    """
+    st = ksm_state_of(k)
+    if knob not in KSM_KNOBS:
+        return -errno.ENOENT
+    key = KSM_KNOBS[knob]
+    if knob in ("use_zero_pages", "smart_scan"):
+        b = _kstrtobool(value)
+        if b is None:
+            return -errno.EINVAL
+        k.config[key] = b
+        return 0
+    if knob in ("pages_to_scan", "sleep_millisecs", "stable_node_chains_prune_millisecs"):
+        if value >= 1 << 32:
+            return -errno.EINVAL
+        k.config[key] = value
+        return 0
+    if knob == "max_page_sharing":
+        if value >= 1 << 31:
+            return -errno.ERANGE  # kstrtoint()
+        if value < 2:
+            return -errno.EINVAL
+        if _cfg(k, key) == value:
+            return 0
+        if st.pages_shared or remove_all_stable_nodes(k):
+            return -errno.EBUSY
+        k.config[key] = value
+        return 0
+    if knob == "merge_across_nodes":
+        if value >= 1 << 64:
+            return -errno.ERANGE
+        if value > 1:
+            return -errno.EINVAL
+        if _cfg(k, key) != value:
+            if st.pages_shared or remove_all_stable_nodes(k):
+                return -errno.EBUSY
+            k.config[key] = value
+        return 0
+    # run
+    if value >= 1 << 32 or value > KSM_RUN_UNMERGE:
+        return -errno.EINVAL
+    if _cfg(k, key) != value:
+        k.config[key] = value
+        if value & KSM_RUN_UNMERGE:
+            err = unmerge_and_remove_all_rmap_items(k)
+            if err:
+                k.config[key] = KSM_RUN_STOP
+                return err
+    return 0
+
+
+def ksm_counters(k: Kernel) -> dict[str, int]:
+    """The read-only counters of ``/sys/kernel/mm/ksm`` (mm/ksm.c, v6.18).
+
+    ``pages_volatile`` is ``ksm_rmap_items - pages_shared - pages_sharing -
+    pages_unshared``, never shown below 0; ``full_scans`` is ``ksm_scan.seqnr``.
+    """
+    st = ksm_state_of(k)
+    volatile = st.rmap_items - st.pages_shared - st.pages_sharing - st.pages_unshared
+    return {
+        "full_scans": st.seqnr,
+        "ksm_zero_pages": st.zero_pages,
+        "pages_scanned": st.pages_scanned,
+        "pages_shared": st.pages_shared,
+        "pages_sharing": st.pages_sharing,
+        "pages_skipped": st.pages_skipped,
+        "pages_unshared": st.pages_unshared,
+        "pages_volatile": max(volatile, 0),
+        "stable_node_chains": st.stable_node_chains,
+        "stable_node_dups": st.stable_node_dups,
+    }
+
+
+def ksm_stat(mm: mm_struct) -> dict[str, int]:
+    """The counters of ``/proc/<pid>/ksm_stat`` the model keeps (fs/proc/base.c, v6.18)."""
+    return {
+        "ksm_merging_pages": mm.ksm_merging_pages,
+        "ksm_rmap_items": mm.ksm_rmap_items,
+        "ksm_zero_pages": mm.ksm_zero_pages,
+    }
+
+
+# -- invariants ----------------------------------------------------------------------------------
+
+def ksm_anon_vma_external_refs(k: Kernel) -> dict[anon_vma, int]:
+    """References on anon_vmas held outside the VMAs: one per rmap_item in the stable tree."""
+    refs: dict[anon_vma, int] = {}
+    st = k.__dict__.get("ksm")
+    if st is None:
+        return refs
+    for slot in st.mm_list:
+        for item in slot.rmap_list:
+            if item.flags & STABLE_FLAG and item.anon_vma is not None:
+                refs[item.anon_vma] = refs.get(item.anon_vma, 0) + 1
+    return refs
+
+
+def ksm_folio_external_refs(k: Kernel) -> dict[folio, int]:
+    """KSM holds no folio reference between steps: a stable node's is a "keyhole reference"."""
+    return {}
+
+
+def ksm_mm_external_refs(k: Kernel) -> set[mm_struct]:
+    """The mms KSM's mm_slots keep (``mmgrab()``), exited ones included."""
+    st = k.__dict__.get("ksm")
+    return set() if st is None else set(st.mm_slots_hash)
+
+
+def validate_ksm(k: Kernel) -> None:
+    """Check KSM's structures between steps; raise the first violation.
+
+    * the mm list and the hash hold the same slots, each once; every
+      rmap_list is sorted by address and its items belong to the slot's mm;
+    * every rmap_item in the stable tree is on its node's ``hlist`` and pins a
+      live anon_vma; every node's ``rmap_hlist_len`` is its ``hlist``'s length;
+    * the counters equal what the structures hold;
+    * every mapped KSM folio's stable node is live and points back to it;
+    * "there cannot be KSM page content duplicates in the stable tree itself"
+      (Documentation/mm/ksm.rst): each top-level node has its own contents, and
+      every dup of a chain has the chain's.
+    """
+    fn = "validate_ksm"
+    st = k.__dict__.get("ksm")
+    if st is None:
+        return
+    if len(set(map(id, st.mm_list))) != len(st.mm_list) or set(st.mm_slots_hash.values()) != set(st.mm_list):
+        raise InvariantViolation(fn, "ksm_mm_head list and mm_slots_hash disagree")
+    shared = sharing = unshared = 0
+    items = 0
+    for slot in st.mm_list:
+        kasan_check(slot, fn)
+        prev = -1
+        for item in slot.rmap_list:
+            kasan_check(item, fn)
+            items += 1
+            if item.mm is not slot.mm or item.address <= prev:
+                raise InvariantViolation(fn, f"{item.kname()} out of order or of another mm")
+            prev = item.address
+            if item.flags & STABLE_FLAG:
+                node = item.head
+                if node is None or item not in node.hlist:
+                    raise InvariantViolation(fn, f"{item.kname()} is stable but not on its node's hlist")
+                kasan_check(node, fn)
+                kasan_check(item.anon_vma, fn)
+            elif item.flags & UNSTABLE_FLAG:
+                unshared += 1
+        n = sum(1 for i in slot.rmap_list)
+        assert slot.mm is not None
+        if slot.mm.ksm_rmap_items != n:
+            raise InvariantViolation(fn, f"mm {slot.mm.owner}: ksm_rmap_items {slot.mm.ksm_rmap_items}, has {n}")
+    nodes: list[ksm_stable_node] = []
+    for key, top in st.root_stable_tree.items():
+        kasan_check(top, fn)
+        if top.key != key:
+            raise InvariantViolation(fn, f"{top.kname()} filed under other contents")
+        if _is_chain(top):
+            for dup in top.hlist:
+                kasan_check(dup, fn)
+                if dup.key != key or dup.chain is not top:
+                    raise InvariantViolation(fn, f"dup {dup.kname()} of {top.kname()} has other contents")
+                nodes.append(dup)
+        else:
+            nodes.append(top)
+    for node in nodes:
+        if node.rmap_hlist_len != len(node.hlist):
+            raise InvariantViolation(fn, f"{node.kname()}: rmap_hlist_len {node.rmap_hlist_len}, "
+                                         f"hlist {len(node.hlist)}")
+        if node.hlist:
+            shared += 1
+            sharing += len(node.hlist) - 1
+        f = _pfn_folio(k, node.kpfn)
+        if f is not None and f._live and f.stable_node is node and f.content != node.key:
+            raise InvariantViolation(fn, f"KSM page {f.pfn()} of {node.kname()} changed contents")
+    if (shared, sharing, unshared, items) != (st.pages_shared, st.pages_sharing, st.pages_unshared,
+                                              st.rmap_items):
+        raise InvariantViolation(
+            fn, f"counters shared/sharing/unshared/rmap_items {st.pages_shared}/{st.pages_sharing}/"
+                f"{st.pages_unshared}/{st.rmap_items}, structures hold {shared}/{sharing}/{unshared}/{items}")
+    chains = sum(1 for n in st.root_stable_tree.values() if _is_chain(n))
+    dups = sum(len(n.hlist) for n in st.root_stable_tree.values() if _is_chain(n))
+    if (chains, dups) != (st.stable_node_chains, st.stable_node_dups):
+        raise InvariantViolation(fn, f"stable_node_chains/dups {st.stable_node_chains}/{st.stable_node_dups}, "
+                                     f"tree holds {chains}/{dups}")
+    for f in k.page_alloc.live():
+        if f.ksm and f._mapcount:
+            node = f.stable_node
+            if node is None or not node._live:  # type: ignore[attr-defined]
+                raise InvariantViolation(fn, f"mapped KSM page {f.pfn()} has no live stable node")
+            if node.kpfn != f.pfn() or f.mapping is not node:  # type: ignore[attr-defined]
+                raise InvariantViolation(fn, f"KSM page {f.pfn()} and its stable node disagree")
+
+
+# -- wrappers for the KSM zero page ------------------------------------------------------------
+
+def _wrap_zap(inner: Callable[..., Any]) -> Callable[..., Any]:
+    def zap_vma_range(k: Kernel, vma: vm_area_struct, start: int, end: int) -> None:
+        """``zap_pte_range()`` (mm/memory.c, v6.18) with ``ksm_might_unmap_zero_page()``."""
+        mm = vma.vm_mm
+        assert mm is not None
+        for vpn in range(max(start, vma.vm_start), min(end, vma.vm_end)):
+            pte = mm.pgtable.get(vpn)
+            if pte is not None:
+                ksm_might_unmap_zero_page(k, mm, pte)
+        inner(k, vma, start, end)
+    return zap_vma_range
+
+
+def _wrap_do_wp_page(inner: Callable[..., Any]) -> Callable[..., Any]:
+    def do_wp_page(k: Kernel, vma: vm_area_struct, vpn: int) -> None:
+        """``do_wp_page()`` (mm/memory.c, v6.18); ``wp_page_copy()`` of a KSM zero PTE uncounts it."""
+        mm = vma.vm_mm
+        assert mm is not None
+        pte = mm.pgtable.get(vpn)
+        inner(k, vma, vpn)
+        if is_ksm_zero_pte(pte) and mm.pgtable.get(vpn) is not pte:
+            ksm_might_unmap_zero_page(k, mm, pte)
+    return do_wp_page
+
+
+def _wrap_mprotect_fixup(inner: Callable[..., Any]) -> Callable[..., Any]:
+    def mprotect_fixup(k: Kernel, vma: vm_area_struct, prev: vm_area_struct | None, start: int, end: int,
+                       newflags: int) -> Any:
+        """``mprotect_fixup()`` (mm/mprotect.c, v6.18): ``change_pte_range()`` keeps the dirty bit."""
+        mm = vma.vm_mm
+        assert mm is not None
+        marked = [vpn for vpn in range(start, end) if is_ksm_zero_pte(mm.pgtable.get(vpn))]
+        res = inner(k, vma, prev, start, end, newflags)
+        for vpn in marked:
+            pte = mm.pgtable.get(vpn)
+            if pte is not None and pte[0] is ZERO_PAGE and not is_ksm_zero_pte(pte):
+                mm.pgtable[vpn] = ksm_zero_pte(pte)
+        return res
+    return mprotect_fixup
+
+
+def ksm_ops(base: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    """The KSM entries of a design table built on ``base`` (wrapping its zap, wp and mprotect)."""
+    return {
+        "ksm_madvise": ksm_madvise,
+        "ksm_vma_flags": ksm_vma_flags,
+        "ksm_fork": ksm_fork,
+        "ksm_exit": ksm_exit,
+        "rmap_walk_ksm": rmap_walk_ksm,
+        "folio_migrate_ksm": folio_migrate_ksm,
+        "anon_vma_external_refs": ksm_anon_vma_external_refs,
+        "folio_external_refs": ksm_folio_external_refs,
+        "mm_external_refs": ksm_mm_external_refs,
+        "ksm_invariants": validate_ksm,
+        "zap_vma_range": _wrap_zap(base["zap_vma_range"]),
+        "do_wp_page": _wrap_do_wp_page(base["do_wp_page"]),
+        "mprotect_fixup": _wrap_mprotect_fixup(base["mprotect_fixup"]),
+    }
+
+
+#: The KSM entries of design ``linux-6.18`` (wrapping v6.18's zap, wp and mprotect).
+KSM_OPS: dict[str, Callable[..., Any]] = ksm_ops({**MEMORY_OPS, **MPROTECT_OPS})
