@@ -35,6 +35,7 @@ from conftest import BASE
 from rmapcheck.designs import make_kernel
 from rmapcheck.model.findings import KernelBug, MissedRmapWalk
 from rmapcheck.model.invariants import check_invariants
+from rmapcheck.model.ksm import ksm_full_scans
 from rmapcheck.model.memory import is_migration_entry, is_readable_migration_entry, is_writable_migration_entry
 from rmapcheck.model.migrate import (
     MigrationState, migrate_page_at, migrate_pages, migrate_prepare, migrate_step, migrations,
@@ -42,11 +43,11 @@ from rmapcheck.model.migrate import (
 from rmapcheck.model.mm_types import ZERO_PAGE
 from rmapcheck.model.rmap import rmap_walk_anon
 from rmapcheck.model.syscalls import (
-    spawn, sys_exit, sys_fork, sys_mmap, sys_mprotect, sys_mremap, sys_munmap, user_read,
+    spawn, sys_exit, sys_fork, sys_madvise, sys_mmap, sys_mprotect, sys_mremap, sys_munmap, user_read,
     user_write,
 )
 from rmapcheck.model.uapi import (
-    MAP_FIXED_NOREPLACE, MREMAP_FIXED, MREMAP_MAYMOVE, PROT_READ, PROT_WRITE,
+    MADV_MERGEABLE, MAP_FIXED_NOREPLACE, MREMAP_FIXED, MREMAP_MAYMOVE, PROT_READ, PROT_WRITE,
 )
 from rmapcheck.model.vmscan import folio_check_references
 
@@ -282,6 +283,37 @@ def test_migration_pin_of_a_child_anon_vma_frees_child_before_root(k):
     assert not A_C._live and not R._live
     assert A_C._free == R._free, "both freed by the final put, in one step"
     assert k.anon_vma_cachep.freelist[-2:] == [A_C, R], "child freed before its root"
+    check_invariants(k)
+
+
+# -- KSM folios --------------------------------------------------------------------------
+
+def test_ksm_fork_tree_migration_follows_stable_node(k):
+    p0 = k.tasks["P0"]
+    sys_mmap(k, p0, BASE, 2, RW, MAP_FIXED_NOREPLACE)
+    user_write(k, p0, BASE, 5)
+    user_write(k, p0, BASE + 1, 5)
+    sys_madvise(k, p0, BASE, 2, MADV_MERGEABLE)
+    ksm_full_scans(k, 3)
+    f = page(k, "P0")[0]
+    assert f.ksm and page(k, "P0", BASE + 1)[0] is f, "the two pages merged"
+    node = f.stable_node
+    assert node.kpfn == f.pfn()
+    fork_tree(k)  # forks after the merge: only P0 has rmap_items
+    check_invariants(k)
+    assert migrate_page_at(k, k.tasks["G3"].mm, BASE + 1) == 0
+    g = page(k, "P0")[0]
+    assert g is not f and not f._live
+    assert g.ksm and g.stable_node is node and g.mapping is node and node.kpfn == g.pfn()
+    assert all(page(k, c, v) == (g, False) for c in TREE for v in (BASE, BASE + 1)), \
+        "rmap_walk_ksm() reached the forks made after the merge"
+    assert g._mapcount == 12 and g.content == 5
+    assert migrations(k) == []
+    check_invariants(k)
+    assert folio_check_references(k, g) == 12, "reclaim's walk reaches them too"
+    assert user_read(k, k.tasks["G2"], BASE + 1) == 5
+    user_write(k, k.tasks["G2"], BASE, 6)  # a KSM page is never reused: COW
+    assert page(k, "G2")[0] is not g and g._mapcount == 11
     check_invariants(k)
 
 
