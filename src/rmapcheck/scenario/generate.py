@@ -25,7 +25,8 @@ KINDS = {
 #: (``random_scenario(seed, kinds=KSM_KINDS)``); ``madvise`` then also draws
 #: ``mergeable``/``unmergeable`` advice
 KSM_KINDS = {
-    **KINDS, "madvise": 5, "prctl": 1, "ksm_scan": 3, "ksm_settle": 3, "ksm_set": 1, "migrate": 1,
+    **KINDS, "write": 14, "madvise": 4, "prctl": 1, "ksm_scan": 3, "ksm_settle": 4, "ksm_set": 1,
+    "migrate": 1,
 }
 
 #: knob -> values ``ksm_set`` draws from (some refused: max_page_sharing 1 is EINVAL)
@@ -74,6 +75,14 @@ def random_scenario(seed: int, max_ops: int = 30, kinds: dict[str, int] | None =
     for r in rlist:
         if rng.random() < 0.8:
             ops.append(Op("mmap", "P0", r.name, 0, r.pages, prot="rw"))
+    if "ksm_scan" in weights:
+        # Most KSM scenarios start with mergeable memory, so merges happen.
+        if rng.random() < 0.2:
+            ops.append(Op("prctl", "P0", value=1))
+        else:
+            for op in list(ops):
+                if rng.random() < 0.8:
+                    ops.append(Op("madvise", "P0", op.region, 0, op.npages, advice="mergeable"))
     n = rng.randint(max(1, max_ops // 3), max_ops)
     while len(ops) < n:
         kind = rng.choices(names, wts)[0]
@@ -94,6 +103,11 @@ def random_scenario(seed: int, max_ops: int = 30, kinds: dict[str, int] | None =
             ops.append(Op("exit", proc))
         elif kind == "write":
             ops.append(Op("write", proc, r.name, page, 1, value=rng.randint(0, 3)))
+            if "ksm_scan" in weights and rng.random() < 0.5:
+                # a second page of the same contents: something to merge
+                other = rng.choice(rlist)
+                ops.append(Op("write", rng.choice(live), other.name, rng.randrange(other.pages), 1,
+                              value=ops[-1].value))
         elif kind == "read":
             ops.append(Op("read", proc, r.name, page, 1))
         elif kind == "mmap":
