@@ -261,6 +261,22 @@ def test_migration_pin_keeps_anon_vma_alive_across_exit(k):
     check_invariants(k)
 
 
+def test_exit_between_unmap_and_remap_leaves_nothing_to_remap(k):
+    f = anon_tree(k)
+    R = f.mapping
+    st = migrate_prepare(k, f)
+    run_to(k, st, "unmapped")
+    for c in ("G1", "G2", "G3", "C1", "C2", "P0"):
+        sys_exit(k, k.tasks[c])  # zap_nonpresent_ptes() drops the migration entries
+    assert R._live and R.refcount == 1 and not R.rb_root
+    run_to(k, st, "remapped")  # remove_migration_ptes() walks R's empty tree under the pin
+    assert st.dst._mapcount == 0 and R._live
+    migrate_step(k, st)
+    assert st.rc == 0 and not R._live and not f._live and not st.dst._live
+    assert k.anon_vma_cachep.nr_live == 0 and k.page_alloc.nr_live == 0
+    check_invariants(k)
+
+
 def test_migration_pin_of_a_child_anon_vma_frees_child_before_root(k):
     """B10's sequence with migration as the extra holder: no use-after-free on 6.18."""
     p = k.tasks["P0"]
