@@ -57,21 +57,26 @@ def run_bfs(c: Checker) -> Result:
         for op in m.actions(parent):
             res.states += 1
             n = m.loads(data)
-            out = m.apply(n, op)
+            out = m.apply(n, op, judge=False)
+            nfp = None
+            if not out.fatal:
+                if c.use_symmetry:
+                    nfp = m.fingerprint(n)
+                else:
+                    counter += 1
+                    nfp = counter.to_bytes(8, "little")
+                if nfp in parents:
+                    # An isomorphic state was judged already.
+                    nfp = None
+                else:
+                    m.judge(out)
             if out.findings:
                 trace = setup + _trace(parents, fp) + [op]
                 if record(res, seen, out, trace, len(setup)) and c.stop_on_first:
                     cut = True
             if cut:
                 break
-            if out.fatal:
-                continue
-            if c.use_symmetry:
-                nfp = m.fingerprint(n)
-            else:
-                counter += 1
-                nfp = counter.to_bytes(8, "little")
-            if nfp in parents:
+            if out.fatal or nfp is None:
                 continue
             parents[nfp] = (fp, op)
             nd = m.dumps(n)

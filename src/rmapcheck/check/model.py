@@ -107,10 +107,12 @@ class KernelModel:
             regions[name] = Region(name, bounds.pages, at)
             at += bounds.pages + 1
         self.setup = []
+        if bounds.mergeable:
+            # PR_SET_MEMORY_MERGE: every VMA of P0, later ones and those of its
+            # children too, is mergeable.
+            self.setup.append(Op("prctl", "P0", value=1))
         for r in regions.values():
             self.setup.append(Op("mmap", "P0", r.name, 0, r.pages, prot="rw"))
-            if bounds.mergeable:
-                self.setup.append(Op("madvise", "P0", r.name, 0, r.pages, advice="mergeable"))
         self.scenario = Scenario(f"check-{design}", regions, [], source=f"<check {design}>")
         self.ops_table = make_kernel(design).ops
 
@@ -120,8 +122,9 @@ class KernelModel:
         r.born = 1  # type: ignore[attr-defined]
         r.faults = 0  # type: ignore[attr-defined]
         for op in self.setup:
-            r.perform(op)
-        check_invariants(r.k)
+            out = self.apply(r, op)
+            if out.findings:
+                raise RuntimeError(f"the setup step {op.text()} fails: {out.findings[0][2]}")
         return r
 
     def actions(self, r: ModelRunner) -> list[Op]:
@@ -144,6 +147,8 @@ class KernelModel:
                             out.append(Op("migrate", comm, reg.name, page, 1))
                 if "munmap" in ops:
                     out.append(Op("munmap", comm, reg.name, 0, reg.pages))
+                if "mmap" in ops:
+                    out.append(Op("mmap", comm, reg.name, 0, reg.pages, prot="rw"))
                 if "mprotect" in ops and reg.pages > 1:
                     out.append(Op("mprotect", comm, reg.name, 0, 1, prot="r"))
                     out.append(Op("mprotect", comm, reg.name, 0, 1, prot="rw"))
@@ -165,8 +170,13 @@ class KernelModel:
         n = clone(r)
         return self.apply(n, op)
 
-    def apply(self, n: ModelRunner, op: Op) -> Outcome:
-        """Apply ``op`` to ``n`` in place and judge the result."""
+    def apply(self, n: ModelRunner, op: Op, judge: bool = True) -> Outcome:
+        """Apply ``op`` to ``n`` in place and judge the result.
+
+        With ``judge`` False only the findings raised inside the action are
+        collected; :meth:`judge` checks the state's invariants afterwards (the
+        explorer does so once per distinct state).
+        """
         n.step_no += 1
         k = n.k
         k.clock.step = n.step_no
@@ -182,18 +192,37 @@ class KernelModel:
         try:
             n.perform(op)
             k.fail_sites.clear()
-            check_invariants(k)
-            data_integrity(n)
+            if judge:
+                check_invariants(k)
+                data_integrity(n)
         except RmapFinding as e:
             findings.append((property_of(e), e.function, e.message, e))
             fatal = property_of(e) in FATAL
         except Exception as e:  # a bug of the model, reported as such
             findings.append(("model-error", type(e).__name__, f"{type(e).__name__}: {e}", e))
             fatal = True
+        self._warnings(k, findings)
+        return Outcome(n, findings, fatal)
+
+    def judge(self, out: Outcome) -> None:
+        """Check the invariants and data integrity of ``out.state`` into ``out``."""
+        n = out.state
+        try:
+            check_invariants(n.k)
+            data_integrity(n)
+        except RmapFinding as e:
+            out.findings.append((property_of(e), e.function, e.message, e))
+            out.fatal = out.fatal or property_of(e) in FATAL
+        except Exception as e:  # a bug of the model, reported as such
+            out.findings.append(("model-error", type(e).__name__, f"{type(e).__name__}: {e}", e))
+            out.fatal = True
+        self._warnings(n.k, out.findings)
+
+    @staticmethod
+    def _warnings(k: Any, findings: list[tuple[str, str, str, BaseException]]) -> None:
         while k.warnings:
             w = k.warnings.pop(0)
             findings.append((property_of(w), getattr(w, "function", "?"), str(w), w))
-        return Outcome(n, findings, fatal)
 
     def sometimes(self, r: ModelRunner) -> list[str]:
         """The sometimes-properties that hold in ``r``."""

@@ -14,10 +14,13 @@ from the kernel object.
 from __future__ import annotations
 
 import hashlib
+import marshal
 import pickle
 from typing import Any
 
-from rmapcheck.model.mm_types import ZERO_PAGE
+from rmapcheck.model.mm_types import (
+    ZERO_PAGE, anon_vma, anon_vma_chain, folio, mm_struct, task_struct, vm_area_struct,
+)
 from rmapcheck.model.slab import SLAB_TYPESAFE_BY_RCU, kmem_cache
 from rmapcheck.scenario.execute import ModelRunner
 
@@ -96,33 +99,40 @@ def canonical(r: ModelRunner) -> tuple:
     procs = sorted(k.tasks, key=lambda c: (_proc_signature(r, c), c))
     ids: dict[int, int] = {id(ZERO_PAGE): -1}
     objs: list[Any] = []
+    _scalar = (int, str, bool, float, bytes, type(None))
 
-    def ref(o: Any) -> Any:
-        if o is None or isinstance(o, (int, str, bool, float, bytes)):
-            return o
-        if isinstance(o, (list, tuple)):
-            return tuple(ref(x) for x in o)
-        if isinstance(o, (set, frozenset)):
-            return ("set", tuple(sorted(repr(ref(x)) for x in o)))
-        if isinstance(o, dict):
-            return ("dict", tuple(sorted(((kk if isinstance(kk, (int, str)) else repr(ref(kk))), ref(v))
-                                         for kk, v in o.items())))
-        if isinstance(o, kmem_cache):
-            # Slot numbers are not state; the freelist is: its order decides
-            # which slot the next allocation reuses and, for a type-safe
-            # cache, freed memory keeps its contents.
-            if o.flags & SLAB_TYPESAFE_BY_RCU:
-                return ("cache", o.nr_live, ref(o.freelist))
-            return ("cache", o.nr_live, len(o.freelist))
+    def oid(o: Any) -> int | None:
+        if o is None:
+            return None
         i = ids.get(id(o))
         if i is None:
             i = ids[id(o)] = len(objs)
             objs.append(o)
-        return ("@", i)
+        return i
 
-    roots = [("task", ref(k.tasks[c])) for c in procs]
-    roots.append(("memory", tuple(ref(r.memory.get(c, {})) for c in procs)))
-    roots.append(("faults", getattr(r, "faults", 0)))
+    def ref(o: Any) -> Any:
+        t = type(o)
+        if t in _scalar:
+            return o
+        if t is list or t is tuple:
+            return tuple([ref(x) for x in o])
+        if t is dict:
+            return ("dict", tuple(sorted(((kk if type(kk) in _scalar else repr(ref(kk))), ref(v))
+                                         for kk, v in o.items())))
+        if t is set or t is frozenset:
+            return ("set", tuple(sorted(repr(ref(x)) for x in o)))
+        if t is kmem_cache:
+            # Slot numbers are not state; the freelist is: its order decides
+            # which slot the next allocation reuses and, for a type-safe
+            # cache, freed memory keeps its contents.
+            if o.flags & SLAB_TYPESAFE_BY_RCU:
+                return ("cache", o.nr_live, tuple([oid(x) for x in o.freelist]))
+            return ("cache", o.nr_live, len(o.freelist))
+        return ("@", oid(o))
+
+    roots = [tuple([oid(k.tasks[c]) for c in procs])]
+    roots.append(tuple([ref(r.memory.get(c, {})) for c in procs]))
+    roots.append(getattr(r, "faults", 0))
     for name in sorted(vars(k)):
         if name in EXCLUDED_FIELDS or name == "tasks":
             continue
@@ -131,14 +141,57 @@ def canonical(r: ModelRunner) -> tuple:
     i = 0
     while i < len(objs):
         o = objs[i]
-        cls = type(o)
-        fields = _fields(cls) if hasattr(cls, "__slots__") else tuple(
-            n for n in sorted(vars(o)) if n not in EXCLUDED_FIELDS)
-        enc.append((cls.__name__, tuple(ref(getattr(o, n, None)) for n in fields)))
+        e = _ENCODERS.get(type(o))
+        if e is not None:
+            enc.append(e(o, oid))
+        else:
+            cls = type(o)
+            fields = _fields(cls) if hasattr(cls, "__slots__") else tuple(
+                n for n in sorted(vars(o)) if n not in EXCLUDED_FIELDS)
+            enc.append((cls.__name__, tuple([ref(getattr(o, n, None)) for n in fields])))
         i += 1
     return (tuple(roots), tuple(enc))
 
 
+def _enc_task(t: Any, oid: Any) -> tuple:
+    return ("t", oid(t.mm))
+
+
+def _enc_mm(mm: Any, oid: Any) -> tuple:
+    pt = mm.pgtable
+    ptes = []
+    for vpn in sorted(pt):
+        f, w = pt[vpn]
+        ptes.append((vpn, oid(f), w))
+    return ("mm", mm._live, tuple([oid(v) for v in mm.mmap]), tuple(ptes), mm.mm_users, mm.ksm_flags,
+            mm.ksm_rmap_items, mm.ksm_merging_pages, mm.ksm_zero_pages)
+
+
+def _enc_vma(v: Any, oid: Any) -> tuple:
+    return ("v", v._live, v.vm_start, v.vm_end, v.vm_pgoff, v.vm_flags, oid(v.anon_vma),
+            tuple([oid(a) for a in v.anon_vma_chain]), oid(v.vm_mm))
+
+
+def _enc_av(a: Any, oid: Any) -> tuple:
+    return ("a", a._live, oid(a.root), oid(a.parent), a.refcount, a.num_children, a.num_active_vmas,
+            tuple([oid(c) for c in a.rb_root]), a.rwsem_writer, a.rwsem_readers)
+
+
+def _enc_avc(c: Any, oid: Any) -> tuple:
+    return ("c", c._live, oid(c.vma), oid(c.anon_vma))
+
+
+def _enc_folio(f: Any, oid: Any) -> tuple:
+    return ("f", f._live, oid(f.mapping), f.index, f._mapcount, f._refcount, f.anon_exclusive,
+            f.content, f.ksm, oid(f.stable_node), f.locked)
+
+
+_ENCODERS = {
+    task_struct: _enc_task, mm_struct: _enc_mm, vm_area_struct: _enc_vma, anon_vma: _enc_av,
+    anon_vma_chain: _enc_avc, folio: _enc_folio,
+}
+
+
 def fingerprint(r: ModelRunner) -> bytes:
     """A 16-byte fingerprint of the canonical form, stable across runs and processes."""
-    return hashlib.blake2b(repr(canonical(r)).encode(), digest_size=16).digest()
+    return hashlib.blake2b(marshal.dumps(canonical(r), 2), digest_size=16).digest()

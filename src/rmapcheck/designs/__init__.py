@@ -16,6 +16,9 @@ __all__ = ["DESIGNS", "DesignError", "get_design", "make_kernel"]
 
 #: design name → module under :mod:`rmapcheck.designs`
 DESIGNS = {
+    "linux-2.6.36-pre": "linux_2_6_36_pre",
+    "linux-2.6.36-seed-0526": "linux_2_6_36_seed_0526",
+    "linux-2.6.36": "linux_2_6_36",
     "linux-6.18": "linux_6_18",
 }
 

@@ -78,6 +78,10 @@ class Leak(RmapFinding):
 
     property_name = "leak"
 
+    def __init__(self, function: str, message: str, obj: object = None) -> None:
+        super().__init__(function, message)
+        self.obj = obj
+
 
 class RefcountUnderflow(RmapFinding):
     """A reference count or counter went below zero."""

@@ -36,7 +36,7 @@ __all__ = ["check_invariants"]
 
 def _live(obj: object, where: str) -> None:
     if obj is not None and not obj._live:  # type: ignore[attr-defined]
-        raise UseAfterFree(where, f"{where} points to freed {obj.kname()}", obj)  # type: ignore[attr-defined]
+        raise UseAfterFree("check_invariants", f"{where} points to freed {obj.kname()}", obj)  # type: ignore[attr-defined]
 
 
 def check_invariants(k: Kernel) -> None:
@@ -50,11 +50,11 @@ def check_invariants(k: Kernel) -> None:
     live_mms = set()
     for t in k.tasks.values():
         mm = t.mm
-        _live(mm, f"task {t.comm}")
+        _live(mm, "task->mm")
         live_mms.add(mm)
         prev_end = None
         for v in mm.mmap:
-            _live(v, f"mm of {t.comm}")
+            _live(v, "mm VMA tree")
             if v.vm_mm is not mm:
                 raise InvariantViolation(fn, f"VMA {v.kname()} in {t.comm} has vm_mm of another mm")
             if v.vm_start >= v.vm_end or (prev_end is not None and v.vm_start < prev_end):
@@ -71,8 +71,8 @@ def check_invariants(k: Kernel) -> None:
         chain = v.anon_vma_chain
         avs = []
         for avc in chain:
-            _live(avc, f"anon_vma_chain of {v.kname()}")
-            _live(avc.anon_vma, f"{avc.kname()}->anon_vma")
+            _live(avc, "vma->anon_vma_chain")
+            _live(avc.anon_vma, "anon_vma_chain->anon_vma")
             if avc.vma is not v:
                 raise InvariantViolation(fn, f"{avc.kname()} on {v.kname()}'s chain has vma {avc.vma.kname()}")
             if avc not in avc.anon_vma.rb_root:
@@ -87,7 +87,7 @@ def check_invariants(k: Kernel) -> None:
             if chain:
                 raise InvariantViolation(fn, f"{v.kname()} has a chain but no anon_vma")
             continue
-        _live(a, f"{v.kname()}->anon_vma")
+        _live(a, "vma->anon_vma")
         if a not in cs:
             raise InvariantViolation(fn, f"{v.kname()}->anon_vma {a.kname()} is not on its chain")
         active[a] += 1
@@ -100,32 +100,27 @@ def check_invariants(k: Kernel) -> None:
     children: Counter[anon_vma] = Counter()
     pins: Counter[anon_vma] = Counter()
     for a in avs_live:
-        _live(a.root, f"{a.kname()}->root")
         if a.root is not a:
             pins[a.root] += 1
         if a.rb_root:
-            _live(a.parent, f"{a.kname()}->parent")
+            # Only an anon_vma in use by VMAs must have a live root and parent:
+            # one held by KSM or migration alone may point to a freed root,
+            # and KASAN reports that when (and only if) it is touched.
+            _live(a.root, "anon_vma->root")
+            _live(a.parent, "anon_vma->parent")
             children[a.parent] += 1
             for avc in a.rb_root:
-                _live(avc, f"{a.kname()}'s interval tree")
+                _live(avc, "anon_vma's interval tree")
                 if avc not in seen_avcs:
                     raise InvariantViolation(fn, f"{avc.kname()} in {a.kname()}'s tree is on no live VMA's chain")
+    counters = k.ops.anon_vma_counter_invariants
     for a in avs_live:
-        for name, val in (("refcount", a.refcount), ("num_children", a.num_children),
-                          ("num_active_vmas", a.num_active_vmas)):
-            if val < 0:
-                raise RefcountUnderflow(fn, f"{name} of {a.kname()} is {val}")
-        if a.num_active_vmas != active[a]:
-            raise InvariantViolation(
-                fn, f"{a.kname()}: num_active_vmas {a.num_active_vmas} but {active[a]} VMAs point to it")
-        if a.num_children != children[a]:
-            raise InvariantViolation(
-                fn, f"{a.kname()}: num_children {a.num_children} but {children[a]} children")
-        want = (1 if a.rb_root else 0) + pins[a] + ext.get(a, 0)
-        if a.refcount != want:
-            if want == 0:
-                raise Leak(fn, f"unreferenced object {a.kname()} (refcount {a.refcount})")
-            raise InvariantViolation(fn, f"{a.kname()}: refcount {a.refcount}, expected {want}")
+        e = ext.get(a, 0)
+        msg = counters(k, a, active[a], children[a], pins[a], e)
+        if msg:
+            if not a.rb_root and not e and not pins[a]:
+                raise Leak(fn, f"unreferenced object {a.kname()} ({msg})", a)
+            raise InvariantViolation(fn, f"{a.kname()}: {msg}")
         if a.rwsem_writer or a.rwsem_readers:
             raise LockMisuse(fn, f"rwsem of {a.kname()} held on return to user space")
 
@@ -139,11 +134,11 @@ def check_invariants(k: Kernel) -> None:
             if pte is None or pte[0] is ZERO_PAGE:
                 continue
             f = pte[0]
-            _live(f, f"PTE of {v.vm_mm.owner} at {vpn:#x}")
+            _live(f, "a PTE")
             maps[f] += 1
             av = f.mapping
             if isinstance(av, anon_vma):
-                _live(av, f"page {f.pfn()}->mapping")
+                _live(av, "folio->mapping")
                 if cs is None or av not in cs:
                     raise InvariantViolation(
                         fn, f"page {f.pfn()} mapped by {v.kname()} of {v.vm_mm.owner} but its anon_vma "
@@ -155,7 +150,7 @@ def check_invariants(k: Kernel) -> None:
                 raise InvariantViolation(fn, f"mapped page {f.pfn()} has no anon_vma")
             else:
                 # A KSM folio's mapping is its stable node (PAGE_MAPPING_KSM).
-                _live(f.mapping, f"KSM page {f.pfn()}->mapping")
+                _live(f.mapping, "KSM folio->mapping")
     fext = k.ops.folio_external_refs(k)
     for f in k.page_alloc.live():
         if f._mapcount != maps[f]:
@@ -163,7 +158,7 @@ def check_invariants(k: Kernel) -> None:
         want = maps[f] + fext.get(f, 0)
         if f._refcount != want:
             if want == 0:
-                raise Leak(fn, f"unreferenced object page {f.pfn()} (refcount {f._refcount})")
+                raise Leak(fn, f"unreferenced object page {f.pfn()} (refcount {f._refcount})", f)
             raise InvariantViolation(fn, f"page {f.pfn()}: refcount {f._refcount}, expected {want}")
 
     # kmemleak: every allocated VMA, AVC and mm is reachable.
@@ -171,17 +166,42 @@ def check_invariants(k: Kernel) -> None:
         vs = set(vmas)
         for v in k.vm_area_cachep.live():
             if v not in vs:
-                raise Leak(fn, f"unreferenced object {v.kname()}")
+                raise Leak(fn, f"unreferenced object {v.kname()}", v)
     if k.anon_vma_chain_cachep.nr_live != len(seen_avcs):
         for avc in k.anon_vma_chain_cachep.live():
             if avc not in seen_avcs:
-                raise Leak(fn, f"unreferenced object {avc.kname()}")
+                raise Leak(fn, f"unreferenced object {avc.kname()}", avc)
     # KSM's mm_slots keep exited mms (mmgrab()) until ksmd frees the slot.
     live_mms |= k.ops.mm_external_refs(k)
     if k.mm_cachep.nr_live != len(live_mms):
         for mm in k.mm_cachep.live():
             if mm not in live_mms:
-                raise Leak(fn, f"unreferenced object {mm.kname()}")
+                raise Leak(fn, f"unreferenced object {mm.kname()}", mm)
+
+
+def anon_vma_counters_v6_1(k: Kernel, a: anon_vma, active: int, children: int, pins: int,
+                           ext: int) -> str | None:
+    """The anon_vma counters of Linux kernel commit 2555283eb40d (in v6.1) through v6.18.
+
+    ``num_active_vmas`` counts the VMAs pointing here, ``num_children`` the
+    children (the self-parent link of a root included) whose tree is not
+    empty, and ``refcount`` is one for the tree while it is not empty, plus one
+    per child pinning this root, plus the external holders.
+
+    :returns: what is wrong (``None`` if nothing).
+    """
+    for name, val in (("refcount", a.refcount), ("num_children", a.num_children),
+                      ("num_active_vmas", a.num_active_vmas)):
+        if val < 0:
+            raise RefcountUnderflow("check_invariants", f"{name} of {a.kname()} is {val}")
+    if a.num_active_vmas != active:
+        return f"num_active_vmas {a.num_active_vmas} but {active} VMAs point to it"
+    if a.num_children != children:
+        return f"num_children {a.num_children} but {children} children"
+    want = (1 if a.rb_root else 0) + pins + ext
+    if a.refcount != want:
+        return f"refcount {a.refcount}, expected {want}"
+    return None
 
 
 def _no_external_refs(k: Kernel) -> dict:
@@ -200,6 +220,7 @@ def _no_ksm_invariants(k: Kernel) -> None:
 
 
 INVARIANT_OPS = {
+    "anon_vma_counter_invariants": anon_vma_counters_v6_1,
     "anon_vma_external_refs": _no_external_refs,
     "folio_external_refs": _no_external_refs,
     "ksm_invariants": _no_ksm_invariants,

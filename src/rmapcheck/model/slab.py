@@ -75,7 +75,8 @@ class kmem_cache(Generic[T]):
     :param flags: ``SLAB_TYPESAFE_BY_RCU`` or 0.
     """
 
-    __slots__ = ("name", "factory", "ctor", "flags", "objects", "freelist", "clock", "nr_live")
+    __slots__ = ("name", "factory", "ctor", "flags", "objects", "freelist", "clock", "nr_live",
+                 "next_slot")
 
     def __init__(
         self,
@@ -89,28 +90,34 @@ class kmem_cache(Generic[T]):
         self.factory = factory
         self.ctor = ctor
         self.flags = flags
-        self.objects: list[T] = []
-        self.freelist: list[T] = []
+        #: slot -> object: the allocated objects, and the freed ones a
+        #: type-safe cache keeps
+        self.objects: dict[int, T] = {}
+        #: freed objects (type-safe cache) or freed slot numbers, reused LIFO
+        self.freelist: list = []
+        self.next_slot = 0
         self.clock = clock
         self.nr_live = 0
 
     def alloc(self, function: str) -> T:
         """``kmem_cache_alloc()``: a reused slot if one is free, else a fresh one."""
         if self.freelist:
-            obj = self.freelist.pop()
-            if not self.flags & SLAB_TYPESAFE_BY_RCU:
+            slot = self.freelist.pop()
+            if self.flags & SLAB_TYPESAFE_BY_RCU:
+                obj = slot  # type: ignore[assignment]
+            else:
                 # Without SLAB_TYPESAFE_BY_RCU the memory is not type-stable:
-                # model it as fresh, zeroed memory.
-                fresh = self.factory()
-                fresh._slot = obj._slot
-                self.objects[obj._slot] = fresh
-                obj = fresh
+                # model it as fresh, zeroed memory in the same slot.
+                obj = self.factory()
+                obj._slot = slot  # type: ignore[assignment]
                 if self.ctor is not None:
                     self.ctor(obj)
+            self.objects[obj._slot] = obj
         else:
             obj = self.factory()
-            obj._slot = len(self.objects)
-            self.objects.append(obj)
+            obj._slot = self.next_slot
+            self.next_slot += 1
+            self.objects[obj._slot] = obj
             if self.ctor is not None:
                 self.ctor(obj)
         obj._cache = self
@@ -121,17 +128,26 @@ class kmem_cache(Generic[T]):
         return obj
 
     def free(self, obj: T, function: str) -> None:
-        """``kmem_cache_free()``; freeing a free object is a double free."""
+        """``kmem_cache_free()``; freeing a free object is a double free.
+
+        A type-safe cache keeps the freed object (its memory) for reuse; any
+        other cache keeps only the slot number, so a stale pointer still sees
+        the freed object and KASAN reports it.
+        """
         if not obj._live:
             raise DoubleFree(function, f"double-free of {obj.kname()}", obj)
         obj._live = False
         obj._free = (self.clock.step, function)
-        self.freelist.append(obj)
+        if self.flags & SLAB_TYPESAFE_BY_RCU:
+            self.freelist.append(obj)
+        else:
+            del self.objects[obj._slot]
+            self.freelist.append(obj._slot)  # type: ignore[arg-type]
         self.nr_live -= 1
 
     def live(self) -> list[T]:
         """Every allocated object, in slot order."""
-        return [o for o in self.objects if o._live]
+        return [o for o in self.objects.values() if o._live]
 
 
 def kasan_check(obj: SlabObject | None, function: str) -> None:

@@ -33,6 +33,10 @@ def format_finding(e: RmapFinding, steps: list[str], step: int) -> str:
         lines.append(f"  Accessed by: step {step} ({here}: {e.function})")
         return "\n".join(lines)
     if isinstance(e, Leak):
-        return f"kmemleak: {e.message}\n  detected after step {step} ({here})"
+        lines = [f"kmemleak: {e.message}"]
+        if e.obj is not None:
+            lines.append(f"  Allocated by: {_site(e.obj._alloc, steps)}")  # type: ignore[attr-defined]
+        lines.append(f"  detected after step {step} ({here})")
+        return "\n".join(lines)
     head = {"vm-bug-on": "kernel BUG", "vm-warn-on": "WARNING"}.get(e.property_name, e.property_name)
     return f"{head} in {e.function}: {e.message}\n  at step {step} ({here})"

@@ -1,0 +1,69 @@
+"""Depth-first exploration: the same states as breadth-first, less memory, longer traces."""
+
+from __future__ import annotations
+
+import time
+
+from rmapcheck.check.checker import Checker, Progress, Result
+from rmapcheck.check.explore import finish, new_result, record
+from rmapcheck.check.model import Finding
+from rmapcheck.scenario.ops import Op
+
+__all__ = ["run_dfs"]
+
+
+def run_dfs(c: Checker) -> Result:
+    """Explore ``c.model`` depth-first within its bounds (visited set by fingerprint)."""
+    m = c.model
+    res = new_result(c, "dfs")
+    t0 = time.perf_counter()
+    init = m.init_state()
+    setup = list(m.setup)
+    visited = {m.fingerprint(init)}
+    stack: list[tuple[bytes, list[Op]]] = [(m.dumps(init), [])]
+    seen: dict[tuple[str, str], Finding] = {}
+    total = len(stack[0][0])
+    res.distinct = 1
+    cut = False
+    next_report = t0 + 1.0
+    while stack and not cut:
+        data, path = stack.pop()
+        if len(path) >= m.bounds.depth:
+            continue
+        parent = m.loads(data)
+        for op in reversed(m.actions(parent)):
+            res.states += 1
+            n = m.loads(data)
+            out = m.apply(n, op, judge=False)
+            nfp = None
+            if not out.fatal:
+                nfp = m.fingerprint(n)
+                if nfp in visited:
+                    nfp = None
+                else:
+                    m.judge(out)
+            if out.findings and record(res, seen, out, setup + path + [op], len(setup)) and c.stop_on_first:
+                cut = True
+                break
+            if out.fatal or nfp is None:
+                continue
+            visited.add(nfp)
+            nd = m.dumps(n)
+            total += len(nd)
+            stack.append((nd, path + [op]))
+            res.distinct += 1
+            res.depth = max(res.depth, len(path) + 1)
+            for p in m.sometimes(n):
+                res.sometimes[p] = True
+        now = time.perf_counter()
+        if c.max_seconds is not None and now - t0 > c.max_seconds:
+            cut = True
+        if c.reporter is not None and now >= next_report:
+            c.reporter(Progress(res.states, res.distinct, res.depth, now - t0))
+            next_report = now + 1.0
+    res.seconds = time.perf_counter() - t0
+    res.exhausted = not cut
+    res.bytes_per_state = total / max(1, res.distinct)
+    if c.reporter is not None:
+        c.reporter(Progress(res.states, res.distinct, res.depth, res.seconds, done=True))
+    return finish(c, res)
