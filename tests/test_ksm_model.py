@@ -305,3 +305,23 @@ def test_random_ksm_scenarios_keep_the_invariants_and_merge():
         merged += any(r.step(op).ksm for op in s.ops)
     # sometimes("ksm_merge_reached"): the mix does reach KSM pages.
     assert merged >= 8
+
+
+def test_fork_accounts_inherited_ksm_zero_pages(k):
+    # ksm_fork() after commit "mm/ksm: fix incorrect KSM counter handling in
+    # mm_struct during fork": the child's rmap_items and merging pages start
+    # at 0, the KSM zero PTEs it inherits count for it and globally.
+    assert ksm_store(k, "use_zero_pages", 1) == 0
+    t = mergeable(k)
+    user_write(k, t, BASE + 0, 0)
+    user_write(k, t, BASE + 1, 0)
+    user_write(k, t, BASE + 2, 1)
+    user_write(k, t, BASE + 3, 1)
+    scan(k, 2)
+    assert ksm_stat(t.mm) == {"ksm_merging_pages": 2, "ksm_rmap_items": 4, "ksm_zero_pages": 2}
+    sys_fork(k, t, "P1")
+    check_invariants(k)
+    assert ksm_stat(k.tasks["P1"].mm) == {"ksm_merging_pages": 0, "ksm_rmap_items": 0, "ksm_zero_pages": 2}
+    assert counters(k)["ksm_zero_pages"] == 4
+    sys_exit(k, k.tasks["P1"])
+    assert counters(k)["ksm_zero_pages"] == 2

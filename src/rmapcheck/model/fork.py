@@ -150,7 +150,12 @@ def copy_process(k: Kernel, parent: task_struct, comm: str) -> task_struct:
         is torn down as ``dup_mm()`` does (``mmput()``).
     """
     mm = mm_alloc(k, comm, "dup_mm")
-    # mm_init(): mm->flags = mmf_init_flags(current->mm->flags)
+    # dup_mm(): memcpy(mm, oldmm, sizeof(*mm)) copies the per-mm KSM counters
+    # too (ksm_fork() resets or accounts them); mm_init(): mm->flags =
+    # mmf_init_flags(current->mm->flags).
+    mm.ksm_rmap_items = parent.mm.ksm_rmap_items
+    mm.ksm_merging_pages = parent.mm.ksm_merging_pages
+    mm.ksm_zero_pages = parent.mm.ksm_zero_pages
     mm.ksm_flags = parent.mm.ksm_flags & _MMF_INIT_MASK
     if dup_mmap(k, mm, parent.mm):
         mmput(k, mm)

@@ -1407,8 +1407,19 @@ def __ksm_exit(k: Kernel, mm: mm_struct) -> None:
 
 
 def ksm_fork(k: Kernel, mm: mm_struct, oldmm: mm_struct) -> int:
-    """``ksm_fork()`` (include/linux/ksm.h, v6.18): "Adding mm to ksm is best effort on fork."""
+    """``ksm_fork()`` (include/linux/ksm.h, v6.18): "Adding mm to ksm is best effort on fork."
+
+    ``dup_mm()`` copied the parent's counters; the child has no rmap_items and
+    merges nothing yet, but the KSM zero PTEs it inherited count, globally too:
+    Linux kernel commit ("mm/ksm: fix incorrect KSM counter handling in
+    mm_struct during fork") (in v6.18; observed on the live 6.18.44 kernel).
+    A child of a parent that left KSM's list keeps the copied counters.
+    """
     if oldmm.ksm_flags & MMF_VM_MERGEABLE:
+        nr_ksm_zero_pages = mm.ksm_zero_pages
+        mm.ksm_merging_pages = 0
+        mm.ksm_rmap_items = 0
+        ksm_state_of(k).zero_pages += nr_ksm_zero_pages
         __ksm_enter(k, mm)
     return 0
 

@@ -229,7 +229,10 @@ class ModelRunner:
                 migrate = getattr(k.ops, "migrate_page_at", None)
                 if migrate is None:
                     raise KernelError(errno.ENOSYS, "migrate", "page migration is not modelled")
-                migrate(k, t.mm, self.vpn(op.region, op.page))
+                # move_pages() of one page: its status is the step's result
+                err = migrate(k, t.mm, self.vpn(op.region, op.page))
+                if err:
+                    raise KernelError(-err, "move_pages", "page not migrated")
             else:
                 raise ValueError(f"unknown operation {kind!r}")
         except KernelError as e:
