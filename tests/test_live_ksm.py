@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from rmapcheck.live.ksm import KSM_DIR, LiveError, read_knob
-from rmapcheck.live.runner import LiveRunner
+from rmapcheck.live.ksm import KSM_DIR, LiveError, exclusive, read_knob
+from rmapcheck.live.runner import STANDIN_ADDR, LiveRunner
 from rmapcheck.scenario.ops import ARENA_BASE, Op, Region, Scenario
 
 
@@ -36,6 +36,13 @@ _REASON = _skip_reason()
 pytestmark = [pytest.mark.live, pytest.mark.skipif(_REASON is not None, reason=_REASON or "")]
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.fixture(autouse=True)
+def _ksm_to_ourselves():
+    # Knobs read before and after a run must not see another test run's session.
+    with exclusive() as fd:
+        yield fd
 
 
 def writable_knobs() -> dict[str, str]:
@@ -167,17 +174,37 @@ def test_prctl_counts_only_scenario_pages() -> None:
 
 
 def outside_arena_mergeable(pid: int) -> list[str]:
-    """VMAs of ``pid`` outside the arena's tebibyte with VM_MERGEABLE (smaps ``mg``)."""
+    """VMAs with VM_MERGEABLE (smaps ``mg``) outside the arena's tebibyte and the stand-in page."""
     out, cur = [], None
     with open(f"/proc/{pid}/smaps") as f:
         for line in f:
             first = line.split(" ", 1)[0]
             if "-" in first and ":" not in first:
                 lo = int(first.split("-")[0], 16)
-                cur = None if ARENA_BASE <= lo < ARENA_BASE + (1 << 40) else first
+                inside = ARENA_BASE <= lo < ARENA_BASE + (1 << 40) or lo == STANDIN_ADDR
+                cur = None if inside else first
             elif line.startswith("VmFlags") and " mg" in line and cur:
                 out.append(cur)
     return out
+
+
+def merge_any(pid: int) -> str:
+    with open(f"/proc/{pid}/ksm_stat") as f:
+        return dict(line.strip().split(": ") for line in f if ": " in line)["ksm_merge_any"]
+
+
+def test_merge_any_survives_a_scan_without_arena_memory() -> None:
+    # ksmd drops an mm without mergeable VMAs and clears MMF_VM_MERGE_ANY; the
+    # worker's stand-in page (like a real process's own memory) prevents it.
+    ops = [Op("prctl", "P0", value=1), Op("ksm_scan", "", value=1),
+           Op("mmap", "P0", "A", 0, 2, "rw"), Op("write", "P0", "A", 0, value=3),
+           Op("write", "P0", "A", 1, value=3), Op("ksm_settle", "")]
+    with LiveRunner(ksm_scenario(*ops)) as live:
+        for op in ops:
+            obs = live.step(op)
+        assert merge_any(live.pids["P0"]) == "yes"
+    assert dict(obs.frames)["P0"][:2] == (0, 0)
+    assert obs.ksm == frozenset({0})
 
 
 def test_migrate_is_a_no_op_with_the_kernels_answer() -> None:
@@ -204,6 +231,14 @@ def test_ksm_set_results() -> None:
         busy = live.step(Op("ksm_set", "", advice="max_page_sharing", value=2))
         assert busy.result == "EBUSY"
         assert live.step(Op("ksm_set", "", advice="use_zero_pages", value=1)).result == "ok"
+        assert busy.ksm == frozenset({0})
+        unmerged = live.step(Op("ksm_set", "", advice="run", value=2))  # unmerge everything
+        assert (unmerged.result, unmerged.ksm) == ("ok", frozenset())
+        assert live.step(Op("ksm_set", "", advice="run", value=3)).result == "EINVAL"
+        after = live.step(Op("ksm_settle", ""))  # scans again (run=1 while scanning)
+        assert after.ksm == frozenset({0})
+        with pytest.raises(LiveError, match="run 1"):
+            live.step(Op("ksm_set", "", advice="run", value=1))
         with pytest.raises(LiveError, match="sleep_millisecs"):
             live.step(Op("ksm_set", "", advice="sleep_millisecs", value=1))
 
@@ -251,12 +286,12 @@ def test_knobs_left_as_found_after_error(tmp_path: Path) -> None:
     _check_clean(before, pids)
 
 
-def test_knobs_left_as_found_after_sigterm(tmp_path: Path) -> None:
+def test_knobs_left_as_found_after_sigterm(tmp_path: Path, _ksm_to_ourselves: int) -> None:
     before = writable_knobs()
     save = tmp_path / "saved.json"
     script = textwrap.dedent(f"""
         import json, os, signal
-        from rmapcheck.live.runner import LiveRunner
+        from rmapcheck.live.runner import STANDIN_ADDR, LiveRunner
         from rmapcheck.scenario.ops import Op, Region, Scenario
         ops = [Op("mmap", "P0", "A", 0, 2, "rw"), Op("madvise", "P0", "A", 0, 2, advice="mergeable"),
                Op("write", "P0", "A", 0, value=1), Op("write", "P0", "A", 1, value=1),
@@ -267,9 +302,9 @@ def test_knobs_left_as_found_after_sigterm(tmp_path: Path) -> None:
         print(json.dumps(live.started_pids), flush=True)
         os.kill(os.getpid(), signal.SIGTERM)
     """)
-    env = dict(os.environ, PYTHONPATH=str(SRC))
+    env = dict(os.environ, PYTHONPATH=str(SRC), RMAPCHECK_KSM_LOCK_FD=str(_ksm_to_ourselves))
     out = subprocess.run([sys.executable, "-c", script], env=env, timeout=30,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, pass_fds=(_ksm_to_ourselves,))
     assert out.returncode == -signal.SIGTERM, out.stderr
     pids = tuple(int(p) for p in out.stdout.strip("[]\n").split(","))
     deadline = time.monotonic() + 5

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from rmapcheck.live.ksm import KsmSettings, read_knob, wait_full_scans
+from rmapcheck.live.ksm import KsmSettings, exclusive, read_knob, wait_full_scans
 from rmapcheck.live.runner import LiveError, LiveRunner
 from rmapcheck.scenario.ops import Op, Region, Scenario
 
@@ -248,7 +248,14 @@ def test_workers_exit_when_controller_dies() -> None:
 # -- KSM settings -------------------------------------------------------------
 
 
-def test_ksm_settings_restored(tmp_path: Path) -> None:
+@pytest.fixture
+def ksm_to_ourselves():
+    # Knobs read before and after must not see another test run's KSM session.
+    with exclusive() as fd:
+        yield fd
+
+
+def test_ksm_settings_restored(tmp_path: Path, ksm_to_ourselves: None) -> None:
     save = tmp_path / "ksm-saved.json"
     sleep, scan = read_knob("sleep_millisecs"), read_knob("pages_to_scan")
     with KsmSettings(save_file=save, sleep_millisecs=int(sleep) + 7) as ksm:
@@ -260,7 +267,7 @@ def test_ksm_settings_restored(tmp_path: Path) -> None:
     assert not save.exists()
 
 
-def test_ksm_settings_restored_after_exception(tmp_path: Path) -> None:
+def test_ksm_settings_restored_after_exception(tmp_path: Path, ksm_to_ourselves: None) -> None:
     save = tmp_path / "ksm-saved.json"
     sleep, scan = read_knob("sleep_millisecs"), read_knob("pages_to_scan")
     with pytest.raises(RuntimeError, match="boom"):
@@ -271,7 +278,7 @@ def test_ksm_settings_restored_after_exception(tmp_path: Path) -> None:
     assert not save.exists()
 
 
-def test_ksm_settings_restore_stale_save_file(tmp_path: Path) -> None:
+def test_ksm_settings_restore_stale_save_file(tmp_path: Path, ksm_to_ourselves: None) -> None:
     save = tmp_path / "ksm-saved.json"
     sleep = read_knob("sleep_millisecs")
     proc = subprocess.Popen(["true"])
@@ -287,7 +294,7 @@ def test_ksm_settings_restore_stale_save_file(tmp_path: Path) -> None:
         Path("/sys/kernel/mm/ksm/sleep_millisecs").write_text(sleep)
 
 
-def test_ksm_settings_restored_on_sigterm(tmp_path: Path) -> None:
+def test_ksm_settings_restored_on_sigterm(tmp_path: Path, ksm_to_ourselves: int) -> None:
     save = tmp_path / "ksm-saved.json"
     sleep = read_knob("sleep_millisecs")
     script = textwrap.dedent(f"""
@@ -297,14 +304,15 @@ def test_ksm_settings_restored_on_sigterm(tmp_path: Path) -> None:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)
     """)
-    env = dict(os.environ, PYTHONPATH=str(SRC))
-    out = subprocess.run([sys.executable, "-c", script], env=env, timeout=20)
+    env = dict(os.environ, PYTHONPATH=str(SRC), RMAPCHECK_KSM_LOCK_FD=str(ksm_to_ourselves))
+    out = subprocess.run([sys.executable, "-c", script], env=env, timeout=20,
+                         pass_fds=(ksm_to_ourselves,))
     assert out.returncode == -15
     assert read_knob("sleep_millisecs") == sleep
     assert not save.exists()
 
 
-def test_ksm_max_page_sharing_restored(tmp_path: Path) -> None:
+def test_ksm_max_page_sharing_restored(tmp_path: Path, ksm_to_ourselves: None) -> None:
     save = tmp_path / "ksm-saved.json"
     mps, run_ = read_knob("max_page_sharing"), read_knob("run")
     with KsmSettings(save_file=save, max_page_sharing=int(mps) + 1):
@@ -313,7 +321,7 @@ def test_ksm_max_page_sharing_restored(tmp_path: Path) -> None:
     assert (read_knob("max_page_sharing"), read_knob("run")) == (mps, run_)
 
 
-def test_ksm_merges_identical_pages(tmp_path: Path) -> None:
+def test_ksm_merges_identical_pages(tmp_path: Path, ksm_to_ourselves: None) -> None:
     # Driving ksmd by hand: pages merge within two full scans.
     with KsmSettings(save_file=tmp_path / "ksm-saved.json", sleep_millisecs=1,
                      pages_to_scan=1000, smart_scan=0, use_zero_pages=0) as ksm:
@@ -335,7 +343,7 @@ def test_ksm_merges_identical_pages(tmp_path: Path) -> None:
     assert obs.ksm == frozenset({0})
 
 
-def test_ksm_steps_borrow_active_settings(tmp_path: Path) -> None:
+def test_ksm_steps_borrow_active_settings(tmp_path: Path, ksm_to_ourselves: None) -> None:
     # A KSM step inside someone's KsmSettings uses those settings (which
     # restore everything) instead of failing.
     sleep = read_knob("sleep_millisecs")

@@ -20,6 +20,7 @@ restored from when the next :class:`KsmSettings` is entered.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -28,7 +29,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -38,6 +39,7 @@ from rmapcheck.live.runner import LiveError
 __all__ = [
     "COUNTERS",
     "KSM_DIR",
+    "LOCK_FD_ENV",
     "LOCK_FILE",
     "SAVE_FILE",
     "SCENARIO_KNOBS",
@@ -46,6 +48,7 @@ __all__ = [
     "KsmSession",
     "KsmSettings",
     "active_settings",
+    "exclusive",
     "read_counters",
     "read_knob",
     "wait_full_scans",
@@ -61,6 +64,9 @@ SAVE_FILE = Path("/run/rmapcheck-ksm-saved.json")
 #: Held (``flock``) by the process whose :class:`KsmSettings` is active, so
 #: that two test runs on one machine take turns with the one global ksmd.
 LOCK_FILE = Path("/run/rmapcheck-ksm.lock")
+
+#: Environment variable naming an inherited descriptor of the held lock.
+LOCK_FD_ENV = "RMAPCHECK_KSM_LOCK_FD"
 
 #: Seconds :class:`KsmSettings` waits for another process's settings to end.
 LOCK_TIMEOUT = 120.0
@@ -280,25 +286,13 @@ class KsmSettings:
 
     def _lock(self) -> None:
         # Wait (bounded) for any other process's KSM settings to be restored.
-        fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        deadline = time.monotonic() + LOCK_TIMEOUT
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(fd)
-                    raise LiveError(f"another process held {LOCK_FILE} (KSM settings) "
-                                    f"for {LOCK_TIMEOUT:g}s") from None
-                time.sleep(0.01)
-        self._lock_fd = fd
+        _acquire_lock()
+        self._lock_fd = 1
 
     def _unlock(self) -> None:
-        fd = getattr(self, "_lock_fd", -1)
-        if fd >= 0:
+        if self._lock_fd >= 0:
             self._lock_fd = -1
-            os.close(fd)  # releases the flock
+            _release_lock()
 
     def _check(self, values: Mapping[str, int | str]) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -362,6 +356,63 @@ class KsmSettings:
             os.kill(os.getpid(), signum)
 
 
+# The flock on LOCK_FILE: its descriptor and how often this process took it.
+_lock_fd = -1
+_lock_depth = 0
+
+
+def _acquire_lock() -> None:
+    global _lock_fd, _lock_depth
+    if _lock_depth:
+        _lock_depth += 1
+        return
+    inherited = os.environ.get(LOCK_FD_ENV)
+    if inherited:
+        # A parent holding the lock handed its descriptor down: same open
+        # file description, so the flock below succeeds at once.
+        fd = os.dup(int(inherited))
+    else:
+        fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    deadline = time.monotonic() + LOCK_TIMEOUT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise LiveError(f"another process held {LOCK_FILE} (KSM settings) "
+                                f"for {LOCK_TIMEOUT:g}s") from None
+            time.sleep(0.01)
+    _lock_fd, _lock_depth = fd, 1
+
+
+def _release_lock() -> None:
+    global _lock_fd, _lock_depth
+    if _lock_depth <= 0:
+        return
+    _lock_depth -= 1
+    if _lock_depth == 0:
+        fd, _lock_fd = _lock_fd, -1
+        os.close(fd)  # releases the flock
+
+
+@contextlib.contextmanager
+def exclusive() -> Iterator[int]:
+    """Hold KSM for this process: other processes' :class:`KsmSettings` wait.
+
+    Re-entrant within the process (a :class:`KsmSettings` inside takes it
+    again); for tests that compare the knobs before and after a run. Yields
+    the lock's descriptor: a child started with it (``pass_fds``) and its
+    number in the environment variable :data:`LOCK_FD_ENV` shares the lock.
+    """
+    _acquire_lock()
+    try:
+        yield _lock_fd
+    finally:
+        _release_lock()
+
+
 def active_settings() -> KsmSettings | None:
     """The :class:`KsmSettings` active in this process, if any."""
     return _active
@@ -391,9 +442,10 @@ def wait_full_scans(n: int = 2, timeout: float = 5.0, ksm_dir: Path | str = KSM_
 #: The global counters of /sys/kernel/mm/ksm an observation carries.
 COUNTERS = ("ksm_zero_pages", "pages_shared", "pages_sharing", "pages_unshared", "pages_volatile")
 
-#: The knobs a scenario may set with ``ksm_set``; ``run``, ``sleep_millisecs``,
+#: The knobs a scenario may set with ``ksm_set`` (``run`` only to 0 or 2:
+#: ``run=1`` would let ksmd scan on its own); ``sleep_millisecs``,
 #: ``pages_to_scan`` and the advisor drive the scans and stay the runner's.
-SCENARIO_KNOBS = ("max_page_sharing", "merge_across_nodes", "smart_scan", "use_zero_pages",
+SCENARIO_KNOBS = ("max_page_sharing", "merge_across_nodes", "run", "smart_scan", "use_zero_pages",
                   "stable_node_chains_prune_millisecs")
 
 #: ``sleep_millisecs`` between passes: long enough that ksmd never starts a
@@ -548,8 +600,10 @@ class KsmSession:
         if self.settings is None:
             raise LiveError("KSM session closed")
         if name not in SCENARIO_KNOBS:
-            raise LiveError(f"ksm_set {name}: not a knob a scenario may set "
-                            f"(one of {', '.join(SCENARIO_KNOBS)})")
+            raise LiveError(f"ksm_set {name}: not a knob a scenario may set on the live kernel "
+                            f"(one of {', '.join(SCENARIO_KNOBS)}): the runner drives ksmd with it")
+        if name == "run" and str(value) == "1":
+            raise LiveError("ksm_set run 1: ksmd would scan on its own; use ksm_scan or ksm_settle")
         return self.settings.write(name, value)
 
     def scan(self, n: int) -> None:

@@ -28,7 +28,8 @@ counters count exactly the scenario's pages. Observations of a run that uses
 KSM carry the global counters (``/sys/kernel/mm/ksm``) and, per process,
 ``/proc/<pid>/ksm_stat``.
 
-``migrate P R[i]`` is ``move_pages(2)`` of that one page to node 0. This
+``migrate P R[i]`` is ``move_pages(2)`` of that one page to node 0
+(``MPOL_MF_MOVE_ALL``, as the model assumes of a privileged caller). This
 machine has one NUMA node, so the kernel moves nothing
 (``add_folio_for_migration()`` finds the folio already on the node) and
 answers ``0`` for a mapped page, ``-ENOENT`` for an unpopulated one and
@@ -99,8 +100,9 @@ ADVICE = {
     "populate_write": 23,
 }
 
-#: Steps that act on KSM (or on a page's placement) rather than on memory.
-KSM_STEPS = ("prctl", "ksm_scan", "ksm_settle", "ksm_set", "migrate")
+#: Steps that act on KSM rather than on memory (``migrate`` is not one: a
+#: scenario with only migrations observes no KSM counters).
+KSM_STEPS = ("prctl", "ksm_scan", "ksm_settle", "ksm_set")
 
 #: madvise advice that makes a scenario use KSM.
 KSM_ADVICE = ("mergeable", "unmergeable")
@@ -115,9 +117,15 @@ SETTLE_SCANS = 2
 #: scenario's, everything else is the interpreter's.
 _ARENA_SPAN = 1 << 40
 
+#: A merge-any worker's stand-in page: 4 GiB below the arena, where the model
+#: puts P0's (``_WORKER_VPN`` of :mod:`rmapcheck.scenario.execute`).
+STANDIN_ADDR = ARENA_BASE - (1 << 32)
+
+_KEEP = [[STANDIN_ADDR, STANDIN_ADDR + 4096], [ARENA_BASE, ARENA_BASE + _ARENA_SPAN]]
+
 # mm/migrate.c: move_pages(2); include/uapi/linux/mempolicy.h
 _SYS_move_pages = 279
-_MPOL_MF_MOVE = 2
+_MPOL_MF_MOVE_ALL = 4
 
 # include/uapi/linux/prctl.h
 _PR_SET_CHILD_SUBREAPER = 36
@@ -305,7 +313,7 @@ class LiveRunner:
             return self._migrate(worker, op)
         if kind == "prctl":
             cmd = {"cmd": "prctl", "option": PR_SET_MEMORY_MERGE, "arg": op.value,
-                   "lo": ARENA_BASE, "hi": ARENA_BASE + _ARENA_SPAN}
+                   "standin": STANDIN_ADDR, "keep": _KEEP}
             result = str(self._request(worker, cmd, op)["result"])
             if result == "ok":
                 if op.value:
@@ -423,17 +431,16 @@ class LiveRunner:
         for name in sorted(self._merge_any):
             w = self._workers.get(name)
             if w is not None:
-                self._request(w, {"cmd": "unmerge_outside", "lo": ARENA_BASE,
-                                  "hi": ARENA_BASE + _ARENA_SPAN}, op)
+                self._request(w, {"cmd": "unmerge_outside", "keep": _KEEP}, op)
 
     def _migrate(self, w: _Worker, op: Op) -> str:
-        # move_pages(pid, 1, {addr}, {0}, status, MPOL_MF_MOVE): a no-op here.
+        # move_pages(pid, 1, {addr}, {0}, status, MPOL_MF_MOVE_ALL): a no-op here.
         pages = (ctypes.c_void_p * 1)(self._addr(op.region, op.page, op))
         nodes = (ctypes.c_int * 1)(0)
         status = (ctypes.c_int * 1)(-errno.EINVAL - 1000)
         ctypes.set_errno(0)
         ret = _libc.syscall(ctypes.c_long(_SYS_move_pages), ctypes.c_long(w.pid), ctypes.c_ulong(1),
-                            pages, nodes, status, ctypes.c_int(_MPOL_MF_MOVE))
+                            pages, nodes, status, ctypes.c_int(_MPOL_MF_MOVE_ALL))
         if ret < 0:
             err = ctypes.get_errno()
             raise LiveError(f"move_pages for '{op.text()}' failed: {errno.errorcode.get(err, err)}")

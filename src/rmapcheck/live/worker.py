@@ -18,8 +18,8 @@ serves one JSON line per command, answering each with one JSON line::
     {"cmd": "madvise", "addr": A, "len": L, "advice": V}
     {"cmd": "read", "addr": A}                  -> {"result": "<value in decimal>"}
     {"cmd": "write", "addr": A, "value": V}
-    {"cmd": "prctl", "option": O, "arg": V}     prctl(O, V, 0, 0, 0)
-    {"cmd": "unmerge_outside", "lo": A, "hi": B}
+    {"cmd": "prctl", "option": O, "arg": V, "standin": S, "keep": [[A, B], ...]}
+    {"cmd": "unmerge_outside", "keep": [[A, B], ...]}
     {"cmd": "fork", "child": NAME}              -> {"result": "ok", "pid": PID}
     {"cmd": "exit"}                             -> no answer: _exit(0)
 
@@ -37,12 +37,19 @@ connection reaches end of file, so no worker outlives its controller.
 in ``mm/ksm.c``) makes every VMA of the worker mergeable, the interpreter's
 own heap and stacks included, and every VMA mapped later. So that KSM's
 counters count only the scenario's pages, ``unmerge_outside`` advises
-``MADV_UNMERGEABLE`` on everything outside ``[lo, hi)`` (the arena):
-``madvise()`` walks every VMA of a range and, across holes, still applies
-the advice before failing with ``ENOMEM``, which is expected and ignored. The
-worker does it right after ``prctl(PR_SET_MEMORY_MERGE, 1)`` and the
-controller asks for it again before every KSM scan (the interpreter may have
-mapped new memory since).
+``MADV_UNMERGEABLE`` on everything outside the ``keep`` ranges (the arena
+and the stand-in page): ``madvise()`` walks every VMA of a range and, across
+holes, still applies the advice before failing with ``ENOMEM``, which is
+expected and ignored. The worker does it right after
+``prctl(PR_SET_MEMORY_MERGE, 1)`` and the controller asks for it again before
+every KSM scan (the interpreter may have mapped new memory since).
+
+A merge-any process needs one mergeable VMA of its own outside the arena:
+ksmd drops an mm with no ``VM_MERGEABLE`` VMA from its list and clears
+``MMF_VM_MERGE_ANY`` (``scan_get_next_rmap_item()``), which a real process,
+with mergeable memory of its own, never sees. So ``prctl`` first maps the
+``standin`` page (never touched: no ``anon_vma``, so no rmap_item), as the
+model gives P0 one (``rmapcheck.scenario.execute``), and keeps it mergeable.
 """
 
 from __future__ import annotations
@@ -171,12 +178,18 @@ def _madvise(cmd: dict[str, Any]) -> dict[str, Any]:
     return {"result": _check(_libc.madvise(int(cmd["addr"]), int(cmd["len"]), int(cmd["advice"])))}
 
 
-def _unmerge_outside(lo: int, hi: int) -> str:
-    """``MADV_UNMERGEABLE`` on every VMA outside ``[lo, hi)``; ``ok`` or the errno name.
+def _unmerge_outside(keep: list[tuple[int, int]]) -> str:
+    """``MADV_UNMERGEABLE`` on every VMA outside the ``keep`` ranges; ``ok`` or the errno name.
 
     ``ENOMEM`` (the ranges have holes) is expected: the advice was still applied.
     """
-    for start, end in ((0, lo), (hi, TASK_SIZE)):
+    start = 0
+    gaps = []
+    for lo, hi in sorted(keep):
+        gaps.append((start, lo))
+        start = max(start, hi)
+    gaps.append((start, TASK_SIZE))
+    for start, end in gaps:
         if end <= start:
             continue
         ctypes.set_errno(0)
@@ -187,19 +200,32 @@ def _unmerge_outside(lo: int, hi: int) -> str:
     return "ok"
 
 
+def _keep(cmd: dict[str, Any]) -> list[tuple[int, int]]:
+    return [(int(lo), int(hi)) for lo, hi in cmd.get("keep", ())]
+
+
 def _prctl(cmd: dict[str, Any]) -> dict[str, Any]:
     option, arg = int(cmd["option"]), int(cmd["arg"])
+    merge_any = option == PR_SET_MEMORY_MERGE and arg
+    if merge_any and "standin" in cmd:
+        addr = int(cmd["standin"])
+        ctypes.set_errno(0)
+        got = _libc.mmap(addr, 4096, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
+        if got in (_MAP_FAILED, None) and ctypes.get_errno() != errno.EEXIST:
+            return {"error": f"mapping the stand-in page failed: {_errname(ctypes.get_errno())}"}
+        if got not in (_MAP_FAILED, None) and got != addr:
+            return {"error": f"stand-in page placed at {got:#x}, not at {addr:#x}"}
     ctypes.set_errno(0)
     result = _check(_libc.prctl(option, arg, 0, 0, 0))
-    if result == "ok" and option == PR_SET_MEMORY_MERGE and arg and "lo" in cmd:
-        out = _unmerge_outside(int(cmd["lo"]), int(cmd["hi"]))
+    if result == "ok" and merge_any and "keep" in cmd:
+        out = _unmerge_outside(_keep(cmd))
         if out != "ok":
             return {"error": f"MADV_UNMERGEABLE outside the arena failed: {out}"}
     return {"result": result}
 
 
 def _unmerge_cmd(cmd: dict[str, Any]) -> dict[str, Any]:
-    out = _unmerge_outside(int(cmd["lo"]), int(cmd["hi"]))
+    out = _unmerge_outside(_keep(cmd))
     if out != "ok":
         return {"error": f"MADV_UNMERGEABLE outside the arena failed: {out}"}
     return {"result": "ok"}

@@ -1,0 +1,98 @@
+"""The bundled KSM scenarios (``ksm-*.yaml``): documented, and the same on the model and the live kernel.
+
+Each file states in its comment block what it shows; its stated results
+(``=> ...``) hold on the live kernel, and every step's observation, KSM
+counters and ``ksm_stat`` included, agrees between model and live kernel.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from rmapcheck.commands.common import BUNDLED, expectation_error
+from rmapcheck.compare import diff_scenario
+from rmapcheck.live.ksm import KSM_DIR
+from rmapcheck.live.runner import LiveRunner, uses_ksm
+from rmapcheck.report.observation import describe_difference, observation_map
+from rmapcheck.scenario import execute
+from rmapcheck.scenario.parse import load_scenario
+
+FILES = sorted(BUNDLED.glob("ksm-*.yaml"))
+
+#: Scenarios the model gets wrong today, with the reason; strict, so a fix
+#: shows up as XPASS and the entry must go.
+KNOWN_MODEL_BUGS: dict[str, str] = {}
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (pagemap PFNs, /proc/kpageflags, /sys/kernel/mm/ksm)"
+    if not (KSM_DIR / "run").exists():
+        return "kernel without KSM (no /sys/kernel/mm/ksm)"
+    try:
+        with open("/proc/kpageflags", "rb") as f:
+            f.read(8)
+    except OSError as e:
+        return f"/proc/kpageflags unreadable: {e}"
+    return None
+
+
+_REASON = _skip_reason()
+
+
+def _ids(p):
+    return p.stem
+
+
+def _param(path):
+    bug = KNOWN_MODEL_BUGS.get(path.stem)
+    marks = [pytest.mark.xfail(reason=bug, strict=True)] if bug else []
+    return pytest.param(path, marks=marks, id=path.stem)
+
+
+def test_enough_ksm_scenarios():
+    assert len(FILES) >= 26
+
+
+@pytest.mark.parametrize("path", FILES, ids=_ids)
+def test_ksm_scenario_is_documented(path):
+    text = path.read_text()
+    assert text.startswith("# "), f"{path.name} must start with a comment block"
+    s = load_scenario(str(path))
+    assert s.name == path.stem
+    assert s.description
+    # Both sides agree on which scenarios use KSM (and so observe its counters),
+    # except for a scenario of migrations only.
+    assert uses_ksm(s) == execute.uses_ksm(s)
+
+
+@pytest.mark.live
+@pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+@pytest.mark.parametrize("path", FILES, ids=_ids)
+def test_ksm_scenario_results_live(path):
+    s = load_scenario(str(path))
+    with LiveRunner(s) as runner:
+        for op in s.ops:
+            err = expectation_error(s, op, runner.step(op).result)
+            assert err is None, err
+
+
+@pytest.mark.live
+@pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+@pytest.mark.parametrize("path", [_param(p) for p in FILES])
+def test_ksm_scenario_agrees_with_live_kernel(path):
+    s = load_scenario(str(path))
+    res = diff_scenario(s)
+    if res.finding:
+        pytest.fail(f"{path.name}: model finding: {res.finding}")
+    if not res.agree:
+        i = res.step
+        op = s.ops[i - 1]
+        m, lv = res.model[-1], res.live[-1]
+        pytest.fail(f"{path.name}:{op.line}: step {i} ({op.text()}) differs: "
+                    f"{describe_difference(m, lv)}\nmodel:\n{observation_map(m, s)}\n"
+                    f"live:\n{observation_map(lv, s)}\n"
+                    f"counters model {m.counters} live {lv.counters}\n"
+                    f"ksm_stat model {m.ksm_stat} live {lv.ksm_stat}")
