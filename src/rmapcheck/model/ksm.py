@@ -28,7 +28,8 @@ What the model reduces, and why the outcome is the kernel's:
 * One NUMA node: ``merge_across_nodes`` can be set but changes nothing, and
   ``migrate_nodes`` stays empty.
 * Time does not pass inside a scenario: ``stable_node_chains_prune_millisecs``
-  (2000 ms) never elapses, so ``chain_prune()`` never prunes by age.
+  elapses only when it is 0, so ``chain_prune()`` prunes (walks every dup and
+  picks the fullest candidate) only then; the live runner sets an hour.
 * Folio locks are not taken (one thread); the stable node keeps a ``kpfn``
   (the folio's slot in the page allocator) and ``ksm_get_folio()`` checks the
   keyhole (``folio->mapping == stable_node``) on whatever occupies that slot.
@@ -480,13 +481,16 @@ def _is_page_sharing_candidate(k: Kernel, node: ksm_stable_node, offset: int = 0
     return bool(node.rmap_hlist_len) and node.rmap_hlist_len + offset < _cfg(k, "ksm_max_page_sharing")
 
 
-def _stable_node_dup(k: Kernel, chain: ksm_stable_node) -> tuple[folio | None, ksm_stable_node | None,
-                                                                 ksm_stable_node]:
+def _stable_node_dup(k: Kernel, chain: ksm_stable_node, prune: bool) -> tuple[folio | None,
+                                                                              ksm_stable_node | None,
+                                                                              ksm_stable_node]:
     # stable_node_dup(): pick the best dup of a chain; collapse a chain of one
     # dup; free a chain left without dups. Returns (tree_folio, dup, node),
-    # node being the chain or the collapsed dup now in its place. Pruning by
-    # age never happens (no time passes in a scenario).
+    # node being the chain or the collapsed dup now in its place. No time
+    # passes in a scenario: the prune interval has elapsed only when it is 0.
     st = ksm_state_of(k)
+    if _cfg(k, "ksm_stable_node_chains_prune_millisecs") != 0:
+        prune = False
     found: ksm_stable_node | None = None
     tree_folio: folio | None = None
     found_len = 0
@@ -503,7 +507,7 @@ def _stable_node_dup(k: Kernel, chain: ksm_stable_node) -> tuple[folio | None, k
             found_len = dup.rmap_hlist_len
             tree_folio = f
             # skip put_page for found candidate
-            if _is_page_sharing_candidate(k, found):
+            if not prune and _is_page_sharing_candidate(k, found):
                 break
             continue
         _put(k, f)
@@ -529,12 +533,13 @@ def _stable_node_dup(k: Kernel, chain: ksm_stable_node) -> tuple[folio | None, k
     return tree_folio, found, chain
 
 
-def _stable_node_chain(k: Kernel, node: ksm_stable_node) -> tuple[folio | None, ksm_stable_node | None,
-                                                                   ksm_stable_node]:
-    # __stable_node_chain() (chain_prune() and chain() alike here).
+def _stable_node_chain(k: Kernel, node: ksm_stable_node, prune: bool) -> tuple[
+        folio | None, ksm_stable_node | None, ksm_stable_node]:
+    # __stable_node_chain(): chain_prune() (prune) for stable_tree_search(),
+    # chain() for stable_tree_insert().
     if not _is_chain(node):
         return ksm_get_folio(k, node), node, node
-    return _stable_node_dup(k, node)
+    return _stable_node_dup(k, node, prune)
 
 
 def stable_tree_search(k: Kernel, page: folio) -> folio | None:
@@ -557,7 +562,7 @@ def stable_tree_search(k: Kernel, page: folio) -> folio | None:
         node = st.root_stable_tree.get(page.content)
         if node is None:
             return None
-        tree_folio, dup, node = _stable_node_chain(k, node)
+        tree_folio, dup, node = _stable_node_chain(k, node, True)
         if tree_folio is None:
             # "If we walked over a stale stable_node, ksm_get_folio() will
             # call rb_erase() and it may rebalance the tree from under us. So
@@ -593,7 +598,7 @@ def stable_tree_insert(k: Kernel, kfolio: folio) -> ksm_stable_node | None:
         node = st.root_stable_tree.get(kfolio.content)
         if node is None:
             break
-        tree_folio, _dup, node = _stable_node_chain(k, node)
+        tree_folio, _dup, node = _stable_node_chain(k, node, False)
         if tree_folio is None:
             continue
         _put(k, tree_folio)

@@ -54,9 +54,11 @@ __all__ = [
 #: ``madvise`` advice the step language knows.
 ADVICES = ("dontneed", "mergeable", "unmergeable")
 
-#: The /sys/kernel/mm/ksm knobs ``ksm_set`` may write.
-KSM_SET_KNOBS = ("max_page_sharing", "merge_across_nodes", "pages_to_scan", "run", "sleep_millisecs",
-                 "smart_scan", "stable_node_chains_prune_millisecs", "use_zero_pages")
+#: The /sys/kernel/mm/ksm knobs ``ksm_set`` may write (``pages_to_scan`` and
+#: ``sleep_millisecs`` drive the scans and stay the runner's; ``run`` is never
+#: 1: ksmd runs only inside ``ksm_scan`` and ``ksm_settle``).
+KSM_SET_KNOBS = ("max_page_sharing", "merge_across_nodes", "run", "smart_scan",
+                 "stable_node_chains_prune_millisecs", "use_zero_pages")
 
 # Steps that act on no process.
 _NO_PROC = ("ksm_scan", "ksm_settle", "ksm_set")
@@ -434,7 +436,10 @@ def _ksm_step(kind: str, args: list[str], arity: Callable[[int, int], None], fai
     arity(2, 2)
     if args[0] not in KSM_SET_KNOBS:
         raise fail(f"unknown KSM knob {args[0]!r}; expected one of {', '.join(KSM_SET_KNOBS)}")
-    return Op(kind, "", advice=args[0], value=_value(args[1], fail), line=line)
+    value = _value(args[1], fail)
+    if args[0] == "run" and value == 1:
+        raise fail("ksm_set run 1 would let ksmd scan on its own; use ksm_scan N or ksm_settle")
+    return Op(kind, "", advice=args[0], value=value, line=line)
 
 
 def _track_processes(op: Op, procs: set[str], source: str) -> None:
