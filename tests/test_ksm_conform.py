@@ -51,3 +51,10 @@ def test_random_ksm_scenarios_agree():
         res = diff_scenario(ksm_scenario(seed))
         if not res.agree:
             pytest.fail(_explain(res))
+
+
+def test_bench_ksm_ratio():
+    from rmapcheck.commands.bench import ksm_model_vs_live
+
+    ratio = ksm_model_vs_live(range(3))
+    assert 0 < ratio < 100

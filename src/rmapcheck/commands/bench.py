@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import click
 
 from rmapcheck.scenario.execute import ModelRunner
 from rmapcheck.scenario.generate import random_scenario
+from rmapcheck.scenario.ops import Scenario
 
-__all__ = ["command", "model_ops_per_s", "model_vs_live"]
+__all__ = ["command", "ksm_model_vs_live", "model_ops_per_s", "model_vs_live"]
 
 
 def model_ops_per_s(seeds: range, check: bool) -> tuple[float, int]:
@@ -28,13 +30,13 @@ def model_ops_per_s(seeds: range, check: bool) -> tuple[float, int]:
     return ops / (time.perf_counter() - t0), ops
 
 
-def model_vs_live(seeds: range) -> float:
+def model_vs_live(seeds: range, make: Callable[[int], Scenario] = random_scenario) -> float:
     """Model time over live-kernel time for the same scenarios, observation excluded."""
     from rmapcheck.live.runner import LiveRunner
 
     model_t = live_t = 0.0
     for sd in seeds:
-        s = random_scenario(sd)
+        s = make(sd)
         r = ModelRunner(s, check=False)
         t0 = time.perf_counter()
         for op in s.ops:
@@ -47,10 +49,24 @@ def model_vs_live(seeds: range) -> float:
     return model_t / live_t
 
 
+def ksm_model_vs_live(seeds: range) -> float:
+    """:func:`model_vs_live` over random KSM scenarios (``rmapcheck conform``'s).
+
+    The live time includes ksmd's full scans (each started and awaited by the
+    runner, see :class:`rmapcheck.live.ksm.KsmSession`); the model's its
+    scans.
+    """
+    from rmapcheck.commands.conform import ksm_scenario
+
+    return model_vs_live(seeds, ksm_scenario)
+
+
 @click.command("bench")
 @click.option("--scenarios", default=2000, show_default=True, help="random scenarios for the model figure")
 @click.option("--live-scenarios", default=50, show_default=True, help="random scenarios for the live ratio")
-def command(scenarios: int, live_scenarios: int) -> None:
+@click.option("--ksm-scenarios", default=50, show_default=True,
+              help="random KSM scenarios for the KSM live ratio")
+def command(scenarios: int, live_scenarios: int, ksm_scenarios: int) -> None:
     """Measure the model's speed and its speed against the live kernel."""
     rate, n = model_ops_per_s(range(scenarios), check=False)
     click.echo(f"bench: model_ops_per_s {rate:.0f} ops/s")
@@ -58,3 +74,5 @@ def command(scenarios: int, live_scenarios: int) -> None:
     click.echo(f"bench: model_ops_per_s_with_invariants {rate_c:.0f} ops/s")
     click.echo(f"bench: model_ops_measured {n} ops")
     click.echo(f"bench: model_vs_live_time_ratio {model_vs_live(range(live_scenarios)):.3f} ratio")
+    ratio = ksm_model_vs_live(range(ksm_scenarios))
+    click.echo(f"bench: ksm_scenario_vs_live_time_ratio {ratio:.3f} ratio")
