@@ -57,7 +57,7 @@ from rmapcheck.model.mm_types import (
     VM_DONTEXPAND, VM_IO, VM_MAYSHARE, VM_MERGEABLE, VM_MIXEDMAP, VM_PFNMAP, VM_SHARED, ZERO_PAGE,
     anon_vma, folio, mm_struct, vm_area_struct,
 )
-from rmapcheck.model.rmap import anon_vma_lock_read, anon_vma_unlock_read, get_anon_vma, put_anon_vma, vma_address
+from rmapcheck.model.rmap import anon_vma_lock_read, anon_vma_unlock_read, vma_address
 from rmapcheck.model.slab import SlabObject, kasan_check, kmem_cache
 from rmapcheck.model.uapi import MADV_MERGEABLE, MADV_UNMERGEABLE
 from rmapcheck.model.vma_init import vma_lookup
@@ -175,7 +175,7 @@ KSM_KNOBS = {
 # -- structures -------------------------------------------------------------------
 
 class ksm_rmap_item(SlabObject):
-    """``struct ksm_rmap_item``: reverse mapping item for one virtual address.
+    """``struct ksm_rmap_item`` (mm/ksm.c, v6.18): reverse mapping item for one virtual address.
 
     ``flags`` holds what the kernel keeps in the low bits of ``address``
     (``SEQNR_MASK|UNSTABLE_FLAG|STABLE_FLAG``).
@@ -198,7 +198,7 @@ class ksm_rmap_item(SlabObject):
 
 
 class ksm_stable_node(SlabObject):
-    """``struct ksm_stable_node``: a regular node, a chain, or a dup of a chain.
+    """``struct ksm_stable_node`` (mm/ksm.c, v6.18): a regular node, a chain, or a dup of a chain.
 
     ``hlist`` is the rmap_items using this KSM page (newest first, as
     ``hlist_add_head()`` leaves it) or, for a chain, its dups. ``head`` is
@@ -220,7 +220,7 @@ class ksm_stable_node(SlabObject):
 
 
 class ksm_mm_slot(SlabObject):
-    """``struct ksm_mm_slot``: KSM's information per mm being scanned."""
+    """``struct ksm_mm_slot`` (mm/ksm.c, v6.18): KSM's information per mm being scanned."""
 
     __slots__ = ("mm", "rmap_list")
 
@@ -231,7 +231,7 @@ class ksm_mm_slot(SlabObject):
 
 
 class ksm_state:
-    """KSM's globals of mm/ksm.c: caches, lists, trees, the scan cursor, counters.
+    """KSM's globals of mm/ksm.c (v6.18): caches, lists, trees, the scan cursor, counters.
 
     ``scan_mm_slot`` is ``ksm_scan.mm_slot`` (``None`` standing for
     ``&ksm_mm_head``), ``scan_address`` is ``ksm_scan.address`` and
@@ -263,7 +263,7 @@ class ksm_state:
 
 
 def ksm_state_of(k: Kernel) -> ksm_state:
-    """The kernel's KSM globals, created on first use (``ksm_init()``)."""
+    """The kernel's KSM globals, created on first use (``ksm_init()``, mm/ksm.c, v6.18)."""
     st = k.__dict__.get("ksm")
     if st is None:
         st = k.__dict__["ksm"] = ksm_state(k)
@@ -275,7 +275,7 @@ def _cfg(k: Kernel, key: str) -> Any:
 
 
 class ksm_zero_pte(tuple):  # type: ignore[type-arg]
-    """A PTE of the zero page that KSM placed: ``pte_mkdirty(pte_mkspecial(...))``.
+    """A PTE of the zero page that KSM placed: ``pte_mkdirty(pte_mkspecial(...))`` (``replace_page()``, v6.18).
 
     Equal to the plain ``(ZERO_PAGE, writable)`` PTE; only
     :func:`is_ksm_zero_pte` tells them apart, as the dirty bit does.
@@ -429,7 +429,7 @@ def remove_node_from_stable_tree(k: Kernel, node: ksm_stable_node) -> None:
         item.mm.ksm_merging_pages -= 1
         node.rmap_hlist_len -= 1
         assert item.anon_vma is not None
-        put_anon_vma(k, item.anon_vma, fn)
+        k.ops.put_anon_vma(k, item.anon_vma, fn)
         item.flags = 0  # rmap_item->address &= PAGE_MASK
     node.hlist = []
     _stable_node_dup_del(k, node)
@@ -681,7 +681,7 @@ def remove_rmap_item_from_tree(k: Kernel, item: ksm_rmap_item) -> None:
             raise KernelBug(fn, "VM_BUG_ON(stable_node->rmap_hlist_len <= 0)")
         node.rmap_hlist_len -= 1
         assert item.anon_vma is not None
-        put_anon_vma(k, item.anon_vma, fn)
+        k.ops.put_anon_vma(k, item.anon_vma, fn)
         item.head = None
         item.flags = 0
     elif item.flags & UNSTABLE_FLAG:
@@ -854,7 +854,7 @@ def try_to_merge_with_ksm_page(k: Kernel, item: ksm_rmap_item, page: folio, kpag
     remove_rmap_item_from_tree(k, item)
     assert vma.anon_vma is not None
     item.anon_vma = vma.anon_vma
-    get_anon_vma(k, vma.anon_vma, fn)
+    k.ops.get_anon_vma(k, vma.anon_vma, fn)
     return 0
 
 
@@ -865,7 +865,7 @@ def break_cow(k: Kernel, item: ksm_rmap_item) -> None:
     need to drop a reference to the anon_vma."
     """
     assert item.anon_vma is not None and item.mm is not None
-    put_anon_vma(k, item.anon_vma, "break_cow")
+    k.ops.put_anon_vma(k, item.anon_vma, "break_cow")
     vma = _find_mergeable_vma(k, item.mm, item.address)
     if vma is not None:
         break_ksm(k, vma, item.address)
@@ -1195,7 +1195,7 @@ def ksm_do_scan(k: Kernel, scan_npages: int) -> None:
 
 
 def ksm_full_scans(k: Kernel, n: int) -> int:
-    """Run ksmd until ``n`` more full scans have completed (``full_scans`` += n).
+    """``ksm_scan_thread()`` (mm/ksm.c, v6.18) until ``n`` more full scans completed.
 
     ksmd runs with ``run=1`` for the duration and is stopped afterwards, as
     the live runner does (kernel-behaviour.md §L). With no mm on KSM's list
@@ -1718,7 +1718,11 @@ def ksm_stat(mm: mm_struct) -> dict[str, int]:
 # -- invariants ----------------------------------------------------------------------------------
 
 def ksm_anon_vma_external_refs(k: Kernel) -> dict[anon_vma, int]:
-    """References on anon_vmas held outside the VMAs: one per rmap_item in the stable tree."""
+    """References on anon_vmas held outside the VMAs: one per rmap_item in the stable tree.
+
+    ``try_to_merge_with_ksm_page()`` takes them, ``remove_rmap_item_from_tree()``,
+    ``remove_node_from_stable_tree()`` and ``break_cow()`` put them (mm/ksm.c, v6.18).
+    """
     refs: dict[anon_vma, int] = {}
     st = k.__dict__.get("ksm")
     if st is None:
@@ -1731,18 +1735,21 @@ def ksm_anon_vma_external_refs(k: Kernel) -> dict[anon_vma, int]:
 
 
 def ksm_folio_external_refs(k: Kernel) -> dict[folio, int]:
-    """KSM holds no folio reference between steps: a stable node's is a "keyhole reference"."""
+    """KSM holds no folio reference between steps: a stable node's is a "keyhole reference".
+
+    (``ksm_get_folio()``, mm/ksm.c, v6.18.)
+    """
     return {}
 
 
 def ksm_mm_external_refs(k: Kernel) -> set[mm_struct]:
-    """The mms KSM's mm_slots keep (``mmgrab()``), exited ones included."""
+    """The mms KSM's mm_slots keep (``mmgrab()`` in ``__ksm_enter()``, mm/ksm.c, v6.18), exited ones included."""
     st = k.__dict__.get("ksm")
     return set() if st is None else set(st.mm_slots_hash)
 
 
 def validate_ksm(k: Kernel) -> None:
-    """Check KSM's structures between steps; raise the first violation.
+    """Check KSM's structures (mm/ksm.c, v6.18) between steps; raise the first violation.
 
     * the mm list and the hash hold the same slots, each once; every
       rmap_list is sorted by address and its items belong to the slot's mm;
@@ -1869,7 +1876,12 @@ def _wrap_mprotect_fixup(inner: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def ksm_ops(base: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
-    """The KSM entries of a design table built on ``base`` (wrapping its zap, wp and mprotect)."""
+    """The KSM entries of a design table built on ``base`` (wrapping its zap, wp and mprotect).
+
+    The wrappers add what v6.18 does for KSM zero pages in mm/memory.c and
+    mm/mprotect.c: ``ksm_might_unmap_zero_page()`` in ``zap_pte_range()`` and
+    ``wp_page_copy()``, and the dirty bit that ``change_pte_range()`` keeps.
+    """
     return {
         "ksm_madvise": ksm_madvise,
         "ksm_vma_flags": ksm_vma_flags,
