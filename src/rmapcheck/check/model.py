@@ -19,6 +19,7 @@ from rmapcheck.designs import make_kernel
 from rmapcheck.model.findings import RmapFinding
 from rmapcheck.model.invariants import check_invariants
 from rmapcheck.scenario.execute import ModelRunner
+from rmapcheck.model.mm_types import ZERO_PAGE, folio
 from rmapcheck.scenario.ops import Op, Region, Scenario
 
 __all__ = ["ALLOC_SITES", "Bounds", "Finding", "KernelModel", "Outcome", "PRESETS"]
@@ -94,6 +95,11 @@ class Outcome:
     fatal: bool
 
 
+def _inflight(r: ModelRunner) -> list[Any]:
+    # In-flight kernel work that runs in phases (page migrations).
+    return r.k.__dict__.get("migrations") or []
+
+
 class KernelModel:
     """The kernel of ``design`` under ``bounds``, as a model to check."""
 
@@ -121,6 +127,7 @@ class KernelModel:
         r = ModelRunner(self.scenario, self.design, check=False)
         r.born = 1  # type: ignore[attr-defined]
         r.faults = 0  # type: ignore[attr-defined]
+        r.preempt = 0  # type: ignore[attr-defined]
         for op in self.setup:
             out = self.apply(r, op)
             if out.findings:
@@ -132,6 +139,12 @@ class KernelModel:
         b = self.bounds
         ops = b.ops
         out: list[Op] = []
+        inflight = _inflight(r)
+        kthreads = [Op("kthread", "", value=i) for i in range(len(inflight))]
+        if inflight and r.preempt >= b.preemption:  # type: ignore[attr-defined]
+            # The preemption bound is used up: the kernel threads run on.
+            return kthreads
+        busy = {id(st.src) for st in inflight}
         tasks = sorted(r.k.tasks)
         for comm in tasks:
             for reg in self.scenario.regions.values():
@@ -143,8 +156,11 @@ class KernelModel:
                         out.append(Op("read", comm, reg.name, page, 1))
                     if "migrate" in ops:
                         pte = r.k.tasks[comm].mm.pgtable.get(r.vpn(reg.name, page))
-                        if pte is not None and hasattr(pte[0], "content") and pte[0]._slot >= 0:
-                            out.append(Op("migrate", comm, reg.name, page, 1))
+                        # A locked folio would make migration sleep in
+                        # folio_lock(): the action is enabled once it is free.
+                        if pte is not None and type(pte[0]) is folio and pte[0] is not ZERO_PAGE \
+                                and id(pte[0]) not in busy and not pte[0].locked:
+                            out.append(Op("migrate_start", comm, reg.name, page, 1))
                 if "munmap" in ops:
                     out.append(Op("munmap", comm, reg.name, 0, reg.pages))
                 if "mmap" in ops:
@@ -160,6 +176,7 @@ class KernelModel:
                 out.append(Op("exit", comm))
         if "ksm_scan" in ops:
             out.append(Op("ksm_scan", "", value=1))
+        out += kthreads
         if b.faults and r.faults < b.faults:  # type: ignore[attr-defined]
             out += [replace(op, flags=op.flags | {f"fail={s}"}) for op in list(out)
                     if op.kind in ("write", "fork", "mprotect", "munmap") for s in ALLOC_SITES]
@@ -187,6 +204,8 @@ class KernelModel:
                 n.faults += 1  # type: ignore[attr-defined]
         if op.kind == "fork":
             n.born += 1  # type: ignore[attr-defined]
+        if op.kind != "kthread" and _inflight(n):
+            n.preempt = getattr(n, "preempt", 0) + 1  # type: ignore[attr-defined]
         findings: list[tuple[str, str, str, BaseException]] = []
         fatal = False
         try:

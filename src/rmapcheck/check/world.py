@@ -133,6 +133,7 @@ def canonical(r: ModelRunner) -> tuple:
     roots = [tuple([oid(k.tasks[c]) for c in procs])]
     roots.append(tuple([ref(r.memory.get(c, {})) for c in procs]))
     roots.append(getattr(r, "faults", 0))
+    roots.append(getattr(r, "preempt", 0))
     for name in sorted(vars(k)):
         if name in EXCLUDED_FIELDS or name == "tasks":
             continue

@@ -131,8 +131,8 @@ def check_invariants(k: Kernel) -> None:
         cs = chain_sets.get(v.anon_vma) if v.anon_vma is not None else frozenset()
         for vpn in range(v.vm_start, v.vm_end):
             pte = pt.get(vpn)
-            if pte is None or pte[0] is ZERO_PAGE:
-                continue
+            if pte is None or pte[0] is ZERO_PAGE or type(pte[0]) is not folio:
+                continue  # nothing, the zero page, or a migration entry (no mapcount)
             f = pte[0]
             _live(f, "a PTE")
             maps[f] += 1

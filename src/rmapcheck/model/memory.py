@@ -25,7 +25,7 @@ from rmapcheck.model.findings import KernelBug, KernelError, SegmentationFault
 from rmapcheck.model.mm_types import (
     VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, ZERO_PAGE, folio, mm_struct, vm_area_struct,
 )
-from rmapcheck.model.slab import kasan_check
+from rmapcheck.model.slab import FastPickle, kasan_check
 from rmapcheck.model.vma_init import vma_lookup
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 
-class migration_entry:
+class migration_entry(FastPickle):
     """A migration swap entry (``swp_entry_t`` of type ``SWP_MIGRATION_*``).
 
     :param folio: ``struct folio *`` under migration (``pfn_swap_entry_folio()``).

@@ -52,7 +52,7 @@ from rmapcheck.model.findings import KernelBug, LockMisuse, MissedRmapWalk
 from rmapcheck.model.memory import folio_put, is_migration_entry, is_readable_migration_entry, vma_alloc_folio
 from rmapcheck.model.mm_types import ZERO_PAGE, anon_vma, folio, mm_struct, vm_area_struct
 from rmapcheck.model.rmap import folio_mapped, folio_test_anon, rmap_walk_control
-from rmapcheck.model.slab import kasan_check
+from rmapcheck.model.slab import FastPickle, kasan_check
 from rmapcheck.model.vma_init import vma_lookup
 from rmapcheck.model.vmscan import check_rmap_walk, page_table_mappings
 
@@ -86,7 +86,7 @@ NR_MAX_MIGRATE_PAGES_RETRY = 10
 MIGRATION_PHASES = ("isolated", "pinned", "unmapped", "moved", "remapped", "done")
 
 
-class MigrationState:
+class MigrationState(FastPickle):
     """One folio's migration in flight: what ``migrate_pages_batch()`` keeps between phases.
 
     The kernel keeps ``anon_vma`` and ``old_page_state`` in the new folio's

@@ -12,7 +12,7 @@ kernel, as ``rmap.h`` does.
 
 from __future__ import annotations
 
-from rmapcheck.model.slab import SlabObject
+from rmapcheck.model.slab import FastPickle, SlabObject
 
 __all__ = [
     "PAGE_SHIFT",
@@ -85,7 +85,7 @@ VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP
 VM_IGNORE_MERGE = VM_SOFTDIRTY
 
 
-class task_struct:
+class task_struct(FastPickle):
     """A process: its name in the scenario, its pid and its ``mm``."""
 
     __slots__ = ("comm", "pid", "mm")

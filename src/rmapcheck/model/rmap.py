@@ -965,6 +965,7 @@ RMAP_OPS = {
     "anon_vma_fork": anon_vma_fork,
     "anon_vma_free": anon_vma_free,
     "anon_vma_merge": anon_vma_merge,
+    "get_anon_vma": get_anon_vma,
     "put_anon_vma": put_anon_vma,
     "rmap_walk_anon": rmap_walk_anon,
     "unlink_anon_vmas": unlink_anon_vmas,

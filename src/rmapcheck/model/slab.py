@@ -17,12 +17,14 @@ is free *now* is a use-after-free, reported by :func:`kasan_check`.
 
 from __future__ import annotations
 
+import operator
 from typing import Callable, Generic, TypeVar
 
 from rmapcheck.model.findings import DoubleFree, UseAfterFree
 
 __all__ = [
     "SLAB_TYPESAFE_BY_RCU",
+    "FastPickle",
     "SlabObject",
     "kasan_check",
     "kmem_cache",
@@ -31,7 +33,37 @@ __all__ = [
 SLAB_TYPESAFE_BY_RCU = 0x00080000
 
 
-class SlabObject:
+class FastPickle:
+    """Mixin: pickle a slotted object as the tuple of its slots.
+
+    The model checker copies kernel states with :mod:`pickle`; a tuple state
+    read by one ``operator.attrgetter`` and restored by one generated
+    assignment is several times faster than pickle's default for
+    ``__slots__`` (a dict of slot names per object).
+    """
+
+    __slots__ = ()
+
+    def __init_subclass__(cls, **kw: object) -> None:
+        super().__init_subclass__(**kw)
+        names: list[str] = []
+        for c in reversed(cls.__mro__):
+            for n in c.__dict__.get("__slots__", ()):
+                if n not in ("__dict__", "__weakref__") and n not in names:
+                    names.append(n)
+        if not names:
+            return
+        get = operator.attrgetter(*names)
+        if len(names) == 1:
+            cls.__getstate__ = lambda self: (get(self),)  # type: ignore[method-assign]
+        else:
+            cls.__getstate__ = lambda self: get(self)  # type: ignore[method-assign]
+        ns: dict[str, object] = {}
+        exec("def __setstate__(self, st):\n    " + ", ".join(f"self.{n}" for n in names) + ", = st\n", ns)
+        cls.__setstate__ = ns["__setstate__"]  # type: ignore[attr-defined]
+
+
+class SlabObject(FastPickle):
     """Base of every slab-allocated kernel object.
 
     ``_slot`` is the object's stable number within its cache (its "address"),

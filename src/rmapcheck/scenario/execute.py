@@ -23,7 +23,7 @@ from rmapcheck.model.findings import DataCorruption, KernelError, SegmentationFa
 from rmapcheck.model.invariants import check_invariants
 from rmapcheck.model.kernel import Kernel
 from rmapcheck.model.ksm import ksm_counters, ksm_full_scans, ksm_stat, ksm_store, prctl_set_memory_merge
-from rmapcheck.model.mm_types import PAGE_SHIFT, VM_EXEC, VM_READ, VM_WRITE, ZERO_PAGE, mm_struct
+from rmapcheck.model.mm_types import PAGE_SHIFT, VM_EXEC, VM_READ, VM_WRITE, ZERO_PAGE, folio, mm_struct
 from rmapcheck.model.syscalls import (
     spawn, sys_exit, sys_fork, sys_madvise, sys_mmap, sys_mprotect, sys_mremap, sys_munmap,
     user_read, user_write,
@@ -164,6 +164,14 @@ class ModelRunner:
         kind = op.kind
         if kind in ("ksm_scan", "ksm_settle", "ksm_set"):
             return self._ksm_step(op)
+        if kind == "kthread":
+            # One phase of in-flight migration number op.value.
+            from rmapcheck.model.migrate import migrate_step, migrations
+            ms = migrations(k)
+            if not 0 <= op.value < len(ms):
+                return "EINVAL"
+            migrate_step(k, ms[op.value])
+            return "ok"
         t = k.tasks[op.proc]
         mem = self.memory[op.proc]
         try:
@@ -233,6 +241,16 @@ class ModelRunner:
                 err = migrate(k, t.mm, self.vpn(op.region, op.page))
                 if err:
                     raise KernelError(-err, "move_pages", "page not migrated")
+            elif kind == "migrate_start":
+                # The first phase of a migration that kthread steps continue.
+                from rmapcheck.model.migrate import migrate_prepare, migrate_step
+                pte = t.mm.pgtable.get(self.vpn(op.region, op.page))
+                if pte is None or type(pte[0]) is not folio or pte[0] is ZERO_PAGE:
+                    raise KernelError(errno.ENOENT, "migrate_start")
+                st = migrate_prepare(k, pte[0])
+                if st is None:
+                    raise KernelError(errno.EBUSY, "migrate_start")
+                migrate_step(k, st)
             else:
                 raise ValueError(f"unknown operation {kind!r}")
         except KernelError as e:

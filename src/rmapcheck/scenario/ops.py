@@ -32,6 +32,9 @@ OP_KINDS = (
     "mmap", "munmap", "mprotect", "mremap", "madvise", "read", "write", "fork", "exit",
     # KSM and migration (issue: KSM and page migration in the model)
     "prctl", "ksm_scan", "ksm_settle", "ksm_set", "migrate",
+    # kernel threads in phases, for the model checker: start a migration of
+    # one page; advance in-flight kernel work number ``value`` by one phase
+    "migrate_start", "kthread",
 )
 
 
@@ -106,8 +109,10 @@ class Op:
             s = "ksm_settle"
         elif k == "ksm_set":
             s = f"ksm_set {self.advice} {self.value}"
-        elif k == "migrate":
-            s = f"migrate {self.proc} {rng}"
+        elif k in ("migrate", "migrate_start"):
+            s = f"{k} {self.proc} {rng}"
+        elif k == "kthread":
+            s = f"kthread {self.value}"
         elif k == "mremap":
             s = f"mremap {self.proc} {rng}"
             if self.to_region:
