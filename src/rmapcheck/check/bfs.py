@@ -54,9 +54,12 @@ def run_bfs(c: Checker) -> Result:
             res.depth = max(res.depth, depth)
             continue
         parent = m.loads(data)
-        for op in m.actions(parent):
+        acts = m.actions(parent)
+        last = len(acts) - 1
+        for i, op in enumerate(acts):
             res.states += 1
-            n = m.loads(data)
+            # The last action may change the parent itself: one copy less.
+            n = parent if i == last else m.loads(data)
             out = m.apply(n, op, judge=False)
             nfp = None
             if not out.fatal:

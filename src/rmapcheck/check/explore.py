@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rmapcheck.check.checker import Checker, Result
 from rmapcheck.check.model import Finding, Outcome
-from rmapcheck.check.properties import SOMETIMES
+from rmapcheck.check.properties import SEVERITY, SOMETIMES
 from rmapcheck.scenario.ops import Op
 
 __all__ = ["finish", "new_result", "record"]
@@ -49,7 +49,8 @@ def finish(c: Checker, res: Result) -> Result:
         if not hit and _relevant(name, b.ops):
             res.warnings.append(f"sometimes-property {name!r} was never reached: the bounds may be too "
                                 "small for what it stands for")
-    res.findings.sort(key=lambda f: (f.trace_length, f.property))
+    res.findings.sort(key=lambda f: (SEVERITY.index(f.property) if f.property in SEVERITY else 99,
+                                     f.trace_length))
     return res
 
 

@@ -42,6 +42,8 @@ class Bounds:
     :param preemption: most times a kernel thread in the middle of an
         operation is preempted by another action (the preemption bound).
     :param faults: most injected allocation failures per trace.
+    :param forked: the setup also writes every page of the first process and
+        forks a second one (a parent and a child sharing anonymous pages).
     """
 
     processes: int = 2
@@ -53,6 +55,7 @@ class Bounds:
     mergeable: bool = False
     preemption: int = 2
     faults: int = 0
+    forked: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The bounds as plain data (for JSON)."""
@@ -60,6 +63,18 @@ class Bounds:
         d["ops"] = list(self.ops)
         return d
 
+
+#: the bounds of ``rmapcheck seed``: the 2010 question, by each path to it
+SEED_BOUNDS: dict[str, Bounds] = {
+    # a parent and a child share a written page; KSM merges, both exit
+    "ksm": Bounds(processes=2, regions=1, pages=1, contents=1, depth=8, forked=True, mergeable=True,
+                  ops=("write", "exit", "ksm_scan")),
+    # the same, with a page migration in phases instead of KSM
+    "migration": Bounds(processes=2, regions=1, pages=1, contents=1, depth=8, forked=True,
+                        ops=("write", "exit", "migrate")),
+    # one process maps, faults and unmaps again and again (slab reuse)
+    "reuse": Bounds(processes=1, regions=1, pages=1, contents=1, depth=6, ops=("write", "mmap", "munmap")),
+}
 
 #: named bounds; ``standard`` is the 6.18 acceptance preset
 PRESETS: dict[str, Bounds] = {
@@ -119,6 +134,11 @@ class KernelModel:
             self.setup.append(Op("prctl", "P0", value=1))
         for r in regions.values():
             self.setup.append(Op("mmap", "P0", r.name, 0, r.pages, prot="rw"))
+        if bounds.forked:
+            for r in regions.values():
+                for p in range(r.pages):
+                    self.setup.append(Op("write", "P0", r.name, p, 1, value=1))
+            self.setup.append(Op("fork", "P0", child="P1"))
         self.scenario = Scenario(f"check-{design}", regions, [], source=f"<check {design}>")
         self.ops_table = make_kernel(design).ops
 

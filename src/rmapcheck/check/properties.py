@@ -24,7 +24,7 @@ from rmapcheck.model.findings import (
 from rmapcheck.model.mm_types import ZERO_PAGE
 from rmapcheck.scenario.execute import ModelRunner
 
-__all__ = ["ALWAYS", "FATAL", "Property", "SOMETIMES", "data_integrity", "property_of"]
+__all__ = ["ALWAYS", "FATAL", "SEVERITY", "Property", "SOMETIMES", "data_integrity", "property_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,10 @@ ALWAYS = (
              "every process reads what the abstract memory says it wrote (COW, KSM, migration invisible)"),
     Property("model-error", "always", "the model itself does not fail (a Python exception in a kernel function)"),
 )
+
+#: properties from the most to the least severe, for ordering reports
+SEVERITY = ("use-after-free", "double-free", "leak", "lock-misuse", "vm-bug-on", "missed-rmap-walk",
+            "data-corruption", "counter-underflow", "invariant", "vm-warn-on", "model-error")
 
 #: findings after which the kernel cannot go on (KASAN and BUG reports, deadlocks)
 FATAL = ("use-after-free", "double-free", "vm-bug-on", "lock-misuse", "model-error")

@@ -28,7 +28,9 @@ __all__ = ["EXCLUDED_FIELDS", "clone", "dumps", "fingerprint", "loads"]
 
 #: fields that record history or identity, not state
 EXCLUDED_FIELDS = frozenset({"_slot", "_alloc", "_free", "_cache", "comm", "pid", "owner", "clock",
-                             "next_pid", "ops", "design", "scenario", "step_no", "born"})
+                             "next_pid", "ops", "design", "scenario", "step_no", "born",
+                             # statistics only: they never decide what the kernel does
+                             "pages_scanned", "mm_count"})
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
@@ -93,9 +95,24 @@ def _ptes(mm: Any) -> list:
     return out
 
 
+_PAGE_ALLOC: list[Any] = [None]
+
+
+def _kpfn(pfn: int, oid: Any) -> Any:
+    pa = _PAGE_ALLOC[0]
+    if pfn < 0 or pa is None:
+        return pfn
+    f = pa.objects.get(pfn)
+    if f is not None:
+        return ("page", oid(f))
+    fl = pa.freelist
+    return ("free", len(fl) - fl.index(pfn) if pfn in fl else -1)
+
+
 def canonical(r: ModelRunner) -> tuple:
     """The canonical form of a state (see the module docstring)."""
     k = r.k
+    _PAGE_ALLOC[0] = k.page_alloc
     procs = sorted(k.tasks, key=lambda c: (_proc_signature(r, c), c))
     ids: dict[int, int] = {id(ZERO_PAGE): -1}
     objs: list[Any] = []
@@ -162,8 +179,9 @@ def _enc_mm(mm: Any, oid: Any) -> tuple:
     pt = mm.pgtable
     ptes = []
     for vpn in sorted(pt):
-        f, w = pt[vpn]
-        ptes.append((vpn, oid(f), w))
+        pte = pt[vpn]
+        f, w = pte
+        ptes.append((vpn, oid(f), w, type(pte).__name__))
     return ("mm", mm._live, tuple([oid(v) for v in mm.mmap]), tuple(ptes), mm.mm_users, mm.ksm_flags,
             mm.ksm_rmap_items, mm.ksm_merging_pages, mm.ksm_zero_pages)
 
@@ -187,10 +205,46 @@ def _enc_folio(f: Any, oid: Any) -> tuple:
             f.content, f.ksm, oid(f.stable_node), f.locked)
 
 
+def _enc_rmap_item(i: Any, oid: Any) -> tuple:
+    return ("ri", i._live, oid(i.mm), i.address, i.flags, oid(i.anon_vma), i.oldchecksum, i.age,
+            i.remaining_skips, oid(i.head), i.key)
+
+
+def _enc_stable_node(n: Any, oid: Any) -> tuple:
+    # kpfn is a page frame number: encode the folio in that slot now, or the
+    # slot's place on the page allocator's freelist (which decides when a new
+    # page reuses it), never the number itself.
+    return ("sn", n._live, tuple([oid(x) for x in n.hlist]), _kpfn(n.kpfn, oid), n.rmap_hlist_len,
+            n.head, oid(n.chain), n.key, n.nid)
+
+
+def _enc_mm_slot(m: Any, oid: Any) -> tuple:
+    return ("ms", m._live, oid(m.mm), tuple([oid(x) for x in m.rmap_list]))
+
+
 _ENCODERS = {
     task_struct: _enc_task, mm_struct: _enc_mm, vm_area_struct: _enc_vma, anon_vma: _enc_av,
     anon_vma_chain: _enc_avc, folio: _enc_folio,
 }
+def _enc_ksm(st: Any, oid: Any) -> tuple:
+    # mm_slots_hash repeats what mm_list says (each slot names its mm); the
+    # caches are not typesafe: only their counts matter.
+    return ("ksm", tuple([oid(x) for x in st.mm_list]), oid(st.scan_mm_slot), st.scan_address,
+            st.scan_rmap_pos, st.seqnr,
+            tuple([(key, oid(n)) for key, n in sorted(st.root_stable_tree.items())]),
+            tuple([(key, oid(i)) for key, i in sorted(st.root_unstable_tree.items())]),
+            st.pages_shared, st.pages_sharing, st.pages_unshared, st.rmap_items, st.stable_node_chains,
+            st.stable_node_dups, st.pages_skipped, st.zero_pages,
+            st.rmap_item_cache.nr_live, st.stable_node_cache.nr_live, st.mm_slot_cache.nr_live)
+
+
+try:
+    from rmapcheck.model.ksm import ksm_mm_slot, ksm_rmap_item, ksm_stable_node, ksm_state
+
+    _ENCODERS.update({ksm_rmap_item: _enc_rmap_item, ksm_stable_node: _enc_stable_node,
+                      ksm_mm_slot: _enc_mm_slot, ksm_state: _enc_ksm})
+except ImportError:  # a tree without KSM
+    pass
 
 
 def fingerprint(r: ModelRunner) -> bytes:

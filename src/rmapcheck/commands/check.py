@@ -98,6 +98,7 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
 @click.option("--mergeable/--no-mergeable", default=None, help="regions MADV_MERGEABLE")
 @click.option("--preemption", type=int, default=None, help="preemption bound of kernel threads")
 @click.option("--faults", type=int, default=None, help="most injected allocation failures per trace")
+@click.option("--forked/--no-forked", default=None, help="setup: write the pages and fork a child")
 @click.option("--strategy", type=click.Choice(["bfs", "dfs", "random"]), default="bfs", show_default=True)
 @click.option("--seed", default=0, show_default=True, help="seed of --strategy random")
 @click.option("--runs", default=200, show_default=True, help="walks of --strategy random")
@@ -107,12 +108,13 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
 @click.option("--save-dir", default="rmapcheck-traces", show_default=True, help="where traces are saved")
 def command(design: str, preset: str | None, processes: int | None, regions: int | None,
             pages: int | None, contents: int | None, depth: int | None, ops: str | None,
-            mergeable: bool | None, preemption: int | None, faults: int | None, strategy: str,
+            mergeable: bool | None, preemption: int | None, faults: int | None, forked: bool | None,
+            strategy: str,
             seed: int, runs: int, first: bool, timeout: float | None, as_json: bool, save_dir: str) -> None:
     """Explore DESIGN within bounds; report every property violated, with a shortest trace."""
     b = bounds_from_options(preset, processes=processes, regions=regions, pages=pages,
                             contents=contents, depth=depth, ops=ops, mergeable=mergeable,
-                            preemption=preemption, faults=faults)
+                            preemption=preemption, faults=faults, forked=forked)
     m, res = run_check(design, b, strategy, first, timeout, seed, runs, progress=not as_json)
     if as_json:
         d = res.as_dict()

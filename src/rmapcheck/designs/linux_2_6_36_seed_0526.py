@@ -50,6 +50,12 @@ def drop_anon_vma(k: Kernel, av: anon_vma, function: str = "drop_anon_vma") -> N
     """
     if not (k.config.get("CONFIG_KSM") or k.config.get("CONFIG_MIGRATION")):
         return
+    with pre.accessed_from(function, "drop_anon_vma"):
+        _drop(k, av)
+
+
+def _drop(k: Kernel, av: anon_vma) -> None:
+    function = "drop_anon_vma"
     if pre.atomic_dec_and_lock(k, av, av, function):
         root = av.root
         empty = not av.rb_root

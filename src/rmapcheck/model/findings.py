@@ -65,6 +65,8 @@ class UseAfterFree(RmapFinding):
     def __init__(self, function: str, message: str, obj: object = None) -> None:
         super().__init__(function, message)
         self.obj = obj
+        #: the kernel function that called ``function`` ("" if the same)
+        self.caller = ""
 
 
 class DoubleFree(UseAfterFree):

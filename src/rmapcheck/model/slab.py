@@ -88,7 +88,7 @@ class SlabObject(FastPickle):
 T = TypeVar("T", bound=SlabObject)
 
 
-class StepClock:
+class StepClock(FastPickle):
     """The current operation step, shared by all caches of one kernel."""
 
     __slots__ = ("step", "what")
@@ -98,7 +98,7 @@ class StepClock:
         self.what = ""
 
 
-class kmem_cache(Generic[T]):
+class kmem_cache(FastPickle, Generic[T]):
     """A slab cache (``struct kmem_cache``).
 
     :param name: the cache's name, as in ``/proc/slabinfo``.

@@ -30,7 +30,8 @@ def format_finding(e: RmapFinding, steps: list[str], step: int) -> str:
             lines.append(f"  object: {obj.kname()}")
             lines.append(f"  Allocated by: {_site(obj._alloc, steps)}")
             lines.append(f"  Freed by: {_site(obj._free, steps)}")
-        lines.append(f"  Accessed by: step {step} ({here}: {e.function})")
+        via = f"{e.caller} -> {e.function}" if getattr(e, "caller", "") else e.function
+        lines.append(f"  Accessed by: step {step} ({here}: {via})")
         return "\n".join(lines)
     if isinstance(e, Leak):
         lines = [f"kmemleak: {e.message}"]
