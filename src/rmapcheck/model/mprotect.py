@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from rmapcheck.model.findings import KernelError
 from rmapcheck.model.mm_types import (
+    folio,
     VM_ACCESS_FLAGS,
     VM_ACCOUNT,
     VM_NORESERVE,
@@ -63,11 +64,18 @@ def change_protection(k: Kernel, vma: vm_area_struct, start: int, end: int,
         if pte is None:
             continue
         f, w = pte
+        if type(f) is not folio:
+            # A migration entry (change_pte_range(): a writable migration
+            # entry becomes a readable one when write permission goes).
+            if not writable and w:
+                pt[vpn] = (f, False)
+            continue
         if not writable:
             w = False
         elif try_change_writable and not w:
             w = f is not ZERO_PAGE and f.anon_exclusive and not f.ksm
-        pt[vpn] = (f, w)
+        if w != pte[1]:
+            pt[vpn] = (f, w)
 
 
 def mprotect_fixup(k: Kernel, vma: vm_area_struct, prev: vm_area_struct | None, start: int,
