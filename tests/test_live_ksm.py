@@ -318,6 +318,63 @@ def test_knobs_left_as_found_after_sigterm(tmp_path: Path, _ksm_to_ourselves: in
     assert [p for p in pids if alive(p)] == []
 
 
+def test_knobs_left_as_found_after_sigint(tmp_path: Path, _ksm_to_ourselves: int) -> None:
+    # Ctrl-C in the middle: the settings are restored by the signal handler,
+    # KeyboardInterrupt still reaches the program, and the runner's close
+    # kills the workers.
+    before = writable_knobs()
+    save = tmp_path / "saved.json"
+    script = textwrap.dedent(f"""
+        import json, os, signal, sys
+        from rmapcheck.live.runner import LiveRunner
+        from rmapcheck.scenario.ops import Op, Region, Scenario
+        ops = [Op("mmap", "P0", "A", 0, 2, "rw"), Op("madvise", "P0", "A", 0, 2, advice="mergeable"),
+               Op("write", "P0", "A", 0, value=1), Op("write", "P0", "A", 1, value=1),
+               Op("ksm_set", "", advice="max_page_sharing", value=2), Op("ksm_settle", "")]
+        try:
+            with LiveRunner(Scenario("t", {{"A": Region("A", 2, 0)}}, ops),
+                            ksm_save_file={str(save)!r}) as live:
+                for op in ops:
+                    live.step(op)
+                print(json.dumps(live.started_pids), flush=True)
+                os.kill(os.getpid(), signal.SIGINT)
+        except KeyboardInterrupt:
+            sys.exit(42)
+    """)
+    env = dict(os.environ, PYTHONPATH=str(SRC), RMAPCHECK_KSM_LOCK_FD=str(_ksm_to_ourselves))
+    out = subprocess.run([sys.executable, "-c", script], env=env, timeout=30,
+                         capture_output=True, text=True, pass_fds=(_ksm_to_ourselves,))
+    assert out.returncode == 42, out.stderr
+    pids = tuple(int(p) for p in out.stdout.strip("[]\n").split(","))
+    assert not save.exists()
+    assert writable_knobs() == before
+    assert [p for p in pids if alive(p)] == []
+
+
+def test_stale_ksm_pages_unmerged_at_start(tmp_path: Path) -> None:
+    # KSM pages someone left (here: merged by hand, their process alive) are
+    # unmerged when a KSM run starts, so its counters count only its own pages.
+    from rmapcheck.live.ksm import KsmSettings, wait_full_scans
+
+    plain = ksm_scenario()
+    with KsmSettings(save_file=tmp_path / "saved.json", sleep_millisecs=1, pages_to_scan=1000,
+                     smart_scan=0) as ksm:
+        with LiveRunner(plain) as other:
+            for op in MERGE_OPS[:1] + MERGE_OPS[2:]:
+                other.step(op)
+            other._request(other._workers["P0"], {"cmd": "madvise", "addr": ARENA_BASE,
+                                                  "len": 4 * 4096, "advice": 12}, MERGE_OPS[1])
+            ksm.set(run=1)
+            wait_full_scans(2)
+            ksm.set(run=0)
+            assert read_knob("pages_shared") == "1"
+            ops = [Op("mmap", "P0", "B", 0, 1, "rw"), Op("prctl", "P0", value=1)]
+            with LiveRunner(ksm_scenario(*ops)) as live:
+                first = live.step(ops[0])
+            assert set(dict(first.counters).values()) == {0}
+            assert other.observe("ok").ksm == frozenset()  # unmerged
+
+
 def test_settle_is_fast() -> None:
     with LiveRunner(ksm_scenario(*MERGE_OPS)) as live:
         for op in MERGE_OPS:

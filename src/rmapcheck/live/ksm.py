@@ -192,6 +192,11 @@ class KsmSettings:
         self._lock_fd = -1
 
     @property
+    def active(self) -> bool:
+        """Whether the settings are in force (entered and not yet restored)."""
+        return self._entered
+
+    @property
     def saved(self) -> dict[str, str]:
         """The original value of every knob changed so far."""
         return dict(self._saved)
@@ -585,8 +590,11 @@ class KsmSession:
         if settings is None:
             return
         try:
-            settings.set(run=2)
-            settings.set(run=0)
+            # Already restored (by SIGINT/SIGTERM, or by a borrowed owner):
+            # nothing of ours is in force any more.
+            if settings.active:
+                settings.set(run=2)
+                settings.set(run=0)
         finally:
             if self._own:
                 settings.restore()
