@@ -325,3 +325,57 @@ def test_fork_accounts_inherited_ksm_zero_pages(k):
     assert counters(k)["ksm_zero_pages"] == 4
     sys_exit(k, k.tasks["P1"])
     assert counters(k)["ksm_zero_pages"] == 2
+
+
+def test_validate_ksm_reports_corruption(k):
+    from rmapcheck.model.findings import InvariantViolation
+
+    t = mergeable(k)
+    user_write(k, t, BASE + 0, 5)
+    user_write(k, t, BASE + 1, 5)
+    scan(k, 2)
+    kpage = frame(k, "P0", 0)
+    kpage.content = 6  # a write that bypassed the write protection
+    with pytest.raises(InvariantViolation, match="changed contents"):
+        check_invariants(k)
+    kpage.content = 5
+    ksm_state_of(k).pages_sharing += 1
+    with pytest.raises(InvariantViolation, match="counters"):
+        check_invariants(k)
+
+
+@pytest.mark.parametrize("step, message", [
+    ("ksm_scan 0", "at least 1"),
+    ("ksm_scan", "usage: ksm_scan N"),
+    ("ksm_settle 2", "usage: ksm_settle"),
+    ("ksm_set pages_to_scan 5", "unknown KSM knob"),
+    ("ksm_set run 1", "ksm_scan N or ksm_settle"),
+    ("prctl P0 merge 2", "expected 0 or 1"),
+    ("prctl P0 thp 1", "unknown prctl"),
+    ("migrate P0 A[0:2]", "one page"),
+    ("madvise P0 A mergeable2", "unknown madvise advice"),
+])
+def test_ksm_step_parse_errors(step, message):
+    from rmapcheck.scenario.parse import ScenarioError
+
+    with pytest.raises(ScenarioError, match=message):
+        parse_scenario(f"regions: {{A: 2}}\nsteps:\n  - {step}\n")
+
+
+def test_ksm_steps_round_trip():
+    from rmapcheck.scenario.parse import dump_scenario
+
+    text = """regions: {A: 2}
+steps:
+  - mmap P0 A rw
+  - madvise P0 A mergeable
+  - prctl P0 merge 1
+  - ksm_scan 3
+  - ksm_settle
+  - ksm_set max_page_sharing 2 => EBUSY
+  - migrate P0 A[1] => ENOENT
+  - madvise P0 A[0] unmergeable
+"""
+    s = parse_scenario(text)
+    assert [op.proc for op in s.ops][3:6] == ["", "", ""]
+    assert [op.text() for op in parse_scenario(dump_scenario(s)).ops] == [op.text() for op in s.ops]
