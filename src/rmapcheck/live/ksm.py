@@ -49,6 +49,7 @@ __all__ = [
     "KsmSettings",
     "active_settings",
     "exclusive",
+    "other_mergeable_processes",
     "read_counters",
     "read_knob",
     "wait_full_scans",
@@ -511,6 +512,45 @@ def _ensure_sentinel() -> None:
     _sentinel = addr
 
 
+def _mergeable_anon_kib(pid: str) -> int:
+    # Anonymous memory in the VM_MERGEABLE VMAs (smaps VmFlags "mg") of ``pid``.
+    total = anon = 0
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            if line.startswith("Anonymous:"):
+                anon = int(line.split()[1])
+            elif line.startswith("VmFlags:"):
+                if " mg" in line:
+                    total += anon
+                anon = 0
+    return total
+
+
+def other_mergeable_processes() -> list[tuple[int, str]]:
+    """Processes other than this one with anonymous memory in a ``VM_MERGEABLE`` VMA.
+
+    ksmd would scan those pages too, so the global counters would not be the
+    run's alone. Children of this process count (a live run has none yet).
+    Another controller's sentinel (a mergeable VMA without pages) does not.
+    """
+    me = os.getpid()
+    out = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/ksm_stat") as f:
+                text = f.read()
+            if "ksm_mergeable: yes" not in text or not _mergeable_anon_kib(entry.name):
+                continue
+            with open(f"/proc/{entry.name}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue  # gone, a kernel thread, or no mm
+        out.append((int(entry.name), comm))
+    return out
+
+
 def read_counters(ksm_dir: Path | str = KSM_DIR) -> tuple[tuple[str, int], ...]:
     """The :data:`COUNTERS` as sorted ``(name, value)`` pairs."""
     root = Path(ksm_dir)
@@ -576,6 +616,10 @@ class KsmSession:
                 left = [(n, v) for n, v in read_counters(self.ksm_dir) if v]
                 if left:
                     raise LiveError(f"KSM counters not zero after run=2: {left}")
+            others = other_mergeable_processes()
+            if others:
+                raise LiveError("processes with mergeable memory would be counted by KSM's "
+                                "global counters: " + ", ".join(f"{pid} ({comm})" for pid, comm in others))
         except BaseException:
             self.close()
             raise
