@@ -39,7 +39,10 @@ What the model reduces, and why the outcome is the kernel's:
 
 The design table :data:`KSM_OPS` registers the entry points other code calls
 through ``k.ops``: ``ksm_madvise``, ``ksm_vma_flags``, ``ksm_fork``,
-``ksm_exit``, ``rmap_walk_ksm``, ``folio_migrate_ksm`` and the invariant hooks;
+``ksm_exit``, ``rmap_walk_ksm``, ``folio_migrate_ksm`` and the invariant hooks,
+and the functions an older design would replace (``try_to_merge_with_ksm_page``,
+which pins the anon_vma, ``remove_rmap_item_from_tree``, which puts it,
+``break_cow``, ``cmp_and_merge_page``, ...), which KSM calls through ``k.ops``;
 it wraps ``zap_vma_range``, ``do_wp_page`` and ``mprotect_fixup`` for the
 KSM zero-page accounting (``ksm_might_unmap_zero_page()``).
 """
@@ -458,7 +461,7 @@ def ksm_get_folio(k: Kernel, node: ksm_stable_node, trylock: bool = False) -> fo
     kasan_check(node, "ksm_get_folio")
     f = _pfn_folio(k, node.kpfn)
     if f is None or not f._live or not f.ksm or f.stable_node is not node:
-        remove_node_from_stable_tree(k, node)  # stale
+        k.ops.remove_node_from_stable_tree(k, node)  # stale
         return None
     if trylock and f.locked:
         raise KernelError(errno.EBUSY, "ksm_get_folio", "folio_trylock failed")
@@ -699,7 +702,7 @@ def _remove_trailing_rmap_items(k: Kernel, slot: ksm_mm_slot, pos: int) -> None:
     # remove_trailing_rmap_items()
     while len(slot.rmap_list) > pos:
         item = slot.rmap_list.pop(pos)
-        remove_rmap_item_from_tree(k, item)
+        k.ops.remove_rmap_item_from_tree(k, item)
         _free_rmap_item(k, item)
 
 
@@ -827,7 +830,7 @@ def try_to_merge_with_zero_page(k: Kernel, item: ksm_rmap_item, page: folio) -> 
         assert item.mm is not None
         vma = _find_mergeable_vma(k, item.mm, item.address)
         if vma is not None:
-            err = try_to_merge_one_page(k, vma, page, ZERO_PAGE)
+            err = k.ops.try_to_merge_one_page(k, vma, page, ZERO_PAGE)
         else:
             # "If the vma is out of date, we do not need to continue."
             err = 0
@@ -847,11 +850,11 @@ def try_to_merge_with_ksm_page(k: Kernel, item: ksm_rmap_item, page: folio, kpag
     vma = _find_mergeable_vma(k, item.mm, item.address)
     if vma is None:
         return -errno.EFAULT
-    err = try_to_merge_one_page(k, vma, page, kpage)
+    err = k.ops.try_to_merge_one_page(k, vma, page, kpage)
     if err:
         return err
     # Unstable nid is in union with stable anon_vma: remove first
-    remove_rmap_item_from_tree(k, item)
+    k.ops.remove_rmap_item_from_tree(k, item)
     assert vma.anon_vma is not None
     item.anon_vma = vma.anon_vma
     k.ops.get_anon_vma(k, vma.anon_vma, fn)
@@ -868,7 +871,7 @@ def break_cow(k: Kernel, item: ksm_rmap_item) -> None:
     k.ops.put_anon_vma(k, item.anon_vma, "break_cow")
     vma = _find_mergeable_vma(k, item.mm, item.address)
     if vma is not None:
-        break_ksm(k, vma, item.address)
+        k.ops.break_ksm(k, vma, item.address)
 
 
 def try_to_merge_two_pages(k: Kernel, item: ksm_rmap_item, page: folio, tree_item: ksm_rmap_item,
@@ -877,13 +880,13 @@ def try_to_merge_two_pages(k: Kernel, item: ksm_rmap_item, page: folio, tree_ite
 
     :returns: the new KSM folio, or ``None``.
     """
-    err = try_to_merge_with_ksm_page(k, item, page, None)
+    err = k.ops.try_to_merge_with_ksm_page(k, item, page, None)
     if not err:
-        err = try_to_merge_with_ksm_page(k, tree_item, tree_page, page)
+        err = k.ops.try_to_merge_with_ksm_page(k, tree_item, tree_page, page)
         # "If that fails, we have a ksm page with only one pte pointing to it:
         # so break it."
         if err:
-            break_cow(k, item)
+            k.ops.break_cow(k, item)
     return None if err else page
 
 
@@ -965,7 +968,7 @@ def cmp_and_merge_page(k: Kernel, page: folio, item: ksm_rmap_item) -> None:
         if not _is_page_sharing_candidate(k, node):
             bypass = True
     else:
-        remove_rmap_item_from_tree(k, item)
+        k.ops.remove_rmap_item_from_tree(k, item)
         # "If the hash value of the page has changed from the last time we
         # calculated it, this page is changing frequently: therefore we don't
         # want to insert it in the unstable tree, and we don't want to waste
@@ -979,7 +982,7 @@ def cmp_and_merge_page(k: Kernel, page: folio, item: ksm_rmap_item) -> None:
 
     # Start by searching for the folio in the stable tree
     try:
-        kfolio = stable_tree_search(k, page)
+        kfolio = k.ops.stable_tree_search(k, page)
     except KernelError:
         kfolio = None
         busy = True
@@ -988,17 +991,17 @@ def cmp_and_merge_page(k: Kernel, page: folio, item: ksm_rmap_item) -> None:
     if kfolio is page and item.head is node:
         _put(k, kfolio)
         return
-    remove_rmap_item_from_tree(k, item)
+    k.ops.remove_rmap_item_from_tree(k, item)
     if busy:
         return
     if kfolio is not None:
-        err = try_to_merge_with_ksm_page(k, item, page, kfolio)
+        err = k.ops.try_to_merge_with_ksm_page(k, item, page, kfolio)
         if not err:
             # "The page was successfully merged: add its rmap_item to the
             # stable tree."
             knode = _folio_stable_node(kfolio)
             assert knode is not None
-            stable_tree_append(k, item, knode, bypass)
+            k.ops.stable_tree_append(k, item, knode, bypass)
         _put(k, kfolio)
         return
 
@@ -1010,17 +1013,17 @@ def cmp_and_merge_page(k: Kernel, page: folio, item: ksm_rmap_item) -> None:
         if kf is not None:
             # "The pages were successfully merged: insert new node in the
             # stable tree and add both rmap_items."
-            snode = stable_tree_insert(k, kf)
+            snode = k.ops.stable_tree_insert(k, kf)
             if snode is not None:
-                stable_tree_append(k, tree_item, snode, False)
-                stable_tree_append(k, item, snode, False)
+                k.ops.stable_tree_append(k, tree_item, snode, False)
+                k.ops.stable_tree_append(k, item, snode, False)
             else:
                 # "If we fail to insert the page into the stable tree, we will
                 # have 2 virtual addresses that are pointing to a ksm page left
                 # outside the stable tree, in which case we need to break_cow
                 # on both."
-                break_cow(k, tree_item)
-                break_cow(k, item)
+                k.ops.break_cow(k, tree_item)
+                k.ops.break_cow(k, item)
 
 
 # -- the scanner ------------------------------------------------------------------------------
@@ -1036,7 +1039,7 @@ def _get_next_rmap_item(k: Kernel, slot: ksm_mm_slot, pos: int, addr: int) -> tu
         if item.address > addr:
             break
         lst.pop(pos)
-        remove_rmap_item_from_tree(k, item)
+        k.ops.remove_rmap_item_from_tree(k, item)
         _free_rmap_item(k, item)
     item = _alloc_rmap_item(k)
     if item is not None:
@@ -1081,7 +1084,7 @@ def should_skip_rmap_item(k: Kernel, f: folio, item: ksm_rmap_item) -> bool:
         return False
     ksm_state_of(k).pages_skipped += 1
     item.remaining_skips -= 1
-    remove_rmap_item_from_tree(k, item)
+    k.ops.remove_rmap_item_from_tree(k, item)
     return True
 
 
@@ -1189,7 +1192,7 @@ def ksm_do_scan(k: Kernel, scan_npages: int) -> None:
         if nxt is None:
             return
         item, page = nxt
-        cmp_and_merge_page(k, page, item)
+        k.ops.cmp_and_merge_page(k, page, item)
         _put(k, page)
         st.pages_scanned += 1
 
@@ -1276,7 +1279,7 @@ def unmerge_ksm_pages(k: Kernel, vma: vm_area_struct, start: int, end: int) -> i
         assert vma.vm_mm is not None
         if vma.vm_mm.mm_users == 0:  # ksm_test_exit()
             break
-        err = break_ksm(k, vma, addr)
+        err = k.ops.break_ksm(k, vma, addr)
         addr += 1
     return err
 
@@ -1289,7 +1292,7 @@ def _remove_stable_node(k: Kernel, node: ksm_stable_node) -> int:
     err = -errno.EBUSY
     if f._mapcount == 0:
         _folio_set_stable_node(f, None)
-        remove_node_from_stable_tree(k, node)
+        k.ops.remove_node_from_stable_tree(k, node)
         err = 0
     _put(k, f)
     return err
@@ -1335,7 +1338,7 @@ def unmerge_and_remove_all_rmap_items(k: Kernel) -> int:
             for vma in list(mm.mmap):
                 if not vma.vm_flags & VM_MERGEABLE or vma.anon_vma is None:
                     continue
-                err = unmerge_ksm_pages(k, vma, vma.vm_start, vma.vm_end)
+                err = k.ops.unmerge_ksm_pages(k, vma, vma.vm_start, vma.vm_end)
                 if err:
                     st.scan_mm_slot = None
                     return err
@@ -1425,14 +1428,14 @@ def ksm_fork(k: Kernel, mm: mm_struct, oldmm: mm_struct) -> int:
         mm.ksm_merging_pages = 0
         mm.ksm_rmap_items = 0
         ksm_state_of(k).zero_pages += nr_ksm_zero_pages
-        __ksm_enter(k, mm)
+        k.ops.__ksm_enter(k, mm)
     return 0
 
 
 def ksm_exit(k: Kernel, mm: mm_struct) -> None:
     """``ksm_exit()`` (include/linux/ksm.h, v6.18)."""
     if mm.ksm_flags & MMF_VM_MERGEABLE:
-        __ksm_exit(k, mm)
+        k.ops.__ksm_exit(k, mm)
 
 
 def _ksm_compatible(vm_flags: int) -> bool:
@@ -1462,7 +1465,7 @@ def _ksm_del_vmas(k: Kernel, mm: mm_struct) -> int:
         if not vma.vm_flags & VM_MERGEABLE:
             continue
         if vma.anon_vma is not None:
-            err = unmerge_ksm_pages(k, vma, vma.vm_start, vma.vm_end)
+            err = k.ops.unmerge_ksm_pages(k, vma, vma.vm_start, vma.vm_end)
             if err:
                 return err
         vma.vm_flags &= ~VM_MERGEABLE
@@ -1477,7 +1480,7 @@ def ksm_enable_merge_any(k: Kernel, mm: mm_struct) -> int:
     if mm.ksm_flags & MMF_VM_MERGE_ANY:
         return 0
     if not mm.ksm_flags & MMF_VM_MERGEABLE:
-        err = __ksm_enter(k, mm)
+        err = k.ops.__ksm_enter(k, mm)
         if err:
             return err
     mm.ksm_flags |= MMF_VM_MERGE_ANY
@@ -1517,7 +1520,7 @@ def ksm_madvise(k: Kernel, vma: vm_area_struct, start: int, end: int, advice: in
         if not _ksm_compatible(vma.vm_flags):
             return 0, vm_flags
         if not mm.ksm_flags & MMF_VM_MERGEABLE:
-            err = __ksm_enter(k, mm)
+            err = k.ops.__ksm_enter(k, mm)
             if err:
                 return err, vm_flags
         vm_flags |= VM_MERGEABLE
@@ -1525,7 +1528,7 @@ def ksm_madvise(k: Kernel, vma: vm_area_struct, start: int, end: int, advice: in
         if not vm_flags & VM_MERGEABLE:
             return 0, vm_flags  # just ignore the advice
         if vma.anon_vma is not None:
-            err = unmerge_ksm_pages(k, vma, start, end)
+            err = k.ops.unmerge_ksm_pages(k, vma, start, end)
             if err:
                 return err, vm_flags
         vm_flags &= ~VM_MERGEABLE
@@ -1826,9 +1829,14 @@ def validate_ksm(k: Kernel) -> None:
     for f in k.page_alloc.live():
         if f.ksm and f._mapcount:
             node = f.stable_node
-            if node is None or not node._live:  # type: ignore[attr-defined]
-                raise InvariantViolation(fn, f"mapped KSM page {f.pfn()} has no live stable node")
-            if node.kpfn != f.pfn() or f.mapping is not node:  # type: ignore[attr-defined]
+            # A NULL stable node is a state the kernel allows: try_to_merge_two_pages()
+            # upgrades the page to KSM with a NULL stable node first, and when the
+            # second merge fails (the tree page is locked, e.g. under migration)
+            # break_cow() unshares only the scanning mapping; other mappings of a
+            # forked page keep the KSM folio. A freed stable node is never allowed.
+            if node is not None and not node._live:  # type: ignore[attr-defined]
+                raise InvariantViolation(fn, f"mapped KSM page {f.pfn()} points to a freed stable node")
+            if node is not None and (node.kpfn != f.pfn() or f.mapping is not node):  # type: ignore[attr-defined]
                 raise InvariantViolation(fn, f"KSM page {f.pfn()} and its stable node disagree")
 
 
@@ -1883,6 +1891,20 @@ def ksm_ops(base: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]
     ``wp_page_copy()``, and the dirty bit that ``change_pte_range()`` keeps.
     """
     return {
+        "__ksm_enter": __ksm_enter,
+        "__ksm_exit": __ksm_exit,
+        "break_cow": break_cow,
+        "break_ksm": break_ksm,
+        "cmp_and_merge_page": cmp_and_merge_page,
+        "remove_node_from_stable_tree": remove_node_from_stable_tree,
+        "remove_rmap_item_from_tree": remove_rmap_item_from_tree,
+        "scan_get_next_rmap_item": scan_get_next_rmap_item,
+        "stable_tree_append": stable_tree_append,
+        "stable_tree_insert": stable_tree_insert,
+        "stable_tree_search": stable_tree_search,
+        "try_to_merge_one_page": try_to_merge_one_page,
+        "try_to_merge_with_ksm_page": try_to_merge_with_ksm_page,
+        "unmerge_ksm_pages": unmerge_ksm_pages,
         "ksm_madvise": ksm_madvise,
         "ksm_vma_flags": ksm_vma_flags,
         "ksm_fork": ksm_fork,
