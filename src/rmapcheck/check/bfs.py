@@ -36,7 +36,7 @@ def run_bfs(c: Checker) -> Result:
     res = new_result(c, "bfs")
     t0 = time.perf_counter()
     init = m.init_state()
-    fp0 = m.fingerprint(init) if c.use_symmetry else b"root"
+    fp0 = m.fingerprint(init, c.use_symmetry)
     parents: dict[bytes, tuple[bytes | None, Op | None]] = {fp0: (None, None)}
     queue: deque[tuple[bytes, bytes, int]] = deque([(m.dumps(init), fp0, 0)])
     seen: dict[tuple[str, str], Finding] = {}
@@ -47,7 +47,6 @@ def run_bfs(c: Checker) -> Result:
     cut = False
     for p in m.sometimes(init):
         res.sometimes[p] = True
-    counter = 0
     while queue:
         data, fp, depth = queue.popleft()
         if depth >= m.bounds.depth:
@@ -63,11 +62,7 @@ def run_bfs(c: Checker) -> Result:
             out = m.apply(n, op, judge=False)
             nfp = None
             if not out.fatal:
-                if c.use_symmetry:
-                    nfp = m.fingerprint(n)
-                else:
-                    counter += 1
-                    nfp = counter.to_bytes(8, "little")
+                nfp = m.fingerprint(n, c.use_symmetry)
                 if nfp in parents:
                     # An isomorphic state was judged already.
                     nfp = None

@@ -19,7 +19,7 @@ def run_dfs(c: Checker) -> Result:
     t0 = time.perf_counter()
     init = m.init_state()
     setup = list(m.setup)
-    visited = {m.fingerprint(init)}
+    visited = {m.fingerprint(init, c.use_symmetry)}
     stack: list[tuple[bytes, list[Op]]] = [(m.dumps(init), [])]
     seen: dict[tuple[str, str], Finding] = {}
     total = len(stack[0][0])
@@ -37,7 +37,7 @@ def run_dfs(c: Checker) -> Result:
             out = m.apply(n, op, judge=False)
             nfp = None
             if not out.fatal:
-                nfp = m.fingerprint(n)
+                nfp = m.fingerprint(n, c.use_symmetry)
                 if nfp in visited:
                     nfp = None
                 else:

@@ -79,8 +79,11 @@ SEED_BOUNDS: dict[str, Bounds] = {
 #: named bounds; ``standard`` is the 6.18 acceptance preset
 PRESETS: dict[str, Bounds] = {
     "small": Bounds(processes=2, regions=1, pages=1, contents=1, depth=6),
-    "standard": Bounds(processes=3, regions=1, pages=2, contents=1, depth=7,
-                       ops=("write", "read", "fork", "exit", "munmap", "mprotect", "dontneed")),
+    # every operation the explorer knows, two processes, a mergeable region of
+    # two pages, six actions deep (docs/checker.md)
+    "standard": Bounds(processes=2, regions=1, pages=2, contents=1, depth=6, mergeable=True,
+                       ops=("write", "read", "fork", "exit", "mmap", "munmap", "mprotect", "dontneed",
+                            "ksm_scan", "migrate")),
 }
 
 

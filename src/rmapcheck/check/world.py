@@ -109,11 +109,18 @@ def _kpfn(pfn: int, oid: Any) -> Any:
     return ("free", len(fl) - fl.index(pfn) if pfn in fl else -1)
 
 
-def canonical(r: ModelRunner) -> tuple:
-    """The canonical form of a state (see the module docstring)."""
+def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
+    """The canonical form of a state (see the module docstring).
+
+    With ``symmetry`` False, processes keep their names and objects their
+    slab slots: only states equal in every respect share a form.
+    """
     k = r.k
     _PAGE_ALLOC[0] = k.page_alloc
-    procs = sorted(k.tasks, key=lambda c: (_proc_signature(r, c), c))
+    if symmetry:
+        procs = sorted(k.tasks, key=lambda c: (_proc_signature(r, c), c))
+    else:
+        procs = sorted(k.tasks)
     ids: dict[int, int] = {id(ZERO_PAGE): -1}
     objs: list[Any] = []
     _scalar = (int, str, bool, float, bytes, type(None))
@@ -148,6 +155,8 @@ def canonical(r: ModelRunner) -> tuple:
         return ("@", oid(o))
 
     roots = [tuple([oid(k.tasks[c]) for c in procs])]
+    if not symmetry:
+        roots.append(tuple(procs))
     roots.append(tuple([ref(r.memory.get(c, {})) for c in procs]))
     roots.append(getattr(r, "faults", 0))
     roots.append(getattr(r, "preempt", 0))
@@ -167,6 +176,8 @@ def canonical(r: ModelRunner) -> tuple:
             fields = _fields(cls) if hasattr(cls, "__slots__") else tuple(
                 n for n in sorted(vars(o)) if n not in EXCLUDED_FIELDS)
             enc.append((cls.__name__, tuple([ref(getattr(o, n, None)) for n in fields])))
+        if not symmetry:
+            enc.append(getattr(o, "_slot", None))
         i += 1
     return (tuple(roots), tuple(enc))
 
@@ -247,6 +258,6 @@ except ImportError:  # a tree without KSM
     pass
 
 
-def fingerprint(r: ModelRunner) -> bytes:
+def fingerprint(r: ModelRunner, symmetry: bool = True) -> bytes:
     """A 16-byte fingerprint of the canonical form, stable across runs and processes."""
-    return hashlib.blake2b(marshal.dumps(canonical(r), 2), digest_size=16).digest()
+    return hashlib.blake2b(marshal.dumps(canonical(r, symmetry), 2), digest_size=16).digest()

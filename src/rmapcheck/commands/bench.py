@@ -61,6 +61,50 @@ def ksm_model_vs_live(seeds: range) -> float:
     return model_vs_live(seeds, ksm_scenario)
 
 
+def ksm_full_scan_pages_per_s(pages: int = 256, scans: int = 40) -> float:
+    """Pages ksmd scans per second in the model: two processes share a region of ``pages``
+    pages with eight distinct contents, so scans merge, keep stable nodes and walk
+    unstable trees."""
+    from rmapcheck.model.ksm import ksm_full_scans, ksm_state_of
+    from rmapcheck.scenario.ops import Op, Region
+
+    sc = Scenario("bench-ksm", {"A": Region("A", pages, 0)}, [])
+    r = ModelRunner(sc, check=False)
+    r.perform(Op("prctl", "P0", value=1))
+    r.perform(Op("mmap", "P0", "A", 0, pages, prot="rw"))
+    for i in range(pages):
+        r.perform(Op("write", "P0", "A", i, 1, value=1 + i % 8))
+    r.perform(Op("fork", "P0", child="P1"))
+    st = ksm_state_of(r.k)
+    before = st.pages_scanned
+    t0 = time.perf_counter()
+    ksm_full_scans(r.k, scans)
+    return (st.pages_scanned - before) / (time.perf_counter() - t0)
+
+
+def checker_figures(echo: Callable[[str], None]) -> None:
+    """The model checker's figures: seed runs, the standard preset, memory per state."""
+    from rmapcheck.check.checker import Checker
+    from rmapcheck.check.model import PRESETS, SEED_BOUNDS, KernelModel
+
+    def run(design: str, b: object, symmetry: bool = True) -> object:
+        return Checker(KernelModel(design, b)).symmetry(symmetry).spawn_bfs().join()  # type: ignore[arg-type]
+
+    b0 = run("linux-2.6.36-pre", SEED_BOUNDS["ksm"])
+    echo(f"bench: seed_B0_seconds {b0.seconds:.3f} s")  # type: ignore[attr-defined]
+    b0m = run("linux-2.6.36-pre", SEED_BOUNDS["migration"])
+    echo(f"bench: seed_B0_migration_seconds {b0m.seconds:.3f} s")  # type: ignore[attr-defined]
+    b1 = run("linux-2.6.36-seed-0526", SEED_BOUNDS["reuse"])
+    echo(f"bench: seed_B1_seconds {b1.seconds:.3f} s")  # type: ignore[attr-defined]
+    std = run("linux-6.18", PRESETS["standard"])
+    echo(f"bench: standard_distinct_states {std.distinct} states")  # type: ignore[attr-defined]
+    echo(f"bench: standard_states_per_s {std.distinct / std.seconds:.0f} states/s")  # type: ignore[attr-defined]
+    echo(f"bench: bytes_per_state {std.bytes_per_state:.0f} bytes")  # type: ignore[attr-defined]
+    nosym = run("linux-2.6.36", SEED_BOUNDS["ksm"], symmetry=False)
+    sym = run("linux-2.6.36", SEED_BOUNDS["ksm"])
+    echo(f"bench: symmetry_reduction_ratio {nosym.distinct / sym.distinct:.2f} ratio")  # type: ignore[attr-defined]
+
+
 @click.command("bench")
 @click.option("--scenarios", default=2000, show_default=True, help="random scenarios for the model figure")
 @click.option("--live-scenarios", default=50, show_default=True, help="random scenarios for the live ratio")
@@ -76,3 +120,5 @@ def command(scenarios: int, live_scenarios: int, ksm_scenarios: int) -> None:
     click.echo(f"bench: model_vs_live_time_ratio {model_vs_live(range(live_scenarios)):.3f} ratio")
     ratio = ksm_model_vs_live(range(ksm_scenarios))
     click.echo(f"bench: ksm_scenario_vs_live_time_ratio {ratio:.3f} ratio")
+    click.echo(f"bench: ksm_full_scan_pages_per_s {ksm_full_scan_pages_per_s():.0f} pages/s")
+    checker_figures(click.echo)
