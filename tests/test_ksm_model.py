@@ -379,3 +379,29 @@ steps:
     s = parse_scenario(text)
     assert [op.proc for op in s.ops][3:6] == ["", "", ""]
     assert [op.text() for op in parse_scenario(dump_scenario(s)).ops] == [op.text() for op in s.ops]
+
+
+def test_a_merge_that_does_not_pin_the_anon_vma_is_found(k):
+    # kernel-history.md S1: "each rmap_item in the stable tree which refers to
+    # an anon_vma needs to take a reference to it". A design that forgets it
+    # frees the anon_vma under the rmap_item.
+    from rmapcheck.model import ksm
+    from rmapcheck.model.findings import RmapFinding
+
+    def no_pin(k, item, page, kpage):
+        vma = ksm._find_mergeable_vma(k, item.mm, item.address)
+        if vma is None:
+            return -14
+        err = k.ops.try_to_merge_one_page(k, vma, page, kpage)
+        if not err:
+            k.ops.remove_rmap_item_from_tree(k, item)
+            item.anon_vma = vma.anon_vma  # no get_anon_vma()
+        return err
+
+    k.ops.try_to_merge_with_ksm_page = no_pin
+    t = mergeable(k)
+    user_write(k, t, BASE + 0, 2)
+    user_write(k, t, BASE + 1, 2)
+    assert ksm_full_scans(k, 2) == 2
+    with pytest.raises(RmapFinding, match="refcount 1, expected 3"):
+        check_invariants(k)
