@@ -29,9 +29,8 @@ from rmapcheck.model.syscalls import (
     user_read, user_write,
 )
 from rmapcheck.model.uapi import (
-    PROT_READ, PROT_WRITE,
     MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE, MAP_FIXED, MAP_FIXED_NOREPLACE,
-    MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE,
+    MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PROT_READ, PROT_WRITE,
 )
 from rmapcheck.scenario.ops import ARENA_BASE, PROTS, Observation, Op, Scenario
 
