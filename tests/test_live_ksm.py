@@ -404,3 +404,62 @@ def test_settle_is_fast() -> None:
             live.step(Op("ksm_settle", ""))
         per = (time.perf_counter() - t0) / 20
     assert per < 0.1, f"ksm_settle took {per * 1000:.1f} ms"
+
+
+class FakeKsmd:
+    """A stand-in for ksmd over a directory of knob files, for the pass protocol.
+
+    It does ``passes_per_kick`` full scans for each start it notices (a new
+    ``sleep_millisecs`` while ``run`` is 1), ignoring the first ``lose``
+    starts (a lost wake-up).
+    """
+
+    def __init__(self, root: Path, lose: int = 0, passes_per_kick: int = 1) -> None:
+        import threading
+
+        self.root, self.lose, self.per = root, lose, passes_per_kick
+        for name, value in (("full_scans", "0"), ("run", "0"), ("sleep_millisecs", "0")):
+            (root / name).write_text(value)
+        self.kicks = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        seen = (self.root / "sleep_millisecs").read_text()
+        while not self.stop.is_set():
+            sleep = (self.root / "sleep_millisecs").read_text()
+            if sleep and sleep != seen and (self.root / "run").read_text() == "1":
+                seen = sleep
+                self.kicks += 1
+                if self.kicks > self.lose:
+                    n = int((self.root / "full_scans").read_text())
+                    tmp = self.root / "full_scans.tmp"
+                    tmp.write_text(str(n + self.per))
+                    os.replace(tmp, self.root / "full_scans")  # never seen half written
+            time.sleep(0.0005)
+
+
+def test_pass_protocol_retries_a_lost_start(tmp_path: Path) -> None:
+    from rmapcheck.live.ksm import KsmSession
+
+    fake = FakeKsmd(tmp_path, lose=1)
+    try:
+        session = KsmSession(ksm_dir=tmp_path, timeout=5)
+        session.scan(2)
+    finally:
+        fake.stop.set()
+    assert (tmp_path / "full_scans").read_text() == "2"
+    assert fake.kicks == 3  # one lost, then one per pass
+    assert (tmp_path / "run").read_text() == "0"
+
+
+def test_pass_protocol_refuses_extra_passes(tmp_path: Path) -> None:
+    from rmapcheck.live.ksm import KsmSession
+
+    fake = FakeKsmd(tmp_path, passes_per_kick=2)
+    try:
+        with pytest.raises(LiveError, match="did 2 full scans"):
+            KsmSession(ksm_dir=tmp_path, timeout=5).scan(1)
+    finally:
+        fake.stop.set()
