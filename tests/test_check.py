@@ -222,9 +222,6 @@ def test_dfs_finds_b0_through_ksm():
     assert err.obj is root
 
 
-@pytest.mark.xfail(strict=True, reason="checker bug: dfs marks a state visited at any depth, so a state "
-                   "first reached by a long path is never expanded from a shorter one; it reports a clean, "
-                   "exhaustive result where bfs finds B0 in 7 steps")
 def test_dfs_agrees_with_bfs_at_depth_7():
     b = Bounds(**{**KSM.__dict__, "depth": 7})
     m = KernelModel("linux-2.6.36-pre", b)
@@ -328,13 +325,7 @@ def test_check_json_clean(tmp_path):
     assert d["verdict"] == "clean" and d["findings"] == [] and d["exhausted"]
 
 
-REPLAY_XFAIL = pytest.mark.xfail(
-    strict=True, reason="checker bug: replay stops at the first finding on the trace, but the checker "
-    "went on past non-fatal ones; B1's leak trace passes the counter-underflow of the root's self-drop "
-    "first, so replay reports that instead of the leak (exit 1)")
-
-
-@pytest.mark.parametrize("path", ["ksm", "migration", pytest.param("reuse", marks=REPLAY_XFAIL)])
+@pytest.mark.parametrize("path", ["ksm", "migration", "reuse"])
 def test_replay_reproduces_every_saved_counterexample(saved, path):
     d, traces = saved[path]
     files = sorted(traces.glob("*.json"))
@@ -390,12 +381,14 @@ def test_malformed_trace_is_one_line(saved, tmp_path, case):
     assert str(p) in line
 
 
-@pytest.mark.parametrize("case", ["flags-not-a-list", "bounds-not-an-object"])
-@pytest.mark.xfail(strict=True, reason="checker bug: load_trace/replay do not validate step flags and "
-                   "bounds, so these malformed traces end in a Python traceback")
+@pytest.mark.parametrize("case", ["flags-not-a-list", "bounds-not-an-object", "unknown-process",
+                                  "negative-page", "setup-bool"])
 def test_malformed_trace_without_traceback(saved, tmp_path, case):
     mutate = {"flags-not-a-list": _set(["steps", 1, "flags"], 5),
-              "bounds-not-an-object": _set(["bounds"], [])}[case]
+              "bounds-not-an-object": _set(["bounds"], []),
+              "unknown-process": _set(["steps", 1, "proc"], "P9"),
+              "negative-page": _set(["steps", 1, "page"], -3),
+              "setup-bool": _set(["setup"], True)}[case]
     p = _mutated(saved, tmp_path, mutate)
     line = one_error_line(rmapcheck("replay", str(p)))
     assert str(p) in line

@@ -19,7 +19,10 @@ def run_dfs(c: Checker) -> Result:
     t0 = time.perf_counter()
     init = m.init_state()
     setup = list(m.setup)
-    visited = {m.fingerprint(init, c.use_symmetry)}
+    # fingerprint -> the shallowest depth it was reached at: a state reached
+    # again by a shorter path is expanded again, so the depth bound cuts no
+    # state that breadth-first search would reach.
+    visited = {m.fingerprint(init, c.use_symmetry): 0}
     stack: list[tuple[bytes, list[Op]]] = [(m.dumps(init), [])]
     seen: dict[tuple[str, str], Finding] = {}
     total = len(stack[0][0])
@@ -36,22 +39,25 @@ def run_dfs(c: Checker) -> Result:
             n = m.loads(data)
             out = m.apply(n, op, judge=False)
             nfp = None
+            depth = len(path) + 1
             if not out.fatal:
                 nfp = m.fingerprint(n, c.use_symmetry)
-                if nfp in visited:
+                seen_at = visited.get(nfp)
+                if seen_at is not None and seen_at <= depth:
                     nfp = None
-                else:
+                elif seen_at is None:
                     m.judge(out)
             if out.findings and record(res, seen, out, setup + path + [op], len(setup)) and c.stop_on_first:
                 cut = True
                 break
             if out.fatal or nfp is None:
                 continue
-            visited.add(nfp)
+            if nfp not in visited:
+                res.distinct += 1
+            visited[nfp] = depth
             nd = m.dumps(n)
             total += len(nd)
             stack.append((nd, path + [op]))
-            res.distinct += 1
             res.depth = max(res.depth, len(path) + 1)
             for p in m.sometimes(n):
                 res.sometimes[p] = True

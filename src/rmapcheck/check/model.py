@@ -233,18 +233,20 @@ class KernelModel:
         fatal = False
         try:
             n.perform(op)
-            k.fail_sites.clear()
-            if judge:
-                check_invariants(k)
-                data_integrity(n)
         except RmapFinding as e:
+            # Raised in the middle of a kernel function: the function stopped
+            # half-way, so the state after it is no state the kernel reaches.
             findings.append((property_of(e), e.function, e.message, e))
-            fatal = property_of(e) in FATAL
+            fatal = True
         except Exception as e:  # a bug of the model, reported as such
             findings.append(("model-error", type(e).__name__, f"{type(e).__name__}: {e}", e))
             fatal = True
+        k.fail_sites.clear()
         self._warnings(k, findings)
-        return Outcome(n, findings, fatal)
+        out = Outcome(n, findings, fatal)
+        if judge and not fatal:
+            self.judge(out)
+        return out
 
     def judge(self, out: Outcome) -> None:
         """Check the invariants and data integrity of ``out.state`` into ``out``."""

@@ -116,20 +116,60 @@ def load_trace(path: str) -> Trace:
             raise bad(f"step {i}: unknown field {sorted(unknown)[0]!r}")
         kw = dict(s)
         if "flags" in kw:
+            if not isinstance(kw["flags"], list) or not all(isinstance(x, str) for x in kw["flags"]):
+                raise bad(f"step {i}: field 'flags' must be a list of strings")
             kw["flags"] = frozenset(kw["flags"])
         for name, v in kw.items():
             want = type(getattr(_DEFAULT, name))
-            if not isinstance(v, want):
+            if type(v) is not want:
                 raise bad(f"step {i}: field {name!r} must be {want.__name__}")
-        if kw.get("region") and kw["region"] not in regions:
-            raise bad(f"step {i}: unknown region {kw['region']!r}")
+        if kw.get("region"):
+            reg = regions.get(kw["region"])
+            if reg is None:
+                raise bad(f"step {i}: unknown region {kw['region']!r}")
+            page, npages = kw.get("page", 0), kw.get("npages", 1)
+            if page < 0 or npages < 1 or page + npages > reg.pages:
+                raise bad(f"step {i}: pages [{page}, {page + npages}) outside region {reg.name}")
         ops.append(Op(line=i, **kw))
+    live = {"P0"}
+    for i, op in enumerate(ops, 1):
+        if op.proc and op.proc not in live:
+            raise bad(f"step {i}: process {op.proc!r} does not exist at this step")
+        if op.kind == "fork":
+            live.add(op.child)
+        elif op.kind == "exit":
+            live.discard(op.proc)
     setup = d.get("setup", 0)
-    if not isinstance(setup, int) or not 0 <= setup <= len(ops):
+    if type(setup) is not int or not 0 <= setup <= len(ops):
         raise bad("\"setup\" must count the setup steps")
+    bounds = d.get("bounds", {})
+    if not isinstance(bounds, dict):
+        raise bad("\"bounds\" must be an object")
+    try:
+        _bounds(bounds)
+    except (TypeError, ValueError) as e:
+        raise bad(f"bad \"bounds\": {e}") from None
     sc = Scenario(f"trace-{design}", regions, ops, source=path)
-    return Trace(design, str(d.get("property", "")), str(d.get("function", "")), sc, setup,
-                 d.get("bounds", {}))
+    return Trace(design, str(d.get("property", "")), str(d.get("function", "")), sc, setup, bounds)
+
+
+def _bounds(d: dict[str, Any]) -> Any:
+    from rmapcheck.check.model import Bounds
+
+    fields_ = Bounds.__dataclass_fields__
+    kw: dict[str, Any] = {}
+    for k, v in d.items():
+        if k not in fields_:
+            continue
+        default = getattr(Bounds(), k)
+        if k == "ops":
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise TypeError("ops must be a list of operation names")
+            v = tuple(v)
+        elif type(v) is not type(default):
+            raise TypeError(f"{k} must be {type(default).__name__}")
+        kw[k] = v
+    return Bounds(**kw)
 
 
 def replay(t: Trace, echo: Callable[[str], None],
@@ -138,21 +178,26 @@ def replay(t: Trace, echo: Callable[[str], None],
 
     :param show: called after each step with the runner, the step and its number.
     """
-    from rmapcheck.check.model import Bounds
-
-    b = Bounds(**{k: (tuple(v) if k == "ops" else v) for k, v in t.bounds.items()
-                  if k in Bounds.__dataclass_fields__})
+    b = _bounds(t.bounds)
     m = KernelModel(t.design, b)
     m.scenario = Scenario(t.scenario.name, t.scenario.regions, [], source=t.scenario.source)
     from rmapcheck.scenario.execute import ModelRunner
 
     r = ModelRunner(m.scenario, t.design, check=False)
-    r.born, r.faults = 1, 0  # type: ignore[attr-defined]
+    r.born, r.faults, r.preempt = 1, 0, 0  # type: ignore[attr-defined]
+    first: Finding | None = None
     for i, op in enumerate(t.scenario.ops, 1):
         out = m.apply(r, op)
         if show is not None:
             show(r, op, i)
-        if out.findings:
-            prop, fn, msg, err = out.findings[0]
-            return Finding(prop, fn, msg, t.scenario.ops[:i], t.setup, err)
-    return None
+        for prop, fn, msg, err in out.findings:
+            f = Finding(prop, fn, msg, t.scenario.ops[:i], t.setup, err)
+            if (prop, fn) == (t.property, t.function):
+                # The checker records a finding and explores on past it
+                # unless it is fatal: the trace's own finding is the one.
+                return f
+            if first is None:
+                first = f
+        if out.fatal:
+            break
+    return first

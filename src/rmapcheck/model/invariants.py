@@ -116,10 +116,12 @@ def check_invariants(k: Kernel) -> None:
     counters = k.ops.anon_vma_counter_invariants
     for a in avs_live:
         e = ext.get(a, 0)
+        if not a.rb_root and not e and not pins[a]:
+            # No VMA, no child and no external holder: it should have been
+            # freed ("we must garbage collect the anon_vma object itself").
+            raise Leak(fn, f"unreferenced object {a.kname()} (refcount {a.refcount})", a)
         msg = counters(k, a, active[a], children[a], pins[a], e)
         if msg:
-            if not a.rb_root and not e and not pins[a]:
-                raise Leak(fn, f"unreferenced object {a.kname()} ({msg})", a)
             raise InvariantViolation(fn, f"{a.kname()}: {msg}")
         if a.rwsem_writer or a.rwsem_readers:
             raise LockMisuse(fn, f"rwsem of {a.kname()} held on return to user space")
