@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from rmapcheck.live.ksm import KSM_DIR, LiveError, exclusive, read_knob
+from rmapcheck.live.ksm import KSM_DIR, SAVE_FILE, LiveError, exclusive, read_knob
 from rmapcheck.live.runner import STANDIN_ADDR, LiveRunner
 from rmapcheck.scenario.ops import ARENA_BASE, Op, Region, Scenario
 
@@ -256,20 +256,20 @@ def test_knobs_left_as_found(tmp_path: Path) -> None:
     ops = [*MERGE_OPS, Op("ksm_set", "", advice="use_zero_pages", value=1),
            Op("ksm_set", "", advice="smart_scan", value=1), Op("prctl", "P0", value=1),
            Op("fork", "P0", child="P1"), Op("ksm_settle", ""), Op("exit", "P0")]
-    with LiveRunner(ksm_scenario(*ops), ksm_save_file=tmp_path / "saved.json") as live:
+    with LiveRunner(ksm_scenario(*ops)) as live:
         for op in ops:
             live.step(op)
         assert read_knob("use_zero_pages") == "1"
-        assert (tmp_path / "saved.json").exists()
+        assert SAVE_FILE.exists()
         pids = live.started_pids
-    assert not (tmp_path / "saved.json").exists()
+    assert not SAVE_FILE.exists()
     _check_clean(before, pids)
 
 
 def test_knobs_left_as_found_after_error(tmp_path: Path) -> None:
     before = writable_knobs()
     with pytest.raises(RuntimeError, match="boom"):
-        with LiveRunner(ksm_scenario(*MERGE_OPS), ksm_save_file=tmp_path / "saved.json") as live:
+        with LiveRunner(ksm_scenario(*MERGE_OPS)) as live:
             for op in MERGE_OPS:
                 live.step(op)
             live.step(Op("ksm_set", "", advice="max_page_sharing", value=2))
@@ -278,7 +278,7 @@ def test_knobs_left_as_found_after_error(tmp_path: Path) -> None:
             raise RuntimeError("boom")
     _check_clean(before, pids)
     with pytest.raises(LiveError, match="region"):
-        with LiveRunner(ksm_scenario(*MERGE_OPS), ksm_save_file=tmp_path / "saved.json") as live:
+        with LiveRunner(ksm_scenario(*MERGE_OPS)) as live:
             live.step(MERGE_OPS[0])
             live.step(Op("ksm_scan", "", value=1))
             pids = live.started_pids
@@ -288,7 +288,7 @@ def test_knobs_left_as_found_after_error(tmp_path: Path) -> None:
 
 def test_knobs_left_as_found_after_sigterm(tmp_path: Path, _ksm_to_ourselves: int) -> None:
     before = writable_knobs()
-    save = tmp_path / "saved.json"
+    save = SAVE_FILE
     script = textwrap.dedent(f"""
         import json, os, signal
         from rmapcheck.live.runner import STANDIN_ADDR, LiveRunner
@@ -296,7 +296,7 @@ def test_knobs_left_as_found_after_sigterm(tmp_path: Path, _ksm_to_ourselves: in
         ops = [Op("mmap", "P0", "A", 0, 2, "rw"), Op("madvise", "P0", "A", 0, 2, advice="mergeable"),
                Op("write", "P0", "A", 0, value=1), Op("write", "P0", "A", 1, value=1),
                Op("ksm_set", "", advice="use_zero_pages", value=1), Op("ksm_settle", "")]
-        live = LiveRunner(Scenario("t", {{"A": Region("A", 2, 0)}}, ops), ksm_save_file={str(save)!r})
+        live = LiveRunner(Scenario("t", {{"A": Region("A", 2, 0)}}, ops))
         for op in ops:
             live.step(op)
         print(json.dumps(live.started_pids), flush=True)
@@ -323,7 +323,7 @@ def test_knobs_left_as_found_after_sigint(tmp_path: Path, _ksm_to_ourselves: int
     # KeyboardInterrupt still reaches the program, and the runner's close
     # kills the workers.
     before = writable_knobs()
-    save = tmp_path / "saved.json"
+    save = SAVE_FILE
     script = textwrap.dedent(f"""
         import json, os, signal, sys
         from rmapcheck.live.runner import LiveRunner
@@ -332,8 +332,7 @@ def test_knobs_left_as_found_after_sigint(tmp_path: Path, _ksm_to_ourselves: int
                Op("write", "P0", "A", 0, value=1), Op("write", "P0", "A", 1, value=1),
                Op("ksm_set", "", advice="max_page_sharing", value=2), Op("ksm_settle", "")]
         try:
-            with LiveRunner(Scenario("t", {{"A": Region("A", 2, 0)}}, ops),
-                            ksm_save_file={str(save)!r}) as live:
+            with LiveRunner(Scenario("t", {{"A": Region("A", 2, 0)}}, ops)) as live:
                 for op in ops:
                     live.step(op)
                 print(json.dumps(live.started_pids), flush=True)
@@ -371,7 +370,7 @@ def test_stale_ksm_pages_removed_at_start(tmp_path: Path) -> None:
     # starts by removing them (run=2), so its counters are its own.
     from rmapcheck.live.ksm import KsmSettings
 
-    with KsmSettings(save_file=tmp_path / "saved.json", sleep_millisecs=1, pages_to_scan=1000,
+    with KsmSettings(sleep_millisecs=1, pages_to_scan=1000,
                      smart_scan=0) as ksm:
         with LiveRunner(ksm_scenario()) as other:
             _merge_by_hand(ksm, other)
@@ -386,7 +385,7 @@ def test_other_mergeable_process_refused(tmp_path: Path) -> None:
     # A process with mergeable memory outside the run would be scanned too.
     from rmapcheck.live.ksm import KsmSettings
 
-    with KsmSettings(save_file=tmp_path / "saved.json", sleep_millisecs=1, pages_to_scan=1000,
+    with KsmSettings(sleep_millisecs=1, pages_to_scan=1000,
                      smart_scan=0) as ksm:
         with LiveRunner(ksm_scenario()) as other:
             _merge_by_hand(ksm, other)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from rmapcheck.live.ksm import KsmSettings, exclusive, read_knob, wait_full_scans
+from rmapcheck.live.ksm import SAVE_FILE, KsmSettings, exclusive, read_knob, wait_full_scans
 from rmapcheck.live.runner import LiveError, LiveRunner
 from rmapcheck.scenario.ops import Op, Region, Scenario
 
@@ -256,7 +256,7 @@ def ksm_to_ourselves():
 
 
 def test_ksm_settings_restored(tmp_path: Path, ksm_to_ourselves: None) -> None:
-    save = tmp_path / "ksm-saved.json"
+    save = SAVE_FILE
     sleep, scan = read_knob("sleep_millisecs"), read_knob("pages_to_scan")
     with KsmSettings(save_file=save, sleep_millisecs=int(sleep) + 7) as ksm:
         assert read_knob("sleep_millisecs") == str(int(sleep) + 7)
@@ -268,7 +268,7 @@ def test_ksm_settings_restored(tmp_path: Path, ksm_to_ourselves: None) -> None:
 
 
 def test_ksm_settings_restored_after_exception(tmp_path: Path, ksm_to_ourselves: None) -> None:
-    save = tmp_path / "ksm-saved.json"
+    save = SAVE_FILE
     sleep, scan = read_knob("sleep_millisecs"), read_knob("pages_to_scan")
     with pytest.raises(RuntimeError, match="boom"):
         with KsmSettings(save_file=save, sleep_millisecs=int(sleep) + 3, pages_to_scan=int(scan) + 5):
@@ -279,7 +279,7 @@ def test_ksm_settings_restored_after_exception(tmp_path: Path, ksm_to_ourselves:
 
 
 def test_ksm_settings_restore_stale_save_file(tmp_path: Path, ksm_to_ourselves: None) -> None:
-    save = tmp_path / "ksm-saved.json"
+    save = SAVE_FILE
     sleep = read_knob("sleep_millisecs")
     proc = subprocess.Popen(["true"])
     proc.wait()
@@ -295,7 +295,7 @@ def test_ksm_settings_restore_stale_save_file(tmp_path: Path, ksm_to_ourselves: 
 
 
 def test_ksm_settings_restored_on_sigterm(tmp_path: Path, ksm_to_ourselves: int) -> None:
-    save = tmp_path / "ksm-saved.json"
+    save = SAVE_FILE
     sleep = read_knob("sleep_millisecs")
     script = textwrap.dedent(f"""
         import os, signal, time
@@ -313,7 +313,7 @@ def test_ksm_settings_restored_on_sigterm(tmp_path: Path, ksm_to_ourselves: int)
 
 
 def test_ksm_max_page_sharing_restored(tmp_path: Path, ksm_to_ourselves: None) -> None:
-    save = tmp_path / "ksm-saved.json"
+    save = SAVE_FILE
     mps, run_ = read_knob("max_page_sharing"), read_knob("run")
     with KsmSettings(save_file=save, max_page_sharing=int(mps) + 1):
         assert read_knob("max_page_sharing") == str(int(mps) + 1)
@@ -323,7 +323,7 @@ def test_ksm_max_page_sharing_restored(tmp_path: Path, ksm_to_ourselves: None) -
 
 def test_ksm_merges_identical_pages(tmp_path: Path, ksm_to_ourselves: None) -> None:
     # Driving ksmd by hand: pages merge within two full scans.
-    with KsmSettings(save_file=tmp_path / "ksm-saved.json", sleep_millisecs=1,
+    with KsmSettings(sleep_millisecs=1,
                      pages_to_scan=1000, smart_scan=0, use_zero_pages=0) as ksm:
         with LiveRunner(scenario()) as live:
             run(live, MMAP_A, Op("write", "P0", "A", 0, value=42), Op("write", "P0", "A", 1, value=42),
@@ -347,7 +347,7 @@ def test_ksm_steps_borrow_active_settings(tmp_path: Path, ksm_to_ourselves: None
     # A KSM step inside someone's KsmSettings uses those settings (which
     # restore everything) instead of failing.
     sleep = read_knob("sleep_millisecs")
-    with KsmSettings(save_file=tmp_path / "ksm-saved.json", sleep_millisecs=int(sleep) + 2):
+    with KsmSettings(sleep_millisecs=int(sleep) + 2):
         with LiveRunner(scenario()) as live:
             run(live, MMAP_A, Op("madvise", "P0", "A", 0, 4, advice="mergeable"),
                 Op("write", "P0", "A", 0, value=42), Op("write", "P0", "A", 1, value=42))
