@@ -115,7 +115,7 @@ class Outcome:
 
 def _inflight(r: ModelRunner) -> list[Any]:
     # In-flight kernel work that runs in phases (page migrations).
-    return r.k.__dict__.get("migrations") or []
+    return r.k.migrations
 
 
 class KernelModel:

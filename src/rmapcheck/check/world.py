@@ -30,7 +30,7 @@ __all__ = ["EXCLUDED_FIELDS", "clone", "dumps", "fingerprint", "loads"]
 EXCLUDED_FIELDS = frozenset({"_slot", "_alloc", "_free", "_cache", "comm", "pid", "owner", "clock",
                              "next_pid", "ops", "design", "scenario", "step_no", "born",
                              # statistics only: they never decide what the kernel does
-                             "pages_scanned", "mm_count"})
+                             "pages_scanned"})
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
@@ -193,7 +193,8 @@ def _enc_mm(mm: Any, oid: Any) -> tuple:
         pte = pt[vpn]
         f, w = pte
         ptes.append((vpn, oid(f), w, type(pte).__name__))
-    return ("mm", mm._live, tuple([oid(v) for v in mm.mmap]), tuple(ptes), mm.mm_users, mm.ksm_flags,
+    return ("mm", mm._live, tuple([oid(v) for v in mm.mmap]), tuple(ptes), mm.mm_users, mm.mm_count,
+            mm.ksm_flags,
             mm.ksm_rmap_items, mm.ksm_merging_pages, mm.ksm_zero_pages)
 
 

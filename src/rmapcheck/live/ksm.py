@@ -479,6 +479,16 @@ SESSION_VALUES: dict[str, int | str] = {
     "run": 0,
 }
 
+#: Values only a session writes, and the kernel's defaults (``mm/ksm.c``) a
+#: session puts back when it finds one with no save file to restore from
+#: (left by a run whose restore was lost, for example a test that read the
+#: knobs while another run's session held them).
+_RESIDUE = {
+    "sleep_millisecs": (lambda v: SLEEP_BASE <= int(v) < SLEEP_BASE + 997, "20"),
+    "pages_to_scan": (lambda v: int(v) == 1 << 20, "100"),
+    "stable_node_chains_prune_millisecs": (lambda v: int(v) == 3_600_000, "2000"),
+}
+
 # include/uapi/asm-generic/mman-common.h
 _MADV_MERGEABLE = 12
 _PROT_NONE = 0
@@ -608,6 +618,8 @@ class KsmSession:
             self._own = True
         try:
             _ensure_sentinel()
+            if self._own:
+                self._repair_residue()
             self.settings.set(**SESSION_VALUES)
             if any(v for _, v in read_counters(self.ksm_dir)):
                 # Someone's KSM pages (or a killed run's): unmerge them all.
@@ -642,6 +654,11 @@ class KsmSession:
         finally:
             if self._own:
                 settings.restore()
+
+    def _repair_residue(self) -> None:
+        for name, (is_residue, default) in _RESIDUE.items():
+            if is_residue(read_knob(name, self.ksm_dir)):
+                _write_knob(name, default, self.ksm_dir)
 
     def counters(self) -> tuple[tuple[str, int], ...]:
         """The global KSM counters now."""

@@ -44,23 +44,13 @@ def mm_alloc(k: Kernel, owner: str, function: str = "mm_alloc") -> mm_struct:
     mm.ksm_rmap_items = 0
     mm.ksm_merging_pages = 0
     mm.ksm_zero_pages = 0
-    _mm_count(k)[mm] = 1
+    mm.mm_count = 1  # the users together hold one
     return mm
-
-
-def _mm_count(k: Kernel) -> dict[mm_struct, int]:
-    # mm->mm_count of every live mm (struct mm_struct has no slot for it in
-    # the model): 1 for the users together, one per mmgrab().
-    counts = k.__dict__.get("mm_count")
-    if counts is None:
-        counts = k.__dict__["mm_count"] = {}
-    return counts
 
 
 def mmgrab(k: Kernel, mm: mm_struct) -> None:
     """``mmgrab()`` (include/linux/sched/mm.h, v6.18): pin the ``struct mm_struct`` itself."""
-    counts = _mm_count(k)
-    counts[mm] = counts.get(mm, 1) + 1
+    mm.mm_count += 1
 
 
 def mmdrop(k: Kernel, mm: mm_struct) -> None:
@@ -70,12 +60,9 @@ def mmdrop(k: Kernel, mm: mm_struct) -> None:
     mm_slot holds another (``mmgrab()`` in ``__ksm_enter()``), so an exited mm
     stays allocated until ksmd frees its slot.
     """
-    counts = _mm_count(k)
-    n = counts.get(mm, 1) - 1
-    if n:
-        counts[mm] = n
+    mm.mm_count -= 1
+    if mm.mm_count:
         return
-    counts.pop(mm, None)
     k.mm_cachep.free(mm, "__mmdrop")
 
 

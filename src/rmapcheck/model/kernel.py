@@ -63,6 +63,10 @@ class Kernel:
         self.fail_sites: set[str] = set()
         #: findings recorded by WARN-style checks that do not stop the kernel
         self.warnings: list[Exception] = []
+        #: KSM's globals (``ksm_state``, mm/ksm.c), created on first use
+        self.ksm: Any = None
+        #: page migrations in flight (``MigrationState``, mm/migrate.c)
+        self.migrations: list[Any] = []
 
     def should_fail(self, site: str) -> bool:
         """Fault injection: True once for each site in :attr:`fail_sites`."""

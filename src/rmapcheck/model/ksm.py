@@ -267,9 +267,9 @@ class ksm_state:
 
 def ksm_state_of(k: Kernel) -> ksm_state:
     """The kernel's KSM globals, created on first use (``ksm_init()``, mm/ksm.c, v6.18)."""
-    st = k.__dict__.get("ksm")
+    st = k.ksm
     if st is None:
-        st = k.__dict__["ksm"] = ksm_state(k)
+        st = k.ksm = ksm_state(k)
     return st
 
 
@@ -1727,7 +1727,7 @@ def ksm_anon_vma_external_refs(k: Kernel) -> dict[anon_vma, int]:
     ``remove_node_from_stable_tree()`` and ``break_cow()`` put them (mm/ksm.c, v6.18).
     """
     refs: dict[anon_vma, int] = {}
-    st = k.__dict__.get("ksm")
+    st = k.ksm
     if st is None:
         return refs
     for slot in st.mm_list:
@@ -1747,7 +1747,7 @@ def ksm_folio_external_refs(k: Kernel) -> dict[folio, int]:
 
 def ksm_mm_external_refs(k: Kernel) -> set[mm_struct]:
     """The mms KSM's mm_slots keep (``mmgrab()`` in ``__ksm_enter()``, mm/ksm.c, v6.18), exited ones included."""
-    st = k.__dict__.get("ksm")
+    st = k.ksm
     return set() if st is None else set(st.mm_slots_hash)
 
 
@@ -1765,7 +1765,7 @@ def validate_ksm(k: Kernel) -> None:
       every dup of a chain has the chain's.
     """
     fn = "validate_ksm"
-    st = k.__dict__.get("ksm")
+    st = k.ksm
     if st is None:
         return
     if len(set(map(id, st.mm_list))) != len(st.mm_list) or set(st.mm_slots_hash.values()) != set(st.mm_list):

@@ -123,11 +123,8 @@ class MigrationState(FastPickle):
 
 
 def migrations(k: Kernel) -> list[MigrationState]:
-    """The kernel's in-flight migrations (``k.migrations``, created on first use)."""
-    m = k.__dict__.get("migrations")
-    if m is None:
-        m = k.__dict__["migrations"] = []
-    return m
+    """The kernel's in-flight migrations (``k.migrations``)."""
+    return k.migrations
 
 
 # -- isolation and the one-shot entry points -------------------------------------------

@@ -99,7 +99,7 @@ class task_struct(FastPickle):
 class mm_struct(SlabObject):
     """``struct mm_struct``: the VMAs in address order and the page tables."""
 
-    __slots__ = ("mmap", "pgtable", "owner", "mm_users", "ksm_flags", "ksm_rmap_items",
+    __slots__ = ("mmap", "pgtable", "owner", "mm_users", "mm_count", "ksm_flags", "ksm_rmap_items",
                  "ksm_merging_pages", "ksm_zero_pages")
 
     def __init__(self) -> None:
@@ -107,7 +107,8 @@ class mm_struct(SlabObject):
         self.mmap: list[vm_area_struct] = []  # the maple tree, in vm_start order; mmap_lock
         self.pgtable: dict[int, tuple[folio, bool]] = {}  # vpn -> (folio, writable); page_table_lock
         self.owner = ""
-        self.mm_users = 0
+        self.mm_users = 0  # users of the address space (mmget/mmput)
+        self.mm_count = 0  # references to the struct itself (mmgrab/mmdrop)
         self.ksm_flags = 0
         self.ksm_rmap_items = 0
         self.ksm_merging_pages = 0
