@@ -394,6 +394,21 @@ def test_other_mergeable_process_refused(tmp_path: Path) -> None:
         ksm.set(run=2)
 
 
+def test_session_residue_repaired() -> None:
+    # A knob left at a value only a session writes (its restore was lost)
+    # goes back to the kernel's default instead of being saved as original.
+    from rmapcheck.live.ksm import SLEEP_BASE
+
+    found = read_knob("sleep_millisecs")
+    try:
+        (KSM_DIR / "sleep_millisecs").write_text(str(SLEEP_BASE + 5))
+        with LiveRunner(ksm_scenario(*MERGE_OPS)) as live:
+            live.step(MERGE_OPS[0])
+        assert read_knob("sleep_millisecs") == "20"
+    finally:
+        (KSM_DIR / "sleep_millisecs").write_text(found)
+
+
 def test_settle_is_fast() -> None:
     with LiveRunner(ksm_scenario(*MERGE_OPS)) as live:
         for op in MERGE_OPS:
