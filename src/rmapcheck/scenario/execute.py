@@ -32,6 +32,7 @@ from rmapcheck.model.uapi import (
     MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE, MAP_FIXED, MAP_FIXED_NOREPLACE,
     MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PROT_READ, PROT_WRITE,
 )
+from rmapcheck.model.vma_init import vma_lookup
 from rmapcheck.scenario.ops import ARENA_BASE, PROTS, Observation, Op, Scenario
 
 __all__ = [
@@ -210,10 +211,21 @@ class ModelRunner:
                     if "dontunmap" in op.flags:
                         flags |= MREMAP_DONTUNMAP
                     new = self.vpn(op.to_region, op.to_page)
+                    # A move that keeps the size may span several VMAs (v6.17+):
+                    # each moves on its own, and the target pages facing a hole
+                    # in the source are left as they were.
+                    holes = set()
+                    if new_pages == op.npages:
+                        holes = {i for i in range(op.npages) if vma_lookup(t.mm, start + i) is None}
                     sys_mremap(k, t, start, op.npages, new_pages, flags, new)
-                    moved = {i: mem.get(start + i, 0) for i in range(min(op.npages, new_pages))}
-                    self._clear(mem, start, op.npages)
-                    self._clear(mem, new, new_pages)
+                    moved = {i: mem.get(start + i, 0) for i in range(min(op.npages, new_pages))
+                             if i not in holes}
+                    for i in range(max(op.npages, new_pages)):
+                        if i not in holes:
+                            if i < op.npages:
+                                mem.pop(start + i, None)
+                            if i < new_pages:
+                                mem.pop(new + i, None)
                     for i, v in moved.items():
                         if v:
                             mem[new + i] = v
