@@ -12,20 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-
-def _live_skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (pagemap PFNs, /proc/kpageflags)"
-    try:
-        with open("/proc/kpageflags", "rb") as f:
-            f.read(8)
-    except OSError as e:
-        return f"/proc/kpageflags unreadable: {e}"
-    return None
-
-
-_LIVE_REASON = _live_skip_reason()
+from livekernel import requires_live
 
 
 def rmapcheck(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -120,7 +107,7 @@ def test_help_lists_commands():
 
 
 @pytest.mark.live
-@pytest.mark.skipif(_LIVE_REASON is not None, reason=_LIVE_REASON or "")
+@requires_live
 def test_diff_prints_agreement():
     p = rmapcheck("diff", "fork-cow-mprotect-merge")
     assert p.returncode == 0, p.stdout + p.stderr
@@ -129,7 +116,7 @@ def test_diff_prints_agreement():
 
 
 @pytest.mark.live
-@pytest.mark.skipif(_LIVE_REASON is not None, reason=_LIVE_REASON or "")
+@requires_live
 def test_conform_last_line(tmp_path):
     p = rmapcheck("conform", "-n", "3", "--save", str(tmp_path / "failures"))
     assert p.returncode == 0, p.stdout + p.stderr

@@ -6,9 +6,9 @@ format so that it can be saved and replayed with ``rmapcheck diff``.
 
 from __future__ import annotations
 
-import os
 
 import pytest
+from livekernel import requires_live
 
 from rmapcheck.compare import diff_scenario, shrink
 from rmapcheck.model.findings import RmapFinding
@@ -23,22 +23,8 @@ LIVE_SEEDS = range(1000, 1200)
 MODEL_SEEDS = range(0, 1000)
 
 
-def _live_skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (pagemap PFNs, /proc/kpageflags)"
-    try:
-        with open("/proc/kpageflags", "rb") as f:
-            f.read(8)
-    except OSError as e:
-        return f"/proc/kpageflags unreadable: {e}"
-    return None
-
-
-_LIVE_REASON = _live_skip_reason()
-
-
 @pytest.mark.live
-@pytest.mark.skipif(_LIVE_REASON is not None, reason=_LIVE_REASON or "")
+@requires_live
 def test_random_scenarios_agree_with_live_kernel():
     assert len(LIVE_SEEDS) >= 200
     for seed in LIVE_SEEDS:

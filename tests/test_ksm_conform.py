@@ -9,9 +9,9 @@ difference is shrunk to a minimal scenario for the failure message.
 
 from __future__ import annotations
 
-import os
 
 import pytest
+from livekernel import requires_ksm
 
 from rmapcheck.commands.conform import ksm_scenario
 from rmapcheck.compare import DiffResult, diff_scenario, shrink
@@ -23,16 +23,7 @@ from rmapcheck.scenario.parse import dump_scenario
 N = 120
 
 
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (pagemap PFNs, /proc/kpageflags, /sys/kernel/mm/ksm)"
-    if not (KSM_DIR / "run").exists():
-        return "kernel without KSM (no /sys/kernel/mm/ksm)"
-    return None
-
-
-_REASON = _skip_reason()
-pytestmark = [pytest.mark.live, pytest.mark.skipif(_REASON is not None, reason=_REASON or "")]
+pytestmark = [pytest.mark.live, requires_ksm]
 
 
 def _explain(res: DiffResult) -> str:

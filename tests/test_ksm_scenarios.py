@@ -7,9 +7,9 @@ counters and ``ksm_stat`` included, agrees between model and live kernel.
 
 from __future__ import annotations
 
-import os
 
 import pytest
+from livekernel import requires_ksm
 
 from rmapcheck.commands.common import BUNDLED, expectation_error
 from rmapcheck.compare import diff_scenario
@@ -24,22 +24,6 @@ FILES = sorted(BUNDLED.glob("ksm-*.yaml"))
 #: Scenarios the model gets wrong today, with the reason; strict, so a fix
 #: shows up as XPASS and the entry must go.
 KNOWN_MODEL_BUGS: dict[str, str] = {}
-
-
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (pagemap PFNs, /proc/kpageflags, /sys/kernel/mm/ksm)"
-    if not (KSM_DIR / "run").exists():
-        return "kernel without KSM (no /sys/kernel/mm/ksm)"
-    try:
-        with open("/proc/kpageflags", "rb") as f:
-            f.read(8)
-    except OSError as e:
-        return f"/proc/kpageflags unreadable: {e}"
-    return None
-
-
-_REASON = _skip_reason()
 
 
 def _ids(p):
@@ -69,7 +53,7 @@ def test_ksm_scenario_is_documented(path):
 
 
 @pytest.mark.live
-@pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+@requires_ksm
 @pytest.mark.parametrize("path", FILES, ids=_ids)
 def test_ksm_scenario_results_live(path):
     s = load_scenario(str(path))
@@ -80,7 +64,7 @@ def test_ksm_scenario_results_live(path):
 
 
 @pytest.mark.live
-@pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+@requires_ksm
 @pytest.mark.parametrize("path", [_param(p) for p in FILES])
 def test_ksm_scenario_agrees_with_live_kernel(path):
     s = load_scenario(str(path))

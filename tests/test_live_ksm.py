@@ -18,22 +18,14 @@ import time
 from pathlib import Path
 
 import pytest
+from livekernel import requires_ksm
 
 from rmapcheck.live.ksm import KSM_DIR, SAVE_FILE, LiveError, exclusive, read_knob
 from rmapcheck.live.runner import STANDIN_ADDR, LiveRunner
 from rmapcheck.scenario.ops import ARENA_BASE, Op, Region, Scenario
 
 
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (pagemap PFNs, /proc/kpageflags, /sys/kernel/mm/ksm)"
-    if not (KSM_DIR / "run").exists():
-        return "kernel without KSM (no /sys/kernel/mm/ksm)"
-    return None
-
-
-_REASON = _skip_reason()
-pytestmark = [pytest.mark.live, pytest.mark.skipif(_REASON is not None, reason=_REASON or "")]
+pytestmark = [pytest.mark.live, requires_ksm]
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -20,25 +20,14 @@ import time
 from pathlib import Path
 
 import pytest
+from livekernel import requires_live
 
 from rmapcheck.live.ksm import SAVE_FILE, KsmSettings, exclusive, read_knob, wait_full_scans
 from rmapcheck.live.runner import LiveError, LiveRunner
 from rmapcheck.scenario.ops import Op, Region, Scenario
 
 
-def _live_skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (pagemap PFNs, /proc/kpageflags)"
-    try:
-        with open("/proc/kpageflags", "rb") as f:
-            f.read(8)
-    except OSError as e:
-        return f"/proc/kpageflags unreadable: {e}"
-    return None
-
-
-_REASON = _live_skip_reason()
-pytestmark = [pytest.mark.live, pytest.mark.skipif(_REASON is not None, reason=_REASON or "")]
+pytestmark = [pytest.mark.live, requires_live]
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -5,9 +5,9 @@ The KSM scenarios (``ksm-*.yaml``) are exercised by their own tests.
 
 from __future__ import annotations
 
-import os
 
 import pytest
+from livekernel import requires_live
 
 from rmapcheck.commands.common import BUNDLED, expectation_error
 from rmapcheck.compare import diff_scenario
@@ -16,20 +16,6 @@ from rmapcheck.scenario.execute import ModelRunner
 from rmapcheck.scenario.parse import load_scenario
 
 FILES = sorted(p for p in BUNDLED.glob("*.yaml") if not p.name.startswith("ksm-"))
-
-
-def _live_skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (pagemap PFNs, /proc/kpageflags)"
-    try:
-        with open("/proc/kpageflags", "rb") as f:
-            f.read(8)
-    except OSError as e:
-        return f"/proc/kpageflags unreadable: {e}"
-    return None
-
-
-_LIVE_REASON = _live_skip_reason()
 
 
 def test_enough_scenarios():
@@ -56,7 +42,7 @@ def test_scenario_on_model(path):
 
 
 @pytest.mark.live
-@pytest.mark.skipif(_LIVE_REASON is not None, reason=_LIVE_REASON or "")
+@requires_live
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
 def test_scenario_agrees_with_live_kernel(path):
     s = load_scenario(str(path))

@@ -5,10 +5,11 @@ table and the scenario detached, so a state in the queue is a few kilobytes of
 bytes. Fingerprints are canonical: processes are ordered by a signature that
 does not depend on object identities or names, and every kernel object gets a
 number in the order a deterministic walk from those processes first reaches
-it, so two states that differ only in process names, slab slots or pids share
-one fingerprint. The walk is generic over the model's slotted classes, so new
-kernel structures (KSM, migration) are covered as soon as they are reachable
-from the kernel object.
+it, so two states that differ only in process names, slab slots, page frame
+numbers or pids share one fingerprint. The common kernel structures have
+encoders of their own (for speed); any other object reachable from the kernel
+is walked generically through its slots or attributes, so a new kernel
+structure is covered as soon as it is reachable.
 """
 
 from __future__ import annotations
@@ -43,8 +44,6 @@ def _fields(cls: type) -> tuple[str, ...]:
             for n in c.__dict__.get("__slots__", ()):
                 if n not in EXCLUDED_FIELDS and n not in names:
                     names.append(n)
-        if not names and hasattr(cls, "__dict__"):
-            names = []
         f = _FIELDS[cls] = tuple(names)
     return f
 
@@ -95,12 +94,11 @@ def _ptes(mm: Any) -> list:
     return out
 
 
-_PAGE_ALLOC: list[Any] = [None]
-
-
-def _kpfn(pfn: int, oid: Any) -> Any:
-    pa = _PAGE_ALLOC[0]
-    if pfn < 0 or pa is None:
+def _kpfn(pfn: int, oid: Any, pa: kmem_cache) -> Any:
+    # A page frame number: the folio in that slot now, or the slot's place on
+    # the page allocator's freelist (which decides when a new page reuses it),
+    # never the number itself.
+    if pfn < 0:
         return pfn
     f = pa.objects.get(pfn)
     if f is not None:
@@ -116,7 +114,6 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
     slab slots: only states equal in every respect share a form.
     """
     k = r.k
-    _PAGE_ALLOC[0] = k.page_alloc
     if symmetry:
         procs = sorted(k.tasks, key=lambda c: (_proc_signature(r, c), c))
     else:
@@ -170,7 +167,7 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
         o = objs[i]
         e = _ENCODERS.get(type(o))
         if e is not None:
-            enc.append(e(o, oid))
+            enc.append(e(o, oid, k))
         else:
             cls = type(o)
             fields = _fields(cls) if hasattr(cls, "__slots__") else tuple(
@@ -182,11 +179,11 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
     return (tuple(roots), tuple(enc))
 
 
-def _enc_task(t: Any, oid: Any) -> tuple:
+def _enc_task(t: Any, oid: Any, k: Any) -> tuple:
     return ("t", oid(t.mm))
 
 
-def _enc_mm(mm: Any, oid: Any) -> tuple:
+def _enc_mm(mm: Any, oid: Any, k: Any) -> tuple:
     pt = mm.pgtable
     ptes = []
     for vpn in sorted(pt):
@@ -198,39 +195,36 @@ def _enc_mm(mm: Any, oid: Any) -> tuple:
             mm.ksm_rmap_items, mm.ksm_merging_pages, mm.ksm_zero_pages)
 
 
-def _enc_vma(v: Any, oid: Any) -> tuple:
+def _enc_vma(v: Any, oid: Any, k: Any) -> tuple:
     return ("v", v._live, v.vm_start, v.vm_end, v.vm_pgoff, v.vm_flags, oid(v.anon_vma),
             tuple([oid(a) for a in v.anon_vma_chain]), oid(v.vm_mm))
 
 
-def _enc_av(a: Any, oid: Any) -> tuple:
+def _enc_av(a: Any, oid: Any, k: Any) -> tuple:
     return ("a", a._live, oid(a.root), oid(a.parent), a.refcount, a.num_children, a.num_active_vmas,
             tuple([oid(c) for c in a.rb_root]), a.rwsem_writer, a.rwsem_readers)
 
 
-def _enc_avc(c: Any, oid: Any) -> tuple:
+def _enc_avc(c: Any, oid: Any, k: Any) -> tuple:
     return ("c", c._live, oid(c.vma), oid(c.anon_vma))
 
 
-def _enc_folio(f: Any, oid: Any) -> tuple:
+def _enc_folio(f: Any, oid: Any, k: Any) -> tuple:
     return ("f", f._live, oid(f.mapping), f.index, f._mapcount, f._refcount, f.anon_exclusive,
             f.content, f.ksm, oid(f.stable_node), f.locked)
 
 
-def _enc_rmap_item(i: Any, oid: Any) -> tuple:
+def _enc_rmap_item(i: Any, oid: Any, k: Any) -> tuple:
     return ("ri", i._live, oid(i.mm), i.address, i.flags, oid(i.anon_vma), i.oldchecksum, i.age,
             i.remaining_skips, oid(i.head), i.key)
 
 
-def _enc_stable_node(n: Any, oid: Any) -> tuple:
-    # kpfn is a page frame number: encode the folio in that slot now, or the
-    # slot's place on the page allocator's freelist (which decides when a new
-    # page reuses it), never the number itself.
-    return ("sn", n._live, tuple([oid(x) for x in n.hlist]), _kpfn(n.kpfn, oid), n.rmap_hlist_len,
-            n.head, oid(n.chain), n.key, n.nid)
+def _enc_stable_node(n: Any, oid: Any, k: Any) -> tuple:
+    return ("sn", n._live, tuple([oid(x) for x in n.hlist]), _kpfn(n.kpfn, oid, k.page_alloc),
+            n.rmap_hlist_len, n.head, oid(n.chain), n.key, n.nid)
 
 
-def _enc_mm_slot(m: Any, oid: Any) -> tuple:
+def _enc_mm_slot(m: Any, oid: Any, k: Any) -> tuple:
     return ("ms", m._live, oid(m.mm), tuple([oid(x) for x in m.rmap_list]))
 
 
@@ -238,7 +232,7 @@ _ENCODERS = {
     task_struct: _enc_task, mm_struct: _enc_mm, vm_area_struct: _enc_vma, anon_vma: _enc_av,
     anon_vma_chain: _enc_avc, folio: _enc_folio,
 }
-def _enc_ksm(st: Any, oid: Any) -> tuple:
+def _enc_ksm(st: Any, oid: Any, k: Any) -> tuple:
     # mm_slots_hash repeats what mm_list says (each slot names its mm); the
     # caches are not typesafe: only their counts matter.
     return ("ksm", tuple([oid(x) for x in st.mm_list]), oid(st.scan_mm_slot), st.scan_address,

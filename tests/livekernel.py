@@ -1,0 +1,43 @@
+"""Whether tests can use the live kernel, and the reason they skip if not.
+
+Live tests need root (pagemap reports page frame numbers only to root) and a
+readable /proc/kpageflags; KSM tests also need /sys/kernel/mm/ksm.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+__all__ = ["KSM_REASON", "LIVE_REASON", "requires_ksm", "requires_live"]
+
+
+def _live_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (pagemap PFNs, /proc/kpageflags)"
+    try:
+        with open("/proc/kpageflags", "rb") as f:
+            f.read(8)
+    except OSError as e:
+        return f"/proc/kpageflags unreadable: {e}"
+    return None
+
+
+def _ksm_skip_reason() -> str | None:
+    reason = _live_skip_reason()
+    if reason is not None:
+        return reason
+    if not Path("/sys/kernel/mm/ksm/run").exists():
+        return "kernel without KSM (no /sys/kernel/mm/ksm)"
+    return None
+
+
+LIVE_REASON = _live_skip_reason()
+KSM_REASON = _ksm_skip_reason()
+
+#: skip a test, with the reason, where the live kernel cannot be observed
+requires_live = pytest.mark.skipif(LIVE_REASON is not None, reason=LIVE_REASON or "")
+#: skip a test, with the reason, where KSM cannot be driven
+requires_ksm = pytest.mark.skipif(KSM_REASON is not None, reason=KSM_REASON or "")
