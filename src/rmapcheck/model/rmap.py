@@ -443,7 +443,7 @@ def anon_vma_merge(k: Kernel, vma: vm_area_struct, next: vm_area_struct) -> None
 # -- folios ------------------------------------------------------------------------
 
 def linear_page_index(vma: vm_area_struct, address: int) -> int:
-    """``linear_page_index()`` (include/linux/pagemap.h): the pgoff of ``address``."""
+    """``linear_page_index()`` (include/linux/pagemap.h, v6.18): the pgoff of ``address``."""
     return address - vma.vm_start + vma.vm_pgoff
 
 

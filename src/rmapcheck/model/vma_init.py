@@ -74,7 +74,7 @@ def _starts(mm: mm_struct) -> list[int]:
 
 
 def find_vma(mm: mm_struct, addr: int) -> vm_area_struct | None:
-    """``find_vma()``: the first VMA with ``vm_end > addr`` (``NULL`` if none)."""
+    """``find_vma()`` (mm/mmap.c, v6.18): the first VMA with ``vm_end > addr`` (``NULL`` if none)."""
     for v in mm.mmap:
         if v.vm_end > addr:
             return v
@@ -82,7 +82,7 @@ def find_vma(mm: mm_struct, addr: int) -> vm_area_struct | None:
 
 
 def vma_lookup(mm: mm_struct, addr: int) -> vm_area_struct | None:
-    """``vma_lookup()``: the VMA containing ``addr`` (``NULL`` if none)."""
+    """``vma_lookup()`` (include/linux/mm.h, v6.18): the VMA containing ``addr`` (``NULL`` if none)."""
     v = find_vma(mm, addr)
     if v is not None and v.vm_start <= addr:
         return v
@@ -90,7 +90,7 @@ def vma_lookup(mm: mm_struct, addr: int) -> vm_area_struct | None:
 
 
 def find_vma_intersection(mm: mm_struct, start: int, end: int) -> vm_area_struct | None:
-    """``find_vma_intersection()``: the first VMA meeting ``[start, end)``."""
+    """``find_vma_intersection()`` (mm/mmap.c, v6.18): the first VMA meeting ``[start, end)``."""
     v = find_vma(mm, start)
     if v is not None and v.vm_start < end:
         return v
@@ -98,7 +98,7 @@ def find_vma_intersection(mm: mm_struct, start: int, end: int) -> vm_area_struct
 
 
 def find_vma_prev(mm: mm_struct, addr: int) -> tuple[vm_area_struct | None, vm_area_struct | None]:
-    """``find_vma_prev()``: ``(find_vma(addr), the VMA before it)``."""
+    """``find_vma_prev()`` (mm/mmap.c, v6.18): ``(find_vma(addr), the VMA before it)``."""
     prev = None
     for v in mm.mmap:
         if v.vm_end > addr:
@@ -120,11 +120,11 @@ def vma_next(mm: mm_struct, vma: vm_area_struct) -> vm_area_struct | None:
 
 
 def vma_iter_store(mm: mm_struct, vma: vm_area_struct) -> None:
-    """``vma_iter_store()``: insert ``vma`` into the tree in address order."""
+    """``vma_iter_store()`` (mm/vma.h, v6.18): insert ``vma`` into the tree in address order."""
     i = bisect_right(_starts(mm), vma.vm_start)
     mm.mmap.insert(i, vma)
 
 
 def vma_iter_remove(mm: mm_struct, vma: vm_area_struct) -> None:
-    """``vma_iter_clear()``: remove ``vma`` from the tree."""
+    """``vma_iter_clear()`` (mm/vma.h, v6.18): remove ``vma`` from the tree."""
     mm.mmap.remove(vma)
