@@ -315,7 +315,8 @@ def _free_rmap_item(k: Kernel, item: ksm_rmap_item) -> None:
     # free_rmap_item()
     st = ksm_state_of(k)
     st.rmap_items -= 1
-    assert item.mm is not None
+    if item.mm is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("_free_rmap_item", "NULL pointer dereference: item.mm")
     item.mm.ksm_rmap_items -= 1
     item.mm = None  # debug safety
     st.rmap_item_cache.free(item, "free_rmap_item")
@@ -355,7 +356,8 @@ def _stable_node_dup_del(k: Kernel, dup: ksm_stable_node) -> None:
     # stable_node_dup_del(): unlink from its chain, or rb_erase a regular node.
     st = ksm_state_of(k)
     if _is_dup(dup):
-        assert dup.chain is not None
+        if dup.chain is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("_stable_node_dup_del", "NULL pointer dereference: dup.chain")
         dup.chain.hlist.remove(dup)
         st.stable_node_dups -= 1
     elif st.root_stable_tree.get(dup.key) is dup:
@@ -428,10 +430,12 @@ def remove_node_from_stable_tree(k: Kernel, node: ksm_stable_node) -> None:
             st.pages_sharing -= 1
         else:
             st.pages_shared -= 1
-        assert item.mm is not None
+        if item.mm is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("remove_node_from_stable_tree", "NULL pointer dereference: item.mm")
         item.mm.ksm_merging_pages -= 1
         node.rmap_hlist_len -= 1
-        assert item.anon_vma is not None
+        if item.anon_vma is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("remove_node_from_stable_tree", "NULL pointer dereference: item.anon_vma")
         k.ops.put_anon_vma(k, item.anon_vma, fn)
         item.flags = 0  # rmap_item->address &= PAGE_MASK
     node.hlist = []
@@ -572,7 +576,8 @@ def stable_tree_search(k: Kernel, page: folio) -> folio | None:
             # restart the search from scratch."
             continue
         _put(k, tree_folio)  # after memcmp_pages(): equal
-        assert dup is not None
+        if dup is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("stable_tree_search", "NULL pointer dereference: dup")
         if not _is_page_sharing_candidate(k, dup):
             # "we need to wait the scanned page to find itself a match in the
             # unstable tree to create a brand new KSM page to add later to the
@@ -619,7 +624,8 @@ def stable_tree_insert(k: Kernel, kfolio: folio) -> ksm_stable_node | None:
     if not need_chain:
         st.root_stable_tree[dup.key] = dup  # rb_link_node + rb_insert_color
     else:
-        assert node is not None
+        if node is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("stable_tree_insert", "NULL pointer dereference: node")
         if not _is_chain(node):
             # chain is missing so create it
             chain = _alloc_stable_node_chain(k, node)
@@ -653,7 +659,8 @@ def stable_tree_append(k: Kernel, item: ksm_rmap_item, node: ksm_stable_node, by
         st.pages_sharing += 1
     else:
         st.pages_shared += 1
-    assert item.mm is not None
+    if item.mm is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("stable_tree_append", "NULL pointer dereference: item.mm")
     item.mm.ksm_merging_pages += 1
 
 
@@ -668,7 +675,8 @@ def remove_rmap_item_from_tree(k: Kernel, item: ksm_rmap_item) -> None:
     st = ksm_state_of(k)
     if item.flags & STABLE_FLAG:
         node = item.head
-        assert node is not None
+        if node is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("remove_rmap_item_from_tree", "NULL pointer dereference: node")
         f = ksm_get_folio(k, node)
         if f is None:
             return  # remove_node_from_stable_tree() did it all
@@ -678,12 +686,14 @@ def remove_rmap_item_from_tree(k: Kernel, item: ksm_rmap_item) -> None:
             st.pages_sharing -= 1
         else:
             st.pages_shared -= 1
-        assert item.mm is not None
+        if item.mm is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("remove_rmap_item_from_tree", "NULL pointer dereference: item.mm")
         item.mm.ksm_merging_pages -= 1
         if node.rmap_hlist_len <= 0:
             raise KernelBug(fn, "VM_BUG_ON(stable_node->rmap_hlist_len <= 0)")
         node.rmap_hlist_len -= 1
-        assert item.anon_vma is not None
+        if item.anon_vma is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("remove_rmap_item_from_tree", "NULL pointer dereference: item.anon_vma")
         k.ops.put_anon_vma(k, item.anon_vma, fn)
         item.head = None
         item.flags = 0
@@ -738,7 +748,8 @@ def write_protect_page(k: Kernel, vma: vm_area_struct, f: folio) -> tuple[int, A
     :returns: ``(0, orig_pte)`` or ``(-EFAULT, None)``.
     """
     mm = vma.vm_mm
-    assert mm is not None
+    if mm is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("write_protect_page", "NULL pointer dereference: mm")
     addr = _page_address_in_vma(f, vma)
     if addr is None:
         return -errno.EFAULT, None
@@ -764,7 +775,8 @@ def replace_page(k: Kernel, vma: vm_area_struct, page: folio, kpage: folio, orig
     """
     fn = "replace_page"
     mm = vma.vm_mm
-    assert mm is not None
+    if mm is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("replace_page", "NULL pointer dereference: mm")
     addr = _page_address_in_vma(page, vma)
     if addr is None:
         return -errno.EFAULT
@@ -827,7 +839,8 @@ def try_to_merge_with_zero_page(k: Kernel, item: ksm_rmap_item, page: folio) -> 
     """
     err = -errno.EFAULT
     if _cfg(k, "ksm_use_zero_pages") and item.oldchecksum == _calc_checksum_of(0):
-        assert item.mm is not None
+        if item.mm is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("try_to_merge_with_zero_page", "NULL pointer dereference: item.mm")
         vma = _find_mergeable_vma(k, item.mm, item.address)
         if vma is not None:
             err = k.ops.try_to_merge_one_page(k, vma, page, ZERO_PAGE)
@@ -846,7 +859,8 @@ def try_to_merge_with_ksm_page(k: Kernel, item: ksm_rmap_item, page: folio, kpag
     :returns: 0 if merged, ``-EFAULT`` otherwise.
     """
     fn = "try_to_merge_with_ksm_page"
-    assert item.mm is not None
+    if item.mm is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("try_to_merge_with_ksm_page", "NULL pointer dereference: item.mm")
     vma = _find_mergeable_vma(k, item.mm, item.address)
     if vma is None:
         return -errno.EFAULT
@@ -855,7 +869,8 @@ def try_to_merge_with_ksm_page(k: Kernel, item: ksm_rmap_item, page: folio, kpag
         return err
     # Unstable nid is in union with stable anon_vma: remove first
     k.ops.remove_rmap_item_from_tree(k, item)
-    assert vma.anon_vma is not None
+    if vma.anon_vma is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("try_to_merge_with_ksm_page", "NULL pointer dereference: vma.anon_vma")
     item.anon_vma = vma.anon_vma
     k.ops.get_anon_vma(k, vma.anon_vma, fn)
     return 0
@@ -867,7 +882,8 @@ def break_cow(k: Kernel, item: ksm_rmap_item) -> None:
     "It is not an accident that whenever we want to break COW to undo, we also
     need to drop a reference to the anon_vma."
     """
-    assert item.anon_vma is not None and item.mm is not None
+    if item.anon_vma is None or item.mm is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("break_cow", "NULL pointer dereference: item.anon_vma or item.mm")
     k.ops.put_anon_vma(k, item.anon_vma, "break_cow")
     vma = _find_mergeable_vma(k, item.mm, item.address)
     if vma is not None:
@@ -901,7 +917,8 @@ def calc_checksum(page: folio) -> int:
 
 def _get_mergeable_page(k: Kernel, item: ksm_rmap_item) -> folio | None:
     # get_mergeable_page(): the anon page at the rmap_item's address, with a reference.
-    assert item.mm is not None
+    if item.mm is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("_get_mergeable_page", "NULL pointer dereference: item.mm")
     vma = _find_mergeable_vma(k, item.mm, item.address)
     if vma is None:
         return None
@@ -1000,14 +1017,16 @@ def cmp_and_merge_page(k: Kernel, page: folio, item: ksm_rmap_item) -> None:
             # "The page was successfully merged: add its rmap_item to the
             # stable tree."
             knode = _folio_stable_node(kfolio)
-            assert knode is not None
+            if knode is None:  # the kernel would oops on a NULL pointer here
+                raise KernelBug("cmp_and_merge_page", "NULL pointer dereference: knode")
             k.ops.stable_tree_append(k, item, knode, bypass)
         _put(k, kfolio)
         return
 
     tree_item, tree_page = unstable_tree_search_insert(k, item, page)
     if tree_item is not None:
-        assert tree_page is not None
+        if tree_page is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("cmp_and_merge_page", "NULL pointer dereference: tree_page")
         kf = try_to_merge_two_pages(k, item, page, tree_item, tree_page)
         _put(k, tree_page)
         if kf is not None:
@@ -1045,7 +1064,8 @@ def _get_next_rmap_item(k: Kernel, slot: ksm_mm_slot, pos: int, addr: int) -> tu
     if item is not None:
         # It has already been zeroed
         item.mm = slot.mm
-        assert slot.mm is not None
+        if slot.mm is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("_get_next_rmap_item", "NULL pointer dereference: slot.mm")
         slot.mm.ksm_rmap_items += 1
         item.address = addr
         lst.insert(pos, item)
@@ -1119,7 +1139,8 @@ def scan_get_next_rmap_item(k: Kernel) -> tuple[ksm_rmap_item, folio] | None:
         st.scan_rmap_pos = 0
     while True:  # next_mm:
         mm = slot.mm
-        assert mm is not None
+        if mm is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("scan_get_next_rmap_item", "NULL pointer dereference: mm")
         kasan_check(mm, fn)
         if mm.mm_users != 0:  # !ksm_test_exit(mm)
             for vma in list(mm.mmap):
@@ -1237,7 +1258,8 @@ def break_ksm(k: Kernel, vma: vm_area_struct, addr: int) -> int:
     """
     fn = "break_ksm"
     mm = vma.vm_mm
-    assert mm is not None
+    if mm is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("break_ksm", "NULL pointer dereference: mm")
     pte = mm.pgtable.get(addr)
     if pte is None or not isinstance(pte[0], folio):
         return 0
@@ -1276,7 +1298,8 @@ def unmerge_ksm_pages(k: Kernel, vma: vm_area_struct, start: int, end: int) -> i
     err = 0
     addr = start
     while addr < end and not err:
-        assert vma.vm_mm is not None
+        if vma.vm_mm is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("unmerge_ksm_pages", "NULL pointer dereference: vma.vm_mm")
         if vma.vm_mm.mm_users == 0:  # ksm_test_exit()
             break
         err = k.ops.break_ksm(k, vma, addr)
@@ -1333,7 +1356,8 @@ def unmerge_and_remove_all_rmap_items(k: Kernel) -> int:
     while st.scan_mm_slot is not None:
         slot = st.scan_mm_slot
         mm = slot.mm
-        assert mm is not None
+        if mm is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("unmerge_and_remove_all_rmap_items", "NULL pointer dereference: mm")
         if mm.mm_users != 0:
             for vma in list(mm.mmap):
                 if not vma.vm_flags & VM_MERGEABLE or vma.anon_vma is None:
@@ -1408,7 +1432,8 @@ def __ksm_exit(k: Kernel, mm: mm_struct) -> None:
             at = 0 if st.scan_mm_slot is None else st.mm_list.index(st.scan_mm_slot) + 1
             st.mm_list.insert(at, slot)  # list_move(&slot->mm_node, &ksm_scan.mm_slot->slot.mm_node)
     if easy_to_free:
-        assert slot is not None
+        if slot is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("__ksm_exit", "NULL pointer dereference: slot")
         st.mm_slot_cache.free(slot, fn)
         mm.ksm_flags &= ~(MMF_VM_MERGE_ANY | MMF_VM_MERGEABLE)
         mmdrop(k, mm)
@@ -1513,7 +1538,8 @@ def ksm_madvise(k: Kernel, vma: vm_area_struct, start: int, end: int, advice: in
     :returns: ``(0 or -errno, new vm_flags)``.
     """
     mm = vma.vm_mm
-    assert mm is not None
+    if mm is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("ksm_madvise", "NULL pointer dereference: mm")
     if advice == MADV_MERGEABLE:
         if vma.vm_flags & VM_MERGEABLE:
             return 0, vm_flags
@@ -1579,7 +1605,8 @@ def rmap_walk_ksm(k: Kernel, f: folio, rmap_one: Callable[[vm_area_struct, int],
     for search_new_forks in (False, True):
         for item in list(node.hlist):
             av = item.anon_vma
-            assert av is not None
+            if av is None:  # the kernel would oops on a NULL pointer here
+                raise KernelBug("rmap_walk_ksm", "NULL pointer dereference: av")
             anon_vma_lock_read(k, av, fn)
             try:
                 for avc in list(av.rb_root):  # anon_vma_interval_tree_foreach(.., 0, ULONG_MAX)
@@ -1790,7 +1817,8 @@ def validate_ksm(k: Kernel) -> None:
             elif item.flags & UNSTABLE_FLAG:
                 unshared += 1
         n = sum(1 for i in slot.rmap_list)
-        assert slot.mm is not None
+        if slot.mm is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("validate_ksm", "NULL pointer dereference: slot.mm")
         if slot.mm.ksm_rmap_items != n:
             raise InvariantViolation(fn, f"mm {slot.mm.owner}: ksm_rmap_items {slot.mm.ksm_rmap_items}, has {n}")
     nodes: list[ksm_stable_node] = []
@@ -1846,7 +1874,8 @@ def _wrap_zap(inner: Callable[..., Any]) -> Callable[..., Any]:
     def zap_vma_range(k: Kernel, vma: vm_area_struct, start: int, end: int) -> None:
         """``zap_pte_range()`` (mm/memory.c, v6.18) with ``ksm_might_unmap_zero_page()``."""
         mm = vma.vm_mm
-        assert mm is not None
+        if mm is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("zap_vma_range", "NULL pointer dereference: mm")
         for vpn in range(max(start, vma.vm_start), min(end, vma.vm_end)):
             pte = mm.pgtable.get(vpn)
             if pte is not None:
@@ -1859,7 +1888,8 @@ def _wrap_do_wp_page(inner: Callable[..., Any]) -> Callable[..., Any]:
     def do_wp_page(k: Kernel, vma: vm_area_struct, vpn: int) -> None:
         """``do_wp_page()`` (mm/memory.c, v6.18); ``wp_page_copy()`` of a KSM zero PTE uncounts it."""
         mm = vma.vm_mm
-        assert mm is not None
+        if mm is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("do_wp_page", "NULL pointer dereference: mm")
         pte = mm.pgtable.get(vpn)
         inner(k, vma, vpn)
         if is_ksm_zero_pte(pte) and mm.pgtable.get(vpn) is not pte:
@@ -1872,7 +1902,8 @@ def _wrap_mprotect_fixup(inner: Callable[..., Any]) -> Callable[..., Any]:
                        newflags: int) -> Any:
         """``mprotect_fixup()`` (mm/mprotect.c, v6.18): ``change_pte_range()`` keeps the dirty bit."""
         mm = vma.vm_mm
-        assert mm is not None
+        if mm is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("mprotect_fixup", "NULL pointer dereference: mm")
         marked = [vpn for vpn in range(start, end) if is_ksm_zero_pte(mm.pgtable.get(vpn))]
         res = inner(k, vma, prev, start, end, newflags)
         for vpn in marked:

@@ -347,7 +347,8 @@ def _move_to_new_folio(k: Kernel, dst: folio, src: folio) -> int:
 def _phase_move(k: Kernel, st: MigrationState) -> None:
     # migrate_folio_move(), up to the remap.
     src, dst = st.src, st.dst
-    assert dst is not None
+    if dst is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("_phase_move", "NULL pointer dereference: dst")
     kasan_check(src, "migrate_folio_move")
     rc = _move_to_new_folio(k, dst, src)
     if rc == -errno.EAGAIN:
@@ -369,7 +370,8 @@ def _phase_remap(k: Kernel, st: MigrationState) -> None:
     # migrate_folio_move(): if (old_page_state & PAGE_WAS_MAPPED)
     # remove_migration_ptes(src, dst, 0).
     src, dst = st.src, st.dst
-    assert dst is not None
+    if dst is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("_phase_remap", "NULL pointer dereference: dst")
     if st.page_was_mapped:
         _remove_migration_ptes_checked(k, st, dst, "migrate_folio_move")
     st.phase = "remapped"
@@ -397,7 +399,8 @@ def _phase_unpin(k: Kernel, st: MigrationState) -> None:
     # migrate_folio_move(), out_unlock_both: and after.
     fn = "migrate_folio_move"
     src, dst = st.src, st.dst
-    assert dst is not None
+    if dst is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("_phase_unpin", "NULL pointer dereference: dst")
     dst.locked = False  # folio_unlock(dst)
     st.dst_locked = False
     # If migration is successful, decrease refcount of dst, which will not

@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any, Callable
 
-from rmapcheck.model.findings import KernelError
+from rmapcheck.model.findings import KernelBug, KernelError
 from rmapcheck.model.mm_types import (
     folio,
     VM_ACCESS_FLAGS,
@@ -179,7 +179,8 @@ def do_mprotect_pkey(k: Kernel, mm: mm_struct, start: int, npages: int, prot: in
         if error:
             break
         prev = new_prev
-        assert prev is not None
+        if prev is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("do_mprotect_pkey", "NULL pointer dereference: prev")
         tmp = prev.vm_end  # vma_iter_end(&vmi)
         nstart = tmp
         prot = reqprot

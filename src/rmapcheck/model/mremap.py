@@ -121,7 +121,8 @@ def _vrm_calc_charge(k: Kernel, vrm: vma_remap_struct) -> bool:
     # vrm_calc_charge(): "If we don't unmap the old mapping, then we account
     # the entirety of the length of the new one. Otherwise it's just the delta
     # in size."
-    assert vrm.vma is not None
+    if vrm.vma is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("_vrm_calc_charge", "NULL pointer dereference: vrm.vma")
     if not vrm.vma.vm_flags & VM_ACCOUNT:
         return True
     charged = vrm.new_len if vrm.flags & MREMAP_DONTUNMAP else vrm.delta
@@ -239,7 +240,8 @@ def move_page_tables(k: Kernel, old_vma: vm_area_struct, old_addr: int, new_vma:
     :returns: the number of pages moved.
     """
     mm = old_vma.vm_mm
-    assert mm is not None
+    if mm is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("move_page_tables", "NULL pointer dereference: mm")
     av = old_vma.anon_vma if need_rmap_locks else None
     if av is not None:
         rmap.anon_vma_lock_write(k, av, "take_rmap_locks")
@@ -264,7 +266,8 @@ def copy_vma_and_data(k: Kernel, vrm: vma_remap_struct) -> tuple[int, vm_area_st
     :returns: ``(err, new_vma)`` (``new_vma`` ``NULL`` if it could not be set up).
     """
     vma = vrm.vma
-    assert vma is not None
+    if vma is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("copy_vma_and_data", "NULL pointer dereference: vma")
     internal_pgoff = vrm.addr - vma.vm_start
     new_pgoff = vma.vm_pgoff + internal_pgoff
     new_vma, vma, need_rmap_locks = k.ops.copy_vma(k, vma, vrm.new_addr, vrm.new_len, new_pgoff)
@@ -300,7 +303,8 @@ def dontunmap_complete(k: Kernel, vrm: vma_remap_struct, new_vma: vm_area_struct
     VMA merges with it).
     """
     vma = vrm.vma
-    assert vma is not None
+    if vma is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("dontunmap_complete", "NULL pointer dereference: vma")
     start = vrm.addr
     end = vrm.addr + vrm.old_len
     old_start = vma.vm_start
@@ -325,7 +329,8 @@ def unmap_source_vma(k: Kernel, vrm: vma_remap_struct) -> None:
     addr = vrm.addr
     length = vrm.old_len
     vma = vrm.vma
-    assert vma is not None
+    if vma is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("unmap_source_vma", "NULL pointer dereference: vma")
     # It might seem odd that we check for MREMAP_DONTUNMAP here, [...] this
     # occurs when this operation was attempted and an error arose, in which
     # case we _do_ wish to unmap the _new_ VMA.
@@ -360,7 +365,8 @@ def _prep_move_vma(k: Kernel, vrm: vma_remap_struct) -> int:
     # prep_move_vma(): "We'd prefer to avoid failure later on in do_munmap:
     # which may split one vma into three before unmapping."
     vma = vrm.vma
-    assert vma is not None
+    if vma is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("_prep_move_vma", "NULL pointer dereference: vma")
     if vrm.mm.map_count >= k.config["sysctl_max_map_count"] - 3:
         return -errno.ENOMEM
     # Advise KSM to break any KSM pages in the area to be moved: it would be
@@ -394,7 +400,8 @@ def move_vma(k: Kernel, vrm: vma_remap_struct) -> int:
     # by setting the destination VMA to the source VMA and unmapping it below.
     if err and new_vma is None:
         return err
-    assert new_vma is not None
+    if new_vma is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("move_vma", "NULL pointer dereference: new_vma")
     if not err and vrm.flags & MREMAP_DONTUNMAP:
         dontunmap_complete(k, vrm, new_vma)
     else:
@@ -406,7 +413,8 @@ def _vrm_set_new_addr(k: Kernel, vrm: vma_remap_struct) -> int:
     # vrm_set_new_addr(): get_unmapped_area() with MAP_FIXED for MREMAP_FIXED,
     # else with new_addr (MREMAP_DONTUNMAP) or 0 as the hint.
     vma = vrm.vma
-    assert vma is not None
+    if vma is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("_vrm_set_new_addr", "NULL pointer dereference: vma")
     new_addr = vrm.new_addr if _vrm_implies_new_addr(vrm) else 0
     map_flags = MAP_FIXED if vrm.flags & MREMAP_FIXED else 0
     res = get_unmapped_area(k, vrm.mm, new_addr, vrm.new_len, map_flags)
@@ -454,7 +462,8 @@ def expand_vma(k: Kernel, vrm: vma_remap_struct) -> int:
     :returns: the address or a negative errno.
     """
     vma = vrm.vma
-    assert vma is not None
+    if vma is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("expand_vma", "NULL pointer dereference: vma")
     # vrm_can_expand_in_place()
     if vma.vm_end - vrm.addr == vrm.old_len and _vma_expandable(vrm.mm, vma, vrm.delta):
         # expand_vma_in_place()

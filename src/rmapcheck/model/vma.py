@@ -151,7 +151,8 @@ def VMG_VMA_STATE(prev: vm_area_struct | None, vma: vm_area_struct, start: int,
     :param prev: ``struct vm_area_struct *`` (``NULL`` if none).
     :param vma: ``struct vm_area_struct *``, becomes ``vmg->middle``.
     """
-    assert vma.vm_mm is not None
+    if vma.vm_mm is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("VMG_VMA_STATE", "NULL pointer dereference: vma.vm_mm")
     return vma_merge_struct(mm=vma.vm_mm, start=start, end=end,
                             pgoff=vma.vm_pgoff + (start - vma.vm_start),  # vma_pgoff_offset()
                             vm_flags=vma.vm_flags, prev=prev, middle=vma,
@@ -209,7 +210,8 @@ def is_mergeable_vma(vmg: vma_merge_struct, merge_next: bool) -> bool:
     userfaultfd context and anon_vma name are ``NULL`` on both sides in the model.
     """
     vma = vmg.next if merge_next else vmg.prev
-    assert vma is not None
+    if vma is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("is_mergeable_vma", "NULL pointer dereference: vma")
     if (vma.vm_flags ^ vmg.vm_flags) & ~VM_IGNORE_MERGE:
         return False
     return True
@@ -222,7 +224,8 @@ def is_mergeable_anon_vma(k: Kernel, vmg: vma_merge_struct, merge_next: bool) ->
     :param merge_next: true to test against ``vmg->next``, else ``vmg->prev``.
     """
     tgt = vmg.next if merge_next else vmg.prev
-    assert tgt is not None
+    if tgt is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("is_mergeable_anon_vma", "NULL pointer dereference: tgt")
     src = vmg.middle  # existing merge case.
     tgt_anon = tgt.anon_vma
     src_anon = vmg.anon_vma
@@ -257,7 +260,8 @@ def can_vma_merge_before(k: Kernel, vmg: vma_merge_struct) -> bool:
     if same anon_vma is assigned but offsets incompatible." We assume the vma
     may be removed as part of the merge.
     """
-    assert vmg.next is not None
+    if vmg.next is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("can_vma_merge_before", "NULL pointer dereference: vmg.next")
     pglen = vmg.end - vmg.start
     if is_mergeable_vma(vmg, True) and k.ops.is_mergeable_anon_vma(k, vmg, True):
         if vmg.next.vm_pgoff == vmg.pgoff + pglen:
@@ -272,7 +276,8 @@ def can_vma_merge_after(k: Kernel, vmg: vma_merge_struct) -> bool:
     (at a higher virtual address and file offset than) the vma. We assume that
     vma is not removed as part of the merge.
     """
-    assert vmg.prev is not None
+    if vmg.prev is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("can_vma_merge_after", "NULL pointer dereference: vmg.prev")
     if is_mergeable_vma(vmg, False) and k.ops.is_mergeable_anon_vma(k, vmg, False):
         if vmg.prev.vm_pgoff + vmg.prev.pages() == vmg.pgoff:
             return True
@@ -299,7 +304,8 @@ def _can_vma_merge_right(k: Kernel, vmg: vma_merge_struct, can_merge_left: bool)
     #
     # We therefore check this in addition to mergeability to either side.
     prev = vmg.prev
-    assert prev is not None
+    if prev is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("_can_vma_merge_right", "NULL pointer dereference: prev")
     return prev.anon_vma is None or nxt.anon_vma is None or prev.anon_vma is nxt.anon_vma
 
 
@@ -328,10 +334,12 @@ def _init_multi_vma_prep(k: Kernel, vma: vm_area_struct,
     vp = _vma_prepare(vma=vma, anon_vma=vma.anon_vma)
     removes: list[vm_area_struct] = []
     if vmg is not None and vmg.remove_middle:
-        assert vmg.middle is not None
+        if vmg.middle is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("_init_multi_vma_prep", "NULL pointer dereference: vmg.middle")
         removes.append(vmg.middle)
     if vmg is not None and vmg.remove_next:
-        assert vmg.next is not None
+        if vmg.next is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("_init_multi_vma_prep", "NULL pointer dereference: vmg.next")
         removes.append(vmg.next)
     vp.remove = removes[0] if removes else None
     vp.remove2 = removes[1] if len(removes) > 1 else None
@@ -435,7 +443,8 @@ def __split_vma(k: Kernel, vma: vm_area_struct, addr: int, new_below: int) -> in
     else:
         vma.vm_end = addr
     # vma_complete stores the new vma
-    assert vma.vm_mm is not None
+    if vma.vm_mm is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("__split_vma", "NULL pointer dereference: vma.vm_mm")
     _vma_complete(k, vp, vma.vm_mm)
     validate_mm(k, vma.vm_mm)
     return 0
@@ -446,7 +455,8 @@ def split_vma(k: Kernel, vma: vm_area_struct, addr: int, new_below: int) -> int:
 
     :returns: 0 or ``-ENOMEM``.
     """
-    assert vma.vm_mm is not None
+    if vma.vm_mm is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("split_vma", "NULL pointer dereference: vma.vm_mm")
     if vma.vm_mm.map_count >= k.config["sysctl_max_map_count"]:
         return -errno.ENOMEM
     return __split_vma(k, vma, addr, new_below)
@@ -483,11 +493,13 @@ def _vmg_adjust_set_range(vmg: vma_merge_struct) -> None:
     # merge shrinks.
     if vmg.adjust_middle_start:
         adjust = vmg.middle
-        assert adjust is not None
+        if adjust is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("_vmg_adjust_set_range", "NULL pointer dereference: adjust")
         pgoff = adjust.vm_pgoff + (vmg.end - adjust.vm_start)
     elif vmg.adjust_next_start:
         adjust = vmg.next
-        assert adjust is not None
+        if adjust is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("_vmg_adjust_set_range", "NULL pointer dereference: adjust")
         pgoff = adjust.vm_pgoff - (adjust.vm_start - vmg.end)
     else:
         return
@@ -508,7 +520,8 @@ def commit_merge(k: Kernel, vmg: vma_merge_struct) -> int:
         vma = vmg.middle
     else:
         vma = vmg.target
-    assert vma is not None
+    if vma is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("commit_merge", "NULL pointer dereference: vma")
     vp = _init_multi_vma_prep(k, vma, vmg)
     if _vma_iter_prealloc(k):
         return -errno.ENOMEM
@@ -605,7 +618,8 @@ def vma_merge_existing_range(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct
         #  |-------********-------|
         #    prev   middle   next
         #   extend  delete  delete
-        assert prev is not None and nxt is not None
+        if prev is None or nxt is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("vma_merge_existing_range", "NULL pointer dereference: prev or nxt")
         vmg.start = prev.vm_start
         vmg.end = nxt.vm_end
         vmg.pgoff = prev.vm_pgoff
@@ -619,7 +633,8 @@ def vma_merge_existing_range(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct
         #  |-------*************
         #    prev     middle
         #   extend shrink/delete
-        assert prev is not None
+        if prev is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("vma_merge_existing_range", "NULL pointer dereference: prev")
         vmg.start = prev.vm_start
         vmg.pgoff = prev.vm_pgoff
         if not vmg.remove_middle:
@@ -631,7 +646,8 @@ def vma_merge_existing_range(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct
         #  *************-------|
         #     middle     next
         #  shrink/delete extend
-        assert nxt is not None
+        if nxt is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("vma_merge_existing_range", "NULL pointer dereference: nxt")
         pglen = vmg.end - vmg.start
         # If we are offset into a VMA, then prev must be middle.
         if vmg.start > middle.vm_start and prev is not None and middle is not prev:
@@ -706,12 +722,14 @@ def vma_merge_new_range(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct | No
 
     # If we can merge with the next VMA, adjust vmg accordingly.
     if can_merge_right:
-        assert nxt is not None
+        if nxt is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("vma_merge_new_range", "NULL pointer dereference: nxt")
         vmg.end = nxt.vm_end
         vmg.target = nxt
     # If we can merge with the previous VMA, adjust vmg accordingly.
     if can_merge_left:
-        assert prev is not None
+        if prev is None:  # the kernel would oops on a NULL pointer here
+            raise KernelBug("vma_merge_new_range", "NULL pointer dereference: prev")
         vmg.start = prev.vm_start
         vmg.target = prev
         vmg.pgoff = prev.vm_pgoff
@@ -789,7 +807,8 @@ def vma_merge_extend(k: Kernel, vma: vm_area_struct, delta: int) -> vm_area_stru
     :returns: ``struct vm_area_struct *`` or ``NULL`` on failure.
     """
     vmg = VMG_VMA_STATE(vma, vma, vma.vm_end, vma.vm_end + delta)
-    assert vma.vm_mm is not None
+    if vma.vm_mm is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("vma_merge_extend", "NULL pointer dereference: vma.vm_mm")
     nxt = find_vma(vma.vm_mm, vma.vm_end)  # vma_iter_next_rewind()
     vmg.next = nxt
     vmg.middle = None  # We use the VMA to populate VMG fields only.
@@ -803,7 +822,8 @@ def vma_modify(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct | int:
         a negative errno (``ERR_PTR``).
     """
     vma = vmg.middle
-    assert vma is not None
+    if vma is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("vma_modify", "NULL pointer dereference: vma")
     start = vmg.start
     end = vmg.end
     # First, try to merge.
@@ -890,7 +910,8 @@ def _copy_vma(k: Kernel, vma: vm_area_struct, addr: int, npages: int, pgoff: int
     fn = "copy_vma"
     vma_start = vma.vm_start
     mm = vma.vm_mm
-    assert mm is not None
+    if mm is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("_copy_vma", "NULL pointer dereference: mm")
     faulted_in_anon_vma = True
     vmg = VMG_VMA_STATE(None, vma, addr, addr + npages)
 
@@ -989,7 +1010,8 @@ def find_mergeable_anon_vma(k: Kernel, vma: vm_area_struct) -> anon_vma | None:
     :returns: ``struct anon_vma *`` (``NULL`` if none).
     """
     mm = vma.vm_mm
-    assert mm is not None
+    if mm is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("find_mergeable_anon_vma", "NULL pointer dereference: mm")
     av = None
     # Try next first.
     nxt = find_vma(mm, vma.vm_end)  # vma_iter_load() at vm_end
@@ -1044,7 +1066,8 @@ def vms_gather_munmap_vmas(k: Kernel, vms: vma_munmap_struct) -> int:
     :returns: 0 or ``-ENOMEM``.
     """
     vma = vms.vma
-    assert vma is not None
+    if vma is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("vms_gather_munmap_vmas", "NULL pointer dereference: vma")
     mm = vms.mm
     vms.detached = []
     if vms.start > vma.vm_start:
@@ -1085,7 +1108,8 @@ def _vms_clear_ptes(k: Kernel, vms: vma_munmap_struct) -> None:
     # free_pgtables() unlinks each VMA from its anon_vmas (unlink_anon_vmas()).
     if not vms.clear_ptes:  # Nothing to do
         return
-    assert vms.detached is not None
+    if vms.detached is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("_vms_clear_ptes", "NULL pointer dereference: vms.detached")
     for v in vms.detached:
         k.ops.zap_vma_range(k, v, v.vm_start, v.vm_end)
     for v in vms.detached:
@@ -1106,7 +1130,8 @@ def vms_complete_munmap_vmas(k: Kernel, vms: vma_munmap_struct) -> None:
     if not vms.nr_pages:
         return
     _vms_clear_ptes(k, vms)
-    assert vms.detached is not None
+    if vms.detached is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("vms_complete_munmap_vmas", "NULL pointer dereference: vms.detached")
     # Remove and clean up vmas
     for v in vms.detached:
         remove_vma(k, v)
@@ -1124,7 +1149,8 @@ def vms_abort_munmap_vmas(k: Kernel, vms: vma_munmap_struct) -> None:
     """
     if not vms.nr_pages:
         return
-    assert vms.detached is not None
+    if vms.detached is None:  # the kernel would oops on a NULL pointer here
+        raise KernelBug("vms_abort_munmap_vmas", "NULL pointer dereference: vms.detached")
     if vms.clear_ptes:
         for v in vms.detached:
             vma_iter_store(vms.mm, v)
