@@ -83,7 +83,7 @@ PRESETS: dict[str, Bounds] = {
     # two pages, six actions deep (docs/checker.md)
     "standard": Bounds(processes=2, regions=1, pages=2, contents=1, depth=6, mergeable=True,
                        ops=("write", "read", "fork", "exit", "mmap", "munmap", "mprotect", "dontneed",
-                            "ksm_scan", "migrate")),
+                            "ksm_scan", "migrate", "reclaim")),
 }
 
 
@@ -177,13 +177,17 @@ class KernelModel:
                             out.append(Op("write", comm, reg.name, page, 1, value=v))
                     if "read" in ops:
                         out.append(Op("read", comm, reg.name, page, 1))
-                    if "migrate" in ops:
+                    if "migrate" in ops or "reclaim" in ops:
                         pte = r.k.tasks[comm].mm.pgtable.get(r.vpn(reg.name, page))
                         # A locked folio would make migration sleep in
-                        # folio_lock(): the action is enabled once it is free.
+                        # folio_lock() and reclaim skip it (folio_trylock()):
+                        # the actions are enabled once it is free.
                         if pte is not None and type(pte[0]) is folio and pte[0] is not ZERO_PAGE \
                                 and id(pte[0]) not in busy and not pte[0].locked:
-                            out.append(Op("migrate_start", comm, reg.name, page, 1))
+                            if "migrate" in ops:
+                                out.append(Op("migrate_start", comm, reg.name, page, 1))
+                            if "reclaim" in ops:
+                                out.append(Op("reclaim", comm, reg.name, page, 1))
                 if "munmap" in ops:
                     out.append(Op("munmap", comm, reg.name, 0, reg.pages))
                 if "mmap" in ops:

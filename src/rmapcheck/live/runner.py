@@ -64,7 +64,7 @@ from rmapcheck.live.worker import (
     MREMAP_MAYMOVE,
     PR_SET_MEMORY_MERGE,
 )
-from rmapcheck.scenario.ops import ARENA_BASE, PROTS, Observation, Op, Scenario
+from rmapcheck.scenario.ops import ARENA_BASE, MODEL_ONLY_KINDS, Observation, Op, PROTS, Scenario
 
 __all__ = [
     "ADVICE",
@@ -289,6 +289,8 @@ class LiveRunner:
         if self._closed:
             raise LiveError(f"runner closed before '{op.text()}'")
         kind = op.kind
+        if kind in MODEL_ONLY_KINDS:
+            raise LiveError(f"'{op.text()}' is a model-only step: the live kernel cannot run it on demand")
         if _is_ksm_op(op):
             ksm = self._ksm_session()
             if kind in ("ksm_scan", "ksm_settle"):

@@ -98,6 +98,10 @@ def model_observation(k: Kernel, scenario: Scenario, result: str) -> Observation
                 row.append(None)
             else:
                 f = pte[0]
+                if type(f) is not folio and f is not ZERO_PAGE:
+                    # A migration entry (only between the model checker's
+                    # migration phases): the page it stands for.
+                    f = f.folio
                 row.append(f)
                 if f.ksm:
                     ksm_keys.add(f)
@@ -252,6 +256,15 @@ class ModelRunner:
                 err = migrate(k, t.mm, self.vpn(op.region, op.page))
                 if err:
                     raise KernelError(-err, "move_pages", "page not migrated")
+            elif kind == "reclaim":
+                # shrink_folio_list() → folio_check_references(): the reclaim
+                # rmap walk, which must reach every mapping of the page.
+                pte = t.mm.pgtable.get(self.vpn(op.region, op.page))
+                if pte is None or type(pte[0]) is not folio or pte[0] is ZERO_PAGE:
+                    raise KernelError(errno.ENOENT, "reclaim")
+                if pte[0].locked:
+                    raise KernelError(errno.EBUSY, "reclaim", "folio_trylock() fails")
+                k.ops.folio_check_references(k, pte[0])
             elif kind == "migrate_start":
                 # The first phase of a migration that kthread steps continue.
                 from rmapcheck.model.migrate import migrate_prepare, migrate_step

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "ARENA_BASE",
+    "MODEL_ONLY_KINDS",
     "OP_KINDS",
     "PROTS",
     "Observation",
@@ -32,10 +33,14 @@ OP_KINDS = (
     "mmap", "munmap", "mprotect", "mremap", "madvise", "read", "write", "fork", "exit",
     # KSM and migration (issue: KSM and page migration in the model)
     "prctl", "ksm_scan", "ksm_settle", "ksm_set", "migrate",
-    # kernel threads in phases, for the model checker: start a migration of
-    # one page; advance in-flight kernel work number ``value`` by one phase
-    "migrate_start", "kthread",
+    # model only (the model checker's kernel threads): start a migration of one
+    # page; advance in-flight migration number ``value`` by one phase; run the
+    # reclaim rmap walk (folio_referenced()) on one page
+    "migrate_start", "kthread", "reclaim",
 )
+
+#: steps the model runs but the live kernel cannot be made to run on demand
+MODEL_ONLY_KINDS = ("migrate_start", "kthread", "reclaim")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +114,7 @@ class Op:
             s = "ksm_settle"
         elif k == "ksm_set":
             s = f"ksm_set {self.advice} {self.value}"
-        elif k in ("migrate", "migrate_start"):
+        elif k in ("migrate", "migrate_start", "reclaim"):
             s = f"{k} {self.proc} {rng}"
         elif k == "kthread":
             s = f"kthread {self.value}"

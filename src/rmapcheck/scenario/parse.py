@@ -82,6 +82,9 @@ _USAGE = {
     "ksm_settle": "ksm_settle",
     "ksm_set": "ksm_set KNOB V",
     "migrate": "migrate P R[i]",
+    "migrate_start": "migrate_start P R[i]  (model only)",
+    "kthread": "kthread N  (model only)",
+    "reclaim": "reclaim P R[i]  (model only)",
 }
 
 _TOP_KEYS = ("name", "description", "regions", "steps")
@@ -218,6 +221,12 @@ def parse_step(
         if not lo <= len(args) <= hi:
             raise fail(f"wrong number of arguments to {kind}; usage: {usage}")
 
+    if kind == "kthread":
+        arity(1, 1)
+        op = Op(kind, "", value=_value(args[0], fail), line=line)
+        if arrow:
+            op = replace(op, expect=_expect(kind, result.strip(), fail))
+        return op
     if kind in _NO_PROC:
         op = _ksm_step(kind, args, arity, fail, line)
         if arrow:
@@ -227,7 +236,7 @@ def parse_step(
         arity(2 if kind == "fork" else 1, 2 if kind == "fork" else 1)
     elif kind == "prctl":
         arity(3, 3)
-    elif kind == "migrate":
+    elif kind in ("migrate", "migrate_start", "reclaim"):
         arity(2, 2)
     else:
         arity(2, 5)
@@ -240,10 +249,10 @@ def parse_step(
         if args[2] not in ("0", "1"):
             raise fail(f"bad prctl merge value {args[2]!r}: expected 0 or 1")
         op = replace(op, value=int(args[2]))
-    elif kind == "migrate":
+    elif kind in ("migrate", "migrate_start", "reclaim"):
         region, page, npages = _range(args[1], regions, fail)
         if npages != 1:
-            raise fail(f"migrate takes one page, such as {region}[{page}]; usage: {usage}")
+            raise fail(f"{kind} takes one page, such as {region}[{page}]; usage: {usage}")
         op = replace(op, region=region, page=page, npages=1)
     elif kind == "fork":
         op = replace(op, child=_proc(args[1], fail))
@@ -444,7 +453,7 @@ def _ksm_step(kind: str, args: list[str], arity: Callable[[int, int], None], fai
 
 def _track_processes(op: Op, procs: set[str], source: str) -> None:
     # P0 exists at the start; fork creates the child; exit ends the process.
-    if op.kind in _NO_PROC:
+    if op.kind in _NO_PROC or op.kind == "kthread":
         return
     if op.proc not in procs:
         alive = ", ".join(sorted(procs)) or "none"

@@ -36,6 +36,7 @@ from __future__ import annotations
 import string
 from typing import Callable, Iterable
 
+from rmapcheck.model.memory import migration_entry
 from rmapcheck.model.mm_types import (
     PAGE_SHIFT,
     VM_EXEC,
@@ -108,7 +109,8 @@ def address_map(
       (rwx), ``-`` (none);
     - ``anon_vma:`` the VMA's ``anon_vma``, the same lowercase letter for the
       same object in every process, ``.`` where there is none;
-    - ``pages:`` what the page table maps: ``.`` nothing, ``z`` the zero page,
+    - ``pages:`` what the page table maps: ``.`` nothing, ``z`` the zero page, ``m`` a
+      migration entry,
       else a digit or letter naming the folio, the same in every process.
 
     Blocks are separated by a blank line; the text has no trailing newline.
@@ -166,6 +168,9 @@ def address_map(
             f = pte[0]
             if f is ZERO_PAGE:
                 page_row[k] = "z"
+                continue
+            if isinstance(f, migration_entry):
+                page_row[k] = "m"  # a migration entry (between migration phases)
                 continue
             if id(f) not in folio_names:
                 folio_names[id(f)] = _symbol(_FOLIO_SYMBOLS, len(folio_names))

@@ -1,0 +1,60 @@
+"""Steps only the model runs: the model checker's kernel threads, usable in scenario files.
+
+``migrate_start`` isolates, locks and pins a page (the first phase of
+``migrate_pages()``), ``kthread N`` advances migration N by one phase, and
+``reclaim`` runs the reclaim rmap walk (``folio_check_references()``). Once
+migration has replaced the PTEs by migration entries there is no page left to
+reclaim there (``ENOENT``), and the finished migration maps the page again.
+"""
+
+from __future__ import annotations
+
+import pytest
+from livekernel import requires_live
+
+from rmapcheck.live.runner import LiveError, LiveRunner
+from rmapcheck.scenario.execute import ModelRunner
+from rmapcheck.scenario.parse import ScenarioError, parse_scenario
+
+TEXT = """
+regions:
+  A: 1
+steps:
+  - mmap P0 A rw
+  - write P0 A[0] 1
+  - fork P0 P1
+  - reclaim P1 A[0]
+  - migrate_start P0 A[0]
+  - kthread 0
+  - reclaim P0 A[0] => ENOENT
+  - kthread 0
+  - kthread 0
+  - kthread 0
+  - read P1 A[0] => 1
+  - reclaim P0 A[0]
+"""
+
+
+def test_model_only_steps_run_on_the_model():
+    s = parse_scenario(TEXT, "t.yaml")
+    r = ModelRunner(s)
+    results = [r.step(op).result for op in s.ops]
+    assert results == ["ok", "ok", "ok", "ok", "ok", "ok", "ENOENT", "ok", "ok", "ok", "1", "ok"]
+    assert r.k.migrations == [], "the migration has finished"
+
+
+def test_model_only_step_errors_name_the_line():
+    with pytest.raises(ScenarioError) as e:
+        parse_scenario("regions:\n  A: 1\nsteps:\n  - kthread\n", "t.yaml")
+    assert e.value.line == 4 and "kthread N" in str(e.value)
+
+
+@requires_live
+@pytest.mark.live
+def test_the_live_runner_refuses_model_only_steps():
+    s = parse_scenario(TEXT, "t.yaml")
+    with LiveRunner(s) as live:
+        for op in s.ops[:3]:
+            live.step(op)
+        with pytest.raises(LiveError, match="model-only"):
+            live.step(s.ops[3])
