@@ -82,24 +82,18 @@ __all__ = [
     "socket_address",
 ]
 
-# include/uapi/asm-generic/mman-common.h and include/uapi/linux/mman.h
-# (checked against /usr/include on the machine: MADV_HUGEPAGE is 14,
-# MADV_NOHUGEPAGE is 15).
-MAP_PRIVATE = 0x02
-MAP_FIXED = 0x10
-MAP_ANONYMOUS = 0x20
-MAP_FIXED_NOREPLACE = 0x100000
-MADV_DONTNEED = 4
-MADV_NOHUGEPAGE = 15
-MADV_MERGEABLE = 12
-MADV_UNMERGEABLE = 13
+# The uapi constants are the model's (include/uapi/asm-generic/mman-common.h,
+# include/uapi/linux/mman.h): rmapcheck.model.uapi imports nothing else, so a
+# worker stays small.
+from rmapcheck.model.uapi import (  # noqa: E402
+    MADV_DONTNEED, MADV_MERGEABLE, MADV_NOHUGEPAGE, MADV_UNMERGEABLE, MAP_ANONYMOUS, MAP_FIXED,
+    MAP_FIXED_NOREPLACE, MAP_PRIVATE, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE,
+)
+
 #: include/uapi/linux/prctl.h
 PR_SET_MEMORY_MERGE = 67
 #: The end of user space on x86_64 (``TASK_SIZE_MAX`` with 4-level paging).
 TASK_SIZE = 0x7FFF_FFFF_F000
-MREMAP_MAYMOVE = 1
-MREMAP_FIXED = 2
-MREMAP_DONTUNMAP = 4
 #: arch/x86/entry/syscalls/syscall_64.tbl
 SYS_mremap = 25
 
