@@ -24,8 +24,11 @@ from rmapcheck.scenario.ops import Op, Region, Scenario
 
 __all__ = ["ALLOC_SITES", "Bounds", "Finding", "KernelModel", "Outcome", "PRESETS"]
 
-#: kernel allocation sites where a failure can be injected
-ALLOC_SITES = ("anon_vma_alloc", "anon_vma_chain_alloc", "vm_area_dup", "vma_alloc_folio")
+#: kernel allocation sites where a failure can be injected (every site the model
+#: has: ``Kernel.should_fail()`` callers)
+ALLOC_SITES = ("anon_vma_alloc", "anon_vma_chain_alloc", "vm_area_alloc", "vm_area_dup", "vma_alloc_folio",
+               "vma_iter_prealloc", "security_vm_enough_memory_mm", "alloc_rmap_item", "alloc_stable_node",
+               "mm_slot_alloc", "alloc_migration_target")
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,7 @@ class KernelModel:
         out += kthreads
         if b.faults and r.faults < b.faults:  # type: ignore[attr-defined]
             out += [replace(op, flags=op.flags | {f"fail={s}"}) for op in list(out)
-                    if op.kind in ("write", "fork", "mprotect", "munmap") for s in ALLOC_SITES]
+                    if op.kind not in ("read", "exit", "kthread") for s in ALLOC_SITES]
         return out
 
     def next_state(self, r: ModelRunner, op: Op) -> Outcome:
