@@ -195,6 +195,11 @@ class KernelModel:
                     out.append(Op("munmap", comm, reg.name, 0, reg.pages))
                 if "mmap" in ops:
                     out.append(Op("mmap", comm, reg.name, 0, reg.pages, prot="rw"))
+                if "mremap" in ops and reg.pages > 1:
+                    # MREMAP_MAYMOVE|MREMAP_FIXED of one page onto its neighbour
+                    # and back: copy_vma(), move_page_tables(), the pgoff rule.
+                    out.append(Op("mremap", comm, reg.name, 0, 1, to_region=reg.name, to_page=1))
+                    out.append(Op("mremap", comm, reg.name, 1, 1, to_region=reg.name, to_page=0))
                 if "mprotect" in ops and reg.pages > 1:
                     out.append(Op("mprotect", comm, reg.name, 0, 1, prot="r"))
                     out.append(Op("mprotect", comm, reg.name, 0, 1, prot="rw"))

@@ -19,6 +19,7 @@ DESIGNS = {
     "linux-2.6.36-pre": "linux_2_6_36_pre",
     "linux-2.6.36-seed-0526": "linux_2_6_36_seed_0526",
     "linux-2.6.36": "linux_2_6_36",
+    "linux-6.18.0": "linux_6_18_0",
     "linux-6.18": "linux_6_18",
 }
 
