@@ -15,7 +15,6 @@ from livekernel import requires_ksm
 
 from rmapcheck.commands.conform import ksm_scenario
 from rmapcheck.compare import DiffResult, diff_scenario, shrink
-from rmapcheck.live.ksm import KSM_DIR
 from rmapcheck.report.observation import describe_difference
 from rmapcheck.scenario.parse import dump_scenario
 

@@ -13,7 +13,6 @@ from livekernel import requires_ksm
 
 from rmapcheck.commands.common import BUNDLED, expectation_error
 from rmapcheck.compare import diff_scenario
-from rmapcheck.live.ksm import KSM_DIR
 from rmapcheck.live.runner import LiveRunner, uses_ksm
 from rmapcheck.report.observation import describe_difference, observation_map
 from rmapcheck.scenario import execute

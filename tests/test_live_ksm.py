@@ -281,14 +281,14 @@ def test_knobs_left_as_found_after_error(tmp_path: Path) -> None:
 def test_knobs_left_as_found_after_sigterm(tmp_path: Path, _ksm_to_ourselves: int) -> None:
     before = writable_knobs()
     save = SAVE_FILE
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import json, os, signal
         from rmapcheck.live.runner import STANDIN_ADDR, LiveRunner
         from rmapcheck.scenario.ops import Op, Region, Scenario
         ops = [Op("mmap", "P0", "A", 0, 2, "rw"), Op("madvise", "P0", "A", 0, 2, advice="mergeable"),
                Op("write", "P0", "A", 0, value=1), Op("write", "P0", "A", 1, value=1),
                Op("ksm_set", "", advice="use_zero_pages", value=1), Op("ksm_settle", "")]
-        live = LiveRunner(Scenario("t", {{"A": Region("A", 2, 0)}}, ops))
+        live = LiveRunner(Scenario("t", {"A": Region("A", 2, 0)}, ops))
         for op in ops:
             live.step(op)
         print(json.dumps(live.started_pids), flush=True)
@@ -316,7 +316,7 @@ def test_knobs_left_as_found_after_sigint(tmp_path: Path, _ksm_to_ourselves: int
     # kills the workers.
     before = writable_knobs()
     save = SAVE_FILE
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import json, os, signal, sys
         from rmapcheck.live.runner import LiveRunner
         from rmapcheck.scenario.ops import Op, Region, Scenario
@@ -324,7 +324,7 @@ def test_knobs_left_as_found_after_sigint(tmp_path: Path, _ksm_to_ourselves: int
                Op("write", "P0", "A", 0, value=1), Op("write", "P0", "A", 1, value=1),
                Op("ksm_set", "", advice="max_page_sharing", value=2), Op("ksm_settle", "")]
         try:
-            with LiveRunner(Scenario("t", {{"A": Region("A", 2, 0)}}, ops)) as live:
+            with LiveRunner(Scenario("t", {"A": Region("A", 2, 0)}, ops)) as live:
                 for op in ops:
                     live.step(op)
                 print(json.dumps(live.started_pids), flush=True)

@@ -369,7 +369,7 @@ def _phase_move(k: Kernel, st: MigrationState) -> None:
 def _phase_remap(k: Kernel, st: MigrationState) -> None:
     # migrate_folio_move(): if (old_page_state & PAGE_WAS_MAPPED)
     # remove_migration_ptes(src, dst, 0).
-    src, dst = st.src, st.dst
+    dst = st.dst
     if dst is None:  # the kernel would oops on a NULL pointer here
         raise KernelBug("_phase_remap", "NULL pointer dereference: dst")
     if st.page_was_mapped:

@@ -42,7 +42,7 @@ from rmapcheck.model.vma import (
     _vms_clear_ptes,
     validate_mm,
 )
-from rmapcheck.model.vma_init import find_vma, find_vma_intersection, find_vma_prev, vm_area_alloc, vm_area_free, vma_iter_store
+from rmapcheck.model.vma_init import find_vma_intersection, find_vma_prev, vm_area_alloc, vm_area_free, vma_iter_store
 
 if TYPE_CHECKING:
     from rmapcheck.model.kernel import Kernel
