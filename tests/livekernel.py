@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["KSM_REASON", "LIVE_REASON", "requires_ksm", "requires_live"]
+__all__ = ["KSM_REASON", "LIVE_REASON", "assert_agrees", "requires_ksm", "requires_live"]
 
 
 def _live_skip_reason() -> str | None:
@@ -41,3 +41,28 @@ KSM_REASON = _ksm_skip_reason()
 requires_live = pytest.mark.skipif(LIVE_REASON is not None, reason=LIVE_REASON or "")
 #: skip a test, with the reason, where KSM cannot be driven
 requires_ksm = pytest.mark.skipif(KSM_REASON is not None, reason=KSM_REASON or "")
+
+
+def assert_agrees(path: Path) -> None:
+    """Run the scenario file ``path`` on the model and the live kernel; fail at the first difference.
+
+    The failure names the file, line and step and shows both views, KSM
+    counters and ``ksm_stat`` included.
+    """
+    from rmapcheck.compare import diff_scenario
+    from rmapcheck.report.observation import describe_difference, observation_map
+    from rmapcheck.scenario.parse import load_scenario
+
+    s = load_scenario(str(path))
+    res = diff_scenario(s)
+    if res.finding:
+        pytest.fail(f"{path.name}: model finding: {res.finding}")
+    if not res.agree:
+        i = res.step
+        op = s.ops[i - 1]
+        m, lv = res.model[-1], res.live[-1]
+        pytest.fail(f"{path.name}:{op.line}: step {i} ({op.text()}) differs: "
+                    f"{describe_difference(m, lv)}\nmodel:\n{observation_map(m, s)}\n"
+                    f"live kernel:\n{observation_map(lv, s)}\n"
+                    f"counters model {m.counters} live {lv.counters}\n"
+                    f"ksm_stat model {m.ksm_stat} live {lv.ksm_stat}")

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 
 import pytest
-from livekernel import requires_ksm
+from livekernel import assert_agrees, requires_ksm
 
 from rmapcheck.commands.common import BUNDLED, expectation_error
-from rmapcheck.compare import diff_scenario
 from rmapcheck.live.runner import LiveRunner, uses_ksm
-from rmapcheck.report.observation import describe_difference, observation_map
 from rmapcheck.scenario import execute
 from rmapcheck.scenario.parse import load_scenario
 
@@ -66,16 +64,4 @@ def test_ksm_scenario_results_live(path):
 @requires_ksm
 @pytest.mark.parametrize("path", [_param(p) for p in FILES])
 def test_ksm_scenario_agrees_with_live_kernel(path):
-    s = load_scenario(str(path))
-    res = diff_scenario(s)
-    if res.finding:
-        pytest.fail(f"{path.name}: model finding: {res.finding}")
-    if not res.agree:
-        i = res.step
-        op = s.ops[i - 1]
-        m, lv = res.model[-1], res.live[-1]
-        pytest.fail(f"{path.name}:{op.line}: step {i} ({op.text()}) differs: "
-                    f"{describe_difference(m, lv)}\nmodel:\n{observation_map(m, s)}\n"
-                    f"live:\n{observation_map(lv, s)}\n"
-                    f"counters model {m.counters} live {lv.counters}\n"
-                    f"ksm_stat model {m.ksm_stat} live {lv.ksm_stat}")
+    assert_agrees(path)

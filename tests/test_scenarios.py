@@ -7,11 +7,9 @@ from __future__ import annotations
 
 
 import pytest
-from livekernel import requires_live
+from livekernel import assert_agrees, requires_live
 
 from rmapcheck.commands.common import BUNDLED, expectation_error
-from rmapcheck.compare import diff_scenario
-from rmapcheck.report.observation import describe_difference, observation_map
 from rmapcheck.scenario.execute import ModelRunner
 from rmapcheck.scenario.parse import load_scenario
 
@@ -45,17 +43,4 @@ def test_scenario_on_model(path):
 @requires_live
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
 def test_scenario_agrees_with_live_kernel(path):
-    s = load_scenario(str(path))
-    res = diff_scenario(s)
-    if res.finding:
-        pytest.fail(f"{path.name}: model finding: {res.finding}")
-    if not res.agree:
-        i = res.step
-        op = s.ops[i - 1]
-        m, lv = res.model[-1], res.live[-1]
-        pytest.fail(
-            f"{path.name}:{op.line}: step {i} ({op.text()}) differs: "
-            f"{describe_difference(m, lv)}\nmodel:\n{observation_map(m, s)}\n"
-            f"live kernel:\n{observation_map(lv, s)}"
-        )
-    assert len(res.live) == len(s.ops)
+    assert_agrees(path)
