@@ -41,3 +41,19 @@ def test_linux_6_18_is_clean_with_mremap_in_the_checker():
                ops=("write", "fork", "exit", "munmap", "mprotect", "mremap"))
     res = Checker(KernelModel("linux-6.18", b)).spawn_bfs().join()
     assert res.exhausted and res.findings == [], [(f.property, f.message) for f in res.findings]
+
+
+@pytest.mark.parametrize("design, clean", [("linux-2.6.36-pre", False), ("linux-2.6.36", True),
+                                           ("linux-6.18", True)])
+def test_ksmd_page_by_page_reaches_b0_where_the_history_has_it(design, clean):
+    # ksmd one page per action, so exits interleave between the pages of a pass.
+    b = Bounds(processes=2, regions=1, pages=1, contents=1, depth=10, forked=True, mergeable=True,
+               ops=("write", "exit", "ksmd"))
+    res = Checker(KernelModel(design, b)).spawn_bfs().join()
+    assert res.exhausted
+    uaf = [f for f in res.findings if f.property == "use-after-free"]
+    if clean:
+        assert res.findings == [], [(f.property, f.message) for f in res.findings]
+    else:
+        assert uaf and uaf[0].function == "drop_anon_vma"
+        assert any(op.kind == "ksmd" for op in uaf[0].trace)

@@ -43,8 +43,10 @@ def finish(c: Checker, res: Result) -> Result:
         res.warnings.append("symmetry reduction is on: states equal up to renaming of processes and "
                             "objects are explored once (sound; a model whose behaviour depends on names "
                             "would be under-explored)")
-    if "ksm_scan" in b.ops:
+    if "ksm_scan" in b.ops and "ksmd" not in b.ops:
         res.warnings.append("ksmd runs a whole scan pass per action: races inside a pass are not explored")
+    if "ksmd" in b.ops:
+        res.warnings.append("ksmd scans one page per action: races inside the scan of one page are not explored")
     for name, hit in res.sometimes.items():
         if not hit and _relevant(name, b.ops):
             res.warnings.append(f"sometimes-property {name!r} was never reached: the bounds may be too "
@@ -56,9 +58,9 @@ def finish(c: Checker, res: Result) -> Result:
 
 def _relevant(name: str, ops: tuple[str, ...]) -> bool:
     if name == "ksm-page":
-        return "ksm_scan" in ops
+        return "ksm_scan" in ops or "ksmd" in ops
     if name == "anon-vma-held-without-vma":
-        return "ksm_scan" in ops or "migrate" in ops
+        return "ksm_scan" in ops or "ksmd" in ops or "migrate" in ops
     if name in ("child-anon-vma", "shared-page"):
         return "fork" in ops
     return True

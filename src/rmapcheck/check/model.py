@@ -218,6 +218,9 @@ class KernelModel:
                 out.append(Op("exit", comm))
         if "ksm_scan" in ops:
             out.append(Op("ksm_scan", "", value=1))
+        if "ksmd" in ops and r.k.ksm is not None and r.k.ksm.mm_list:
+            # ksmd one page at a time: process actions interleave between pages
+            out.append(Op("ksmd", "", value=1))
         out += kthreads
         if b.faults and r.faults < b.faults:  # type: ignore[attr-defined]
             out += [replace(op, flags=op.flags | {f"fail={s}"}) for op in list(out)

@@ -19,7 +19,7 @@ from rmapcheck.scenario.parse import dump_scenario
 __all__ = ["OP_CHOICES", "bounds_from_options", "command", "print_result", "run_check"]
 
 OP_CHOICES = ("write", "read", "fork", "exit", "mmap", "munmap", "mprotect", "mremap", "dontneed", "ksm_scan",
-              "migrate", "reclaim")
+              "ksmd", "migrate", "reclaim")
 
 
 def bounds_from_options(preset: str | None, **opts: object) -> Bounds:

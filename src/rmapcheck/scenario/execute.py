@@ -22,7 +22,9 @@ from rmapcheck.designs import make_kernel
 from rmapcheck.model.findings import DataCorruption, KernelError, SegmentationFault
 from rmapcheck.model.invariants import check_invariants
 from rmapcheck.model.kernel import Kernel
-from rmapcheck.model.ksm import ksm_counters, ksm_full_scans, ksm_stat, ksm_store, prctl_set_memory_merge
+from rmapcheck.model.ksm import (
+    ksm_counters, ksm_do_scan, ksm_full_scans, ksm_stat, ksm_state_of, ksm_store, prctl_set_memory_merge,
+)
 from rmapcheck.model.mm_types import PAGE_SHIFT, VM_EXEC, VM_READ, VM_WRITE, ZERO_PAGE, folio, mm_struct
 from rmapcheck.model.syscalls import (
     spawn, sys_exit, sys_fork, sys_madvise, sys_mmap, sys_mprotect, sys_mremap, sys_munmap,
@@ -168,6 +170,12 @@ class ModelRunner:
         kind = op.kind
         if kind in ("ksm_scan", "ksm_settle", "ksm_set"):
             return self._ksm_step(op)
+        if kind == "ksmd":
+            # One ksm_do_scan() batch of op.value pages, as ksmd runs it
+            # between two sleeps (when any mm is on KSM's list).
+            if ksm_state_of(k).mm_list:
+                ksm_do_scan(k, op.value)
+            return "ok"
         if kind == "kthread":
             # One phase of in-flight migration number op.value.
             from rmapcheck.model.migrate import migrate_step, migrations

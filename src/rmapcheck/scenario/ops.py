@@ -35,12 +35,13 @@ OP_KINDS = (
     "prctl", "ksm_scan", "ksm_settle", "ksm_set", "migrate",
     # model only (the model checker's kernel threads): start a migration of one
     # page; advance in-flight migration number ``value`` by one phase; run the
-    # reclaim rmap walk (folio_referenced()) on one page
-    "migrate_start", "kthread", "reclaim",
+    # reclaim rmap walk (folio_referenced()) on one page; let ksmd scan
+    # ``value`` pages (one ksm_do_scan() batch)
+    "migrate_start", "kthread", "reclaim", "ksmd",
 )
 
 #: steps the model runs but the live kernel cannot be made to run on demand
-MODEL_ONLY_KINDS = ("migrate_start", "kthread", "reclaim")
+MODEL_ONLY_KINDS = ("migrate_start", "kthread", "reclaim", "ksmd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +117,8 @@ class Op:
             s = f"ksm_set {self.advice} {self.value}"
         elif k in ("migrate", "migrate_start", "reclaim"):
             s = f"{k} {self.proc} {rng}"
-        elif k == "kthread":
-            s = f"kthread {self.value}"
+        elif k in ("kthread", "ksmd"):
+            s = f"{k} {self.value}"
         elif k == "mremap":
             s = f"mremap {self.proc} {rng}"
             if self.to_region:

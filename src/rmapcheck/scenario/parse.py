@@ -84,6 +84,7 @@ _USAGE = {
     "migrate": "migrate P R[i]",
     "migrate_start": "migrate_start P R[i]  (model only)",
     "kthread": "kthread N  (model only)",
+    "ksmd": "ksmd N  (model only: ksmd scans N pages)",
     "reclaim": "reclaim P R[i]  (model only)",
 }
 
@@ -221,7 +222,7 @@ def parse_step(
         if not lo <= len(args) <= hi:
             raise fail(f"wrong number of arguments to {kind}; usage: {usage}")
 
-    if kind == "kthread":
+    if kind in ("kthread", "ksmd"):
         arity(1, 1)
         op = Op(kind, "", value=_value(args[0], fail), line=line)
         if arrow:
@@ -453,7 +454,7 @@ def _ksm_step(kind: str, args: list[str], arity: Callable[[int, int], None], fai
 
 def _track_processes(op: Op, procs: set[str], source: str) -> None:
     # P0 exists at the start; fork creates the child; exit ends the process.
-    if op.kind in _NO_PROC or op.kind == "kthread":
+    if op.kind in _NO_PROC or op.kind in ("kthread", "ksmd"):
         return
     if op.proc not in procs:
         alive = ", ".join(sorted(procs)) or "none"
