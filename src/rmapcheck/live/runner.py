@@ -57,13 +57,8 @@ from types import TracebackType
 from typing import Any
 
 from rmapcheck.live import procfs
-from rmapcheck.live.worker import (
-    MADV_DONTNEED,
-    MREMAP_DONTUNMAP,
-    MREMAP_FIXED,
-    MREMAP_MAYMOVE,
-    PR_SET_MEMORY_MERGE,
-)
+from rmapcheck.live.worker import PR_SET_MEMORY_MERGE
+from rmapcheck.model.uapi import MADV_DONTNEED, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE
 from rmapcheck.scenario.ops import ARENA_BASE, MODEL_ONLY_KINDS, Observation, Op, PROTS, Scenario
 
 __all__ = [
@@ -467,15 +462,18 @@ class LiveRunner:
             pid = os.posix_spawn(sys.executable, argv, env)
         except OSError as e:
             raise LiveError(f"starting worker {name} ({sys.executable}) failed: {e}") from e
-        # Track it at once so that close() kills it even if it never says hello.
+        self._track(name, pid, f"starting worker {name}", interpreter=True)
+
+    def _track(self, name: str, pid: int, what: str, interpreter: bool = False) -> None:
+        # A new worker: tracked at once (pidfd), so close() kills it even if
+        # it never says hello, then connected and registered under ``name``.
         try:
             pidfd = os.pidfd_open(pid)
         except OSError as e:
-            raise LiveError(f"pidfd_open({pid}) for worker {name} failed: {e}") from e
+            raise LiveError(f"pidfd_open({pid}) for worker {name} failed in {what}: {e}") from e
         w = _Worker(name=name, pid=pid, pidfd=pidfd, sock=None)
         self._started.append(w)
-        sock = self._accept(name, pid, f"starting worker {name}", interpreter=True)
-        w.sock = sock
+        w.sock = self._accept(name, pid, what, interpreter=interpreter)
         self._workers[name] = w
 
     def _accept(self, name: str, pid: int, what: str, interpreter: bool = False) -> socket.socket:
@@ -572,14 +570,7 @@ class LiveRunner:
         pid = reply.get("pid")
         if not isinstance(pid, int):
             raise LiveError(f"worker {parent.name} answered {reply} to '{op.text()}'")
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError as e:
-            raise LiveError(f"pidfd_open({pid}) for {child} failed in '{op.text()}': {e}") from e
-        w = _Worker(name=child, pid=pid, pidfd=pidfd, sock=None)
-        self._started.append(w)
-        w.sock = self._accept(child, pid, f"'{op.text()}'")
-        self._workers[child] = w
+        self._track(child, pid, f"'{op.text()}'")
         return "ok"
 
     def _exit(self, w: _Worker, op: Op) -> None:

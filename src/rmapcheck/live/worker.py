@@ -64,19 +64,8 @@ import sys
 from typing import Any
 
 __all__ = [
-    "MADV_DONTNEED",
-    "MADV_MERGEABLE",
-    "MADV_UNMERGEABLE",
     "PR_SET_MEMORY_MERGE",
     "TASK_SIZE",
-    "MADV_NOHUGEPAGE",
-    "MAP_ANONYMOUS",
-    "MAP_FIXED",
-    "MAP_FIXED_NOREPLACE",
-    "MAP_PRIVATE",
-    "MREMAP_DONTUNMAP",
-    "MREMAP_FIXED",
-    "MREMAP_MAYMOVE",
     "SYS_mremap",
     "main",
     "socket_address",
@@ -86,8 +75,8 @@ __all__ = [
 # include/uapi/linux/mman.h): rmapcheck.model.uapi imports nothing else, so a
 # worker stays small.
 from rmapcheck.model.uapi import (  # noqa: E402
-    MADV_DONTNEED, MADV_MERGEABLE, MADV_NOHUGEPAGE, MADV_UNMERGEABLE, MAP_ANONYMOUS, MAP_FIXED,
-    MAP_FIXED_NOREPLACE, MAP_PRIVATE, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE,
+    MADV_NOHUGEPAGE, MADV_UNMERGEABLE, MAP_ANONYMOUS, MAP_FIXED,
+    MAP_FIXED_NOREPLACE, MAP_PRIVATE,
 )
 
 #: include/uapi/linux/prctl.h
