@@ -4,8 +4,10 @@ Expected outcomes come from the kernel history (kernel-history.md §2): B0, the
 root anon_vma freed under a child that KSM or page migration still holds,
 on the root series without 5/5 (linux-2.6.36-pre); B1, the over-drop of the
 root's own reference that leaks the next anon_vma of the reused slab slot, on
-5/5 as reposted on 2010-05-26 (linux-2.6.36-seed-0526); the merged commit
-76545066c852 (linux-2.6.36) clean.
+5/5 as reposted on 2010-05-26 (linux-2.6.36-seed-0526); B4, a reclaim walk's
+anon_vma freed and reused with another root between page_lock_anon_vma() and
+page_unlock_anon_vma(), on both postings; v2.6.36 (the merged commit
+76545066c852 and f18194275c39) clean.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from rmapcheck.check.model import SEED_BOUNDS, Bounds, KernelModel
 from rmapcheck.check.trace import load_trace, replay
 from rmapcheck.check.world import fingerprint
 from rmapcheck.commands.seed import run_seed
-from rmapcheck.model.findings import Leak, UseAfterFree
+from rmapcheck.model.findings import Deadlock, Leak, LockMisuse, UseAfterFree
 from rmapcheck.model.mm_types import anon_vma
 from rmapcheck.scenario.ops import Op
 
 KSM = SEED_BOUNDS["ksm"]
 MIGRATION = SEED_BOUNDS["migration"]
 REUSE = SEED_BOUNDS["reuse"]
+RECLAIM = SEED_BOUNDS["reclaim"]
 
 
 def write(p, page=0, value=1):
@@ -187,6 +190,68 @@ def test_b1_leak_after_slab_reuse(seed_results):
     assert [op.kind for op in f.trace[f.setup:]] == ["write", "munmap", "mmap", "write", "munmap"]
     assert isinstance(f.error, Leak) and isinstance(f.error.obj, anon_vma)
     assert f.error.obj.refcount == -1
+
+
+B4_KINDS = ["write", "reclaim_start", "exit", "kthread", "write", "kthread"]
+
+
+@pytest.mark.parametrize("design", ["linux-2.6.36-pre", "linux-2.6.36-seed-0526"])
+def test_b4_reclaim_walk_unlocks_another_root(seed_results, design):
+    res = seed_results[design, "reclaim"]
+    assert res.exhausted
+    f = next(f for f in res.findings if f.property == "lock-misuse")
+    assert f.function == "page_unlock_anon_vma"
+    # "T1 reclaim: page_lock_anon_vma reads page->mapping=A (page_mapped) … T2: last
+    # unmap of the page, unlink frees A … T3: anon_vma_prepare/fork reallocates A's
+    # slot … T1: unlocks via A->root which now differs" (kernel-history.md B4)
+    assert [op.kind for op in f.trace[f.setup:]] == B4_KINDS
+    m = KernelModel(design, RECLAIM)
+    r = m.init_state()
+    trace = f.trace[f.setup:]
+    for op in trace[:4]:
+        assert m.apply(r, op).findings == []
+    walk = r.k.walks[0]
+    av, root = walk.anon_vma, walk.root
+    assert walk.phase == "locked" and not av._live and root._live and root is not av
+    assert m.apply(r, trace[4]).findings == []
+    assert av._live and av.root is av  # reused by anon_vma_prepare(): its own root now
+    out = m.apply(r, trace[5])
+    assert isinstance(out.findings[0][3], LockMisuse) and out.fatal
+    assert root.rwsem_writer  # the lock taken stays held: the hang
+
+
+@pytest.mark.parametrize("design", ["linux-2.6.36", "linux-6.18"])
+def test_b4_trace_is_harmless_with_the_recheck(seed_results, design):
+    # f18194275c39: the saved root is unlocked again when the page is no
+    # longer mapped, and the walk ends before its anon_vma can be reused.
+    f = next(f for f in seed_results["linux-2.6.36-pre", "reclaim"].findings if f.property == "lock-misuse")
+    m = KernelModel(design, RECLAIM)
+    r = m.init_state()
+    trace = f.trace[f.setup:]
+    for op in trace[:4]:
+        assert m.apply(r, op).findings == []
+    assert r.k.walks == []
+    assert m.apply(r, trace[4]).findings == []
+
+
+def test_an_action_that_sleeps_on_a_kernel_threads_lock_is_not_started():
+    # linux-2.6.36: the walk holds the root's spinlock between its phases; the
+    # parent's exit needs it (unlink_anon_vmas()) and waits.
+    m = KernelModel("linux-2.6.36", RECLAIM)
+    r = m.init_state()
+    for op in (Op("write", "P1", "A", 0, 1, value=1), Op("reclaim_start", "P1", "A", 0, 1), Op("kthread", "", value=0)):
+        assert m.apply(r, op).findings == []
+    assert r.k.walks[0].phase == "locked"
+    data = m.dumps(r)
+    out = m.apply(m.loads(data), Op("exit", "P0"))
+    assert out.blocked and out.findings == []
+    assert Op("exit", "P0") in m.actions(r)
+    # run in sequence, as a scenario is, nothing would release the lock
+    with pytest.raises(Deadlock):
+        m.loads(data).perform(Op("exit", "P0"))
+    # the walk runs on and the exit follows
+    assert m.apply(r, Op("kthread", "", value=0)).findings == []
+    assert m.apply(r, Op("exit", "P0")).findings == []
 
 
 @pytest.mark.parametrize("path", sorted(SEED_BOUNDS))

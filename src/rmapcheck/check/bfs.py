@@ -60,6 +60,9 @@ def run_bfs(c: Checker) -> Result:
             # The last action may change the parent itself: one copy less.
             n = parent if i == last else m.loads(data)
             out = m.apply(n, op, judge=False)
+            if out.blocked:
+                res.blocked += 1
+                continue
             nfp = None
             if not out.fatal:
                 nfp = m.fingerprint(n, c.use_symmetry)

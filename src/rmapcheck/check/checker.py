@@ -57,6 +57,8 @@ class Result:
     sometimes: dict[str, bool] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     bytes_per_state: float = 0.0
+    #: actions not started because they would sleep on a kernel thread's lock
+    blocked: int = 0
 
     @property
     def verdict(self) -> str:
@@ -73,6 +75,7 @@ class Result:
                           "trace_length": f.trace_length} for f in self.findings],
             "distinct_states": self.distinct,
             "states": self.states,
+            "blocked": self.blocked,
             "depth": self.depth,
             "exhausted": self.exhausted,
             "seconds": round(self.seconds, 3),

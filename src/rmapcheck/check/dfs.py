@@ -38,6 +38,9 @@ def run_dfs(c: Checker) -> Result:
             res.states += 1
             n = m.loads(data)
             out = m.apply(n, op, judge=False)
+            if out.blocked:
+                res.blocked += 1
+                continue
             nfp = None
             depth = len(path) + 1
             if not out.fatal:

@@ -47,6 +47,10 @@ def finish(c: Checker, res: Result) -> Result:
         res.warnings.append("ksmd runs a whole scan pass per action: races inside a pass are not explored")
     if "ksmd" in b.ops:
         res.warnings.append("ksmd scans one page per action: races inside the scan of one page are not explored")
+    if res.blocked:
+        res.warnings.append(f"{res.blocked} actions would have slept on a lock held by a preempted kernel "
+                            "thread and were not started then: an operation that sleeps half-way through is "
+                            "not interleaved, it runs whole once the thread has released the lock")
     for name, hit in res.sometimes.items():
         if not hit and _relevant(name, b.ops):
             res.warnings.append(f"sometimes-property {name!r} was never reached: the bounds may be too "

@@ -16,7 +16,8 @@ from typing import Any
 from rmapcheck.check.properties import FATAL, SOMETIMES, data_integrity, property_of
 from rmapcheck.check.world import clone, dumps, fingerprint, loads
 from rmapcheck.designs import make_kernel
-from rmapcheck.model.findings import RmapFinding
+from rmapcheck.model.findings import Deadlock, RmapFinding
+from rmapcheck.model.kthreads import kthread_folio, kthread_holds, kthreads
 from rmapcheck.model.invariants import check_invariants
 from rmapcheck.scenario.execute import ModelRunner
 from rmapcheck.model.mm_types import ZERO_PAGE, folio
@@ -45,8 +46,10 @@ class Bounds:
     :param preemption: most times a kernel thread in the middle of an
         operation is preempted by another action (the preemption bound).
     :param faults: most injected allocation failures per trace.
-    :param forked: the setup also writes every page of the first process and
-        forks a second one (a parent and a child sharing anonymous pages).
+    :param forked: the setup also writes every page of the first region in
+        the first process and forks a second one (a parent and a child
+        sharing anonymous pages); further regions stay unfaulted, without an
+        anon_vma.
     """
 
     processes: int = 2
@@ -77,6 +80,10 @@ SEED_BOUNDS: dict[str, Bounds] = {
                         ops=("write", "exit", "migrate")),
     # one process maps, faults and unmaps again and again (slab reuse)
     "reuse": Bounds(processes=1, regions=1, pages=1, contents=1, depth=6, ops=("write", "mmap", "munmap")),
+    # a parent and a child, and a second region no page of which is faulted
+    # yet; reclaim walks in phases (kernel-history.md B4)
+    "reclaim": Bounds(processes=2, regions=2, pages=1, contents=1, depth=6, forked=True,
+                      ops=("write", "exit", "reclaim")),
 }
 
 #: named bounds; ``standard`` is the 6.18 acceptance preset
@@ -114,11 +121,14 @@ class Outcome:
     state: ModelRunner
     findings: list[tuple[str, str, str, BaseException]]
     fatal: bool
+    #: the action would sleep on a lock a preempted kernel thread holds: it
+    #: is not enabled in this state (``state`` is spoilt and must be dropped)
+    blocked: bool = False
 
 
 def _inflight(r: ModelRunner) -> list[Any]:
-    # In-flight kernel work that runs in phases (page migrations).
-    return r.k.migrations
+    # In-flight kernel work that runs in phases (migrations, reclaim walks).
+    return kthreads(r.k)
 
 
 class KernelModel:
@@ -141,7 +151,7 @@ class KernelModel:
         for r in regions.values():
             self.setup.append(Op("mmap", "P0", r.name, 0, r.pages, prot="rw"))
         if bounds.forked:
-            for r in regions.values():
+            for r in list(regions.values())[:1]:
                 for p in range(r.pages):
                     self.setup.append(Op("write", "P0", r.name, p, 1, value=1))
             self.setup.append(Op("fork", "P0", child="P1"))
@@ -170,7 +180,7 @@ class KernelModel:
         if inflight and r.preempt >= b.preemption:  # type: ignore[attr-defined]
             # The preemption bound is used up: the kernel threads run on.
             return kthreads
-        busy = {id(st.src) for st in inflight}
+        busy = {id(kthread_folio(st)) for st in inflight}
         tasks = sorted(r.k.tasks)
         for comm in tasks:
             pt = r.k.tasks[comm].mm.pgtable
@@ -197,7 +207,8 @@ class KernelModel:
                             if "migrate" in ops:
                                 out.append(Op("migrate_start", comm, reg.name, page, 1))
                             if "reclaim" in ops:
-                                out.append(Op("reclaim", comm, reg.name, page, 1))
+                                # the walk in phases: kthread steps continue it
+                                out.append(Op("reclaim_start", comm, reg.name, page, 1))
                 if "munmap" in ops:
                     out.append(Op("munmap", comm, reg.name, 0, reg.pages))
                 if "mmap" in ops:
@@ -255,6 +266,15 @@ class KernelModel:
         fatal = False
         try:
             n.perform(op)
+        except Deadlock as e:
+            if e.lock is not None and kthread_holds(k, e.lock):
+                # A task sleeps on the lock until the kernel thread releases
+                # it: the operation cannot start before then.
+                k.fail_sites.clear()
+                k.warnings.clear()
+                return Outcome(n, [], True, blocked=True)
+            findings.append((property_of(e), e.function, e.message, e))
+            fatal = True
         except RmapFinding as e:
             # Raised in the middle of a kernel function: the function stopped
             # half-way, so the state after it is no state the kernel reaches.

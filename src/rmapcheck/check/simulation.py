@@ -11,6 +11,7 @@ import time
 from rmapcheck.check.checker import Checker, Progress, Result
 from rmapcheck.check.explore import finish, new_result, record
 from rmapcheck.check.model import Finding
+from rmapcheck.model.kthreads import kthreads
 from rmapcheck.scenario.ops import Op
 
 __all__ = ["run_simulation"]
@@ -36,7 +37,13 @@ def run_simulation(c: Checker) -> Result:
             if not acts:
                 break
             op = rng.choice(acts)
+            snap = m.dumps(r) if kthreads(r.k) else None
             out = m.apply(r, op)
+            if out.blocked:
+                # The action waits for a kernel thread's lock: not enabled now.
+                res.blocked += 1
+                r = m.loads(snap)  # type: ignore[arg-type]
+                continue
             path.append(op)
             res.states += 1
             if out.findings and record(res, seen, out, setup + list(path), len(setup)) and c.stop_on_first:

@@ -6,7 +6,11 @@ exit?" (Mel Gorman on "[PATCH 5/5] extend KSM refcounts to the anon_vma root",
 :data:`rmapcheck.check.model.SEED_BOUNDS`, once per path to the question
 (KSM, migration, slab reuse): without 5/5 the root is freed under a held
 child (B0), 5/5 as reposted on 2010-05-26 over-drops the root and leaks after
-slab reuse (B1), the merged commit 76545066c852 is clean.
+slab reuse (B1), the merged commit 76545066c852 is clean. A fourth path, a
+reclaim walk interleaved at its lock, shows the bug the series itself brought
+in, which both postings have and v2.6.36 fixed (B4, f18194275c39): the
+walker's anon_vma is freed and reused with another root, and
+``page_unlock_anon_vma()`` unlocks a lock it never took.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ SEED_DESIGNS = ("linux-2.6.36-pre", "linux-2.6.36-seed-0526", "linux-2.6.36")
 
 #: what each design must show: (path, property) pairs that must be found
 EXPECTED = {
-    "linux-2.6.36-pre": {("ksm", "use-after-free"), ("migration", "use-after-free")},
-    "linux-2.6.36-seed-0526": {("reuse", "leak")},
+    "linux-2.6.36-pre": {("ksm", "use-after-free"), ("migration", "use-after-free"), ("reclaim", "lock-misuse")},
+    "linux-2.6.36-seed-0526": {("reuse", "leak"), ("reclaim", "lock-misuse")},
     "linux-2.6.36": set(),
 }
 
@@ -72,7 +76,7 @@ def command(save_dir: str, quiet: bool) -> None:
             ok = False
     click.echo("")
     click.echo("bounds: " + "; ".join(
-        f"{p}: {b.processes} processes, {b.pages} page, ops {','.join(b.ops)}, depth {b.depth}"
+        f"{p}: {b.processes} processes, {b.regions} × {b.pages} page, ops {','.join(b.ops)}, depth {b.depth}"
         + (", forked" if b.forked else "") + (", mergeable" if b.mergeable else "")
         for p, b in SEED_BOUNDS.items()))
     if not quiet:
@@ -83,6 +87,7 @@ def command(save_dir: str, quiet: bool) -> None:
                 print_result(m, res, Path(save_dir))  # type: ignore[arg-type]
     verdict = "as the history says" if ok else "NOT as the history says"
     click.echo("")
-    click.echo(f"seed: B0 on linux-2.6.36-pre, B1 on linux-2.6.36-seed-0526, linux-2.6.36 clean: {verdict}")
+    click.echo(f"seed: B0 on linux-2.6.36-pre, B1 on linux-2.6.36-seed-0526, B4 on both, "
+               f"linux-2.6.36 clean: {verdict}")
     if not ok:
         sys.exit(1)

@@ -5,8 +5,13 @@
 "the root anon_vma does not have a refcount on itself, so we should not try to
 do a drop on itself when it is being unlinked."
 
+v2.6.36 also carries Linux kernel commit f18194275c39 ("mm: fix hang on
+anon_vma->root->lock", Hugh Dickins, August 2010), the fix of kernel-history.md
+B4 in ``page_lock_anon_vma()``.
+
 The diff against :mod:`rmapcheck.designs.linux_2_6_36_seed_0526`: the guard
-``if (anon_vma->root != anon_vma)`` in ``anon_vma_unlink()``.
+``if (anon_vma->root != anon_vma)`` in ``anon_vma_unlink()``, and the root
+saved and ``page_mapped()`` checked again in ``page_lock_anon_vma()``.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 from rmapcheck.designs import linux_2_6_36_seed_0526 as seed
+from rmapcheck.designs.linux_2_6_36_pre import spin_lock_rcu
 from rmapcheck.model.kernel import Kernel
-from rmapcheck.model.mm_types import anon_vma
+from rmapcheck.model.mm_types import anon_vma, folio
+from rmapcheck.model.rmap import folio_mapped
 
-__all__ = ["CONFIG", "OPS", "anon_vma_unlink_drop_root"]
+__all__ = ["CONFIG", "OPS", "anon_vma_unlink_drop_root", "page_lock_anon_vma"]
 
 
 def anon_vma_unlink_drop_root(k: Kernel, av: anon_vma) -> None:
@@ -26,6 +33,29 @@ def anon_vma_unlink_drop_root(k: Kernel, av: anon_vma) -> None:
         k.ops.drop_anon_vma(k, av.root, "anon_vma_unlink")
 
 
-OPS: dict[str, Any] = {**seed.OPS, "anon_vma_unlink_drop_root": anon_vma_unlink_drop_root}
+def page_lock_anon_vma(k: Kernel, f: folio, av: anon_vma, rwc: Any = None) -> anon_vma | None:
+    """The end of ``page_lock_anon_vma()`` (mm/rmap.c, v2.6.36, with f18194275c39).
+
+    ``root_anon_vma = ACCESS_ONCE(anon_vma->root); spin_lock(&root_anon_vma->lock);``
+    then "If this page is still mapped, then its anon_vma cannot have been
+    freed. But if it has been unmapped, we have no security against the
+    anon_vma structure being freed and reused (for another anon_vma:
+    SLAB_DESTROY_BY_RCU guarantees that - so the spin_lock above cannot
+    corrupt): with anon_vma_prepare() or anon_vma_fork() redirecting
+    anon_vma->root before page_unlock_anon_vma() is called to unlock."
+
+    :returns: ``struct anon_vma *`` with its root locked, or ``NULL`` (the
+        page was unmapped; the saved root is unlocked).
+    """
+    root_anon_vma = av.root
+    spin_lock_rcu(k, root_anon_vma, "page_lock_anon_vma")
+    if folio_mapped(f):
+        return av
+    root_anon_vma.rwsem_writer = False  # spin_unlock(&root_anon_vma->lock)
+    return None
+
+
+OPS: dict[str, Any] = {**seed.OPS, "anon_vma_unlink_drop_root": anon_vma_unlink_drop_root,
+                       "folio_lock_anon_vma_root": page_lock_anon_vma}
 
 CONFIG: dict[str, Any] = dict(seed.CONFIG)

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from rmapcheck.designs.linux_6_18 import OPS as LINUX_6_18
-from rmapcheck.model.findings import RefcountUnderflow, UseAfterFree
+from rmapcheck.model.findings import Deadlock, LockMisuse, RefcountUnderflow, UseAfterFree
 from rmapcheck.model.kernel import Kernel
 from rmapcheck.model.mm_types import anon_vma, folio, vm_area_struct
 from rmapcheck.model.rmap import (
@@ -38,7 +38,8 @@ from rmapcheck.model.slab import kasan_check
 
 __all__ = ["CONFIG", "OPS", "accessed_from", "anon_vma_alloc", "anon_vma_clone", "anon_vma_fork", "anon_vma_free",
            "anon_vma_prepare", "anon_vma_unlink", "atomic_dec_and_lock", "drop_anon_vma",
-           "folio_get_anon_vma", "get_anon_vma", "unlink_anon_vmas"]
+           "folio_get_anon_vma", "get_anon_vma", "page_lock_anon_vma", "page_unlock_anon_vma", "spin_lock_rcu",
+           "unlink_anon_vmas"]
 
 
 def anon_vma_alloc(k: Kernel, function: str = "anon_vma_alloc") -> anon_vma | None:
@@ -131,6 +132,49 @@ def folio_get_anon_vma(k: Kernel, f: folio) -> anon_vma | None:
         return None
     k.ops.get_anon_vma(k, av, "unmap_and_move")
     return av
+
+
+def spin_lock_rcu(k: Kernel, root: anon_vma, function: str) -> None:
+    """``spin_lock(&root->lock)`` under ``rcu_read_lock()`` (the model's root lock is the rwsem, held for write).
+
+    The anon_vma cache is ``SLAB_DESTROY_BY_RCU``: a freed anon_vma's memory is
+    still an anon_vma with its lock, so taking it is no use-after-free.
+    """
+    if root.rwsem_writer or root.rwsem_readers:
+        raise Deadlock(function, f"deadlock: spin_lock on held lock of {root.kname()}", root)
+    root.rwsem_writer = True
+
+
+def page_lock_anon_vma(k: Kernel, f: folio, av: anon_vma, rwc: Any = None) -> anon_vma | None:
+    """The end of ``page_lock_anon_vma()`` (mm/rmap.c) in the root series: ``anon_vma_lock(anon_vma)``.
+
+    After the mapping read under RCU (``folio_anon_vma_rcu()``), 012f18004da3
+    ("mm: always lock the root (oldest) anon_vma") made the lock
+    ``spin_lock(&anon_vma->root->lock)``, and the function returns the
+    anon_vma: nothing checks ``page_mapped()`` again. If the page was
+    unmapped meanwhile, the anon_vma may have been freed and reused with
+    another root, and ``page_unlock_anon_vma()`` then unlocks a different
+    root (kernel-history.md B4, fixed by f18194275c39 in v2.6.36).
+
+    :returns: ``struct anon_vma *``, its root locked.
+    """
+    spin_lock_rcu(k, av.root, "page_lock_anon_vma")
+    return av
+
+
+def page_unlock_anon_vma(k: Kernel, av: anon_vma, function: str = "page_unlock_anon_vma") -> None:
+    """``page_unlock_anon_vma()`` (mm/rmap.c, v2.6.36): ``anon_vma_unlock(anon_vma); rcu_read_unlock()``.
+
+    ``anon_vma_unlock()`` is ``spin_unlock(&anon_vma->root->lock)``: the root
+    is read again, so if the anon_vma was reused with another root since the
+    lock, the lock released is not the one taken.
+    """
+    root = av.root
+    if not root.rwsem_writer:
+        raise LockMisuse("page_unlock_anon_vma",
+                         f"spin_unlock of {root.kname()}'s lock, which is not held: {av.kname()}->root "
+                         f"changed since page_lock_anon_vma() locked it")
+    root.rwsem_writer = False
 
 
 def anon_vma_prepare(k: Kernel, vma: vm_area_struct) -> int:
@@ -281,6 +325,8 @@ OPS: dict[str, Any] = {
     "put_anon_vma": drop_anon_vma,
     "drop_anon_vma": drop_anon_vma,
     "folio_get_anon_vma": folio_get_anon_vma,
+    "folio_lock_anon_vma_root": page_lock_anon_vma,
+    "page_unlock_anon_vma": page_unlock_anon_vma,
     "anon_vma_counter_invariants": counter_invariants,
 }
 

@@ -10,6 +10,7 @@ The taxonomy, as a tree::
     ├── KernelBug                    VM_BUG_ON() / BUG_ON() at a kernel site
     ├── KernelWarning                VM_WARN_ON() / WARN_ON_ONCE() at a kernel site
     ├── LockMisuse                   unlock of a lock not held, wrong root, bad order
+    │   └── Deadlock                 a lock taken that is held already
     ├── MissedRmapWalk               an rmap walk did not visit a mapping
     ├── InvariantViolation           a structural invariant of kernel-behaviour.md
     └── DataCorruption               a process reads what it never wrote
@@ -27,6 +28,7 @@ import errno as _errno
 
 __all__ = [
     "DataCorruption",
+    "Deadlock",
     "DoubleFree",
     "InvariantViolation",
     "KernelBug",
@@ -107,6 +109,20 @@ class LockMisuse(RmapFinding):
     """A lock released that is not held, a different root unlocked, or order broken."""
 
     property_name = "lock-misuse"
+
+
+class Deadlock(LockMisuse):
+    """A lock taken that is held already: the model runs one thread at a time, so nothing releases it.
+
+    :param lock: the ``struct anon_vma *`` whose rwsem is held (``None`` for
+        another lock). When a preempted kernel thread of the model checker
+        holds it, the operation is not a deadlock but a task that would sleep
+        until the thread runs on; the checker then does not start it.
+    """
+
+    def __init__(self, function: str, message: str, lock: object = None) -> None:
+        super().__init__(function, message)
+        self.lock = lock
 
 
 class MissedRmapWalk(RmapFinding):

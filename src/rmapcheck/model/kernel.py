@@ -67,6 +67,8 @@ class Kernel:
         self.ksm: Any = None
         #: page migrations in flight (``MigrationState``, mm/migrate.c)
         self.migrations: list[Any] = []
+        #: reclaim rmap walks in flight (``ReclaimWalk``, mm/vmscan.c)
+        self.walks: list[Any] = []
 
     def should_fail(self, site: str) -> bool:
         """Fault injection: True once for each site in :attr:`fail_sites`."""

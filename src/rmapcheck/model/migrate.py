@@ -54,7 +54,7 @@ from rmapcheck.model.mm_types import ZERO_PAGE, anon_vma, folio, mm_struct, vm_a
 from rmapcheck.model.rmap import folio_mapped, folio_test_anon, rmap_walk_control
 from rmapcheck.model.slab import FastPickle, kasan_check
 from rmapcheck.model.vma_init import vma_lookup
-from rmapcheck.model.vmscan import check_rmap_walk, page_table_mappings
+from rmapcheck.model.vmscan import check_rmap_walk, page_table_mappings, reclaim_folio_refs
 
 if TYPE_CHECKING:
     from rmapcheck.model.kernel import Kernel
@@ -568,11 +568,11 @@ def migration_folio_refs(k: Kernel) -> Counter[folio]:
 
 
 def with_migration_refs(ops: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
-    """``ops`` with the invariant checker's external references including migrations'.
+    """``ops`` with the invariant checker's external references including migrations' and reclaim's.
 
     Wraps ``anon_vma_external_refs`` and ``folio_external_refs`` (whatever the
     design has, KSM's included) so that the references of in-flight
-    migrations count as external holders.
+    migrations and reclaim walks count as external holders.
     """
     out = dict(ops)
     base_av = ops["anon_vma_external_refs"]
@@ -586,6 +586,7 @@ def with_migration_refs(ops: dict[str, Callable[..., Any]]) -> dict[str, Callabl
     def folio_external_refs(k: Kernel) -> dict:
         refs = Counter(base_f(k))
         refs.update(migration_folio_refs(k))
+        refs.update(reclaim_folio_refs(k))
         return refs
 
     out["anon_vma_external_refs"] = anon_vma_external_refs

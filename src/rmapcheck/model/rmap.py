@@ -22,7 +22,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Callable
 
-from rmapcheck.model.findings import KernelBug, KernelWarning, LockMisuse, RefcountUnderflow
+from rmapcheck.model.findings import Deadlock, KernelBug, KernelWarning, LockMisuse, RefcountUnderflow
 from rmapcheck.model.memory import (
     folio_put, is_migration_entry, make_readable_exclusive_migration_entry,
     make_readable_migration_entry, make_writable_migration_entry,
@@ -57,13 +57,18 @@ __all__ = [
     "folio_add_new_anon_rmap",
     "folio_anon_vma",
     "folio_get_anon_vma",
+    "LOCK_RETRY",
+    "folio_anon_vma_rcu",
     "folio_lock_anon_vma_read",
+    "folio_lock_anon_vma_root",
     "folio_move_anon_rmap",
     "folio_referenced",
+    "folio_referenced_rwc",
     "folio_remove_rmap_pte",
     "folio_try_dup_anon_rmap_pte",
     "get_anon_vma",
     "linear_page_index",
+    "page_unlock_anon_vma",
     "put_anon_vma",
     "rmap_walk",
     "rmap_walk_anon",
@@ -85,7 +90,7 @@ def down_write(k: Kernel, root: anon_vma, function: str) -> None:
     """``down_write(&root->rwsem)``: the model runs one thread, so waiting is deadlock."""
     kasan_check(root, function)
     if root.rwsem_writer or root.rwsem_readers:
-        raise LockMisuse(function, f"deadlock: down_write on held rwsem of {root.kname()}")
+        raise Deadlock(function, f"deadlock: down_write on held rwsem of {root.kname()}", root)
     root.rwsem_writer = True
 
 
@@ -115,7 +120,7 @@ def anon_vma_lock_read(k: Kernel, av: anon_vma, function: str = "anon_vma_lock_r
     root = av.root
     kasan_check(root, function)
     if root.rwsem_writer:
-        raise LockMisuse(function, f"deadlock: down_read on write-held rwsem of {root.kname()}")
+        raise Deadlock(function, f"deadlock: down_read on write-held rwsem of {root.kname()}", root)
     root.rwsem_readers += 1
 
 
@@ -647,87 +652,149 @@ def folio_get_anon_vma(k: Kernel, f: folio) -> anon_vma | None:
     return av
 
 
-def _down_read_trylock(k: Kernel, root: anon_vma, function: str) -> bool:
-    # down_read_trylock(&root->rwsem): fails only against a writer.
-    kasan_check(root, function)
+def _down_read_trylock(k: Kernel, root: anon_vma, function: str, rcu: bool = False) -> bool:
+    # down_read_trylock(&root->rwsem): fails only against a writer. Under
+    # rcu_read_lock() the memory of a freed anon_vma is still an anon_vma
+    # (SLAB_TYPESAFE_BY_RCU), so taking its rwsem is no use-after-free.
+    if not rcu:
+        kasan_check(root, function)
     if root.rwsem_writer:
         return False
     root.rwsem_readers += 1
     return True
 
 
+#: :func:`folio_lock_anon_vma_root` found ``folio->mapping`` changed: read it again
+LOCK_RETRY = "retry"
+
+
+def folio_anon_vma_rcu(f: folio) -> anon_vma | None:
+    """The first half of ``folio_lock_anon_vma_read()`` (mm/rmap.c, v6.18), under ``rcu_read_lock()``.
+
+    ``anon_mapping = READ_ONCE(folio->mapping)``: an anonymous (not KSM),
+    mapped folio's anon_vma, not pinned: only RCU and ``SLAB_TYPESAFE_BY_RCU``
+    keep its memory an anon_vma once the folio is unmapped. The model splits
+    the function here because a preemptible RCU reader may be preempted here
+    (kernel-history.md B4: "CONFIG_TREE_PREEMPT_RCU makes it likelier"); the
+    second half is the design's ``folio_lock_anon_vma_root``. The same first
+    half opens ``page_lock_anon_vma()`` (mm/rmap.c, v2.6.36).
+
+    :returns: ``struct anon_vma *`` (``NULL`` if the folio is not an anonymous
+        mapped one).
+    """
+    m = f.mapping
+    if f.ksm or not isinstance(m, anon_vma):
+        return None
+    if not folio_mapped(f):
+        return None
+    # A mapped folio's anon_vma is live; a freed one here is the dangling
+    # folio->mapping of CVE-2022-42703 (kernel-history.md B16).
+    kasan_check(m, "folio_lock_anon_vma_read")
+    return m
+
+
+def folio_lock_anon_vma_root(k: Kernel, f: folio, av: anon_vma,
+                             rwc: rmap_walk_control | None = None) -> anon_vma | str | None:
+    """The second half of ``folio_lock_anon_vma_read()`` (mm/rmap.c, v6.18): lock ``av``'s root.
+
+    ``av`` was read under RCU (:func:`folio_anon_vma_rcu`) and may have been
+    freed and reused since. "Its a little more complex as it tries to keep the
+    fast path to a single atomic op -- the trylock." The root is read once
+    (``READ_ONCE``) and locked; after the lock ``folio->mapping`` and
+    ``folio_mapped()`` are checked again (the fix of Linux kernel commit
+    f18194275c39 ("mm: fix hang on anon_vma->root->lock") (in v2.6.36)): "If
+    the folio is still mapped, then this anon_vma is still its anon_vma, and
+    holding the mutex ensures that it will not go away, see anon_vma_free()".
+    When the trylock fails, a ``try_lock`` walker gives up
+    (``rwc->contended``); others pin the anon_vma and sleep on the lock, which
+    in a single-threaded model is a deadlock.
+
+    :param rwc: ``struct rmap_walk_control *`` (``NULL`` allowed).
+    :returns: the read-locked ``struct anon_vma *``, ``NULL`` if none, or
+        :data:`LOCK_RETRY` (``goto retry``).
+    """
+    fn = "folio_lock_anon_vma_read"
+    root_anon_vma = av.root  # READ_ONCE(anon_vma->root)
+    if _down_read_trylock(k, root_anon_vma, fn, rcu=True):
+        # folio_move_anon_rmap() might have changed the anon_vma as we
+        # might not hold the folio lock here.
+        if f.mapping is not av:
+            up_read(k, root_anon_vma, fn, rcu=True)
+            return LOCK_RETRY
+        if not folio_mapped(f):
+            up_read(k, root_anon_vma, fn, rcu=True)
+            return None
+        return av
+    if rwc is not None and rwc.try_lock:
+        rwc.contended = True
+        return None
+    # trylock failed, we got to sleep
+    if av.refcount == 0:  # atomic_inc_not_zero()
+        return None
+    av.refcount += 1
+    if not folio_mapped(f):
+        k.ops.put_anon_vma(k, av, fn)
+        return None
+    # we pinned the anon_vma, its safe to sleep
+    anon_vma_lock_read(k, av, fn)
+    if f.mapping is not av:
+        anon_vma_unlock_read(k, av, fn)
+        k.ops.put_anon_vma(k, av, fn)
+        return LOCK_RETRY
+    av.refcount -= 1
+    if av.refcount == 0:
+        # Oops, we held the last refcount, release the lock and bail --
+        # can't simply use put_anon_vma() because we'll deadlock on the
+        # anon_vma_lock_write() recursion.
+        anon_vma_unlock_read(k, av, fn)
+        k.ops.__put_anon_vma(k, av, fn)
+        return None
+    return av
+
+
 def folio_lock_anon_vma_read(k: Kernel, f: folio, rwc: rmap_walk_control | None = None) -> anon_vma | None:
     """``folio_lock_anon_vma_read()`` (mm/rmap.c, v6.18): read-lock a mapped folio's anon_vma.
 
-    "Its a little more complex as it tries to keep the fast path to a single
-    atomic op -- the trylock." The root is read once (``READ_ONCE``) and
-    locked; after the lock ``folio->mapping`` and ``folio_mapped()`` are checked
-    again (the fix of Linux kernel commit f18194275c39 ("mm: fix hang on
-    anon_vma->root->lock") (in v2.6.36)): "If the folio is still mapped, then
-    this anon_vma is still its anon_vma, and holding the mutex ensures that it
-    will not go away, see anon_vma_free()". When the trylock fails, a
-    ``try_lock`` walker gives up (``rwc->contended``); others pin the anon_vma
-    and sleep on the lock, which in a single-threaded model is a deadlock.
+    Both halves at once: :func:`folio_anon_vma_rcu`, then the design's
+    ``folio_lock_anon_vma_root`` (:func:`folio_lock_anon_vma_root` in v6.18),
+    again from the start while it says :data:`LOCK_RETRY`.
 
     :param rwc: ``struct rmap_walk_control *`` (``NULL`` allowed).
-    :returns: the read-locked ``struct anon_vma *`` (``NULL`` if none); the
-        caller unlocks it with ``anon_vma_unlock_read()``.
+    :returns: the locked ``struct anon_vma *`` (``NULL`` if none); the caller
+        unlocks it with the design's ``page_unlock_anon_vma``.
     """
-    fn = "folio_lock_anon_vma_read"
     while True:  # retry:
-        m = f.mapping
-        if f.ksm or not isinstance(m, anon_vma):
+        av = folio_anon_vma_rcu(f)
+        if av is None:
             return None
-        if not folio_mapped(f):
-            return None
-        av = m
-        # A mapped folio's anon_vma is live; a freed one here is the dangling
-        # folio->mapping of CVE-2022-42703 (kernel-history.md B16).
-        kasan_check(av, fn)
-        root_anon_vma = av.root  # READ_ONCE(anon_vma->root)
-        if _down_read_trylock(k, root_anon_vma, fn):
-            # folio_move_anon_rmap() might have changed the anon_vma as we
-            # might not hold the folio lock here.
-            if f.mapping is not m:
-                up_read(k, root_anon_vma, fn)
-                continue
-            if not folio_mapped(f):
-                up_read(k, root_anon_vma, fn)
-                return None
-            return av
-        if rwc is not None and rwc.try_lock:
-            rwc.contended = True
-            return None
-        # trylock failed, we got to sleep
-        if av.refcount == 0:  # atomic_inc_not_zero()
-            return None
-        av.refcount += 1
-        if not folio_mapped(f):
-            k.ops.put_anon_vma(k, av, fn)
-            return None
-        # we pinned the anon_vma, its safe to sleep
-        anon_vma_lock_read(k, av, fn)
-        if f.mapping is not m:
-            anon_vma_unlock_read(k, av, fn)
-            k.ops.put_anon_vma(k, av, fn)
-            continue
-        av.refcount -= 1
-        if av.refcount == 0:
-            # Oops, we held the last refcount, release the lock and bail --
-            # can't simply use put_anon_vma() because we'll deadlock on the
-            # anon_vma_lock_write() recursion.
-            anon_vma_unlock_read(k, av, fn)
-            k.ops.__put_anon_vma(k, av, fn)
-            return None
-        return av
+        got = k.ops.folio_lock_anon_vma_root(k, f, av, rwc)
+        if got != LOCK_RETRY:
+            return got  # type: ignore[return-value]
 
 
-def up_read(k: Kernel, root: anon_vma, function: str) -> None:
-    """``up_read(&root->rwsem)``; releasing a lock not held is lock misuse."""
-    kasan_check(root, function)
+def up_read(k: Kernel, root: anon_vma, function: str, rcu: bool = False) -> None:
+    """``up_read(&root->rwsem)``; releasing a lock not held is lock misuse.
+
+    :param rcu: under ``rcu_read_lock()``, where a freed anon_vma's memory
+        is still an anon_vma (no use-after-free report).
+    """
+    if not rcu:
+        kasan_check(root, function)
     if root.rwsem_readers <= 0:
         raise LockMisuse(function, f"up_read of {root.kname()} rwsem not held for read")
     root.rwsem_readers -= 1
+
+
+def page_unlock_anon_vma(k: Kernel, av: anon_vma, function: str = "page_unlock_anon_vma") -> None:
+    """Unlock what ``folio_lock_anon_vma_read()`` locked: ``anon_vma_unlock_read(anon_vma)``.
+
+    In v6.18 ``rmap_walk_anon()`` calls ``anon_vma_unlock_read()`` itself;
+    the function was ``page_unlock_anon_vma()`` in v2.6.36 and
+    ``page_unlock_anon_vma_read()`` from v3.8. It reads ``anon_vma->root``
+    again: safe because the folio was mapped under the lock, so the anon_vma
+    cannot be freed and reused before the unlock.
+    """
+    anon_vma_unlock_read(k, av, function)
 
 
 def rmap_walk(k: Kernel, f: folio, rwc: rmap_walk_control | Callable[[vm_area_struct, int], object],
@@ -765,7 +832,7 @@ def rmap_walk(k: Kernel, f: folio, rwc: rmap_walk_control | Callable[[vm_area_st
     try:
         k.ops.rmap_walk_anon(k, f, one, True)
     finally:
-        anon_vma_unlock_read(k, av, fn)
+        k.ops.page_unlock_anon_vma(k, av, fn)
 
 
 def rmap_walk_locked(k: Kernel, f: folio, rwc: rmap_walk_control | Callable[[vm_area_struct, int], object]) -> None:
@@ -923,6 +990,30 @@ def folio_referenced(k: Kernel, f: folio, is_locked: bool = False, vm_flags: lis
         if f.locked:  # folio_trylock()
             return 1
         f.locked = we_locked = True
+    rwc, pra = folio_referenced_rwc(k, f, mapcount, visited)
+    if vm_flags is not None:
+        vm_flags[:] = [0]
+    k.ops.rmap_walk(k, f, rwc)
+    if vm_flags is not None:
+        vm_flags[0] = pra["vm_flags"]
+    if we_locked:
+        f.locked = False
+    return -1 if rwc.contended else pra["referenced"]
+
+
+def folio_referenced_rwc(k: Kernel, f: folio, mapcount: int,
+                         visited: list[tuple[mm_struct, int]] | None = None) -> tuple[rmap_walk_control, dict]:
+    """The ``struct rmap_walk_control`` and ``struct folio_referenced_arg`` of ``folio_referenced()``.
+
+    ``rmap_one`` is ``folio_referenced_one()``; the walk locks with
+    ``folio_lock_anon_vma_read()`` and ``try_lock`` (mm/rmap.c, v6.18).
+
+    :param mapcount: ``folio_mapcount()`` when the walk began: the walk stops
+        once it has seen that many mappings.
+    :param visited: if given, each ``(mm, address)`` found mapped is appended.
+    :returns: the control and the argument (``mapcount``, ``referenced``,
+        ``vm_flags``), which the walk updates.
+    """
     pra = {"mapcount": mapcount, "referenced": 0, "vm_flags": 0}
 
     def folio_referenced_one(vma: vm_area_struct, address: int) -> bool:
@@ -941,16 +1032,7 @@ def folio_referenced(k: Kernel, f: folio, is_locked: bool = False, vm_flags: lis
         return pra["mapcount"] != 0
 
     rwc = rmap_walk_control(folio_referenced_one, anon_lock=k.ops.folio_lock_anon_vma_read, try_lock=True)
-    if vm_flags is not None:
-        vm_flags[:] = [0]
-    k.ops.rmap_walk(k, f, rwc)
-    if vm_flags is not None:
-        vm_flags[0] = pra["vm_flags"]
-    if we_locked:
-        f.locked = False
-    return -1 if rwc.contended else pra["referenced"]
-
-
+    return rwc, pra
 
 
 RMAP_OPS = {
@@ -973,6 +1055,8 @@ RMAP_OPS = {
     "folio_add_anon_rmap_pte": folio_add_anon_rmap_pte,
     "folio_get_anon_vma": folio_get_anon_vma,
     "folio_lock_anon_vma_read": folio_lock_anon_vma_read,
+    "folio_lock_anon_vma_root": folio_lock_anon_vma_root,
+    "page_unlock_anon_vma": page_unlock_anon_vma,
     "folio_referenced": folio_referenced,
     "rmap_walk": rmap_walk,
     "try_to_migrate": try_to_migrate,

@@ -9,24 +9,49 @@ from every process's page tables, as the kernel's
 reports a mapping the walk missed as
 :class:`~rmapcheck.model.findings.MissedRmapWalk`. Migration uses the same
 comparison (:func:`check_rmap_walk`).
+
+The model checker runs the walk of an anonymous folio as a kernel thread in
+phases (:class:`ReclaimWalk`), split where the kernel's walk may be
+preempted or run beside other CPUs: after reading ``folio->mapping`` under
+RCU, and while it holds the anon_vma root's lock::
+
+    isolated  --rcu-->     rcu      folio_isolate_lru(), folio_trylock();
+                                    folio_mapcount(); the anon_vma read under
+                                    rcu_read_lock(), not pinned
+    rcu       --lock-->    locked   the design's folio_lock_anon_vma_root()
+    locked    --walk-->    done     the walk of the anon_vma's chains, the
+                                    design's page_unlock_anon_vma(), putback
+
+This is the window of kernel-history.md B4: the anon_vma freed and reused
+while the walker waits for its root's lock.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from collections import Counter
+
 from rmapcheck.model.findings import MissedRmapWalk
-from rmapcheck.model.memory import is_migration_entry
-from rmapcheck.model.mm_types import VM_LOCKED, folio, mm_struct
+from rmapcheck.model.memory import folio_put, is_migration_entry
+from rmapcheck.model.mm_types import VM_LOCKED, anon_vma, folio, mm_struct
+from rmapcheck.model.rmap import LOCK_RETRY, folio_anon_vma_rcu, folio_referenced_rwc
+from rmapcheck.model.slab import FastPickle, kasan_check
 
 if TYPE_CHECKING:
     from rmapcheck.model.kernel import Kernel
 
 __all__ = [
+    "RECLAIM_PHASES",
+    "ReclaimWalk",
     "VMSCAN_OPS",
     "check_rmap_walk",
     "folio_check_references",
     "page_table_mappings",
+    "reclaim_folio_refs",
+    "reclaim_held_roots",
+    "reclaim_prepare",
+    "reclaim_step",
 ]
 
 
@@ -90,6 +115,119 @@ def folio_check_references(k: Kernel, f: folio) -> int:
     if referenced >= 0 and not vm_flags[0] & VM_LOCKED:
         check_rmap_walk(k, f, expected, visited, fn)
     return referenced
+
+
+#: the phases of a reclaim walk, in order (see the module docstring)
+RECLAIM_PHASES = ("isolated", "rcu", "locked", "done")
+
+
+class ReclaimWalk(FastPickle):
+    """One reclaim walk in flight: what ``shrink_folio_list()`` → ``folio_referenced()`` keeps between phases.
+
+    :param f: the isolated, locked ``struct folio *``.
+    """
+
+    __slots__ = ("folio", "phase", "mapcount", "anon_vma", "root")
+
+    def __init__(self, f: folio) -> None:
+        self.folio = f
+        self.phase = "isolated"
+        self.mapcount = 0  # folio_mapcount() when folio_referenced() began
+        self.anon_vma: anon_vma | None = None  # read under RCU, then locked
+        self.root: anon_vma | None = None  # the root whose rwsem the walk holds
+
+    def __repr__(self) -> str:
+        return f"ReclaimWalk(page {self.folio.pfn()}, {self.phase})"
+
+
+def reclaim_prepare(k: Kernel, f: folio) -> ReclaimWalk | None:
+    """``folio_isolate_lru()`` and ``folio_trylock()`` of ``shrink_folio_list()`` (mm/vmscan.c, v6.18).
+
+    :returns: the walk in phase ``isolated``, listed in ``k.walks``; ``NULL``
+        if the folio is locked (reclaim skips it).
+    """
+    kasan_check(f, "folio_isolate_lru")
+    if f.locked:
+        return None
+    f._refcount += 1  # folio_isolate_lru(): folio_get()
+    f.locked = True  # folio_trylock()
+    st = ReclaimWalk(f)
+    k.walks.append(st)
+    return st
+
+
+def _finish(k: Kernel, st: ReclaimWalk) -> None:
+    # folio_unlock(); folio_putback_lru() drops the isolation reference.
+    st.phase = "done"
+    st.folio.locked = False
+    k.walks.remove(st)
+    folio_put(k, st.folio, "folio_putback_lru")
+
+
+def reclaim_step(k: Kernel, st: ReclaimWalk) -> str:
+    """Advance the reclaim walk ``st`` by one phase (see the module docstring); return the new phase.
+
+    The walk is ``folio_referenced()`` (mm/rmap.c, v6.18) cut at its
+    preemption points, with the checking walk of
+    :func:`folio_check_references` at the end: a walk that saw fewer mappings
+    than ``folio_mapcount()`` promised, and did not stop at a ``VM_LOCKED``
+    VMA, must have reached every mapping the page tables hold. A KSM folio's
+    walk (``rmap_walk_ksm()``) runs whole in the first phase.
+
+    :raises MissedRmapWalk: a mapping of the folio the walk did not reach.
+    """
+    f = st.folio
+    if st.phase == "isolated":
+        if f.ksm or not isinstance(f.mapping, anon_vma):
+            folio_check_references(k, f)
+            _finish(k, st)
+            return st.phase
+        st.mapcount = f._mapcount  # folio_mapcount()
+        av = folio_anon_vma_rcu(f) if st.mapcount else None
+        if av is None:
+            _finish(k, st)
+            return st.phase
+        st.anon_vma = av
+        st.phase = "rcu"
+    elif st.phase == "rcu":
+        rwc, _ = folio_referenced_rwc(k, f, st.mapcount)
+        got = k.ops.folio_lock_anon_vma_root(k, f, st.anon_vma, rwc)
+        if got == LOCK_RETRY:
+            # rcu_read_unlock(); goto retry: read folio->mapping again
+            av = folio_anon_vma_rcu(f)
+            if av is None:
+                _finish(k, st)
+            else:
+                st.anon_vma = av
+        elif got is None:
+            _finish(k, st)
+        else:
+            st.anon_vma = got
+            st.root = got.root
+            st.phase = "locked"
+    elif st.phase == "locked":
+        expected = page_table_mappings(k, f)
+        visited: list[tuple[mm_struct, int]] = []
+        rwc, pra = folio_referenced_rwc(k, f, st.mapcount, visited)
+        locked = st.anon_vma
+        # rmap_walk() → rmap_walk_anon_lock(): the anon_vma is locked already
+        rwc.anon_lock = lambda k_, f_, rwc_: locked
+        st.root = None  # page_unlock_anon_vma() releases it
+        k.ops.rmap_walk(k, f, rwc)
+        if pra["mapcount"] and not pra["vm_flags"] & VM_LOCKED:
+            check_rmap_walk(k, f, expected, visited, "folio_referenced")
+        _finish(k, st)
+    return st.phase
+
+
+def reclaim_folio_refs(k: Kernel) -> Counter[folio]:
+    """The folio references in-flight reclaim walks hold (their isolation references)."""
+    return Counter(st.folio for st in k.walks)
+
+
+def reclaim_held_roots(k: Kernel) -> set[int]:
+    """``id()`` of the anon_vma roots whose rwsem an in-flight reclaim walk holds."""
+    return {id(st.root) for st in k.walks if st.root is not None}
 
 
 VMSCAN_OPS = {

@@ -177,12 +177,12 @@ class ModelRunner:
                 ksm_do_scan(k, op.value)
             return "ok"
         if kind == "kthread":
-            # One phase of in-flight migration number op.value.
-            from rmapcheck.model.migrate import migrate_step, migrations
-            ms = migrations(k)
-            if not 0 <= op.value < len(ms):
+            # One phase of in-flight kernel work number op.value.
+            from rmapcheck.model.kthreads import kthread_step, kthreads
+            ws = kthreads(k)
+            if not 0 <= op.value < len(ws):
                 return "EINVAL"
-            migrate_step(k, ms[op.value])
+            kthread_step(k, ws[op.value])
             return "ok"
         t = k.tasks[op.proc]
         mem = self.memory[op.proc]
@@ -273,6 +273,16 @@ class ModelRunner:
                 if pte[0].locked:
                     raise KernelError(errno.EBUSY, "reclaim", "folio_trylock() fails")
                 k.ops.folio_check_references(k, pte[0])
+            elif kind == "reclaim_start":
+                # The first phase of a reclaim walk that kthread steps continue.
+                from rmapcheck.model.vmscan import reclaim_prepare, reclaim_step
+                pte = t.mm.pgtable.get(self.vpn(op.region, op.page))
+                if pte is None or type(pte[0]) is not folio or pte[0] is ZERO_PAGE:
+                    raise KernelError(errno.ENOENT, "reclaim_start")
+                st = reclaim_prepare(k, pte[0])
+                if st is None:
+                    raise KernelError(errno.EBUSY, "reclaim_start", "folio_trylock() fails")
+                reclaim_step(k, st)
             elif kind == "migrate_start":
                 # The first phase of a migration that kthread steps continue.
                 from rmapcheck.model.migrate import migrate_prepare, migrate_step

@@ -34,14 +34,15 @@ OP_KINDS = (
     # KSM and migration (issue: KSM and page migration in the model)
     "prctl", "ksm_scan", "ksm_settle", "ksm_set", "migrate",
     # model only (the model checker's kernel threads): start a migration of one
-    # page; advance in-flight migration number ``value`` by one phase; run the
-    # reclaim rmap walk (folio_referenced()) on one page; let ksmd scan
-    # ``value`` pages (one ksm_do_scan() batch)
-    "migrate_start", "kthread", "reclaim", "ksmd",
+    # page; advance in-flight kernel work number ``value`` (a migration or a
+    # reclaim walk) by one phase; run the reclaim rmap walk
+    # (folio_referenced()) on one page, whole or its first phase; let ksmd
+    # scan ``value`` pages (one ksm_do_scan() batch)
+    "migrate_start", "kthread", "reclaim", "reclaim_start", "ksmd",
 )
 
 #: steps the model runs but the live kernel cannot be made to run on demand
-MODEL_ONLY_KINDS = ("migrate_start", "kthread", "reclaim", "ksmd")
+MODEL_ONLY_KINDS = ("migrate_start", "kthread", "reclaim", "reclaim_start", "ksmd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,7 @@ class Op:
             s = "ksm_settle"
         elif k == "ksm_set":
             s = f"ksm_set {self.advice} {self.value}"
-        elif k in ("migrate", "migrate_start", "reclaim"):
+        elif k in ("migrate", "migrate_start", "reclaim", "reclaim_start"):
             s = f"{k} {self.proc} {rng}"
         elif k in ("kthread", "ksmd"):
             s = f"{k} {self.value}"

@@ -86,6 +86,7 @@ _USAGE = {
     "kthread": "kthread N  (model only)",
     "ksmd": "ksmd N  (model only: ksmd scans N pages)",
     "reclaim": "reclaim P R[i]  (model only)",
+    "reclaim_start": "reclaim_start P R[i]  (model only)",
 }
 
 _TOP_KEYS = ("name", "description", "regions", "steps")
@@ -237,7 +238,7 @@ def parse_step(
         arity(2 if kind == "fork" else 1, 2 if kind == "fork" else 1)
     elif kind == "prctl":
         arity(3, 3)
-    elif kind in ("migrate", "migrate_start", "reclaim"):
+    elif kind in ("migrate", "migrate_start", "reclaim", "reclaim_start"):
         arity(2, 2)
     else:
         arity(2, 5)
@@ -250,7 +251,7 @@ def parse_step(
         if args[2] not in ("0", "1"):
             raise fail(f"bad prctl merge value {args[2]!r}: expected 0 or 1")
         op = replace(op, value=int(args[2]))
-    elif kind in ("migrate", "migrate_start", "reclaim"):
+    elif kind in ("migrate", "migrate_start", "reclaim", "reclaim_start"):
         region, page, npages = _range(args[1], regions, fail)
         if npages != 1:
             raise fail(f"{kind} takes one page, such as {region}[{page}]; usage: {usage}")
