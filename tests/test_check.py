@@ -27,6 +27,7 @@ from rmapcheck.check.world import fingerprint
 from rmapcheck.commands.seed import run_seed
 from rmapcheck.model.findings import Deadlock, Leak, LockMisuse, UseAfterFree
 from rmapcheck.model.mm_types import anon_vma
+from rmapcheck.report.finding import format_finding
 from rmapcheck.scenario.ops import Op
 
 KSM = SEED_BOUNDS["ksm"]
@@ -205,6 +206,10 @@ def test_b4_reclaim_walk_unlocks_another_root(seed_results, design):
     # unmap of the page, unlink frees A … T3: anon_vma_prepare/fork reallocates A's
     # slot … T1: unlocks via A->root which now differs" (kernel-history.md B4)
     assert [op.kind for op in f.trace[f.setup:]] == B4_KINDS
+    texts = [op.text() for op in f.trace]
+    report = format_finding(f.error, texts, len(texts)).splitlines()
+    assert report[2].startswith(f"  Allocated by: step {f.setup + 5} (write P0 B[0] 1: anon_vma_prepare")
+    assert report[3].startswith(f"  Freed before by: step {f.setup + 3} (exit P1: ")
     m = KernelModel(design, RECLAIM)
     r = m.init_state()
     trace = f.trace[f.setup:]
@@ -344,6 +349,8 @@ CHECKS = {
                   "--depth", "8"],
     "reuse": ["--design", "linux-2.6.36-seed-0526", "--processes", "1", "--ops", "write,mmap,munmap",
               "--pages", "1", "--depth", "6"],
+    "reclaim": ["--design", "linux-2.6.36-pre", "--ops", "write,exit,reclaim", "--forked", "--regions", "2",
+                "--pages", "1", "--depth", "6"],
 }
 
 
@@ -372,7 +379,7 @@ def test_check_json(saved, path):
     for f in d["findings"]:
         assert {"property", "function", "trace_length"} <= set(f)
         assert 1 <= f["trace_length"] <= d["bounds"]["depth"]
-    want = {"ksm": "use-after-free", "migration": "use-after-free", "reuse": "leak"}[path]
+    want = {"ksm": "use-after-free", "migration": "use-after-free", "reuse": "leak", "reclaim": "lock-misuse"}[path]
     assert want in {f["property"] for f in d["findings"]}
 
 
@@ -390,7 +397,7 @@ def test_check_json_clean(tmp_path):
     assert d["verdict"] == "clean" and d["findings"] == [] and d["exhausted"]
 
 
-@pytest.mark.parametrize("path", ["ksm", "migration", "reuse"])
+@pytest.mark.parametrize("path", sorted(CHECKS))
 def test_replay_reproduces_every_saved_counterexample(saved, path):
     d, traces = saved[path]
     files = sorted(traces.glob("*.json"))

@@ -17,10 +17,10 @@ from rmapcheck.check.properties import FATAL, SOMETIMES, data_integrity, propert
 from rmapcheck.check.world import clone, dumps, fingerprint, loads
 from rmapcheck.designs import make_kernel
 from rmapcheck.model.findings import Deadlock, RmapFinding
-from rmapcheck.model.kthreads import kthread_folio, kthread_holds, kthreads
 from rmapcheck.model.invariants import check_invariants
-from rmapcheck.scenario.execute import ModelRunner
+from rmapcheck.model.kthreads import kthread_folio, kthread_holds, kthreads
 from rmapcheck.model.mm_types import ZERO_PAGE, folio
+from rmapcheck.scenario.execute import ModelRunner
 from rmapcheck.scenario.ops import Op, Region, Scenario
 
 __all__ = ["ALLOC_SITES", "Bounds", "Finding", "KernelModel", "Outcome", "PRESETS"]

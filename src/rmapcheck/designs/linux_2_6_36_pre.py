@@ -173,7 +173,7 @@ def page_unlock_anon_vma(k: Kernel, av: anon_vma, function: str = "page_unlock_a
     if not root.rwsem_writer:
         raise LockMisuse("page_unlock_anon_vma",
                          f"spin_unlock of {root.kname()}'s lock, which is not held: {av.kname()}->root "
-                         f"changed since page_lock_anon_vma() locked it")
+                         f"changed since page_lock_anon_vma() locked it", av)
     root.rwsem_writer = False
 
 

@@ -106,9 +106,16 @@ class KernelWarning(RmapFinding):
 
 
 class LockMisuse(RmapFinding):
-    """A lock released that is not held, a different root unlocked, or order broken."""
+    """A lock released that is not held, a different root unlocked, or order broken.
+
+    :param obj: the object whose lock was misused (``None`` if not known).
+    """
 
     property_name = "lock-misuse"
+
+    def __init__(self, function: str, message: str, obj: object = None) -> None:
+        super().__init__(function, message)
+        self.obj = obj
 
 
 class Deadlock(LockMisuse):
@@ -121,7 +128,7 @@ class Deadlock(LockMisuse):
     """
 
     def __init__(self, function: str, message: str, lock: object = None) -> None:
-        super().__init__(function, message)
+        super().__init__(function, message, lock)
         self.lock = lock
 
 

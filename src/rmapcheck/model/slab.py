@@ -155,7 +155,6 @@ class kmem_cache(FastPickle, Generic[T]):
         obj._cache = self
         obj._live = True
         obj._alloc = (self.clock.step, function)
-        obj._free = None
         self.nr_live += 1
         return obj
 

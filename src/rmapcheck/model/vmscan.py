@@ -28,9 +28,8 @@ while the walker waits for its root's lock.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from rmapcheck.model.findings import MissedRmapWalk
 from rmapcheck.model.memory import folio_put, is_migration_entry

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rmapcheck.model.findings import Leak, RmapFinding, UseAfterFree
+from rmapcheck.model.findings import Leak, LockMisuse, RmapFinding, UseAfterFree
 
 __all__ = ["format_finding"]
 
@@ -38,6 +38,17 @@ def format_finding(e: RmapFinding, steps: list[str], step: int) -> str:
         if e.obj is not None:
             lines.append(f"  Allocated by: {_site(e.obj._alloc, steps)}")  # type: ignore[attr-defined]
         lines.append(f"  detected after step {step} ({here})")
+        return "\n".join(lines)
+    if isinstance(e, LockMisuse) and e.obj is not None and hasattr(e.obj, "_alloc"):
+        # The object's last two lives: a slot freed and allocated again
+        # under a lock holder is how a lock ends up on another object.
+        obj = e.obj
+        lines = [f"{e.property_name} in {e.function}: {e.message}", f"  object: {obj.kname()}"]
+        lines.append(f"  Allocated by: {_site(obj._alloc, steps)}")  # type: ignore[attr-defined]
+        if obj._free is not None:  # type: ignore[attr-defined]
+            freed = "Freed by" if not obj._live else "Freed before by"  # type: ignore[attr-defined]
+            lines.append(f"  {freed}: {_site(obj._free, steps)}")  # type: ignore[attr-defined]
+        lines.append(f"  at step {step} ({here})")
         return "\n".join(lines)
     head = {"vm-bug-on": "kernel BUG", "vm-warn-on": "WARNING"}.get(e.property_name, e.property_name)
     return f"{head} in {e.function}: {e.message}\n  at step {step} ({here})"
