@@ -443,6 +443,9 @@ BAD_TRACES = {
     "bad-field-type": _set(["steps", 1, "page"], "zero"),
     "unknown-field": _set(["steps", 1, "colour"], "red"),
     "bad-setup": _set(["setup"], 999),
+    "unknown-switch": _set(["config"], {"CONFIG_FOO": True}),
+    "switch-not-a-bool": _set(["config"], {"CONFIG_KSM": "n"}),
+    "config-not-an-object": _set(["config"], ["CONFIG_KSM=n"]),
 }
 
 
@@ -464,6 +467,57 @@ def test_malformed_trace_without_traceback(saved, tmp_path, case):
     p = _mutated(saved, tmp_path, mutate)
     line = one_error_line(rmapcheck("replay", str(p)))
     assert str(p) in line
+
+
+# -- the design's switches ------------------------------------------------------------------
+
+def test_without_ksm_and_migration_the_seed_question_does_not_arise():
+    # external_refcount exists "under CONFIG_KSM || CONFIG_MIGRATION"
+    # (kernel-history.md S3/S4): built without both, nothing holds a child
+    # anon_vma from outside, and B0 is out of reach on either path.
+    off = {"CONFIG_KSM": False, "CONFIG_MIGRATION": False}
+    for b in (KSM, MIGRATION):
+        res = Checker(KernelModel("linux-2.6.36-pre", b, off)).spawn_bfs().join()
+        assert res.verdict == "clean" and res.exhausted
+        assert res.config == off
+        assert any("was not explored: the kernel is built without it" in w for w in res.warnings)
+
+
+def test_migration_alone_still_reaches_b0():
+    res = Checker(KernelModel("linux-2.6.36-pre", MIGRATION, {"CONFIG_KSM": False})).spawn_bfs().join()
+    assert "use-after-free" in {f.property for f in res.findings}
+
+
+def test_switches_reach_the_kernel():
+    m = KernelModel("linux-6.18", Bounds(processes=1, pages=1, depth=2, mergeable=True,
+                                         ops=("write", "ksm_scan", "migrate")), {"CONFIG_KSM": False})
+    r = m.init_state()
+    assert r.k.config["CONFIG_KSM"] is False and r.k.config["CONFIG_MIGRATION"] is True
+    assert m.ops_enabled == ("write", "migrate")
+    # the setup's prctl(PR_SET_MEMORY_MERGE) fails: the option does not exist
+    assert not r.k.tasks["P0"].mm.ksm_flags
+    assert r.perform(Op("prctl", "P0", value=1)) == "EINVAL"
+
+
+def test_check_config_option(tmp_path):
+    p = rmapcheck("check", *CHECKS["migration"], "--config", "CONFIG_KSM=n", "--json", "--save-dir", "traces",
+                  cwd=tmp_path)
+    assert p.returncode == 1, p.stderr
+    d = json.loads(p.stdout)
+    assert d["config"] == {"CONFIG_KSM": False}
+    f = next(f for f in d["findings"] if f["property"] == "use-after-free")
+    t = load_trace(str(tmp_path / f["trace"]))
+    assert t.config == {"CONFIG_KSM": False}
+    r = rmapcheck("replay", f["trace"], cwd=tmp_path)
+    assert r.returncode == 0 and "with CONFIG_KSM=n" in r.stdout.splitlines()[0]
+    p = rmapcheck("check", *CHECKS["migration"], "--config", "CONFIG_MIGRATION=n", "--json", cwd=tmp_path)
+    assert p.returncode == 0 and json.loads(p.stdout)["verdict"] == "clean"
+
+
+@pytest.mark.parametrize("setting", ["CONFIG_FOO=y", "CONFIG_KSM=maybe", "KSM", "sysctl_max_map_count=many"])
+def test_bad_config_is_one_line(tmp_path, setting):
+    line = one_error_line(rmapcheck("check", "--design", "linux-6.18", "--config", setting, cwd=tmp_path))
+    assert setting.split("=")[0] in line
 
 
 def test_not_json_is_one_line(tmp_path):

@@ -57,6 +57,8 @@ class Result:
     sometimes: dict[str, bool] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     bytes_per_state: float = 0.0
+    #: the design's switches set otherwise than its default
+    config: dict = field(default_factory=dict)
     #: actions not started because they would sleep on a kernel thread's lock
     blocked: int = 0
 
@@ -80,6 +82,7 @@ class Result:
             "exhausted": self.exhausted,
             "seconds": round(self.seconds, 3),
             "bounds": self.bounds,
+            "config": {k: v for k, v in sorted(self.config.items())},
             "sometimes": self.sometimes,
             "warnings": self.warnings,
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rmapcheck.check.checker import Checker, Result
 from rmapcheck.check.model import Finding, Outcome
 from rmapcheck.check.properties import SEVERITY, SOMETIMES
+from rmapcheck.designs import config_text
 from rmapcheck.scenario.ops import Op
 
 __all__ = ["finish", "new_result", "record"]
@@ -12,7 +13,7 @@ __all__ = ["finish", "new_result", "record"]
 
 def new_result(c: Checker, strategy: str) -> Result:
     """An empty result for checker ``c``."""
-    res = Result(c.model.design, strategy, c.model.bounds.as_dict())
+    res = Result(c.model.design, strategy, c.model.bounds.as_dict(), config=dict(c.model.config))
     res.sometimes = {p.name: False for p in SOMETIMES}
     return res
 
@@ -43,16 +44,21 @@ def finish(c: Checker, res: Result) -> Result:
         res.warnings.append("symmetry reduction is on: states equal up to renaming of processes and "
                             "objects are explored once (sound; a model whose behaviour depends on names "
                             "would be under-explored)")
-    if "ksm_scan" in b.ops and "ksmd" not in b.ops:
+    ops = c.model.ops_enabled
+    for o in b.ops:
+        if o not in ops:
+            res.warnings.append(f"{o} was not explored: the kernel is built without it "
+                                f"({config_text(c.model.config)})")
+    if "ksm_scan" in ops and "ksmd" not in ops:
         res.warnings.append("ksmd runs a whole scan pass per action: races inside a pass are not explored")
-    if "ksmd" in b.ops:
+    if "ksmd" in ops:
         res.warnings.append("ksmd scans one page per action: races inside the scan of one page are not explored")
     if res.blocked:
         res.warnings.append(f"{res.blocked} actions would have slept on a lock held by a preempted kernel "
                             "thread and were not started then: an operation that sleeps half-way through is "
                             "not interleaved, it runs whole once the thread has released the lock")
     for name, hit in res.sometimes.items():
-        if not hit and _relevant(name, b.ops):
+        if not hit and _relevant(name, ops):
             res.warnings.append(f"sometimes-property {name!r} was never reached: the bounds may be too "
                                 "small for what it stands for")
     res.findings.sort(key=lambda f: (SEVERITY.index(f.property) if f.property in SEVERITY else 99,

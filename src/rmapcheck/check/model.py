@@ -15,7 +15,7 @@ from typing import Any
 
 from rmapcheck.check.properties import FATAL, SOMETIMES, data_integrity, property_of
 from rmapcheck.check.world import clone, dumps, fingerprint, loads
-from rmapcheck.designs import make_kernel
+from rmapcheck.designs import get_design, make_kernel
 from rmapcheck.model.findings import Deadlock, RmapFinding
 from rmapcheck.model.invariants import check_invariants
 from rmapcheck.model.kthreads import kthread_folio, kthread_holds, kthreads
@@ -134,9 +134,20 @@ def _inflight(r: ModelRunner) -> list[Any]:
 class KernelModel:
     """The kernel of ``design`` under ``bounds``, as a model to check."""
 
-    def __init__(self, design: str, bounds: Bounds) -> None:
+    def __init__(self, design: str, bounds: Bounds, config: dict[str, Any] | None = None) -> None:
         self.design = design
         self.bounds = bounds
+        #: the design's switches set otherwise than its default (``CONFIG_KSM``...)
+        self.config = dict(config or {})
+        cfg = {**get_design(design)[1], **self.config}
+        ops = bounds.ops
+        # A kernel built without them has no ksmd and no page migration.
+        if not cfg.get("CONFIG_KSM"):
+            ops = tuple(o for o in ops if o not in ("ksm_scan", "ksmd"))
+        if not cfg.get("CONFIG_MIGRATION"):
+            ops = tuple(o for o in ops if o != "migrate")
+        #: the operations of ``bounds.ops`` this kernel has
+        self.ops_enabled = ops
         at = 0
         regions = {}
         for i in range(bounds.regions):
@@ -160,7 +171,8 @@ class KernelModel:
 
     def init_state(self) -> ModelRunner:
         """The state after the setup operations (each region mapped in ``P0``)."""
-        r = ModelRunner(self.scenario, self.design, check=False)
+        r = ModelRunner(self.scenario, self.design, check=False,
+                        kernel=make_kernel(self.design, **self.config))
         r.born = 1  # type: ignore[attr-defined]
         r.faults = 0  # type: ignore[attr-defined]
         r.preempt = 0  # type: ignore[attr-defined]
@@ -174,6 +186,7 @@ class KernelModel:
         """The actions enabled in ``r``, in a deterministic order."""
         b = self.bounds
         ops = b.ops
+        ops = self.ops_enabled
         out: list[Op] = []
         inflight = _inflight(r)
         kthreads = [Op("kthread", "", value=i) for i in range(len(inflight))]

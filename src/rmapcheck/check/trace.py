@@ -9,11 +9,11 @@ model step by step, judging every state as the checker did.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 from rmapcheck.check.model import Finding, KernelModel
-from rmapcheck.designs import DESIGNS
+from rmapcheck.designs import DESIGNS, DesignError, config_text, design_config
 from rmapcheck.scenario.ops import OP_KINDS, Op, Region, Scenario
 
 __all__ = ["TRACE_FORMAT", "TraceError", "load_trace", "replay", "save_trace", "trace_dict"]
@@ -42,6 +42,7 @@ def trace_dict(model: KernelModel, f: Finding) -> dict[str, Any]:
     return {
         "format": TRACE_FORMAT,
         "design": model.design,
+        "config": dict(sorted(model.config.items())),
         "bounds": model.bounds.as_dict(),
         "property": f.property,
         "function": f.function,
@@ -72,6 +73,8 @@ class Trace:
     scenario: Scenario
     setup: int
     bounds: dict[str, Any]
+    #: the design's switches set otherwise than its default
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 def load_trace(path: str) -> Trace:
@@ -95,6 +98,15 @@ def load_trace(path: str) -> Trace:
     design = d.get("design")
     if design not in DESIGNS:
         raise bad(f"unknown design {design!r} (known: {', '.join(sorted(DESIGNS))})")
+    config = d.get("config", {})
+    if not isinstance(config, dict):
+        raise bad("\"config\" must be an object of switch: value")
+    try:
+        typed = design_config(design, [config_text({k: v}) for k, v in config.items()])
+    except DesignError as e:
+        raise bad(f"bad \"config\": {e}") from None
+    if typed != config:
+        raise bad(f"bad \"config\": {config_text(config)} (switches are true/false or integers)")
     regs = d.get("regions")
     if not isinstance(regs, dict) or not regs:
         raise bad("\"regions\" must be an object of name: {pages, at}")
@@ -150,7 +162,7 @@ def load_trace(path: str) -> Trace:
     except (TypeError, ValueError) as e:
         raise bad(f"bad \"bounds\": {e}") from None
     sc = Scenario(f"trace-{design}", regions, ops, source=path)
-    return Trace(design, str(d.get("property", "")), str(d.get("function", "")), sc, setup, bounds)
+    return Trace(design, str(d.get("property", "")), str(d.get("function", "")), sc, setup, bounds, config)
 
 
 def _bounds(d: dict[str, Any]) -> Any:
@@ -179,11 +191,12 @@ def replay(t: Trace, echo: Callable[[str], None],
     :param show: called after each step with the runner, the step and its number.
     """
     b = _bounds(t.bounds)
-    m = KernelModel(t.design, b)
+    m = KernelModel(t.design, b, t.config)
     m.scenario = Scenario(t.scenario.name, t.scenario.regions, [], source=t.scenario.source)
+    from rmapcheck.designs import make_kernel
     from rmapcheck.scenario.execute import ModelRunner
 
-    r = ModelRunner(m.scenario, t.design, check=False)
+    r = ModelRunner(m.scenario, t.design, check=False, kernel=make_kernel(t.design, **t.config))
     r.born, r.faults, r.preempt = 1, 0, 0  # type: ignore[attr-defined]
     first: Finding | None = None
     for i, op in enumerate(t.scenario.ops, 1):

@@ -12,6 +12,7 @@ from rmapcheck.check.checker import Checker, Progress, Result
 from rmapcheck.check.model import PRESETS, Bounds, KernelModel
 from rmapcheck.check.trace import save_trace
 from rmapcheck.commands.common import UserError, check_design
+from rmapcheck.designs import DesignError, config_text, design_config
 from rmapcheck.report.finding import format_finding
 from rmapcheck.scenario.ops import Scenario
 from rmapcheck.scenario.parse import dump_scenario
@@ -49,9 +50,17 @@ def _progress(p: Progress) -> None:
 
 def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = False,
               timeout: float | None = None, seed: int = 0, runs: int = 200,
-              progress: bool = False) -> tuple[KernelModel, Result]:
-    """Run one check and return the model and its result."""
-    m = KernelModel(check_design(design), bounds)
+              progress: bool = False, config: tuple[str, ...] = ()) -> tuple[KernelModel, Result]:
+    """Run one check and return the model and its result.
+
+    :param config: ``NAME=VALUE`` settings of the design's switches.
+    """
+    check_design(design)
+    try:
+        settings = design_config(design, config)
+    except DesignError as e:
+        raise UserError(str(e)) from None
+    m = KernelModel(design, bounds, settings)
     c = Checker(m).first_violation(first).timeout(timeout)
     if progress:
         c.report(_progress)
@@ -64,7 +73,8 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
 
 def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
     """The summary, each finding as the kernel would report it, and its trace."""
-    click.echo(f"design {res.design}: {res.verdict} ({res.strategy}, {res.distinct} distinct states, "
+    built = f" with {config_text(res.config)}" if res.config else ""
+    click.echo(f"design {res.design}{built}: {res.verdict} ({res.strategy}, {res.distinct} distinct states, "
                f"{res.states} transitions, depth {res.depth}, {res.seconds:.2f} s"
                f"{', exhaustive' if res.exhausted else ''})")
     for w in res.warnings:
@@ -100,6 +110,8 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
 @click.option("--preemption", type=int, default=None, help="preemption bound of kernel threads")
 @click.option("--faults", type=int, default=None, help="most injected allocation failures per trace")
 @click.option("--forked/--no-forked", default=None, help="setup: write the pages and fork a child")
+@click.option("--config", "config", multiple=True, metavar="NAME=VALUE",
+              help="set a switch of the design, such as CONFIG_KSM=n (repeatable)")
 @click.option("--strategy", type=click.Choice(["bfs", "dfs", "random"]), default="bfs", show_default=True)
 @click.option("--seed", default=0, show_default=True, help="seed of --strategy random")
 @click.option("--runs", default=200, show_default=True, help="walks of --strategy random")
@@ -110,13 +122,13 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
 def command(design: str, preset: str | None, processes: int | None, regions: int | None,
             pages: int | None, contents: int | None, depth: int | None, ops: str | None,
             mergeable: bool | None, preemption: int | None, faults: int | None, forked: bool | None,
-            strategy: str,
+            config: tuple[str, ...], strategy: str,
             seed: int, runs: int, first: bool, timeout: float | None, as_json: bool, save_dir: str) -> None:
     """Explore DESIGN within bounds; report every property violated, with a shortest trace."""
     b = bounds_from_options(preset, processes=processes, regions=regions, pages=pages,
                             contents=contents, depth=depth, ops=ops, mergeable=mergeable,
                             preemption=preemption, faults=faults, forked=forked)
-    m, res = run_check(design, b, strategy, first, timeout, seed, runs, progress=not as_json)
+    m, res = run_check(design, b, strategy, first, timeout, seed, runs, progress=not as_json, config=config)
     if as_json:
         d = res.as_dict()
         if res.findings:

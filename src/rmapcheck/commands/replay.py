@@ -8,6 +8,7 @@ import click
 
 from rmapcheck.check.trace import TraceError, load_trace, replay
 from rmapcheck.commands.common import UserError
+from rmapcheck.designs import config_text
 from rmapcheck.report.finding import format_finding
 from rmapcheck.scenario.render import address_map, anon_vma_tree, vma_namer
 
@@ -23,7 +24,8 @@ def command(trace: str, quiet: bool) -> None:
         t = load_trace(trace)
     except TraceError as e:
         raise UserError(str(e)) from None
-    click.echo(f"replaying {trace}: design {t.design}, expecting {t.property} in {t.function}")
+    built = f" with {config_text(t.config)}" if t.config else ""
+    click.echo(f"replaying {trace}: design {t.design}{built}, expecting {t.property} in {t.function}")
 
     def show(r, op, i):  # type: ignore[no-untyped-def]
         if quiet:

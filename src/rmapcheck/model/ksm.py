@@ -1205,7 +1205,12 @@ def scan_get_next_rmap_item(k: Kernel) -> tuple[ksm_rmap_item, folio] | None:
 
 
 def ksm_do_scan(k: Kernel, scan_npages: int) -> None:
-    """``ksm_do_scan()`` (mm/ksm.c, v6.18): one batch of ksmd, up to ``scan_npages`` pages."""
+    """``ksm_do_scan()`` (mm/ksm.c, v6.18): one batch of ksmd, up to ``scan_npages`` pages.
+
+    Without ``CONFIG_KSM`` there is no ksmd: nothing is scanned.
+    """
+    if not k.config.get("CONFIG_KSM", True):
+        return
     st = ksm_state_of(k)
     while scan_npages:
         scan_npages -= 1
@@ -1225,8 +1230,11 @@ def ksm_full_scans(k: Kernel, n: int) -> int:
     the live runner does (kernel-behaviour.md §L). With no mm on KSM's list
     ksmd does not run (``ksmd_should_run()``) and no scan completes.
 
-    :returns: the number of full scans completed.
+    :returns: the number of full scans completed (0 without ``CONFIG_KSM``:
+        there is no ksmd).
     """
+    if not k.config.get("CONFIG_KSM", True):
+        return 0
     st = ksm_state_of(k)
     done = 0
     k.config["ksm_run"] = KSM_RUN_MERGE
@@ -1564,8 +1572,12 @@ def ksm_madvise(k: Kernel, vma: vm_area_struct, start: int, end: int, advice: in
 def prctl_set_memory_merge(k: Kernel, mm: mm_struct, arg2: int) -> int:
     """``prctl(PR_SET_MEMORY_MERGE, arg2)`` (kernel/sys.c, v6.18).
 
+    Without ``CONFIG_KSM`` the option does not exist: ``-EINVAL``.
+
     :returns: 0 or a negative errno.
     """
+    if not k.config.get("CONFIG_KSM", True):
+        return -errno.EINVAL
     if arg2:
         return ksm_enable_merge_any(k, mm)
     return ksm_disable_merge_any(k, mm)

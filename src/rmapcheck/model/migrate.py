@@ -188,7 +188,8 @@ def migrate_page_at(k: Kernel, mm: mm_struct, vpn: int) -> int:
     ``-EBUSY``. ``MPOL_MF_MOVE_ALL`` (the live runner is privileged) moves
     shared folios too. The model has no NUMA nodes: every migration moves the
     folio to a new frame (the kernel reports 0 without moving a folio already
-    on the target node).
+    on the target node). Without ``CONFIG_MIGRATION`` the system call does not
+    exist (``sys_ni_syscall``): ``-ENOSYS``.
 
     :param mm: ``struct mm_struct *`` of the process.
     :param vpn: the page's virtual page number.
@@ -196,6 +197,8 @@ def migrate_page_at(k: Kernel, mm: mm_struct, vpn: int) -> int:
         migration (``-ENOMEM``, or ``-EBUSY`` after the retries; ``move_pages()``
         itself returns the number of pages not migrated then).
     """
+    if not k.config.get("CONFIG_MIGRATION", True):
+        return -errno.ENOSYS
     vma = vma_lookup(mm, vpn)
     if vma is None:
         return -errno.EFAULT

@@ -286,6 +286,8 @@ class ModelRunner:
             elif kind == "migrate_start":
                 # The first phase of a migration that kthread steps continue.
                 from rmapcheck.model.migrate import migrate_prepare, migrate_step
+                if not k.config.get("CONFIG_MIGRATION", True):
+                    raise KernelError(errno.ENOSYS, "migrate_start", "no CONFIG_MIGRATION")
                 pte = t.mm.pgtable.get(self.vpn(op.region, op.page))
                 if pte is None or type(pte[0]) is not folio or pte[0] is ZERO_PAGE:
                     raise KernelError(errno.ENOENT, "migrate_start")
