@@ -7,6 +7,7 @@ fingerprint and the action taken, from which a trace is rebuilt.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 
@@ -28,6 +29,16 @@ def _trace(parents: dict[bytes, tuple[bytes | None, Op | None]], fp: bytes) -> l
         fp = parent
     ops.reverse()
     return ops
+
+
+def _visited_bytes(parents: dict[bytes, tuple[bytes | None, Op | None]]) -> int:
+    # The visited set: the dict itself, and per entry its fingerprint, the
+    # (parent, action) tuple and the action (one per entry: each transition
+    # adds at most one entry).
+    size = sys.getsizeof(parents)
+    for fp, entry in parents.items():
+        size += sys.getsizeof(fp) + sys.getsizeof(entry) + (sys.getsizeof(entry[1]) if entry[1] is not None else 0)
+    return size
 
 
 def run_bfs(c: Checker) -> Result:
@@ -80,9 +91,12 @@ def run_bfs(c: Checker) -> Result:
             if out.fatal or nfp is None:
                 continue
             parents[nfp] = (fp, op)
-            nd = m.dumps(n)
-            total_bytes += len(nd)
-            queue.append((nd, nfp, depth + 1))
+            if depth + 1 < m.bounds.depth:
+                # A state at the depth bound is never expanded: only its
+                # fingerprint is kept.
+                nd = m.dumps(n)
+                total_bytes += len(nd)
+                queue.append((nd, nfp, depth + 1))
             res.distinct += 1
             res.depth = max(res.depth, depth + 1)
             for p in m.sometimes(n):
@@ -96,7 +110,7 @@ def run_bfs(c: Checker) -> Result:
             next_report = now + 1.0
     res.seconds = time.perf_counter() - t0
     res.exhausted = not cut
-    res.bytes_per_state = (total_bytes + len(parents) * 60) / max(1, res.distinct)
+    res.bytes_per_state = (total_bytes + _visited_bytes(parents)) / max(1, res.distinct)
     if c.reporter is not None:
         c.reporter(Progress(res.states, res.distinct, res.depth, res.seconds, done=True))
     return finish(c, res)

@@ -58,9 +58,11 @@ def run_dfs(c: Checker) -> Result:
             if nfp not in visited:
                 res.distinct += 1
             visited[nfp] = depth
-            nd = m.dumps(n)
-            total += len(nd)
-            stack.append((nd, path + [op]))
+            if depth < m.bounds.depth:
+                # a state at the depth bound is never expanded
+                nd = m.dumps(n)
+                total += len(nd)
+                stack.append((nd, path + [op]))
             res.depth = max(res.depth, len(path) + 1)
             for p in m.sometimes(n):
                 res.sometimes[p] = True
