@@ -239,6 +239,23 @@ def test_b4_trace_is_harmless_with_the_recheck(seed_results, design):
     assert m.apply(r, trace[4]).findings == []
 
 
+def test_b6_migration_pins_a_freed_anon_vma_when_its_rcu_window_is_open():
+    # "the anon_vma to which we get a reference may already have been freed
+    # back to its slab (it is in use when we check page_mapped, but that can
+    # change)" (kernel-history.md B6): v2.6.36 had it until 2011. The seed
+    # bounds keep the pin one step; opened, the window shows it.
+    b = Bounds(**{**MIGRATION.__dict__, "rcu_windows": True})
+    res = bfs("linux-2.6.36", b)
+    f = next(f for f in res.findings if f.property == "use-after-free")
+    assert f.function == "unmap_and_move"
+    steps = [op.text() for op in f.trace[f.setup:]]
+    assert steps[0].startswith("migrate_start") and steps[-1] == "kthread 0"
+    assert {"exit P0", "exit P1"} <= set(steps)
+    assert bfs("linux-6.18", b).verdict == "clean"
+    closed = bfs("linux-2.6.36", MIGRATION)
+    assert closed.verdict == "clean" and any("RCU windows of kernel threads are closed" in w for w in closed.warnings)
+
+
 def test_an_action_that_sleeps_on_a_kernel_threads_lock_is_not_started():
     # linux-2.6.36: the walk holds the root's spinlock between its phases; the
     # parent's exit needs it (unlink_anon_vmas()) and waits.

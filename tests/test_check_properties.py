@@ -113,4 +113,5 @@ def test_missed_rmap_walk_names_the_process_skipped(monkeypatch):
     f = res.findings[0]
     assert (f.property, f.function) == ("missed-rmap-walk", "try_to_migrate")
     assert "in P0" in f.message
-    assert [op.kind for op in f.trace[f.setup:]] == ["migrate_start", "kthread"]
+    # isolate and read folio->mapping under RCU; pin; unmap (the walk)
+    assert [op.kind for op in f.trace[f.setup:]] == ["migrate_start", "kthread", "kthread"]

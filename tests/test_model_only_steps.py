@@ -1,8 +1,9 @@
 """Steps only the model runs: the model checker's kernel threads, usable in scenario files.
 
-``migrate_start`` isolates, locks and pins a page (the first phase of
-``migrate_pages()``), ``kthread N`` advances migration N by one phase, and
-``reclaim`` runs the reclaim rmap walk (``folio_check_references()``). Once
+``migrate_start`` isolates and locks a page and reads its anon_vma under RCU
+(the first phase of ``migrate_pages()``), ``kthread N`` advances kernel work N
+by one phase (the pin, the unmap, ...), ``reclaim`` runs the reclaim rmap walk
+(``folio_check_references()``) and ``reclaim_start`` its first phase. Once
 migration has replaced the PTEs by migration entries there is no page left to
 reclaim there (``ENOENT``), and the finished migration maps the page again.
 """
@@ -26,6 +27,7 @@ steps:
   - reclaim P1 A[0]
   - migrate_start P0 A[0]
   - kthread 0
+  - kthread 0
   - reclaim P0 A[0] => ENOENT
   - kthread 0
   - kthread 0
@@ -39,8 +41,31 @@ def test_model_only_steps_run_on_the_model():
     s = parse_scenario(TEXT, "t.yaml")
     r = ModelRunner(s)
     results = [r.step(op).result for op in s.ops]
-    assert results == ["ok", "ok", "ok", "ok", "ok", "ok", "ENOENT", "ok", "ok", "ok", "1", "ok"]
+    assert results == ["ok", "ok", "ok", "ok", "ok", "ok", "ok", "ENOENT", "ok", "ok", "ok", "1", "ok"]
     assert r.k.migrations == [], "the migration has finished"
+
+
+def test_a_reclaim_walk_in_phases():
+    s = parse_scenario("""
+regions:
+  A: 1
+steps:
+  - mmap P0 A rw
+  - write P0 A[0] 1
+  - fork P0 P1
+  - reclaim_start P1 A[0]
+  - reclaim_start P1 A[0] => EBUSY
+  - kthread 0
+  - kthread 0
+  - read P1 A[0] => 1
+""", "t.yaml")
+    r = ModelRunner(s)
+    phases = []
+    for op in s.ops:
+        r.step(op)
+        phases.append([w.phase for w in r.k.walks])
+    # the folio is locked while the walk is in flight: a second walk skips it
+    assert phases[3:] == [["rcu"], ["rcu"], ["locked"], [], []]
 
 
 def test_model_only_step_errors_name_the_line():

@@ -197,6 +197,7 @@ def replay(t: Trace, echo: Callable[[str], None],
     from rmapcheck.scenario.execute import ModelRunner
 
     r = ModelRunner(m.scenario, t.design, check=False, kernel=make_kernel(t.design, **t.config))
+    r.k.rcu_windows = b.rcu_windows
     r.born, r.faults, r.preempt = 1, 0, 0  # type: ignore[attr-defined]
     first: Finding | None = None
     for i, op in enumerate(t.scenario.ops, 1):

@@ -112,6 +112,8 @@ def checker_figures(echo: Callable[[str], None]) -> None:
     echo(f"bench: seed_B0_migration_seconds {b0m.seconds:.3f} s")  # type: ignore[attr-defined]
     b1 = run("linux-2.6.36-seed-0526", SEED_BOUNDS["reuse"])
     echo(f"bench: seed_B1_seconds {b1.seconds:.3f} s")  # type: ignore[attr-defined]
+    b4 = run("linux-2.6.36-pre", SEED_BOUNDS["reclaim"])
+    echo(f"bench: seed_B4_seconds {b4.seconds:.3f} s")  # type: ignore[attr-defined]
     std = run("linux-6.18", PRESETS["standard"])
     echo(f"bench: standard_distinct_states {std.distinct} states")  # type: ignore[attr-defined]
     echo(f"bench: standard_states_per_s {std.distinct / std.seconds:.0f} states/s")  # type: ignore[attr-defined]

@@ -110,6 +110,8 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
 @click.option("--preemption", type=int, default=None, help="preemption bound of kernel threads")
 @click.option("--faults", type=int, default=None, help="most injected allocation failures per trace")
 @click.option("--forked/--no-forked", default=None, help="setup: write the pages and fork a child")
+@click.option("--rcu-windows/--no-rcu-windows", default=None,
+              help="kernel threads may be preempted between reading folio->mapping and locking or pinning it")
 @click.option("--config", "config", multiple=True, metavar="NAME=VALUE",
               help="set a switch of the design, such as CONFIG_KSM=n (repeatable)")
 @click.option("--strategy", type=click.Choice(["bfs", "dfs", "random"]), default="bfs", show_default=True)
@@ -122,12 +124,12 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
 def command(design: str, preset: str | None, processes: int | None, regions: int | None,
             pages: int | None, contents: int | None, depth: int | None, ops: str | None,
             mergeable: bool | None, preemption: int | None, faults: int | None, forked: bool | None,
-            config: tuple[str, ...], strategy: str,
+            rcu_windows: bool | None, config: tuple[str, ...], strategy: str,
             seed: int, runs: int, first: bool, timeout: float | None, as_json: bool, save_dir: str) -> None:
     """Explore DESIGN within bounds; report every property violated, with a shortest trace."""
     b = bounds_from_options(preset, processes=processes, regions=regions, pages=pages,
                             contents=contents, depth=depth, ops=ops, mergeable=mergeable,
-                            preemption=preemption, faults=faults, forked=forked)
+                            preemption=preemption, faults=faults, forked=forked, rcu_windows=rcu_windows)
     m, res = run_check(design, b, strategy, first, timeout, seed, runs, progress=not as_json, config=config)
     if as_json:
         d = res.as_dict()

@@ -78,6 +78,7 @@ def command(save_dir: str, quiet: bool) -> None:
     click.echo("bounds: " + "; ".join(
         f"{p}: {b.processes} processes, {b.regions} × {b.pages} page, ops {','.join(b.ops)}, depth {b.depth}"
         + (", forked" if b.forked else "") + (", mergeable" if b.mergeable else "")
+        + ("" if b.rcu_windows else ", RCU windows closed")
         for p, b in SEED_BOUNDS.items()))
     if not quiet:
         for d, path, m, res in rows:

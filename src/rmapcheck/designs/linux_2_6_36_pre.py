@@ -32,13 +32,13 @@ from rmapcheck.model.kernel import Kernel
 from rmapcheck.model.mm_types import anon_vma, folio, vm_area_struct
 from rmapcheck.model.rmap import (
     anon_vma_chain_alloc, anon_vma_chain_free, anon_vma_chain_link, anon_vma_lock_write,
-    anon_vma_unlock_write, folio_anon_vma,
+    anon_vma_unlock_write,
 )
 from rmapcheck.model.slab import kasan_check
 
 __all__ = ["CONFIG", "OPS", "accessed_from", "anon_vma_alloc", "anon_vma_clone", "anon_vma_fork", "anon_vma_free",
            "anon_vma_prepare", "anon_vma_unlink", "atomic_dec_and_lock", "drop_anon_vma",
-           "folio_get_anon_vma", "get_anon_vma", "page_lock_anon_vma", "page_unlock_anon_vma", "spin_lock_rcu",
+           "folio_get_anon_vma_pin", "get_anon_vma", "page_lock_anon_vma", "page_unlock_anon_vma", "spin_lock_rcu",
            "unlink_anon_vmas"]
 
 
@@ -119,17 +119,16 @@ def accessed_from(caller: str, function: str) -> Iterator[None]:
         raise
 
 
-def folio_get_anon_vma(k: Kernel, f: folio) -> anon_vma | None:
-    """Migration's pin in ``unmap_and_move()`` (mm/migrate.c, v2.6.35).
+def folio_get_anon_vma_pin(k: Kernel, f: folio, av: anon_vma) -> anon_vma | None:
+    """Migration's pin in ``unmap_and_move()`` (mm/migrate.c, v2.6.35), after the mapping read.
 
     ``rcu_read_lock(); if (!page_mapped(page)) goto skip; anon_vma =
-    page_anon_vma(page); atomic_inc(&anon_vma->external_refcount);``
+    page_anon_vma(page); atomic_inc(&anon_vma->external_refcount);``: no
+    second look at ``page_mapped()``, and no "not zero" test. "The anon_vma
+    to which we get a reference may already have been freed back to its slab
+    (it is in use when we check page_mapped, but that can change)"
+    (kernel-history.md B6, fixed in 2011 after v2.6.37).
     """
-    if f._mapcount <= 0:
-        return None
-    av = folio_anon_vma(f)
-    if av is None:
-        return None
     k.ops.get_anon_vma(k, av, "unmap_and_move")
     return av
 
@@ -324,7 +323,7 @@ OPS: dict[str, Any] = {
     "get_anon_vma": get_anon_vma,
     "put_anon_vma": drop_anon_vma,
     "drop_anon_vma": drop_anon_vma,
-    "folio_get_anon_vma": folio_get_anon_vma,
+    "folio_get_anon_vma_pin": folio_get_anon_vma_pin,
     "folio_lock_anon_vma_root": page_lock_anon_vma,
     "page_unlock_anon_vma": page_unlock_anon_vma,
     "anon_vma_counter_invariants": counter_invariants,

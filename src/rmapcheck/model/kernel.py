@@ -69,6 +69,11 @@ class Kernel:
         self.migrations: list[Any] = []
         #: reclaim rmap walks in flight (``ReclaimWalk``, mm/vmscan.c)
         self.walks: list[Any] = []
+        #: kernel threads in phases (migration, reclaim walks) stop inside their
+        #: RCU read-side sections, between reading ``folio->mapping`` and
+        #: locking or pinning its anon_vma (the model checker's
+        #: ``Bounds.rcu_windows``)
+        self.rcu_windows = True
 
     def should_fail(self, site: str) -> bool:
         """Fault injection: True once for each site in :attr:`fail_sites`."""

@@ -18,6 +18,9 @@ or fork)::
 
     isolated  --pin-->    pinned     folio_lock(src), folio_get_anon_vma() pin,
                                      new folio allocated and locked
+             (or --rcu--> rcu --pin--> pinned: with ``k.rcu_windows`` the pin
+                                     stops after reading folio->mapping under
+                                     RCU, before the reference is taken)
     pinned    --unmap-->  unmapped   try_to_migrate(): migration entries
     unmapped  --move-->   moved      move_to_new_folio(): copy, mapping, index,
                                      flags, KSM stable node
@@ -51,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from rmapcheck.model.findings import KernelBug, LockMisuse, MissedRmapWalk
 from rmapcheck.model.memory import folio_put, is_migration_entry, is_readable_migration_entry, vma_alloc_folio
 from rmapcheck.model.mm_types import ZERO_PAGE, anon_vma, folio, mm_struct, vm_area_struct
-from rmapcheck.model.rmap import folio_mapped, folio_test_anon, rmap_walk_control
+from rmapcheck.model.rmap import folio_anon_vma_rcu, folio_mapped, folio_test_anon, rmap_walk_control
 from rmapcheck.model.slab import FastPickle, kasan_check
 from rmapcheck.model.vma_init import vma_lookup
 from rmapcheck.model.vmscan import check_rmap_walk, page_table_mappings, reclaim_folio_refs
@@ -83,7 +86,7 @@ __all__ = [
 NR_MAX_MIGRATE_PAGES_RETRY = 10
 
 #: the phases of a migration, in order (see the module docstring)
-MIGRATION_PHASES = ("isolated", "pinned", "unmapped", "moved", "remapped", "done")
+MIGRATION_PHASES = ("isolated", "rcu", "pinned", "unmapped", "moved", "remapped", "done")
 
 
 class MigrationState(FastPickle):
@@ -97,7 +100,7 @@ class MigrationState(FastPickle):
     """
 
     __slots__ = ("src", "dst", "anon_vma", "phase", "rc", "page_was_mapped", "src_locked",
-                 "dst_locked", "isolated", "dst_ref", "passes", "check")
+                 "dst_locked", "isolated", "dst_ref", "passes", "check", "rcu_anon_vma")
 
     def __init__(self, src: folio, check: bool = True) -> None:
         self.src = src
@@ -112,6 +115,8 @@ class MigrationState(FastPickle):
         self.dst_ref = False  # the allocation reference of dst is held
         self.passes = 0
         self.check = check
+        #: the anon_vma read under RCU, not pinned yet (phase ``rcu``)
+        self.rcu_anon_vma: anon_vma | None = None
 
     @property
     def done(self) -> bool:
@@ -226,6 +231,8 @@ def migrate_step(k: Kernel, st: MigrationState) -> str:
     phase = st.phase
     if phase == "isolated":
         _phase_pin(k, st)
+    elif phase == "rcu":
+        _phase_pin_rcu(k, st)
     elif phase == "pinned":
         _phase_unmap(k, st)
     elif phase == "unmapped":
@@ -287,9 +294,30 @@ def _phase_pin(k: Kernel, st: MigrationState) -> None:
     # that the anon page is no longer mapped (and cannot be remapped so long as
     # we hold the page lock).
     if folio_test_anon(src) and not src.ksm:
-        st.anon_vma = k.ops.folio_get_anon_vma(k, src)
+        if k.rcu_windows:
+            # folio_get_anon_vma() in two: the RCU read of folio->mapping
+            # now, the reference in the next phase.
+            st.rcu_anon_vma = folio_anon_vma_rcu(src, "folio_get_anon_vma")
+            if st.rcu_anon_vma is not None:
+                st.phase = "rcu"
+                return
+        else:
+            st.anon_vma = k.ops.folio_get_anon_vma(k, src)
+    _lock_dst(st, dst)
+
+
+def _phase_pin_rcu(k: Kernel, st: MigrationState) -> None:
+    # The end of folio_get_anon_vma(): the design's pin of the anon_vma read under RCU.
+    av, st.rcu_anon_vma = st.rcu_anon_vma, None
+    st.anon_vma = k.ops.folio_get_anon_vma_pin(k, st.src, av)
+    _lock_dst(st, st.dst)
+
+
+def _lock_dst(st: MigrationState, dst: folio | None) -> None:
     # Block others from accessing the new page when we get around to
     # establishing additional references.
+    if dst is None:
+        raise KernelBug("migrate_folio_unmap", "NULL pointer dereference: dst")
     dst.locked = True
     st.dst_locked = True
     st.phase = "pinned"
@@ -431,6 +459,8 @@ def migrate_folio_unmap(k: Kernel, st: MigrationState) -> int:
     """
     if st.phase == "isolated":
         _phase_pin(k, st)
+    if st.phase == "rcu":
+        _phase_pin_rcu(k, st)
     if st.phase == "pinned":
         _phase_unmap(k, st)
     return 0 if st.phase == "unmapped" else st.rc

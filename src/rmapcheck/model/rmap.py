@@ -57,6 +57,7 @@ __all__ = [
     "folio_add_new_anon_rmap",
     "folio_anon_vma",
     "folio_get_anon_vma",
+    "folio_get_anon_vma_pin",
     "LOCK_RETRY",
     "folio_anon_vma_rcu",
     "folio_lock_anon_vma_read",
@@ -624,25 +625,33 @@ def folio_get_anon_vma(k: Kernel, f: folio) -> anon_vma | None:
     "Since there is no serialization what so ever against
     folio_remove_rmap_*() the best this function can do is return a refcount
     increased anon_vma that might have been relevant to this page." Under
-    ``rcu_read_lock()``: only an anonymous, mapped folio; then
+    ``rcu_read_lock()``: only an anonymous, mapped folio
+    (:func:`folio_anon_vma_rcu`); then the design's ``folio_get_anon_vma_pin``
+    (:func:`folio_get_anon_vma_pin` in v6.18).
+
+    :param f: ``struct folio *``, normally locked by the caller.
+    :returns: ``struct anon_vma *`` with one more reference (``NULL`` if none).
+    """
+    av = folio_anon_vma_rcu(f, "folio_get_anon_vma")
+    if av is None:
+        return None
+    return k.ops.folio_get_anon_vma_pin(k, f, av)
+
+
+def folio_get_anon_vma_pin(k: Kernel, f: folio, av: anon_vma) -> anon_vma | None:
+    """The second half of ``folio_get_anon_vma()`` (mm/rmap.c, v6.18): pin ``av`` read under RCU.
+
     ``atomic_inc_not_zero(&anon_vma->refcount)``, which a freed slot of the
     ``SLAB_TYPESAFE_BY_RCU`` cache fails harmlessly (its refcount is 0); then
     "If this folio is still mapped, then its anon_vma cannot have been freed.
     But if it has been unmapped, we have no security against the anon_vma
     structure being freed and reused", so an unmapped folio drops the pin.
 
-    :param f: ``struct folio *``, normally locked by the caller.
-    :returns: ``struct anon_vma *`` with one more reference (``NULL`` if none).
+    :returns: ``av`` with one more reference, or ``NULL``.
     """
     fn = "folio_get_anon_vma"
-    m = f.mapping
-    if f.ksm or not isinstance(m, anon_vma):  # (anon_mapping & PAGE_MAPPING_FLAGS) != PAGE_MAPPING_ANON
-        return None
-    if not folio_mapped(f):
-        return None
-    av = m
-    # atomic_inc_not_zero(): the memory stays an anon_vma (type-safe by RCU),
-    # so reading a freed slot's refcount is not a KASAN report.
+    # The memory stays an anon_vma (type-safe by RCU), so reading a freed
+    # slot's refcount is not a KASAN report.
     if av.refcount == 0:
         return None
     av.refcount += 1
@@ -668,7 +677,7 @@ def _down_read_trylock(k: Kernel, root: anon_vma, function: str, rcu: bool = Fal
 LOCK_RETRY = "retry"
 
 
-def folio_anon_vma_rcu(f: folio) -> anon_vma | None:
+def folio_anon_vma_rcu(f: folio, function: str = "folio_lock_anon_vma_read") -> anon_vma | None:
     """The first half of ``folio_lock_anon_vma_read()`` (mm/rmap.c, v6.18), under ``rcu_read_lock()``.
 
     ``anon_mapping = READ_ONCE(folio->mapping)``: an anonymous (not KSM),
@@ -679,6 +688,8 @@ def folio_anon_vma_rcu(f: folio) -> anon_vma | None:
     second half is the design's ``folio_lock_anon_vma_root``. The same first
     half opens ``page_lock_anon_vma()`` (mm/rmap.c, v2.6.36).
 
+    :param function: the kernel function it opens (``folio_get_anon_vma()``
+        opens the same way), for a report.
     :returns: ``struct anon_vma *`` (``NULL`` if the folio is not an anonymous
         mapped one).
     """
@@ -689,7 +700,7 @@ def folio_anon_vma_rcu(f: folio) -> anon_vma | None:
         return None
     # A mapped folio's anon_vma is live; a freed one here is the dangling
     # folio->mapping of CVE-2022-42703 (kernel-history.md B16).
-    kasan_check(m, "folio_lock_anon_vma_read")
+    kasan_check(m, function)
     return m
 
 
@@ -1054,6 +1065,7 @@ RMAP_OPS = {
     # migration and reclaim walks
     "folio_add_anon_rmap_pte": folio_add_anon_rmap_pte,
     "folio_get_anon_vma": folio_get_anon_vma,
+    "folio_get_anon_vma_pin": folio_get_anon_vma_pin,
     "folio_lock_anon_vma_read": folio_lock_anon_vma_read,
     "folio_lock_anon_vma_root": folio_lock_anon_vma_root,
     "page_unlock_anon_vma": page_unlock_anon_vma,

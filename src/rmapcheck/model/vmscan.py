@@ -188,6 +188,8 @@ def reclaim_step(k: Kernel, st: ReclaimWalk) -> str:
             return st.phase
         st.anon_vma = av
         st.phase = "rcu"
+        if not k.rcu_windows:
+            return reclaim_step(k, st)  # the lock at once
     elif st.phase == "rcu":
         rwc, _ = folio_referenced_rwc(k, f, st.mapcount)
         got = k.ops.folio_lock_anon_vma_root(k, f, st.anon_vma, rwc)
