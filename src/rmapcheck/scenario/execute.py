@@ -25,7 +25,7 @@ from rmapcheck.model.kernel import Kernel
 from rmapcheck.model.ksm import (
     ksm_counters, ksm_do_scan, ksm_full_scans, ksm_stat, ksm_state_of, ksm_store, prctl_set_memory_merge,
 )
-from rmapcheck.model.mm_types import PAGE_SHIFT, VM_EXEC, VM_READ, VM_WRITE, ZERO_PAGE, folio, mm_struct
+from rmapcheck.model.mm_types import PAGE_SHIFT, VM_EXEC, VM_READ, VM_WRITE, ZERO_PAGE, folio, mm_struct, task_struct
 from rmapcheck.model.syscalls import (
     spawn, sys_exit, sys_fork, sys_madvise, sys_mmap, sys_mprotect, sys_mremap, sys_munmap,
     user_read, user_write,
@@ -267,19 +267,15 @@ class ModelRunner:
             elif kind == "reclaim":
                 # shrink_folio_list() → folio_check_references(): the reclaim
                 # rmap walk, which must reach every mapping of the page.
-                pte = t.mm.pgtable.get(self.vpn(op.region, op.page))
-                if pte is None or type(pte[0]) is not folio or pte[0] is ZERO_PAGE:
-                    raise KernelError(errno.ENOENT, "reclaim")
-                if pte[0].locked:
+                f = self._mapped_folio(t, op)
+                if f.locked:
                     raise KernelError(errno.EBUSY, "reclaim", "folio_trylock() fails")
-                k.ops.folio_check_references(k, pte[0])
+                k.ops.folio_check_references(k, f)
             elif kind == "reclaim_start":
                 # The first phase of a reclaim walk that kthread steps continue.
                 from rmapcheck.model.vmscan import reclaim_prepare, reclaim_step
-                pte = t.mm.pgtable.get(self.vpn(op.region, op.page))
-                if pte is None or type(pte[0]) is not folio or pte[0] is ZERO_PAGE:
-                    raise KernelError(errno.ENOENT, "reclaim_start")
-                st = reclaim_prepare(k, pte[0])
+                f = self._mapped_folio(t, op)
+                st = reclaim_prepare(k, f)
                 if st is None:
                     raise KernelError(errno.EBUSY, "reclaim_start", "folio_trylock() fails")
                 reclaim_step(k, st)
@@ -288,10 +284,8 @@ class ModelRunner:
                 from rmapcheck.model.migrate import migrate_prepare, migrate_step
                 if not k.config.get("CONFIG_MIGRATION", True):
                     raise KernelError(errno.ENOSYS, "migrate_start", "no CONFIG_MIGRATION")
-                pte = t.mm.pgtable.get(self.vpn(op.region, op.page))
-                if pte is None or type(pte[0]) is not folio or pte[0] is ZERO_PAGE:
-                    raise KernelError(errno.ENOENT, "migrate_start")
-                st = migrate_prepare(k, pte[0])
+                f = self._mapped_folio(t, op)
+                st = migrate_prepare(k, f)
                 if st is None:
                     raise KernelError(errno.EBUSY, "migrate_start")
                 migrate_step(k, st)
@@ -302,6 +296,14 @@ class ModelRunner:
         except SegmentationFault:
             return "SIGSEGV"
         return "ok"
+
+    def _mapped_folio(self, t: task_struct, op: Op) -> folio:
+        # The folio a model-only kernel-thread step starts on: ENOENT if no
+        # page is mapped there (or only the zero page, or a migration entry).
+        pte = t.mm.pgtable.get(self.vpn(op.region, op.page))
+        if pte is None or type(pte[0]) is not folio or pte[0] is ZERO_PAGE:
+            raise KernelError(errno.ENOENT, op.kind)
+        return pte[0]
 
     def _ksm_step(self, op: Op) -> str:
         # ksm_scan N: N full scans of ksmd; ksm_settle: two further full scans,
