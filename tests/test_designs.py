@@ -5,6 +5,11 @@ back in front of an unfaulted one with contiguous ``vm_pgoff`` merges them into
 a VMA whose anon_vma chain does not hold the moved pages' anon_vma: an rmap walk
 of those pages would miss the VMA (the use-after-free the fix describes follows
 once that anon_vma is freed). ``linux-6.18`` carries the fix and is clean.
+
+With the reuse test of v3.19 to v6.0 (design ``linux-6.18-degree``), an
+abandoned leaf anon_vma is reused twice on one fork, and the chain of
+CVE-2022-42703 follows: the two halves merge, the page's anon_vma is freed
+while the page is still mapped, and the next rmap walk reads freed memory.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ import pytest
 from rmapcheck.check.checker import Checker
 from rmapcheck.check.model import Bounds, KernelModel
 from rmapcheck.commands.common import BUNDLED
-from rmapcheck.model.findings import InvariantViolation
+from rmapcheck.model.findings import InvariantViolation, UseAfterFree
+from rmapcheck.scenario.ops import Op
 from rmapcheck.scenario.execute import ModelRunner
 from rmapcheck.scenario.parse import load_scenario
 
 SCENARIO = BUNDLED / "mremap-fork-child-no-merge-at-destination.yaml"
+DOUBLE_REUSE = BUNDLED / "anon-vma-double-reuse.yaml"
 
 
 def test_the_unfixed_copy_vma_loses_the_anon_vma_on_the_merge():
@@ -57,3 +64,42 @@ def test_ksmd_page_by_page_reaches_b0_where_the_history_has_it(design, clean):
     else:
         assert uaf and uaf[0].function == "drop_anon_vma"
         assert any(op.kind == "ksmd" for op in uaf[0].trace)
+
+
+def test_degree_reuses_an_abandoned_leaf_twice():
+    s = load_scenario(str(DOUBLE_REUSE))
+    r = ModelRunner(s, "linux-6.18-degree")
+    with pytest.raises(InvariantViolation, match="different anon_vma chains"):
+        for op in s.ops:
+            r.step(op)
+    assert op.text() == "fork P4 P5"
+    halves = r.k.tasks["P5"].mm.mmap
+    assert len(halves) == 2 and halves[0].anon_vma is halves[1].anon_vma
+    assert halves[0].anon_vma.num_children == 0, "P2's leaf, abandoned when P2 exited"
+
+
+def test_degree_double_reuse_ends_in_a_use_after_free_in_the_rmap_walk():
+    # The invariant is the first sign; run on without it, as the kernel did.
+    s = load_scenario(str(DOUBLE_REUSE))
+    r = ModelRunner(s, "linux-6.18-degree", check=False)
+    steps = iter(s.ops)
+    for op in steps:
+        r.perform(op)
+        if op.text() == "write P4 A[1] 2":
+            page = r.k.tasks["P4"].mm.pgtable[r.vpn("A", 1)][0]
+            page_anon_vma = page.mapping
+        if op.text() == "exit P4":
+            break
+    assert len(r.k.tasks["P5"].mm.mmap) == 1, "mprotect merged P5's halves back"
+    assert not page_anon_vma._live and page.mapping is page_anon_vma and page._mapcount == 1
+    with pytest.raises(UseAfterFree) as e:
+        r.perform(Op("reclaim", "P5", "A", 1, 1))
+    assert e.value.function == "folio_lock_anon_vma_read" and e.value.obj is page_anon_vma
+
+
+def test_v6_18_reuses_the_leaf_once_at_most():
+    s = load_scenario(str(DOUBLE_REUSE))
+    r = ModelRunner(s, "linux-6.18")
+    assert [r.step(op).result for op in s.ops][-2:] == ["1", "2"]
+    halves = r.k.tasks["P5"].mm.mmap
+    assert len(halves) == 2 and halves[0].anon_vma is not halves[1].anon_vma

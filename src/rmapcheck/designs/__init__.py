@@ -20,6 +20,7 @@ DESIGNS = {
     "linux-2.6.36-seed-0526": "linux_2_6_36_seed_0526",
     "linux-2.6.36": "linux_2_6_36",
     "linux-6.18.0": "linux_6_18_0",
+    "linux-6.18-degree": "linux_6_18_degree",
     "linux-6.18": "linux_6_18",
 }
 

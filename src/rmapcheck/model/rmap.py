@@ -46,6 +46,7 @@ __all__ = [
     "anon_vma_chain_link",
     "anon_vma_clone",
     "anon_vma_fork",
+    "anon_vma_reusable",
     "anon_vma_free",
     "anon_vma_lock_read",
     "anon_vma_lock_write",
@@ -328,16 +329,27 @@ def anon_vma_clone(k: Kernel, dst: vm_area_struct, src: vm_area_struct) -> int:
         av = pavc.anon_vma
         root = _lock_anon_vma_root(k, root, av, fn)
         anon_vma_chain_link(k, dst, avc, av)
-        # Reuse existing anon_vma if it has no vma and only one anon_vma child.
-        # Root anon_vma is never reused: it has self-parent reference and at
-        # least one child.
-        if (dst.anon_vma is None and src.anon_vma is not None
-                and av.num_children < 2 and av.num_active_vmas == 0):
+        if dst.anon_vma is None and k.ops.anon_vma_reusable(k, av, src):
             dst.anon_vma = av
     if dst.anon_vma is not None:
         dst.anon_vma.num_active_vmas += 1
     _unlock_anon_vma_root(k, root, fn)
     return 0
+
+
+def anon_vma_reusable(k: Kernel, av: anon_vma, src: vm_area_struct) -> bool:
+    """The reuse test inside ``anon_vma_clone()`` (mm/rmap.c, v6.18), on its own so that a design can replace it.
+
+    "Reuse existing anon_vma if it has no vma and only one anon_vma child.
+    Root anon_vma is never reused: it has self-parent reference and at least
+    one child." Only on fork: "Since dst->anon_vma is set to NULL before
+    call, we can identify this case by checking (!dst->anon_vma &&
+    src->anon_vma)". The counters are Linux kernel commit 2555283eb40d's
+    (v6.1, CVE-2022-42703).
+
+    :param av: an anon_vma of ``src``'s chain, just linked to the new VMA.
+    """
+    return src.anon_vma is not None and av.num_children < 2 and av.num_active_vmas == 0
 
 
 def anon_vma_fork(k: Kernel, vma: vm_area_struct, pvma: vm_area_struct) -> int:
@@ -1058,6 +1070,7 @@ RMAP_OPS = {
     "anon_vma_fork": anon_vma_fork,
     "anon_vma_free": anon_vma_free,
     "anon_vma_merge": anon_vma_merge,
+    "anon_vma_reusable": anon_vma_reusable,
     "get_anon_vma": get_anon_vma,
     "put_anon_vma": put_anon_vma,
     "rmap_walk_anon": rmap_walk_anon,
