@@ -106,6 +106,37 @@ def test_fingerprint_is_stable_across_processes():
     assert out.stdout.strip() == here
 
 
+@pytest.mark.parametrize("bounds", [
+    Bounds(processes=2, regions=1, pages=2, contents=1, depth=4, mergeable=True,
+           ops=("write", "read", "fork", "exit", "mmap", "munmap", "mprotect", "dontneed", "ksm_scan")),
+    Bounds(processes=2, regions=2, pages=1, contents=2, depth=4, faults=1,
+           ops=("write", "read", "fork", "exit", "mmap", "munmap", "mprotect", "dontneed")),
+])
+def test_the_actions_left_out_are_self_loops(bounds):
+    # Every action actions() leaves out, applied, gives back a state with the
+    # same fingerprint and no finding.
+    m = KernelModel("linux-6.18", bounds)
+    init = m.init_state()
+    queue, seen, checked = [m.dumps(init)], {fingerprint(init)}, 0
+    while queue:
+        data = queue.pop()
+        r = m.loads(data)
+        fp = fingerprint(r)
+        for op in m.self_loops(r):
+            out = m.apply(m.loads(data), op)
+            assert out.findings == [] and not out.blocked, op.text()
+            assert fingerprint(out.state) == fp, op.text()
+            checked += 1
+        if r.step_no - len(m.setup) >= bounds.depth:
+            continue
+        for op in m.actions(r):
+            out = m.apply(m.loads(data), op)
+            if not out.fatal and fingerprint(out.state) not in seen:
+                seen.add(fingerprint(out.state))
+                queue.append(m.dumps(out.state))
+    assert checked > 100
+
+
 def test_symmetry_reduction_explores_fewer_states():
     b = Bounds(processes=3, pages=1, depth=4, ops=("write", "fork", "exit"))
     on = bfs("linux-6.18", b)

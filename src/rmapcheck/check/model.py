@@ -19,7 +19,8 @@ from rmapcheck.designs import get_design, make_kernel
 from rmapcheck.model.findings import Deadlock, RmapFinding
 from rmapcheck.model.invariants import check_invariants
 from rmapcheck.model.kthreads import kthread_folio, kthread_holds, kthreads
-from rmapcheck.model.mm_types import ZERO_PAGE, folio
+from rmapcheck.model.mm_types import VM_EXEC, VM_READ, VM_WRITE, ZERO_PAGE, folio
+from rmapcheck.model.vma_init import vma_lookup
 from rmapcheck.scenario.execute import ModelRunner
 from rmapcheck.scenario.ops import Op, Region, Scenario
 
@@ -132,6 +133,10 @@ class Outcome:
     blocked: bool = False
 
 
+#: the VM_READ/VM_WRITE/VM_EXEC bits of the protections the explorer sets
+_PROT_FLAGS = {"r": VM_READ, "rw": VM_READ | VM_WRITE}
+
+
 def _inflight(r: ModelRunner) -> list[Any]:
     # In-flight kernel work that runs in phases (migrations, reclaim walks).
     return kthreads(r.k)
@@ -190,34 +195,61 @@ class KernelModel:
         return r
 
     def actions(self, r: ModelRunner) -> list[Op]:
-        """The actions enabled in ``r``, in a deterministic order."""
+        """The actions enabled in ``r``, in a deterministic order.
+
+        Actions that cannot change ``r`` are left out (:meth:`self_loops`):
+        they would only lead back to it.
+        """
+        return [op for op, loop in self._candidates(r) if not loop]
+
+    def self_loops(self, r: ModelRunner) -> list[Op]:
+        """The actions :meth:`actions` leaves out because they leave ``r`` as it is.
+
+        With no kernel work in flight (an action then uses up a preemption):
+        a read or write of a page no VMA maps, or a write to a VMA without
+        ``VM_WRITE`` (``SIGSEGV`` before the fault handler changes anything);
+        a read of a present page, a write of the value a writable present page
+        holds; ``munmap`` of a region nothing maps; ``mmap``
+        (``MAP_FIXED_NOREPLACE``) over a mapping (``EEXIST`` before anything
+        is allocated); ``mprotect`` of a page no VMA maps (``ENOMEM``) or to
+        the protection it has (``mprotect_fixup()``: ``newflags == oldflags``);
+        ``MADV_DONTNEED`` of a region no page table entry is in.
+        ``tests/test_check.py`` applies each to check that it is one.
+        """
+        return [op for op, loop in self._candidates(r) if loop]
+
+    def _candidates(self, r: ModelRunner) -> list[tuple[Op, bool]]:
+        # Every action with whether it is a self-loop (see self_loops()).
         b = self.bounds
-        ops = b.ops
         ops = self.ops_enabled
-        out: list[Op] = []
+        out: list[tuple[Op, bool]] = []
         inflight = _inflight(r)
-        kthreads = [Op("kthread", "", value=i) for i in range(len(inflight))]
+        kthreads = [(Op("kthread", "", value=i), False) for i in range(len(inflight))]
         if inflight and r.preempt >= b.preemption:  # type: ignore[attr-defined]
             # The preemption bound is used up: the kernel threads run on.
             return kthreads
+        still = not inflight  # with work in flight every action changes the preemption count
         busy = {id(kthread_folio(st)) for st in inflight}
         tasks = sorted(r.k.tasks)
         for comm in tasks:
-            pt = r.k.tasks[comm].mm.pgtable
+            mm = r.k.tasks[comm].mm
+            pt = mm.pgtable
             for reg in self.scenario.regions.values():
+                first = r.vpn(reg.name, 0)
+                vmas = [vma_lookup(mm, first + page) for page in range(reg.pages)]
                 for page in range(reg.pages):
-                    pte = pt.get(r.vpn(reg.name, page))
-                    # A read of a present page and a write of the value a
-                    # writable present page already holds change nothing (the
-                    # data-integrity property reads every mapped page in every
-                    # state): they would only lead back to this state.
+                    vpn = first + page
+                    pte = pt.get(vpn)
+                    vma = vmas[page]
                     present = pte is not None and type(pte[0]) is folio
+                    segv = vma is None
                     if "write" in ops:
                         for v in range(1, b.contents + 1):
-                            if not (present and pte[1] and pte[0].content == v):  # type: ignore[index]
-                                out.append(Op("write", comm, reg.name, page, 1, value=v))
-                    if "read" in ops and not present:
-                        out.append(Op("read", comm, reg.name, page, 1))
+                            same = present and pte[1] and pte[0].content == v  # type: ignore[index]
+                            loop = same or (still and (segv or not vma.vm_flags & VM_WRITE))  # type: ignore[union-attr]
+                            out.append((Op("write", comm, reg.name, page, 1, value=v), loop))
+                    if "read" in ops:
+                        out.append((Op("read", comm, reg.name, page, 1), present or (still and segv)))
                     if "migrate" in ops or "reclaim" in ops:
                         # A locked folio would make migration sleep in
                         # folio_lock() and reclaim skip it (folio_trylock()):
@@ -225,37 +257,43 @@ class KernelModel:
                         if pte is not None and type(pte[0]) is folio and pte[0] is not ZERO_PAGE \
                                 and id(pte[0]) not in busy and not pte[0].locked:
                             if "migrate" in ops:
-                                out.append(Op("migrate_start", comm, reg.name, page, 1))
+                                out.append((Op("migrate_start", comm, reg.name, page, 1), False))
                             if "reclaim" in ops:
                                 # the walk in phases: kthread steps continue it
-                                out.append(Op("reclaim_start", comm, reg.name, page, 1))
+                                out.append((Op("reclaim_start", comm, reg.name, page, 1), False))
+                mapped = any(v is not None for v in vmas)
                 if "munmap" in ops:
-                    out.append(Op("munmap", comm, reg.name, 0, reg.pages))
+                    out.append((Op("munmap", comm, reg.name, 0, reg.pages), still and not mapped))
                 if "mmap" in ops:
-                    out.append(Op("mmap", comm, reg.name, 0, reg.pages, prot="rw"))
+                    out.append((Op("mmap", comm, reg.name, 0, reg.pages, prot="rw"), still and mapped))
                 if "mremap" in ops and reg.pages > 1:
                     # MREMAP_MAYMOVE|MREMAP_FIXED of one page onto its neighbour
                     # and back: copy_vma(), move_page_tables(), the pgoff rule.
-                    out.append(Op("mremap", comm, reg.name, 0, 1, to_region=reg.name, to_page=1))
-                    out.append(Op("mremap", comm, reg.name, 1, 1, to_region=reg.name, to_page=0))
+                    out.append((Op("mremap", comm, reg.name, 0, 1, to_region=reg.name, to_page=1), False))
+                    out.append((Op("mremap", comm, reg.name, 1, 1, to_region=reg.name, to_page=0), False))
                 if "mprotect" in ops and reg.pages > 1:
-                    out.append(Op("mprotect", comm, reg.name, 0, 1, prot="r"))
-                    out.append(Op("mprotect", comm, reg.name, 0, 1, prot="rw"))
+                    rwx = vmas[0].vm_flags & (VM_READ | VM_WRITE | VM_EXEC) if vmas[0] is not None else None
+                    for prot in ("r", "rw"):
+                        loop = still and (rwx is None or rwx == _PROT_FLAGS[prot])
+                        out.append((Op("mprotect", comm, reg.name, 0, 1, prot=prot), loop))
                 if "dontneed" in ops:
-                    out.append(Op("madvise", comm, reg.name, 0, reg.pages, advice="dontneed"))
+                    empty = all(pt.get(first + page) is None for page in range(reg.pages))
+                    out.append((Op("madvise", comm, reg.name, 0, reg.pages, advice="dontneed"), still and empty))
             if "fork" in ops and len(tasks) < b.processes:
-                out.append(Op("fork", comm, child=f"P{r.born}"))  # type: ignore[attr-defined]
+                out.append((Op("fork", comm, child=f"P{r.born}"), False))  # type: ignore[attr-defined]
             if "exit" in ops:
-                out.append(Op("exit", comm))
+                out.append((Op("exit", comm), False))
         if "ksm_scan" in ops:
-            out.append(Op("ksm_scan", "", value=1))
+            out.append((Op("ksm_scan", "", value=1), False))
         if "ksmd" in ops and r.k.ksm is not None and r.k.ksm.mm_list:
             # ksmd one page at a time: process actions interleave between pages
-            out.append(Op("ksmd", "", value=1))
+            out.append((Op("ksmd", "", value=1), False))
         out += kthreads
         if b.faults and r.faults < b.faults:  # type: ignore[attr-defined]
-            out += [replace(op, flags=op.flags | {f"fail={s}"}) for op in list(out)
-                    if op.kind not in ("read", "exit", "kthread") for s in ALLOC_SITES]
+            # A failure injected into a self-loop would only use up the
+            # budget: the same kernel state, fewer failures left.
+            out += [(replace(op, flags=op.flags | {f"fail={s}"}), False) for op, loop in list(out)
+                    if not loop and op.kind not in ("read", "exit", "kthread") for s in ALLOC_SITES]
         return out
 
     def next_state(self, r: ModelRunner, op: Op) -> Outcome:
