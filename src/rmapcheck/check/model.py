@@ -205,16 +205,19 @@ class KernelModel:
     def self_loops(self, r: ModelRunner) -> list[Op]:
         """The actions :meth:`actions` leaves out because they leave ``r`` as it is.
 
-        With no kernel work in flight (an action then uses up a preemption):
-        a read or write of a page no VMA maps, or a write to a VMA without
-        ``VM_WRITE`` (``SIGSEGV`` before the fault handler changes anything);
-        a read of a present page, a write of the value a writable present page
-        holds; ``munmap`` of a region nothing maps; ``mmap``
-        (``MAP_FIXED_NOREPLACE``) over a mapping (``EEXIST`` before anything
-        is allocated); ``mprotect`` of a page no VMA maps (``ENOMEM``) or to
-        the protection it has (``mprotect_fixup()``: ``newflags == oldflags``);
-        ``MADV_DONTNEED`` of a region no page table entry is in.
-        ``tests/test_check.py`` applies each to check that it is one.
+        Always: a read of a present page, and a write of the value a writable
+        present page holds. With no kernel work in flight: a read or write of
+        a page no VMA maps, or a write to a VMA without ``VM_WRITE``
+        (``SIGSEGV`` before the fault handler changes anything); ``munmap`` of
+        a region nothing maps; ``mmap`` (``MAP_FIXED_NOREPLACE``) over a
+        mapping (``EEXIST`` before anything is allocated); ``mprotect`` of a
+        page no VMA maps (``ENOMEM``) or to the protection it has
+        (``mprotect_fixup()``: ``newflags == oldflags``); ``MADV_DONTNEED`` of
+        a region no page table entry is in. While kernel work is in flight any
+        process action uses up a preemption, so the first two lead to this
+        state with less budget left, whose successors this state has too; the
+        others are kept then. ``tests/test_check.py`` applies each, with
+        nothing in flight, and gets the same fingerprint back.
         """
         return [op for op, loop in self._candidates(r) if loop]
 
