@@ -562,6 +562,23 @@ def test_check_config_option(tmp_path):
     assert p.returncode == 0 and json.loads(p.stdout)["verdict"] == "clean"
 
 
+def test_rcu_windows_option(tmp_path):
+    args = ["check", "--design", "linux-2.6.36", "--ops", "write,exit,migrate", "--forked", "--pages", "1",
+            "--depth", "8", "--json", "--save-dir", "traces"]
+    shut = rmapcheck(*args, "--no-rcu-windows", cwd=tmp_path)
+    assert shut.returncode == 0, shut.stderr
+    d = json.loads(shut.stdout)
+    assert d["bounds"]["rcu_windows"] is False and d["verdict"] == "clean"
+    assert any("RCU windows of kernel threads are closed" in w for w in d["warnings"])
+    opened = rmapcheck(*args, "--rcu-windows", cwd=tmp_path)
+    assert opened.returncode == 1
+    d = json.loads(opened.stdout)
+    f = next(f for f in d["findings"] if f["function"] == "unmap_and_move")
+    assert f["property"] == "use-after-free"
+    r = rmapcheck("replay", f["trace"], cwd=tmp_path)
+    assert r.returncode == 0 and "reproduced: use-after-free in unmap_and_move" in r.stdout
+
+
 @pytest.mark.parametrize("setting", ["CONFIG_FOO=y", "CONFIG_KSM=maybe", "KSM", "sysctl_max_map_count=many"])
 def test_bad_config_is_one_line(tmp_path, setting):
     line = one_error_line(rmapcheck("check", "--design", "linux-6.18", "--config", setting, cwd=tmp_path))
