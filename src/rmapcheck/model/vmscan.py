@@ -23,7 +23,8 @@ RCU, and while it holds the anon_vma root's lock::
                                     design's page_unlock_anon_vma(), putback
 
 This is the window of kernel-history.md B4: the anon_vma freed and reused
-while the walker waits for its root's lock.
+while the walker waits for its root's lock. With ``k.rcu_windows`` off the
+first two steps are one: the lock is taken where ``folio->mapping`` is read.
 """
 
 from __future__ import annotations
