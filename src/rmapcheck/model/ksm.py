@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from rmapcheck.model.findings import InvariantViolation, KernelBug, KernelError, KernelWarning
 from rmapcheck.model.fork import mmdrop, mmgrab
-from rmapcheck.model.memory import MEMORY_OPS, folio_put, vma_alloc_folio
+from rmapcheck.model.memory import MEMORY_OPS, folio_put, wp_page_copy
 from rmapcheck.model.mprotect import MPROTECT_OPS
 from rmapcheck.model.mm_types import (
     VM_DONTEXPAND, VM_IO, VM_MAYSHARE, VM_MERGEABLE, VM_MIXEDMAP, VM_PFNMAP, VM_SHARED, ZERO_PAGE,
@@ -1189,11 +1189,7 @@ def scan_get_next_rmap_item(k: Kernel) -> tuple[ksm_rmap_item, folio] | None:
             # "We've completed a full scan of all vmas, holding mmap_lock
             # throughout, and found no VM_MERGEABLE: so do the same as
             # __ksm_exit does to remove this mm from all our lists now."
-            del st.mm_slots_hash[mm]
-            st.mm_list.remove(slot)
-            st.mm_slot_cache.free(slot, fn)
-            mm.ksm_flags &= ~(MMF_VM_MERGEABLE | MMF_VM_MERGE_ANY)
-            mmdrop(k, mm)
+            _free_mm_slot(k, st, slot, mm, fn)
         # Repeat until we've completed scanning the whole list
         if nxt is None:
             break
@@ -1252,6 +1248,18 @@ def ksm_full_scans(k: Kernel, n: int) -> int:
     return done
 
 
+def _free_mm_slot(k: Kernel, st: Any, slot: Any, mm: mm_struct, fn: str) -> None:
+    # An exited (or no longer mergeable) mm leaves KSM, as
+    # scan_get_next_rmap_item() and unmerge_and_remove_all_rmap_items() both
+    # write it (mm/ksm.c, v6.18): hash_del(), list_del(), mm_slot_free(),
+    # clear_bit(MMF_VM_MERGEABLE), clear_bit(MMF_VM_MERGE_ANY), mmdrop().
+    del st.mm_slots_hash[mm]
+    st.mm_list.remove(slot)
+    st.mm_slot_cache.free(slot, fn)
+    mm.ksm_flags &= ~(MMF_VM_MERGEABLE | MMF_VM_MERGE_ANY)
+    mmdrop(k, mm)
+
+
 # -- unmerging --------------------------------------------------------------------------------
 
 def break_ksm(k: Kernel, vma: vm_area_struct, addr: int) -> int:
@@ -1264,7 +1272,6 @@ def break_ksm(k: Kernel, vma: vm_area_struct, addr: int) -> int:
 
     :returns: 0, or ``-ENOMEM``.
     """
-    fn = "break_ksm"
     mm = vma.vm_mm
     if mm is None:  # the kernel would oops on a NULL pointer here
         raise KernelBug("break_ksm", "NULL pointer dereference: mm")
@@ -1276,20 +1283,11 @@ def break_ksm(k: Kernel, vma: vm_area_struct, addr: int) -> int:
         return 0
     # do_wp_page() with FAULT_FLAG_UNSHARE: a KSM folio is never reused
     # (wp_can_reuse_anon_folio()), so wp_page_copy() runs.
-    if k.ops.anon_vma_prepare(k, vma):  # vmf_anon_prepare()
+    try:
+        wp_page_copy(k, vma, addr, old, unshare=True)
+    except KernelError:
         return -errno.ENOMEM
-    new = vma_alloc_folio(k, 0 if old is ZERO_PAGE else old.content, fn)
-    if new is None:
-        return -errno.ENOMEM
-    if old is not ZERO_PAGE:
-        kasan_check(old, fn)
-    k.ops.folio_add_new_anon_rmap(k, new, vma, addr, True)
-    # unshare: no maybe_mkwrite(pte_mkdirty(entry), vma)
-    mm.pgtable[addr] = (new, False)
-    if old is not ZERO_PAGE:
-        k.ops.folio_remove_rmap_pte(k, old, vma)
-        folio_put(k, old, fn)
-    else:
+    if old is ZERO_PAGE:
         ksm_might_unmap_zero_page(k, mm, pte)
     return 0
 
@@ -1377,11 +1375,7 @@ def unmerge_and_remove_all_rmap_items(k: Kernel) -> int:
         _remove_trailing_rmap_items(k, slot, 0)
         st.scan_mm_slot = _slot_next(st, slot)
         if mm.mm_users == 0:
-            del st.mm_slots_hash[mm]
-            st.mm_list.remove(slot)
-            st.mm_slot_cache.free(slot, fn)
-            mm.ksm_flags &= ~(MMF_VM_MERGEABLE | MMF_VM_MERGE_ANY)
-            mmdrop(k, mm)
+            _free_mm_slot(k, st, slot, mm, fn)
     # Clean up stable nodes, but don't worry if some are still busy
     remove_all_stable_nodes(k)
     st.seqnr = 0

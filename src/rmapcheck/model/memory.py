@@ -182,10 +182,15 @@ def wp_can_reuse_anon_folio(k: Kernel, f: folio, vma: vm_area_struct) -> bool:
     return True
 
 
-def wp_page_copy(k: Kernel, vma: vm_area_struct, vpn: int, old: folio) -> None:
+def wp_page_copy(k: Kernel, vma: vm_area_struct, vpn: int, old: folio, unshare: bool = False) -> None:
     """``wp_page_copy()`` (mm/memory.c, v6.18): break COW by copying into a new folio.
 
     A copy of the zero page is a zeroed folio (``vma_alloc_zeroed_movable_folio()``).
+
+    :param unshare: an unsharing fault (``FAULT_FLAG_UNSHARE``, as KSM's
+        ``break_ksm()`` takes): the new PTE stays read-only, without
+        ``maybe_mkwrite(pte_mkdirty(entry), vma)``.
+    :raises KernelError: ``ENOMEM`` (``VM_FAULT_OOM``).
     """
     fn = "wp_page_copy"
     mm = vma.vm_mm
@@ -197,7 +202,7 @@ def wp_page_copy(k: Kernel, vma: vm_area_struct, vpn: int, old: folio) -> None:
     if old is not ZERO_PAGE:
         kasan_check(old, fn)
     k.ops.folio_add_new_anon_rmap(k, new, vma, vpn, True)
-    mm.pgtable[vpn] = (new, True)
+    mm.pgtable[vpn] = (new, not unshare)
     if old is not ZERO_PAGE:
         # Only after switching the pte to the new page may we remove the
         # mapcount here.
