@@ -23,7 +23,7 @@ import pytest
 from rmapcheck.check.checker import Checker
 from rmapcheck.check.model import SEED_BOUNDS, Bounds, KernelModel
 from rmapcheck.check.trace import load_trace, replay
-from rmapcheck.check.world import fingerprint
+from rmapcheck.check.world import Snapshot, fingerprint
 from rmapcheck.commands.seed import run_seed
 from rmapcheck.model.findings import Deadlock, Leak, LockMisuse, UseAfterFree
 from rmapcheck.model.mm_types import anon_vma
@@ -135,6 +135,47 @@ def test_the_actions_left_out_are_self_loops(bounds):
                 seen.add(fingerprint(out.state))
                 queue.append(m.dumps(out.state))
     assert checked > 100
+
+
+@pytest.mark.parametrize("design,bounds", [
+    ("linux-6.18", Bounds(processes=2, regions=1, pages=2, contents=1, depth=3, mergeable=True,
+                          ops=("write", "read", "fork", "exit", "mmap", "munmap", "mprotect", "dontneed",
+                               "ksm_scan", "migrate", "reclaim"))),
+    ("linux-6.18", Bounds(processes=2, regions=2, pages=1, contents=2, depth=3, faults=1,
+                          ops=("write", "fork", "exit", "munmap", "mremap", "ksmd"), mergeable=True)),
+    # findings raised half-way through kernel functions
+    ("linux-2.6.36-pre", SEED_BOUNDS["reclaim"]),
+])
+def test_a_restored_snapshot_is_the_state_it_was_taken_of(design, bounds):
+    # The explorers apply every action of a state to one copy and put it back
+    # with a Snapshot: whatever the action did (findings, failed allocations,
+    # kernel threads in phases included), the copy must pickle to the same
+    # bytes as before, and an action applied to it must do what it does to a
+    # fresh copy.
+    m = KernelModel(design, bounds)
+    queue, seen, restored, findings = [m.dumps(m.init_state())], set(), 0, 0
+    while queue:
+        data = queue.pop()
+        r = m.loads(data)
+        snap, before = Snapshot(r), m.dumps(r)
+        for op in m.actions(m.loads(data)):
+            out = m.apply(r, op)
+            fresh = m.apply(m.loads(data), op)
+            assert [f[:3] for f in out.findings] == [f[:3] for f in fresh.findings], op.text()
+            assert out.blocked == fresh.blocked and out.fatal == fresh.fatal, op.text()
+            if not out.fatal and not out.blocked:
+                assert m.dumps(r) == m.dumps(fresh.state), op.text()
+                fp = fingerprint(r)
+                if fp not in seen and r.step_no - len(m.setup) < bounds.depth:
+                    seen.add(fp)
+                    queue.append(m.dumps(r))
+            findings += bool(out.findings)
+            snap.restore()
+            assert m.dumps(r) == before, op.text()
+            restored += 1
+    assert restored > 200
+    if design != "linux-6.18":
+        assert findings > 0
 
 
 def test_symmetry_reduction_explores_fewer_states():

@@ -12,7 +12,7 @@ import time
 from collections import deque
 
 from rmapcheck.check.checker import Checker, Progress, Result
-from rmapcheck.check.explore import finish, new_result, record
+from rmapcheck.check.explore import Copies, finish, new_result, record
 from rmapcheck.check.model import Finding
 from rmapcheck.scenario.ops import Op
 
@@ -63,13 +63,12 @@ def run_bfs(c: Checker) -> Result:
         if depth >= m.bounds.depth:
             res.depth = max(res.depth, depth)
             continue
-        parent = m.loads(data)
-        acts = m.actions(parent)
+        copies = Copies(m, data)
+        acts = m.actions(copies.state)
         last = len(acts) - 1
         for i, op in enumerate(acts):
             res.states += 1
-            # The last action may change the parent itself: one copy less.
-            n = parent if i == last else m.loads(data)
+            n = copies.next(i == last)
             out = m.apply(n, op, judge=False)
             if out.blocked:
                 res.blocked += 1
@@ -84,8 +83,9 @@ def run_bfs(c: Checker) -> Result:
                     m.judge(out)
             if out.findings:
                 trace = setup + _trace(parents, fp) + [op]
-                if record(res, seen, out, trace, len(setup)) and c.stop_on_first:
-                    cut = True
+                if record(res, seen, out, trace, len(setup)):
+                    cut = c.stop_on_first
+                    copies.keep()
             if cut:
                 break
             if out.fatal or nfp is None:

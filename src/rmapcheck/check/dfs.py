@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from rmapcheck.check.checker import Checker, Progress, Result
-from rmapcheck.check.explore import finish, new_result, record
+from rmapcheck.check.explore import Copies, finish, new_result, record
 from rmapcheck.check.model import Finding
 from rmapcheck.scenario.ops import Op
 
@@ -33,10 +33,11 @@ def run_dfs(c: Checker) -> Result:
         data, path = stack.pop()
         if len(path) >= m.bounds.depth:
             continue
-        parent = m.loads(data)
-        for op in reversed(m.actions(parent)):
+        copies = Copies(m, data)
+        acts = m.actions(copies.state)
+        for i, op in enumerate(reversed(acts)):
             res.states += 1
-            n = m.loads(data)
+            n = copies.next(i == len(acts) - 1)
             out = m.apply(n, op, judge=False)
             if out.blocked:
                 res.blocked += 1
@@ -50,9 +51,11 @@ def run_dfs(c: Checker) -> Result:
                     nfp = None
                 elif seen_at is None:
                     m.judge(out)
-            if out.findings and record(res, seen, out, setup + path + [op], len(setup)) and c.stop_on_first:
-                cut = True
-                break
+            if out.findings and record(res, seen, out, setup + path + [op], len(setup)):
+                copies.keep()
+                if c.stop_on_first:
+                    cut = True
+                    break
             if out.fatal or nfp is None:
                 continue
             if nfp not in visited:

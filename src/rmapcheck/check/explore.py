@@ -2,13 +2,53 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rmapcheck.check.checker import Checker, Result
 from rmapcheck.check.model import Finding, Outcome
 from rmapcheck.check.properties import SEVERITY, SOMETIMES
+from rmapcheck.check.world import Snapshot
 from rmapcheck.designs import config_text
 from rmapcheck.scenario.ops import Op
 
-__all__ = ["finish", "new_result", "record"]
+__all__ = ["Copies", "finish", "new_result", "record"]
+
+
+class Copies:
+    """The state that each action of one state is applied to, in turn.
+
+    One copy is unpickled and, before each further action, put back as it
+    was (:class:`~rmapcheck.check.world.Snapshot`): cheaper than a fresh
+    copy per action. After :meth:`keep` the next action gets a fresh copy
+    instead, and the old one stays as the action left it (a new finding's
+    report reads the objects it names).
+    """
+
+    __slots__ = ("_data", "_dirty", "_model", "_snap", "state")
+
+    def __init__(self, model: Any, data: bytes) -> None:
+        self._model = model
+        self._data = data
+        #: the state as unpickled: what the actions are computed on
+        self.state = model.loads(data)
+        self._snap: Snapshot | None = None
+        self._dirty = False
+
+    def next(self, last: bool = False) -> Any:
+        """The state for the next action (``last``: no action follows it)."""
+        if self._dirty:
+            if self._snap is None:
+                self.state = self._model.loads(self._data)
+            else:
+                self._snap.restore()
+                return self.state
+        self._dirty = True
+        self._snap = None if last else Snapshot(self.state)
+        return self.state
+
+    def keep(self) -> None:
+        """Leave the state as the last action left it; the next action gets a fresh copy."""
+        self._snap = None
 
 
 def new_result(c: Checker, strategy: str) -> Result:

@@ -179,6 +179,7 @@ class KernelModel:
             self.setup.append(Op("fork", "P0", child="P1"))
         self.scenario = Scenario(f"check-{design}", regions, [], source=f"<check {design}>")
         self.ops_table = make_kernel(design).ops
+        self._ops: dict[tuple, Op] = {}
 
     def init_state(self) -> ModelRunner:
         """The state after the setup operations (each region mapped in ``P0``)."""
@@ -227,7 +228,7 @@ class KernelModel:
         ops = self.ops_enabled
         out: list[tuple[Op, bool]] = []
         inflight = _inflight(r)
-        kthreads = [(Op("kthread", "", value=i), False) for i in range(len(inflight))]
+        kthreads = [(self._op("kthread", "", value=i), False) for i in range(len(inflight))]
         if inflight and r.preempt >= b.preemption:  # type: ignore[attr-defined]
             # The preemption bound is used up: the kernel threads run on.
             return kthreads
@@ -250,9 +251,9 @@ class KernelModel:
                         for v in range(1, b.contents + 1):
                             same = present and pte[1] and pte[0].content == v  # type: ignore[index]
                             loop = same or (still and (segv or not vma.vm_flags & VM_WRITE))  # type: ignore[union-attr]
-                            out.append((Op("write", comm, reg.name, page, 1, value=v), loop))
+                            out.append((self._op("write", comm, reg.name, page, 1, value=v), loop))
                     if "read" in ops:
-                        out.append((Op("read", comm, reg.name, page, 1), present or (still and segv)))
+                        out.append((self._op("read", comm, reg.name, page, 1), present or (still and segv)))
                     if "migrate" in ops or "reclaim" in ops:
                         # A locked folio would make migration sleep in
                         # folio_lock() and reclaim skip it (folio_trylock()):
@@ -260,37 +261,37 @@ class KernelModel:
                         if pte is not None and type(pte[0]) is folio and pte[0] is not ZERO_PAGE \
                                 and id(pte[0]) not in busy and not pte[0].locked:
                             if "migrate" in ops:
-                                out.append((Op("migrate_start", comm, reg.name, page, 1), False))
+                                out.append((self._op("migrate_start", comm, reg.name, page, 1), False))
                             if "reclaim" in ops:
                                 # the walk in phases: kthread steps continue it
-                                out.append((Op("reclaim_start", comm, reg.name, page, 1), False))
+                                out.append((self._op("reclaim_start", comm, reg.name, page, 1), False))
                 mapped = any(v is not None for v in vmas)
                 if "munmap" in ops:
-                    out.append((Op("munmap", comm, reg.name, 0, reg.pages), still and not mapped))
+                    out.append((self._op("munmap", comm, reg.name, 0, reg.pages), still and not mapped))
                 if "mmap" in ops:
-                    out.append((Op("mmap", comm, reg.name, 0, reg.pages, prot="rw"), still and mapped))
+                    out.append((self._op("mmap", comm, reg.name, 0, reg.pages, prot="rw"), still and mapped))
                 if "mremap" in ops and reg.pages > 1:
                     # MREMAP_MAYMOVE|MREMAP_FIXED of one page onto its neighbour
                     # and back: copy_vma(), move_page_tables(), the pgoff rule.
-                    out.append((Op("mremap", comm, reg.name, 0, 1, to_region=reg.name, to_page=1), False))
-                    out.append((Op("mremap", comm, reg.name, 1, 1, to_region=reg.name, to_page=0), False))
+                    out.append((self._op("mremap", comm, reg.name, 0, 1, to_region=reg.name, to_page=1), False))
+                    out.append((self._op("mremap", comm, reg.name, 1, 1, to_region=reg.name, to_page=0), False))
                 if "mprotect" in ops and reg.pages > 1:
                     rwx = vmas[0].vm_flags & (VM_READ | VM_WRITE | VM_EXEC) if vmas[0] is not None else None
                     for prot in ("r", "rw"):
                         loop = still and (rwx is None or rwx == _PROT_FLAGS[prot])
-                        out.append((Op("mprotect", comm, reg.name, 0, 1, prot=prot), loop))
+                        out.append((self._op("mprotect", comm, reg.name, 0, 1, prot=prot), loop))
                 if "dontneed" in ops:
                     empty = all(pt.get(first + page) is None for page in range(reg.pages))
-                    out.append((Op("madvise", comm, reg.name, 0, reg.pages, advice="dontneed"), still and empty))
+                    out.append((self._op("madvise", comm, reg.name, 0, reg.pages, advice="dontneed"), still and empty))
             if "fork" in ops and len(tasks) < b.processes:
-                out.append((Op("fork", comm, child=f"P{r.born}"), False))  # type: ignore[attr-defined]
+                out.append((self._op("fork", comm, child=f"P{r.born}"), False))  # type: ignore[attr-defined]
             if "exit" in ops:
-                out.append((Op("exit", comm), False))
+                out.append((self._op("exit", comm), False))
         if "ksm_scan" in ops:
-            out.append((Op("ksm_scan", "", value=1), False))
+            out.append((self._op("ksm_scan", "", value=1), False))
         if "ksmd" in ops and r.k.ksm is not None and r.k.ksm.mm_list:
             # ksmd one page at a time: process actions interleave between pages
-            out.append((Op("ksmd", "", value=1), False))
+            out.append((self._op("ksmd", "", value=1), False))
         out += kthreads
         if b.faults and r.faults < b.faults:  # type: ignore[attr-defined]
             # A failure injected into a self-loop would only use up the
@@ -298,6 +299,15 @@ class KernelModel:
             out += [(replace(op, flags=op.flags | {f"fail={s}"}), False) for op, loop in list(out)
                     if not loop and op.kind not in ("read", "exit", "kthread") for s in ALLOC_SITES]
         return out
+
+    def _op(self, kind: str, proc: str, *args: Any, **kw: Any) -> Op:
+        # One Op object per distinct action (they are immutable): building a
+        # frozen dataclass costs more than looking it up.
+        key = (kind, proc, args, tuple(kw.items()))
+        op = self._ops.get(key)
+        if op is None:
+            op = self._ops[key] = Op(kind, proc, *args, **kw)
+        return op
 
     def next_state(self, r: ModelRunner, op: Op) -> Outcome:
         """Apply ``op`` to a copy of ``r`` and judge the result."""

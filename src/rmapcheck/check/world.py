@@ -22,10 +22,10 @@ from typing import Any
 from rmapcheck.model.mm_types import (
     ZERO_PAGE, anon_vma, anon_vma_chain, folio, mm_struct, task_struct, vm_area_struct,
 )
-from rmapcheck.model.slab import SLAB_TYPESAFE_BY_RCU, kmem_cache
+from rmapcheck.model.slab import SLAB_TYPESAFE_BY_RCU, FastPickle, kmem_cache
 from rmapcheck.scenario.execute import ModelRunner
 
-__all__ = ["EXCLUDED_FIELDS", "clone", "dumps", "fingerprint", "loads"]
+__all__ = ["EXCLUDED_FIELDS", "Snapshot", "clone", "dumps", "fingerprint", "loads"]
 
 #: fields that record history or identity, not state
 EXCLUDED_FIELDS = frozenset({"_slot", "_alloc", "_free", "_cache", "comm", "pid", "owner", "clock",
@@ -72,6 +72,80 @@ def clone(r: ModelRunner) -> ModelRunner:
     return loads(dumps(r), r.k.ops, r.scenario)
 
 
+_IMMUTABLE = frozenset({int, str, bool, float, bytes, type(None), type, frozenset, range})
+
+
+class Snapshot:
+    """The shallow state of every mutable object of a state, to put the state back in place.
+
+    The explorer applies each action of a state to one copy of it and puts
+    the copy back afterwards, instead of unpickling a fresh copy per action
+    (``docs/checker.md``, "Copies"). A snapshot records, for every object
+    reachable from the runner (the design's table and the scenario apart),
+    its slots, its ``__dict__`` or, for a list, dict or set, its items; tuples
+    are walked, not recorded. :meth:`restore` writes all of them back in
+    place, so every alias stays valid, and whatever an action allocated is
+    left unreachable. Everything is restored, changed or not: a comparison
+    could not tell a ``ksm_zero_pte`` from the plain PTE it equals.
+    """
+
+    __slots__ = ("_dicts", "_lists", "_objs", "_sets")
+
+    def __init__(self, r: ModelRunner) -> None:
+        objs: list[tuple[Any, tuple]] = []
+        dicts: list[tuple[dict, dict]] = []
+        lists: list[tuple[list, list]] = []
+        sets: list[tuple[set, set]] = []
+        seen = {id(r.k.ops), id(r.scenario)}
+        todo: list[Any] = [r]
+        immutable = _IMMUTABLE
+        while todo:
+            o = todo.pop()
+            t = type(o)
+            if t in immutable or id(o) in seen:
+                continue
+            seen.add(id(o))
+            if t is tuple or t.__base__ is tuple:
+                todo.extend(o)
+            elif t is list:
+                lists.append((o, o[:]))
+                todo.extend(o)
+            elif t is dict:
+                dicts.append((o, o.copy()))
+                todo.extend(o.values())
+                todo.extend(o)
+            elif t is set:
+                sets.append((o, o.copy()))
+                todo.extend(o)
+            elif isinstance(o, FastPickle):
+                st = o.__getstate__()
+                objs.append((o, st))
+                todo.extend(st)
+            elif hasattr(o, "__dict__") and not callable(o):
+                d = vars(o)
+                dicts.append((d, d.copy()))
+                todo.extend(d.values())
+            elif not callable(o):
+                raise TypeError(f"Snapshot: cannot record a {t.__name__}")
+        self._objs = objs
+        self._dicts = dicts
+        self._lists = lists
+        self._sets = sets
+
+    def restore(self) -> None:
+        """Put every recorded object back as it was when the snapshot was taken."""
+        for o, st in self._objs:
+            o.__setstate__(st)
+        for d, saved in self._dicts:
+            d.clear()
+            d.update(saved)
+        for lst, saved in self._lists:
+            lst[:] = saved
+        for s, saved in self._sets:
+            s.clear()
+            s.update(saved)
+
+
 def _proc_signature(r: ModelRunner, comm: str) -> tuple:
     # What a process looks like without object identities: its VMAs, what
     # its page tables map (content, sharing count, write bit) and its memory.
@@ -107,6 +181,18 @@ def _kpfn(pfn: int, oid: Any, pa: kmem_cache) -> Any:
     return ("free", len(fl) - fl.index(pfn) if pfn in fl else -1)
 
 
+_SCALAR = frozenset({int, str, bool, float, bytes, type(None)})
+_KERNEL_FIELDS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _kernel_fields(names: tuple[str, ...]) -> tuple[str, ...]:
+    # The kernel's attributes that are state, in a fixed order.
+    f = _KERNEL_FIELDS.get(names)
+    if f is None:
+        f = _KERNEL_FIELDS[names] = tuple(sorted(n for n in names if n not in EXCLUDED_FIELDS and n != "tasks"))
+    return f
+
+
 def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
     """The canonical form of a state (see the module docstring).
 
@@ -114,13 +200,13 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
     slab slots: only states equal in every respect share a form.
     """
     k = r.k
-    if symmetry:
+    if symmetry and len(k.tasks) > 1:
         procs = sorted(k.tasks, key=lambda c: (_proc_signature(r, c), c))
     else:
         procs = sorted(k.tasks)
     ids: dict[int, int] = {id(ZERO_PAGE): -1}
     objs: list[Any] = []
-    _scalar = (int, str, bool, float, bytes, type(None))
+    _scalar = _SCALAR
 
     def oid(o: Any) -> int | None:
         if o is None:
@@ -138,8 +224,10 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
         if t is list or t is tuple:
             return tuple([ref(x) for x in o])
         if t is dict:
-            return ("dict", tuple(sorted(((kk if type(kk) in _scalar else repr(ref(kk))), ref(v))
-                                         for kk, v in o.items())))
+            items = [((kk if type(kk) in _scalar else repr(ref(kk))), (v if type(v) in _scalar else ref(v)))
+                     for kk, v in o.items()]
+            items.sort()
+            return ("dict", tuple(items))
         if t is set or t is frozenset:
             return ("set", tuple(sorted(repr(ref(x)) for x in o)))
         if t is kmem_cache:
@@ -157,10 +245,9 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
     roots.append(tuple([ref(r.memory.get(c, {})) for c in procs]))
     roots.append(getattr(r, "faults", 0))
     roots.append(getattr(r, "preempt", 0))
-    for name in sorted(vars(k)):
-        if name in EXCLUDED_FIELDS or name == "tasks":
-            continue
-        roots.append((name, ref(getattr(k, name))))
+    kv = vars(k)
+    for name in _kernel_fields(tuple(kv)):
+        roots.append((name, ref(kv[name])))
     enc = []
     i = 0
     while i < len(objs):
