@@ -22,7 +22,6 @@ Each check raises the finding of its kind, naming the objects involved:
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import TYPE_CHECKING
 
 from rmapcheck.model.findings import InvariantViolation, Leak, LockMisuse, RefcountUnderflow, UseAfterFree
@@ -65,7 +64,7 @@ def check_invariants(k: Kernel) -> None:
 
     k.ops.ksm_invariants(k)
     ext = k.ops.anon_vma_external_refs(k)
-    active: Counter[anon_vma] = Counter()
+    active: dict[anon_vma, int] = {}
     chain_sets: dict[anon_vma, frozenset[anon_vma]] = {}
     seen_avcs = set()
     for v in vmas:
@@ -91,25 +90,25 @@ def check_invariants(k: Kernel) -> None:
         _live(a, "vma->anon_vma")
         if a not in cs:
             raise InvariantViolation(fn, f"{v.kname()}->anon_vma {a.kname()} is not on its chain")
-        active[a] += 1
+        active[a] = active.get(a, 0) + 1
         other = chain_sets.setdefault(a, cs)
         if other != cs:
             raise InvariantViolation(
                 fn, f"VMAs sharing {a.kname()} have different anon_vma chains (is_mergeable_anon_vma assumption)")
 
     avs_live = k.anon_vma_cachep.live()
-    children: Counter[anon_vma] = Counter()
-    pins: Counter[anon_vma] = Counter()
+    children: dict[anon_vma, int] = {}
+    pins: dict[anon_vma, int] = {}
     for a in avs_live:
         if a.root is not a:
-            pins[a.root] += 1
+            pins[a.root] = pins.get(a.root, 0) + 1
         if a.rb_root:
             # Only an anon_vma in use by VMAs must have a live root and parent:
             # one held by KSM or migration alone may point to a freed root,
             # and KASAN reports that when (and only if) it is touched.
             _live(a.root, "anon_vma->root")
             _live(a.parent, "anon_vma->parent")
-            children[a.parent] += 1
+            children[a.parent] = children.get(a.parent, 0) + 1
             for avc in a.rb_root:
                 _live(avc, "anon_vma's interval tree")
                 if avc not in seen_avcs:
@@ -119,18 +118,19 @@ def check_invariants(k: Kernel) -> None:
     held = reclaim_held_roots(k)
     for a in avs_live:
         e = ext.get(a, 0)
-        if not a.rb_root and not e and not pins[a]:
+        p = pins.get(a, 0)
+        if not a.rb_root and not e and not p:
             # No VMA, no child and no external holder: it should have been
             # freed ("we must garbage collect the anon_vma object itself").
             raise Leak(fn, f"unreferenced object {a.kname()} (refcount {a.refcount})", a)
-        msg = counters(k, a, active[a], children[a], pins[a], e)
+        msg = counters(k, a, active.get(a, 0), children.get(a, 0), p, e)
         if msg:
             raise InvariantViolation(fn, f"{a.kname()}: {msg}")
         if (a.rwsem_writer or a.rwsem_readers) and id(a) not in held:
             raise LockMisuse(fn, f"rwsem of {a.kname()} held on return to user space")
 
     # I1: folios, their mappings and their anon_vmas.
-    maps: Counter[folio] = Counter()
+    maps: dict[folio, int] = {}
     for v in vmas:
         pt = v.vm_mm.pgtable
         cs = chain_sets.get(v.anon_vma) if v.anon_vma is not None else frozenset()
@@ -140,7 +140,7 @@ def check_invariants(k: Kernel) -> None:
                 continue  # nothing, the zero page, or a migration entry (no mapcount)
             f = pte[0]
             _live(f, "a PTE")
-            maps[f] += 1
+            maps[f] = maps.get(f, 0) + 1
             av = f.mapping
             if isinstance(av, anon_vma):
                 _live(av, "folio->mapping")
@@ -158,9 +158,10 @@ def check_invariants(k: Kernel) -> None:
                 _live(f.mapping, "KSM folio->mapping")
     fext = k.ops.folio_external_refs(k)
     for f in k.page_alloc.live():
-        if f._mapcount != maps[f]:
-            raise InvariantViolation(fn, f"page {f.pfn()}: mapcount {f._mapcount}, mapped {maps[f]} times")
-        want = maps[f] + fext.get(f, 0)
+        mapped = maps.get(f, 0)
+        if f._mapcount != mapped:
+            raise InvariantViolation(fn, f"page {f.pfn()}: mapcount {f._mapcount}, mapped {mapped} times")
+        want = mapped + fext.get(f, 0)
         if f._refcount != want:
             if want == 0:
                 raise Leak(fn, f"unreferenced object page {f.pfn()} (refcount {f._refcount})", f)

@@ -612,11 +612,15 @@ def with_migration_refs(ops: dict[str, Callable[..., Any]]) -> dict[str, Callabl
     base_f = ops["folio_external_refs"]
 
     def anon_vma_external_refs(k: Kernel) -> dict:
+        if not k.migrations:
+            return base_av(k)
         refs = Counter(base_av(k))
         refs.update(migration_anon_vma_refs(k))
         return refs
 
     def folio_external_refs(k: Kernel) -> dict:
+        if not k.migrations and not k.walks:
+            return base_f(k)
         refs = Counter(base_f(k))
         refs.update(migration_folio_refs(k))
         refs.update(reclaim_folio_refs(k))
