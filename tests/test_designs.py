@@ -43,6 +43,47 @@ def test_the_fixed_design_runs_the_same_scenario_cleanly():
     assert [r.step(op).result for op in s.ops][-1] == "4"
 
 
+FAULTED_UNFAULTED = BUNDLED / "mremap-faulted-unfaulted-merge.yaml"
+
+
+def test_the_unfixed_copy_vma_frees_the_anon_vma_of_a_mapped_page():
+    # The fix's own case, no fork needed: the faulted VMA merges into the
+    # unfaulted one and unmapping the source frees the page's anon_vma.
+    s = load_scenario(str(FAULTED_UNFAULTED))
+    r = ModelRunner(s, "linux-6.18.0")
+    with pytest.raises(UseAfterFree) as e:
+        for op in s.ops:
+            r.step(op)
+    assert op.text() == "mremap P0 B[0] A[0]"
+    assert e.value.obj._free[1] == "unlink_anon_vmas"
+    page = r.k.tasks["P0"].mm.pgtable[r.vpn("A", 0)][0]
+    assert page.mapping is e.value.obj and page._mapcount == 1
+    assert [v.anon_vma for v in r.k.tasks["P0"].mm.mmap] == [None], "one merged VMA, without an anon_vma"
+
+
+def test_the_fixed_copy_vma_merges_and_keeps_the_anon_vma():
+    s = load_scenario(str(FAULTED_UNFAULTED))
+    r = ModelRunner(s, "linux-6.18")
+    assert [r.step(op).result for op in s.ops][-3:] == ["1", "ok", "2"]
+    vmas = r.k.tasks["P0"].mm.mmap
+    assert len(vmas) == 1 and vmas[0].anon_vma is not None
+
+
+@pytest.mark.parametrize("design", ["linux-6.18.0", "linux-6.18"])
+def test_the_checker_finds_the_2026_mremap_use_after_free_where_it_is(design):
+    # Moves of a page to the same place of the other region and back.
+    b = Bounds(processes=1, regions=2, pages=2, contents=1, depth=4, ops=("write", "mremap"))
+    res = Checker(KernelModel(design, b)).spawn_bfs().join()
+    assert res.exhausted
+    if design == "linux-6.18":
+        assert res.findings == [], [(f.property, f.message) for f in res.findings]
+        return
+    f = res.findings[0]
+    assert (f.property, f.trace_length) == ("use-after-free", 4)
+    assert [op.text() for op in f.trace[f.setup:]] == [
+        "write P0 A[0] 1", "mremap P0 A[0] B[0]", "mremap P0 B[1] A[1]", "mremap P0 B[0] A[0]"]
+
+
 def test_linux_6_18_is_clean_with_mremap_in_the_checker():
     b = Bounds(processes=2, regions=1, pages=2, contents=1, depth=5,
                ops=("write", "fork", "exit", "munmap", "mprotect", "mremap"))

@@ -180,6 +180,8 @@ class KernelModel:
         self.scenario = Scenario(f"check-{design}", regions, [], source=f"<check {design}>")
         self.ops_table = make_kernel(design).ops
         self._ops: dict[tuple, Op] = {}
+        #: region -> the other regions (mremap destinations)
+        self._others = {a: [b for b in regions if b != a] for a in regions}
 
     def init_state(self) -> ModelRunner:
         """The state after the setup operations (each region mapped in ``P0``)."""
@@ -235,6 +237,7 @@ class KernelModel:
         still = not inflight  # with work in flight every action changes the preemption count
         busy = {id(kthread_folio(st)) for st in inflight}
         tasks = sorted(r.k.tasks)
+        others = self._others
         for comm in tasks:
             mm = r.k.tasks[comm].mm
             pt = mm.pgtable
@@ -270,16 +273,29 @@ class KernelModel:
                     out.append((self._op("munmap", comm, reg.name, 0, reg.pages), still and not mapped))
                 if "mmap" in ops:
                     out.append((self._op("mmap", comm, reg.name, 0, reg.pages, prot="rw"), still and mapped))
-                if "mremap" in ops and reg.pages > 1:
-                    # MREMAP_MAYMOVE|MREMAP_FIXED of one page onto its neighbour
-                    # and back: copy_vma(), move_page_tables(), the pgoff rule.
-                    out.append((self._op("mremap", comm, reg.name, 0, 1, to_region=reg.name, to_page=1), False))
-                    out.append((self._op("mremap", comm, reg.name, 1, 1, to_region=reg.name, to_page=0), False))
+                if "mremap" in ops:
+                    if reg.pages > 1:
+                        # MREMAP_MAYMOVE|MREMAP_FIXED of one page onto its
+                        # neighbour and back: copy_vma(), move_page_tables(),
+                        # the pgoff rule.
+                        out.append((self._op("mremap", comm, reg.name, 0, 1, to_region=reg.name, to_page=1), False))
+                        out.append((self._op("mremap", comm, reg.name, 1, 1, to_region=reg.name, to_page=0), False))
+                    # each page to the same place of every other region: a VMA
+                    # moved away and back keeps its vm_pgoff, so it can merge
+                    # with what it left (the 2026 mremap use-after-free)
+                    for other in others[reg.name]:
+                        for page in range(reg.pages):
+                            out.append((self._op("mremap", comm, reg.name, page, 1, to_region=other,
+                                                 to_page=page), False))
                 if "mprotect" in ops and reg.pages > 1:
-                    rwx = vmas[0].vm_flags & (VM_READ | VM_WRITE | VM_EXEC) if vmas[0] is not None else None
-                    for prot in ("r", "rw"):
-                        loop = still and (rwx is None or rwx == _PROT_FLAGS[prot])
-                        out.append((self._op("mprotect", comm, reg.name, 0, 1, prot=prot), loop))
+                    # the first page and the last: a split at the head and at
+                    # the tail, and the merges back
+                    for page in (0, reg.pages - 1):
+                        v = vmas[page]
+                        rwx = v.vm_flags & (VM_READ | VM_WRITE | VM_EXEC) if v is not None else None
+                        for prot in ("r", "rw"):
+                            loop = still and (rwx is None or rwx == _PROT_FLAGS[prot])
+                            out.append((self._op("mprotect", comm, reg.name, page, 1, prot=prot), loop))
                 if "dontneed" in ops:
                     empty = all(pt.get(first + page) is None for page in range(reg.pages))
                     out.append((self._op("madvise", comm, reg.name, 0, reg.pages, advice="dontneed"), still and empty))

@@ -193,6 +193,21 @@ def _kernel_fields(names: tuple[str, ...]) -> tuple[str, ...]:
     return f
 
 
+class _Numbering(dict):
+    # Object -> its number, in the order first asked for (by identity: no
+    # model class compares by value); None stays None, the zero page is -1.
+    __slots__ = ("objs",)
+
+    def __init__(self) -> None:
+        super().__init__({None: None, ZERO_PAGE: -1})
+        self.objs: list[Any] = []
+
+    def __missing__(self, o: Any) -> int:
+        i = self[o] = len(self.objs)
+        self.objs.append(o)
+        return i
+
+
 def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
     """The canonical form of a state (see the module docstring).
 
@@ -204,26 +219,24 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
         procs = sorted(k.tasks, key=lambda c: (_proc_signature(r, c), c))
     else:
         procs = sorted(k.tasks)
-    ids: dict[int, int] = {id(ZERO_PAGE): -1}
-    objs: list[Any] = []
+    ids = _Numbering()
+    objs = ids.objs
+    oid = ids.__getitem__
     _scalar = _SCALAR
 
-    def oid(o: Any) -> int | None:
-        if o is None:
-            return None
-        i = ids.get(id(o))
-        if i is None:
-            i = ids[id(o)] = len(objs)
-            objs.append(o)
-        return i
+    scalars = _scalar.__contains__
 
     def ref(o: Any) -> Any:
         t = type(o)
         if t in _scalar:
             return o
         if t is list or t is tuple:
+            if all(map(scalars, map(type, o))):
+                return tuple(o)
             return tuple([ref(x) for x in o])
         if t is dict:
+            if all(map(scalars, map(type, o))) and all(map(scalars, map(type, o.values()))):
+                return ("dict", tuple(sorted(o.items())))
             items = [((kk if type(kk) in _scalar else repr(ref(kk))), (v if type(v) in _scalar else ref(v)))
                      for kk, v in o.items()]
             items.sort()
@@ -235,7 +248,7 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
             # which slot the next allocation reuses and, for a type-safe
             # cache, freed memory keeps its contents.
             if o.flags & SLAB_TYPESAFE_BY_RCU:
-                return ("cache", o.nr_live, tuple([oid(x) for x in o.freelist]))
+                return ("cache", o.nr_live, tuple(map(oid, o.freelist)))
             return ("cache", o.nr_live, len(o.freelist))
         return ("@", oid(o))
 
@@ -277,19 +290,19 @@ def _enc_mm(mm: Any, oid: Any, k: Any) -> tuple:
         pte = pt[vpn]
         f, w = pte
         ptes.append((vpn, oid(f), w, type(pte).__name__))
-    return ("mm", mm._live, tuple([oid(v) for v in mm.mmap]), tuple(ptes), mm.mm_users, mm.mm_count,
+    return ("mm", mm._live, tuple(map(oid, mm.mmap)), tuple(ptes), mm.mm_users, mm.mm_count,
             mm.ksm_flags,
             mm.ksm_rmap_items, mm.ksm_merging_pages, mm.ksm_zero_pages)
 
 
 def _enc_vma(v: Any, oid: Any, k: Any) -> tuple:
     return ("v", v._live, v.vm_start, v.vm_end, v.vm_pgoff, v.vm_flags, oid(v.anon_vma),
-            tuple([oid(a) for a in v.anon_vma_chain]), oid(v.vm_mm))
+            tuple(map(oid, v.anon_vma_chain)), oid(v.vm_mm))
 
 
 def _enc_av(a: Any, oid: Any, k: Any) -> tuple:
     return ("a", a._live, oid(a.root), oid(a.parent), a.refcount, a.num_children, a.num_active_vmas,
-            tuple([oid(c) for c in a.rb_root]), a.rwsem_writer, a.rwsem_readers)
+            tuple(map(oid, a.rb_root)), a.rwsem_writer, a.rwsem_readers)
 
 
 def _enc_avc(c: Any, oid: Any, k: Any) -> tuple:
@@ -307,12 +320,12 @@ def _enc_rmap_item(i: Any, oid: Any, k: Any) -> tuple:
 
 
 def _enc_stable_node(n: Any, oid: Any, k: Any) -> tuple:
-    return ("sn", n._live, tuple([oid(x) for x in n.hlist]), _kpfn(n.kpfn, oid, k.page_alloc),
+    return ("sn", n._live, tuple(map(oid, n.hlist)), _kpfn(n.kpfn, oid, k.page_alloc),
             n.rmap_hlist_len, n.head, oid(n.chain), n.key, n.nid)
 
 
 def _enc_mm_slot(m: Any, oid: Any, k: Any) -> tuple:
-    return ("ms", m._live, oid(m.mm), tuple([oid(x) for x in m.rmap_list]))
+    return ("ms", m._live, oid(m.mm), tuple(map(oid, m.rmap_list)))
 
 
 _ENCODERS = {
@@ -322,7 +335,7 @@ _ENCODERS = {
 def _enc_ksm(st: Any, oid: Any, k: Any) -> tuple:
     # mm_slots_hash repeats what mm_list says (each slot names its mm); the
     # caches are not typesafe: only their counts matter.
-    return ("ksm", tuple([oid(x) for x in st.mm_list]), oid(st.scan_mm_slot), st.scan_address,
+    return ("ksm", tuple(map(oid, st.mm_list)), oid(st.scan_mm_slot), st.scan_address,
             st.scan_rmap_pos, st.seqnr,
             tuple([(key, oid(n)) for key, n in sorted(st.root_stable_tree.items())]),
             tuple([(key, oid(i)) for key, i in sorted(st.root_unstable_tree.items())]),
