@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import marshal
 import pickle
+import types
 from typing import Any
 
 from rmapcheck.model.mm_types import (
@@ -72,21 +73,26 @@ def clone(r: ModelRunner) -> ModelRunner:
     return loads(dumps(r), r.k.ops, r.scenario)
 
 
-_IMMUTABLE = frozenset({int, str, bool, float, bytes, type(None), type, frozenset, range})
+_IMMUTABLE = frozenset({int, str, bool, float, bytes, type(None), type, range})
+#: functions a state refers to (slab constructors): code, not state
+_CODE = frozenset({types.FunctionType, types.BuiltinFunctionType})
 
 
 class Snapshot:
     """The shallow state of every mutable object of a state, to put the state back in place.
 
-    The explorer applies each action of a state to one copy of it and puts
-    the copy back afterwards, instead of unpickling a fresh copy per action
-    (``docs/checker.md``, "Copies"). A snapshot records, for every object
-    reachable from the runner (the design's table and the scenario apart),
-    its slots, its ``__dict__`` or, for a list, dict or set, its items; tuples
-    are walked, not recorded. :meth:`restore` writes all of them back in
-    place, so every alias stays valid, and whatever an action allocated is
-    left unreachable. Everything is restored, changed or not: a comparison
-    could not tell a ``ksm_zero_pte`` from the plain PTE it equals.
+    The explorers apply each action of a state to one copy of it and put the
+    copy back afterwards, instead of unpickling a fresh copy per action
+    (``docs/checker.md``, "States and fingerprints"). A snapshot records, for
+    every object reachable from the runner (the design's table and the
+    scenario apart), its slots, its ``__dict__`` or, for a list, dict or set,
+    its items; tuples and frozensets are walked, not recorded. A kernel object
+    must be a :class:`~rmapcheck.model.slab.FastPickle` or have a
+    ``__dict__``; any other kind is refused with ``TypeError``.
+    :meth:`restore` writes all of them back in place, so every alias stays
+    valid, and whatever an action allocated is left unreachable. Everything is
+    restored, changed or not: a comparison could not tell a ``ksm_zero_pte``
+    from the plain PTE it equals.
     """
 
     __slots__ = ("_dicts", "_lists", "_objs", "_sets")
@@ -105,7 +111,7 @@ class Snapshot:
             if t in immutable or id(o) in seen:
                 continue
             seen.add(id(o))
-            if t is tuple or t.__base__ is tuple:
+            if t is tuple or t is frozenset or t.__base__ is tuple:
                 todo.extend(o)
             elif t is list:
                 lists.append((o, o[:]))
@@ -121,11 +127,15 @@ class Snapshot:
                 st = o.__getstate__()
                 objs.append((o, st))
                 todo.extend(st)
-            elif hasattr(o, "__dict__") and not callable(o):
+            elif t in _CODE:
+                continue
+            elif hasattr(o, "__dict__") and not isinstance(o, (list, dict, set)) and not callable(o):
                 d = vars(o)
                 dicts.append((d, d.copy()))
                 todo.extend(d.values())
-            elif not callable(o):
+            else:
+                # A subclass of a container or a slotted class without
+                # FastPickle could keep state this walk does not see.
                 raise TypeError(f"Snapshot: cannot record a {t.__name__}")
         self._objs = objs
         self._dicts = dicts

@@ -98,6 +98,37 @@ def ksm_full_scan_pages_per_s(pages: int = 256, scans: int = 40) -> float:
     return (st.pages_scanned - before) / (time.perf_counter() - t0)
 
 
+def restore_vs_copy_ratio(depth: int = 3) -> float:
+    """Time to put a copy back (``Snapshot.restore``) over time to unpickle a fresh copy.
+
+    Over every action of every state of the standard preset's first
+    ``depth`` levels: both are timed around the same actions of the same states.
+    """
+    from rmapcheck.check.model import PRESETS, KernelModel
+    from rmapcheck.check.world import Snapshot
+
+    m = KernelModel("linux-6.18", PRESETS["standard"])
+    level, restore, copy = [m.dumps(m.init_state())], 0.0, 0.0
+    for _ in range(depth):
+        nxt = []
+        for data in level:
+            r = m.loads(data)
+            snap = Snapshot(r)
+            for op in m.actions(r):
+                t0 = time.perf_counter()
+                m.loads(data)
+                t1 = time.perf_counter()
+                out = m.apply(r, op, judge=False)
+                if not out.fatal and not out.blocked:
+                    nxt.append(m.dumps(r))
+                t2 = time.perf_counter()
+                snap.restore()
+                restore += time.perf_counter() - t2
+                copy += t1 - t0
+        level = nxt
+    return restore / copy
+
+
 def checker_figures(echo: Callable[[str], None]) -> None:
     """The model checker's figures: seed runs, the standard preset, memory per state."""
     from rmapcheck.check.checker import Checker
@@ -118,6 +149,7 @@ def checker_figures(echo: Callable[[str], None]) -> None:
     echo(f"bench: standard_distinct_states {std.distinct} states")  # type: ignore[attr-defined]
     echo(f"bench: standard_states_per_s {std.distinct / std.seconds:.0f} states/s")  # type: ignore[attr-defined]
     echo(f"bench: bytes_per_state {std.bytes_per_state:.0f} bytes")  # type: ignore[attr-defined]
+    echo(f"bench: restore_vs_copy_ratio {restore_vs_copy_ratio():.2f} ratio")
     nosym = run("linux-2.6.36", SEED_BOUNDS["ksm"], symmetry=False)
     sym = run("linux-2.6.36", SEED_BOUNDS["ksm"])
     echo(f"bench: symmetry_reduction_ratio {nosym.distinct / sym.distinct:.2f} ratio")  # type: ignore[attr-defined]

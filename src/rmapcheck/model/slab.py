@@ -39,7 +39,9 @@ class FastPickle:
     The model checker copies kernel states with :mod:`pickle`; a tuple state
     read by one ``operator.attrgetter`` and restored by one generated
     assignment is several times faster than pickle's default for
-    ``__slots__`` (a dict of slot names per object).
+    ``__slots__`` (a dict of slot names per object). The checker's
+    ``Snapshot`` puts a state back through the same two methods, so every
+    slotted kernel object derives from this class.
     """
 
     __slots__ = ()
