@@ -270,7 +270,12 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
     roots.append(getattr(r, "preempt", 0))
     kv = vars(k)
     for name in _kernel_fields(tuple(kv)):
-        roots.append((name, ref(kv[name])))
+        v = kv[name]
+        if type(v) is kmem_cache:  # the common case, without a call of ref()
+            roots.append((name, "cache", v.nr_live, tuple(map(oid, v.freelist))
+                          if v.flags & SLAB_TYPESAFE_BY_RCU else len(v.freelist)))
+        else:
+            roots.append((name, ref(v)))
     enc = []
     i = 0
     while i < len(objs):
