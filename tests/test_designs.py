@@ -28,12 +28,21 @@ SCENARIO = BUNDLED / "mremap-fork-child-no-merge-at-destination.yaml"
 DOUBLE_REUSE = BUNDLED / "anon-vma-double-reuse.yaml"
 
 
-def test_the_unfixed_copy_vma_loses_the_anon_vma_on_the_merge():
-    s = load_scenario(str(SCENARIO))
-    r = ModelRunner(s, "linux-6.18.0")
-    with pytest.raises(InvariantViolation, match="not on the VMA's chain"):
+def run_until_it_raises(path, design, exc, match=None):
+    """Run bundled scenario ``path`` on ``design`` until a step raises ``exc``.
+
+    :returns: the runner, the step that raised and the exception.
+    """
+    s = load_scenario(str(path))
+    r = ModelRunner(s, design)
+    with pytest.raises(exc, match=match) as e:
         for op in s.ops:
             r.step(op)
+    return r, op, e.value
+
+
+def test_the_unfixed_copy_vma_loses_the_anon_vma_on_the_merge():
+    r, op, _ = run_until_it_raises(SCENARIO, "linux-6.18.0", InvariantViolation, "not on the VMA's chain")
     assert op.text().startswith("mremap P1 B[0:2] A[0]"), "the move back is the step that breaks it"
 
 
@@ -49,15 +58,11 @@ FAULTED_UNFAULTED = BUNDLED / "mremap-faulted-unfaulted-merge.yaml"
 def test_the_unfixed_copy_vma_frees_the_anon_vma_of_a_mapped_page():
     # The fix's own case, no fork needed: the faulted VMA merges into the
     # unfaulted one and unmapping the source frees the page's anon_vma.
-    s = load_scenario(str(FAULTED_UNFAULTED))
-    r = ModelRunner(s, "linux-6.18.0")
-    with pytest.raises(UseAfterFree) as e:
-        for op in s.ops:
-            r.step(op)
+    r, op, e = run_until_it_raises(FAULTED_UNFAULTED, "linux-6.18.0", UseAfterFree)
     assert op.text() == "mremap P0 B[0] A[0]"
-    assert e.value.obj._free[1] == "unlink_anon_vmas"
+    assert e.obj._free[1] == "unlink_anon_vmas"
     page = r.k.tasks["P0"].mm.pgtable[r.vpn("A", 0)][0]
-    assert page.mapping is e.value.obj and page._mapcount == 1
+    assert page.mapping is e.obj and page._mapcount == 1
     assert [v.anon_vma for v in r.k.tasks["P0"].mm.mmap] == [None], "one merged VMA, without an anon_vma"
 
 
@@ -108,11 +113,7 @@ def test_ksmd_page_by_page_reaches_b0_where_the_history_has_it(design, clean):
 
 
 def test_degree_reuses_an_abandoned_leaf_twice():
-    s = load_scenario(str(DOUBLE_REUSE))
-    r = ModelRunner(s, "linux-6.18-degree")
-    with pytest.raises(InvariantViolation, match="different anon_vma chains"):
-        for op in s.ops:
-            r.step(op)
+    r, op, _ = run_until_it_raises(DOUBLE_REUSE, "linux-6.18-degree", InvariantViolation, "different anon_vma chains")
     assert op.text() == "fork P4 P5"
     halves = r.k.tasks["P5"].mm.mmap
     assert len(halves) == 2 and halves[0].anon_vma is halves[1].anon_vma
