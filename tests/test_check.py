@@ -1,6 +1,6 @@
 """The model checker: symmetric fingerprints, the seed (B0, B1), strategies, check and replay.
 
-Expected outcomes come from the kernel history (kernel-history.md §2): B0, the
+Expected outcomes come from the kernel history (docs/history.md §2): B0, the
 root anon_vma freed under a child that KSM or page migration still holds,
 on the root series without 5/5 (linux-2.6.36-pre); B1, the over-drop of the
 root's own reference that leaks the next anon_vma of the reused slab slot, on
@@ -276,7 +276,7 @@ def test_b4_reclaim_walk_unlocks_another_root(seed_results, design):
     assert f.function == "page_unlock_anon_vma"
     # "T1 reclaim: page_lock_anon_vma reads page->mapping=A (page_mapped) … T2: last
     # unmap of the page, unlink frees A … T3: anon_vma_prepare/fork reallocates A's
-    # slot … T1: unlocks via A->root which now differs" (kernel-history.md B4)
+    # slot … T1: unlocks via A->root which now differs" (docs/history.md B4)
     assert [op.kind for op in f.trace[f.setup:]] == B4_KINDS
     texts = [op.text() for op in f.trace]
     report = format_finding(f.error, texts, len(texts)).splitlines()
@@ -314,7 +314,7 @@ def test_b4_trace_is_harmless_with_the_recheck(seed_results, design):
 def test_b6_migration_pins_a_freed_anon_vma_when_its_rcu_window_is_open():
     # "the anon_vma to which we get a reference may already have been freed
     # back to its slab (it is in use when we check page_mapped, but that can
-    # change)" (kernel-history.md B6): v2.6.36 had it until 2011. The seed
+    # change)" (docs/history.md B6): v2.6.36 had it until 2011. The seed
     # bounds keep the pin one step; opened, the window shows it.
     b = Bounds(**{**MIGRATION.__dict__, "rcu_windows": True})
     res = bfs("linux-2.6.36", b)
@@ -562,7 +562,7 @@ def test_malformed_trace_without_traceback(saved, tmp_path, case):
 
 def test_without_ksm_and_migration_the_seed_question_does_not_arise():
     # external_refcount exists "under CONFIG_KSM || CONFIG_MIGRATION"
-    # (kernel-history.md S3/S4): built without both, nothing holds a child
+    # (docs/history.md S3/S4): built without both, nothing holds a child
     # anon_vma from outside, and B0 is out of reach on either path.
     off = {"CONFIG_KSM": False, "CONFIG_MIGRATION": False}
     for b in (KSM, MIGRATION):

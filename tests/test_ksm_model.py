@@ -1,7 +1,7 @@
 """KSM in the model (mm/ksm.c v6.18) against the kernel's documented behaviour.
 
 Expected values come from Documentation/admin-guide/mm/ksm.rst and the mm/ksm.c
-comments (kernel-behaviour.md §H, I25-I27), written here by hand: two identical
+comments (docs/kernel-rules.md §H, I25-I27), written here by hand: two identical
 pages make one KSM page with ``pages_shared`` 1 and ``pages_sharing`` 1; a page
 must keep its checksum over one full scan before it enters the unstable tree;
 ``max_page_sharing`` caps the sharers of one KSM page and needs no KSM pages to
@@ -382,7 +382,7 @@ steps:
 
 
 def test_a_merge_that_does_not_pin_the_anon_vma_is_found(k):
-    # kernel-history.md S1: "each rmap_item in the stable tree which refers to
+    # docs/history.md S1: "each rmap_item in the stable tree which refers to
     # an anon_vma needs to take a reference to it". A design that forgets it
     # frees the anon_vma under the rmap_item.
     from rmapcheck.model import ksm

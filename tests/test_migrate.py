@@ -13,9 +13,9 @@ Expected values are the kernel's behaviour, written by hand:
 * the ``folio_get_anon_vma()`` pin keeps the anon_vma until
   ``put_anon_vma()`` at the end of ``migrate_folio_move()``; the child is
   freed before its root (Linux kernel commit 624483f3ea82, in v3.16), so no
-  use-after-free on 6.18 (kernel-history.md B0, B10);
+  use-after-free on 6.18 (docs/history.md B0, B10);
 * a KSM folio is found through its stable node's rmap_items, forks made after
-  the merge included (kernel-behaviour.md H2), and the stable node follows the
+  the merge included (docs/kernel-rules.md H2), and the stable node follows the
   folio (``folio_migrate_ksm()``).
 
 A fork tree here is::

@@ -1,4 +1,4 @@
-"""The anon_vma functions of mm/rmap.c against kernel-behaviour.md §G (G2–G7).
+"""The anon_vma functions of mm/rmap.c against docs/kernel-rules.md §G (G2–G7).
 
 Expected values are the ones the document derives from the kernel code, written
 here by hand.

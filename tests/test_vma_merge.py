@@ -1,4 +1,4 @@
-"""VMA merge, split and expand: kernel-behaviour.md A1-A24, plus live-kernel observations.
+"""VMA merge, split and expand: docs/kernel-rules.md A1-A24, plus live-kernel observations.
 
 Expected values come from the document (the kernel's tools/testing/vma tests
 and commit 879bca0a2c4f), not from the model. Where the userland test stubs

@@ -92,7 +92,7 @@ def finish(c: Checker, res: Result) -> Result:
     if not b.rcu_windows and ("migrate" in ops or "reclaim" in ops):
         res.warnings.append("the RCU windows of kernel threads are closed (rcu_windows off): migration pins and "
                             "reclaim locks the anon_vma in the step that reads folio->mapping, so races such "
-                            "as kernel-history.md B4 and B6 are not explored")
+                            "as docs/history.md B4 and B6 are not explored")
     if "ksm_scan" in ops and "ksmd" not in ops:
         res.warnings.append("ksmd runs a whole scan pass per action: races inside a pass are not explored")
     if "ksmd" in ops:

@@ -88,7 +88,7 @@ SEED_BOUNDS: dict[str, Bounds] = {
     # one process maps, faults and unmaps again and again (slab reuse)
     "reuse": Bounds(processes=1, regions=1, pages=1, contents=1, depth=6, ops=("write", "mmap", "munmap")),
     # a parent and a child, and a second region no page of which is faulted
-    # yet; reclaim walks in phases (kernel-history.md B4)
+    # yet; reclaim walks in phases (docs/history.md B4)
     "reclaim": Bounds(processes=2, regions=2, pages=1, contents=1, depth=6, forked=True,
                       ops=("write", "exit", "reclaim")),
 }

@@ -49,7 +49,7 @@ ALWAYS = (
              "no release of a lock not held, no lock held on return to user space, no deadlock"),
     Property(MissedRmapWalk.property_name, "always", "an rmap walk visits every mapping of its folio"),
     Property(InvariantViolation.property_name, "always",
-             "the invariants of the anon_vma hierarchy (kernel-history.md §5) hold"),
+             "the invariants of the anon_vma hierarchy (docs/history.md §5) hold"),
     Property(DataCorruption.property_name, "always",
              "every process reads what the abstract memory says it wrote (COW, KSM, migration invisible)"),
     Property("model-error", "always", "the model itself does not fail (a Python exception in a kernel function)"),

@@ -5,7 +5,7 @@ carried by the live 6.18.44 kernel and by design ``linux-6.18``) adds
 ``vmg->copied_from``. Without it, an mremap() that moves a faulted VMA next to
 an unfaulted one with contiguous ``vm_pgoff`` merges them into a VMA that has
 no anon_vma while the moved folios still point to the source's anon_vma
-(kernel-history.md: the 2026 mremap use-after-free). The diff against
+(docs/history.md: the 2026 mremap use-after-free). The diff against
 :mod:`rmapcheck.designs.linux_6_18`: ``copy_vma()``.
 """
 

@@ -12,7 +12,7 @@ The taxonomy, as a tree::
     ├── LockMisuse                   unlock of a lock not held, wrong root, bad order
     │   └── Deadlock                 a lock taken that is held already
     ├── MissedRmapWalk               an rmap walk did not visit a mapping
-    ├── InvariantViolation           a structural invariant of kernel-behaviour.md
+    ├── InvariantViolation           a structural invariant of docs/history.md §5
     └── DataCorruption               a process reads what it never wrote
 
     KernelError                      a system call failed with an errno (not a finding)

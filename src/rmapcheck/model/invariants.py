@@ -1,4 +1,4 @@
-"""Invariants checked between operations (kernel-behaviour.md §G/§I, kernel-history.md §5).
+"""Invariants checked between operations (docs/kernel-rules.md §G/§I, docs/history.md §5).
 
 Each check raises the finding of its kind, naming the objects involved:
 
@@ -13,7 +13,7 @@ Each check raises the finding of its kind, naming the objects involved:
 * I4 no rwsem is held on return to user space;
 * I5 KSM (through the ``ksm_invariants`` hook, :func:`rmapcheck.model.ksm.validate_ksm`):
   a mapped KSM folio's stable node is live and points back to it, the stable
-  tree holds no content duplicates (kernel-behaviour.md I25), KSM's counters
+  tree holds no content duplicates (docs/kernel-rules.md I25), KSM's counters
   match its structures;
 * I6 no counter is below zero;
 * nothing reachable points to a freed object (KASAN), and every allocated

@@ -1223,7 +1223,7 @@ def ksm_full_scans(k: Kernel, n: int) -> int:
     """``ksm_scan_thread()`` (mm/ksm.c, v6.18) until ``n`` more full scans completed.
 
     ksmd runs with ``run=1`` for the duration and is stopped afterwards, as
-    the live runner does (kernel-behaviour.md §L). With no mm on KSM's list
+    the live runner does (docs/kernel-rules.md §L). With no mm on KSM's list
     ksmd does not run (``ksmd_should_run()``) and no scan completes.
 
     :returns: the number of full scans completed (0 without ``CONFIG_KSM``:

@@ -696,7 +696,7 @@ def folio_anon_vma_rcu(f: folio, function: str = "folio_lock_anon_vma_read") -> 
     mapped folio's anon_vma, not pinned: only RCU and ``SLAB_TYPESAFE_BY_RCU``
     keep its memory an anon_vma once the folio is unmapped. The model splits
     the function here because a preemptible RCU reader may be preempted here
-    (kernel-history.md B4: "CONFIG_TREE_PREEMPT_RCU makes it likelier"); the
+    (docs/history.md B4: "CONFIG_TREE_PREEMPT_RCU makes it likelier"); the
     second half is the design's ``folio_lock_anon_vma_root``. The same first
     half opens ``page_lock_anon_vma()`` (mm/rmap.c, v2.6.36).
 
@@ -711,7 +711,7 @@ def folio_anon_vma_rcu(f: folio, function: str = "folio_lock_anon_vma_read") -> 
     if not folio_mapped(f):
         return None
     # A mapped folio's anon_vma is live; a freed one here is the dangling
-    # folio->mapping of CVE-2022-42703 (kernel-history.md B16).
+    # folio->mapping of CVE-2022-42703 (docs/history.md B16).
     kasan_check(m, function)
     return m
 

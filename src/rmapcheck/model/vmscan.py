@@ -22,7 +22,7 @@ RCU, and while it holds the anon_vma root's lock::
     locked    --walk-->    done     the walk of the anon_vma's chains, the
                                     design's page_unlock_anon_vma(), putback
 
-This is the window of kernel-history.md B4: the anon_vma freed and reused
+This is the window of docs/history.md B4: the anon_vma freed and reused
 while the walker waits for its root's lock. With ``k.rcu_windows`` off the
 first two steps are one: the lock is taken where ``folio->mapping`` is read.
 """

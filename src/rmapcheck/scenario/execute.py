@@ -53,7 +53,7 @@ ARENA_VPN = ARENA_BASE >> PAGE_SHIFT
 #: madvise advice names of the scenario language
 ADVICE = {"dontneed": MADV_DONTNEED, "mergeable": MADV_MERGEABLE, "unmergeable": MADV_UNMERGEABLE}
 
-#: KSM knobs both sides set before a KSM scenario's first step (kernel-behaviour.md §L)
+#: KSM knobs both sides set before a KSM scenario's first step (docs/kernel-rules.md §L)
 KSM_BASELINE = {"smart_scan": 0}
 
 #: the compared counters of /sys/kernel/mm/ksm

@@ -4,7 +4,7 @@ The format is described in ``docs/scenario-format.md``. The file is read with
 PyYAML's safe composer only (no tags are ever constructed), so every node keeps
 its position and every error names its line::
 
-    ScenarioError: scenarios/fork-cow.yaml:12: unknown region 'C'; the regions are A, B
+    ScenarioError: my-scenario.yaml:12: unknown region 'C'; the regions are A, B
 
 Checks made here, each a :class:`ScenarioError` naming the file and line:
 
