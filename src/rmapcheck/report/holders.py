@@ -20,6 +20,7 @@ so a holder can be found in the address map of the same step.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Callable, Iterator
@@ -34,6 +35,7 @@ __all__ = ["Holder", "Namer", "find_object", "format_holders", "involved_objects
 # The slab shadow of every object: history, not references.
 _SHADOW = frozenset({"_slot", "_live", "_alloc", "_free", "_cache"})
 _LEAVES = (int, str, bool, float, bytes, type(None))
+_NUMBERS = re.compile(r"([0-9]+)")
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ def reference_holders(k: Any, target: Any, name: Namer) -> list[Holder]:
 
     A freed object is no holder (its memory holds nothing); a page is also
     held by a field named ``kpfn`` that holds its page frame number (KSM's
-    stable nodes). Holders come in the walk's order, which is deterministic.
+    stable nodes). Holders are sorted by name, numbers in numeric order.
     """
     out: list[Holder] = []
     pfn = target.pfn() if isinstance(target, folio) else None
@@ -176,7 +178,7 @@ def reference_holders(k: Any, target: Any, name: Namer) -> list[Holder]:
                 out.append(Holder(o, name(o), path))
             if field == "kpfn" and pfn is not None and v == pfn:
                 out.append(Holder(o, name(o), "kpfn"))
-    return out
+    return sorted(out, key=lambda h: [(int(t) if t.isdigit() else 0, t) for t in _NUMBERS.split(h.name + " " + h.field)])
 
 
 def involved_objects(e: BaseException, most: int = 4) -> list[Any]:
