@@ -272,12 +272,12 @@ def test_every_holder_of_a_page_is_listed():
     assert held == ["pgtable[A[2]] (migration entry)", "pgtable[A[2]] (migration entry)", "src"]
 
 
-def test_replay_shows_the_holders_after_each_step(seed_rows, tmp_path):
+def test_replay_shows_the_holders_after_each_step(tmp_path):
     # B0 through KSM: the root freed at exit is still the child's root, and
     # KSM's rmap_item still holds the child.
-    p = rmapcheck("check", "--design", "linux-2.6.36-pre", "--preset", "small", "--processes", "2",
-                  "--pages", "1", "--depth", "8", "--forked", "--mergeable", "--ops", "write,exit,ksm_scan",
-                  "--no-rcu-windows", "--save-dir", "t", cwd=tmp_path)
+    p = rmapcheck("check", "--design", "linux-2.6.36-pre", "--processes", "2", "--pages", "1", "--depth", "8",
+                  "--forked", "--mergeable", "--ops", "write,exit,ksm_scan", "--no-rcu-windows",
+                  "--save-dir", "t", cwd=tmp_path)
     assert p.returncode == 1, p.stderr
     trace = next((tmp_path / "t").glob("*use-after-free*.json"))
     out = rmapcheck("replay", str(trace)).stdout
@@ -441,3 +441,16 @@ def test_migrate_and_vmscan_drivers_are_not_kernel_functions():
     assert findings.kernel_function_name(migrate.migrate_step.__code__, migrate.__name__, vars(migrate)) == \
         "migrate_pages_batch"
     assert findings.kernel_function_name(vmscan.check_rmap_walk.__code__, vmscan.__name__, vars(vmscan)) is None
+
+
+def test_a_step_the_language_cannot_write_is_pointed_out():
+    # An injected allocation failure is a flag of the step; a scenario that
+    # cannot write it would not reproduce, and the checker says so.
+    from rmapcheck.check.trace import unsaid_steps
+    from rmapcheck.scenario.ops import Op, Region, Scenario
+
+    ops = [Op("mmap", "P0", "A", 0, 1, prot="rw", flags=frozenset({"fixed"})),
+           Op("write", "P0", "A", 0, 1, value=1, flags=frozenset({"fail=anon_vma_alloc"}))]
+    sc = Scenario("x", {"A": Region("A", 1, 0)}, ops)
+    said = parse_scenario(dump_scenario(sc)).ops
+    assert unsaid_steps(sc) == [i for i, (a, b) in enumerate(zip(ops, said), 1) if a.flags != b.flags]

@@ -16,7 +16,7 @@ printed scenario reproduces the finding that ``replay`` does.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Iterator
 
 from rmapcheck.check.model import Bounds, Finding, KernelModel, Outcome
@@ -25,7 +25,7 @@ from rmapcheck.scenario.execute import ModelRunner, uses_ksm
 from rmapcheck.scenario.ops import OP_KINDS, Op, Region, Scenario, Settings
 
 __all__ = ["TRACE_FORMAT", "TraceError", "judged_run", "load_trace", "replay", "save_trace", "trace_dict",
-           "trace_scenario", "trace_settings"]
+           "trace_scenario", "trace_settings", "unsaid_steps"]
 
 TRACE_FORMAT = "rmapcheck-trace/1"
 
@@ -192,6 +192,18 @@ def trace_scenario(model: KernelModel, f: Finding) -> Scenario:
     """Counterexample ``f`` of ``model`` as a scenario that ``rmapcheck run`` reproduces."""
     return Scenario(f"{model.design}-{f.property}", model.scenario.regions, list(f.trace),
                     settings=trace_settings(model.bounds.rcu_windows, model.config, f.trace))
+
+
+def unsaid_steps(sc: Scenario) -> list[int]:
+    """The steps of ``sc`` (1-based) that its text does not say whole.
+
+    A step the scenario language cannot write (a flag it has no word for)
+    reads back as another step: the printed scenario would not reproduce.
+    """
+    from rmapcheck.scenario.parse import dump_scenario, parse_scenario
+
+    back = parse_scenario(dump_scenario(sc), "<trace>").ops
+    return [i for i, (a, b) in enumerate(zip(sc.ops, back), 1) if replace(a, line=0) != replace(b, line=0)]
 
 
 def judged_run(scenario: Scenario, design: str) -> Iterator[tuple[int, Op, Outcome]]:

@@ -11,7 +11,7 @@ import click
 from rmapcheck.check.checker import Checker, Progress, Result
 from rmapcheck.check.model import PRESETS, Bounds, KernelModel
 from rmapcheck.check.model import Finding
-from rmapcheck.check.trace import judged_run, save_trace, trace_scenario
+from rmapcheck.check.trace import judged_run, save_trace, trace_scenario, unsaid_steps
 from rmapcheck.commands.common import UserError, check_design
 from rmapcheck.designs import DesignError, config_text, design_config
 from rmapcheck.report.finding import format_finding
@@ -105,6 +105,10 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
         text = dump_scenario(sc)
         for line in text.splitlines():
             click.echo(f"  {line}")
+        unsaid = unsaid_steps(sc)
+        if unsaid:
+            click.echo(f"warning: the scenario language cannot write all of step {', '.join(map(str, unsaid))} "
+                       f"({', '.join(sorted(sc.ops[unsaid[0] - 1].flags))}): run it with the trace (replay)")
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
             path = save_dir / f"{res.design}-{f.property}-{f.function}.json"
@@ -158,9 +162,11 @@ def command(design: str, preset: str | None, processes: int | None, regions: int
             for f in res.findings:
                 p = sd / f"{res.design}-{f.property}-{f.function}.json"
                 save_trace(str(p), m, f)
+                p.with_suffix(".yaml").write_text(dump_scenario(trace_scenario(m, f)))
                 paths.append(str(p))
             for fd, p in zip(d["findings"], paths):
                 fd["trace"] = p
+                fd["scenario"] = str(Path(p).with_suffix(".yaml"))
         click.echo(json.dumps(d, sort_keys=True))
     else:
         print_result(m, res, Path(save_dir))

@@ -20,7 +20,7 @@ from rmapcheck.designs import DesignError, config_text
 from rmapcheck.report.finding import format_finding
 from rmapcheck.report.holders import Namer, find_object, format_holders, involved_objects
 from rmapcheck.scenario.ops import Op
-from rmapcheck.scenario.render import address_map, anon_vma_tree, vma_namer
+from rmapcheck.scenario.render import address_map, anon_vma_tree, op_pages, vma_namer
 
 __all__ = ["command"]
 
@@ -45,8 +45,7 @@ def command(trace: str, quiet: bool) -> None:
         tag = " (setup)" if i <= t.setup else ""
         click.echo(f"step {i}{tag}: {op.text()}")
         mms = r.mms()
-        first = t.scenario.regions[op.region].at + op.page if op.region else None
-        click.echo(address_map(mms, t.scenario, (first, first + op.npages) if first is not None else None))
+        click.echo(address_map(mms, t.scenario, op_pages(t.scenario, op)))
         avs = r.k.anon_vma_cachep.live() + [a for a in r.k.anon_vma_cachep.freelist]
         if avs:
             click.echo(anon_vma_tree(avs, vma_namer(mms, t.scenario)))

@@ -19,7 +19,7 @@ from rmapcheck.commands.common import UserError, check_design, expectation_error
 from rmapcheck.designs import DesignError
 from rmapcheck.report.finding import format_finding
 from rmapcheck.scenario.execute import ModelRunner
-from rmapcheck.scenario.render import address_map, anon_vma_tree, vma_namer
+from rmapcheck.scenario.render import address_map, anon_vma_tree, op_pages, vma_namer
 
 __all__ = ["command", "final_state"]
 
@@ -48,9 +48,7 @@ def command(file: str, design: str, quiet: bool) -> None:
             steps.append(op.text())
             if not quiet:
                 click.echo(f"step {i} (line {op.line}): {op.text()}  -> {out.result or 'stopped'}")
-                first = s.regions[op.region].at + op.page if op.region else None
-                hl = (first, first + op.npages) if first is not None else None
-                click.echo(address_map(runner.mms(), s, hl))
+                click.echo(address_map(runner.mms(), s, op_pages(s, op)))
             for _prop, _fn, _msg, err in out.findings:
                 click.echo(format_finding(err, steps, i, runner.k, s))
                 found = True

@@ -51,13 +51,14 @@ from rmapcheck.model.mm_types import (
     mm_struct,
     vm_area_struct,
 )
-from rmapcheck.scenario.ops import ARENA_BASE, Scenario
+from rmapcheck.scenario.ops import ARENA_BASE, Op, Scenario
 
 __all__ = [
     "ARENA_BASE_VPN",
     "address_map",
     "anon_vma_tree",
     "object_symbol",
+    "op_pages",
     "vma_namer",
 ]
 
@@ -213,6 +214,17 @@ def address_map(
         ]
         blocks.append("\n".join((label.ljust(width) + row).rstrip() for label, row in rows))
     return "\n\n".join(blocks)
+
+
+def op_pages(scenario: Scenario, op: Op) -> tuple[int, int] | None:
+    """The arena pages ``[start, end)`` step ``op`` operates on (``None`` for a step of no range).
+
+    What :func:`address_map` marks with ``*`` for the step.
+    """
+    if not op.region:
+        return None
+    first = scenario.regions[op.region].at + op.page
+    return first, first + op.npages
 
 
 def vma_namer(
