@@ -43,8 +43,8 @@ under which name (:func:`kernel_function_name`):
   it cites it (``_free_stable_node``, "free_stable_node()", is
   ``free_stable_node``), else the function cited first in its first sentence
   ("The second half of ``folio_get_anon_vma()``" is ``folio_get_anon_vma``);
-  one that cites none is model machinery and is left out (``migrate_step``,
-  ``check_rmap_walk``), unless a kernel's ``ops`` table has it under a name;
+  one that cites none is model machinery and is left out (``check_rmap_walk``,
+  ``page_table_mappings``), unless a kernel's ``ops`` table has it under a name;
 - a function of another module (a user's design) is the name its kernel's
   ``ops`` table gives it, else its own name if that is public.
 

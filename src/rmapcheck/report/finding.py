@@ -6,9 +6,9 @@ its call chain) and prints the chain::
     BUG: KASAN: use-after-free in anon_vma_free: access to freed anon_vma#0
       call chain: anon_vma_free <- __put_anon_vma <- put_anon_vma <- remove_node_from_stable_tree <- ...
       object: anon_vma#0 (a)
-      Allocated by: step 3 (write P0 A[0] 1: anon_vma_prepare)
-      Freed by: step 10 (exit P1: anon_vma_unlink)
-      Accessed by: step 11 (ksm_scan 1)
+      Allocated by: step 3 (write P0 A[0] 1: __anon_vma_prepare)
+      Freed by: step 10 (munmap P1 A[0]: unlink_anon_vmas)
+      Accessed by: step 11 (ksm_scan 1), at rmapcheck/model/rmap.py:171
 
 A finding of the model's checks between steps says which check found it and
 which invariant it violates, not a kernel function::
@@ -25,8 +25,10 @@ of a reference to its object (:mod:`rmapcheck.report.holders`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import rmapcheck
 from rmapcheck.model.findings import RmapFinding, UseAfterFree, kernel_chain
 from rmapcheck.model.invariants import INVARIANTS
 from rmapcheck.report.holders import Namer, format_holders, involved_objects
@@ -74,11 +76,23 @@ def finding_place(e: BaseException) -> str:
     return f"in {chain[0]}" if chain else f"in {getattr(e, 'function', type(e).__name__)}"
 
 
-def _object_lines(obj: Any, steps: list[str]) -> list[str]:
+def _source(where: tuple[str, int] | None) -> str:
+    # ", at rmapcheck/model/rmap.py:168": the innermost kernel frame's line,
+    # a design file's by its own path.
+    if where is None:
+        return ""
+    path = Path(where[0])
+    package = Path(rmapcheck.__file__).resolve().parent
+    if path.resolve().is_relative_to(package):
+        path = path.resolve().relative_to(package.parent)
+    return f", at {path}:{where[1]}"
+
+
+def _object_lines(obj: Any, steps: list[str], name: Namer) -> list[str]:
     # The object with its allocation history, as KASAN's report has it.
     if obj is None or not hasattr(obj, "_alloc"):
         return []
-    lines = [f"  object: {Namer({}, None)(obj)}"]
+    lines = [f"  object: {name(obj)}"]
     if obj._alloc is not None:
         lines.append(f"  Allocated by: {_site(obj._alloc, steps)}")
     if obj._free is not None:
@@ -112,6 +126,7 @@ def format_finding(e: BaseException, steps: list[str], step: int, k: Any = None,
             lines.append(f"  call chain: {' <- '.join(chain)}")
         lines.append(f"  in step {step} ({here}): a bug of the model, not of the kernel")
         return "\n".join(lines)
+    name = Namer({c: t.mm for c, t in k.tasks.items()} if k is not None else {}, scenario)
     head = _HEADS.get(e.property_name, e.property_name)
     if e.detector:
         lines = [f"{head}: {e.message}",
@@ -124,11 +139,10 @@ def format_finding(e: BaseException, steps: list[str], step: int, k: Any = None,
         lines = [f"{head} in {e.function}: {e.message}"]
         if e.chain:
             lines.append(f"  call chain: {' <- '.join(e.chain)}")
-    lines += _object_lines(e.obj, steps)
+    lines += _object_lines(e.obj, steps, name)
     if not e.detector:
         what = "Accessed by" if isinstance(e, UseAfterFree) else "at"
-        lines.append(f"  {what}: step {step} ({here})")
+        lines.append(f"  {what}: step {step} ({here}){_source(e.where)}")
     if k is not None:
-        name = Namer({c: t.mm for c, t in k.tasks.items()}, scenario)
         lines += [format_holders(k, o, name) for o in involved_objects(e)]
     return "\n".join(lines)
