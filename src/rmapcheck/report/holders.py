@@ -119,12 +119,14 @@ def _fields(o: Any) -> Iterator[tuple[str, Any]]:
 
 def _walk(k: Any) -> Iterator[Any]:
     # Every object reachable from the kernel once (slab caches: their live
-    # objects; the design's table, the clock and code are not walked).
+    # objects; the design's table, the clock, code and the findings recorded
+    # in k.warnings are not walked).
     seen: set[int] = set()
     todo: list[Any] = [k]
     while todo:
         o = todo.pop()
-        if isinstance(o, _LEAVES) or id(o) in seen or callable(o) or isinstance(o, (SimpleNamespace, StepClock)):
+        if isinstance(o, _LEAVES) or id(o) in seen or callable(o) or \
+                isinstance(o, (SimpleNamespace, StepClock, BaseException)):
             continue
         seen.add(id(o))
         if isinstance(o, (list, tuple, set, frozenset)):
