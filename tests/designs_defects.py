@@ -270,15 +270,17 @@ def _add(name, prop, function, bounds, config=None, also=(), **replace):
 # touches it when the parent unmaps too
 _add("defect-use-after-free", "use-after-free", "check_invariants", FORK_EXIT,
      anon_vma_fork=fork_no_root_pin, anon_vma_counter_invariants=counters_no_root_pin)
-_add("defect-double-free", "double-free", "unlink_anon_vmas", FORK_EXIT,
+# kmem_cache_free() of the chain entry a second time, in anon_vma_chain_free()
+# (called from the broken unlink_anon_vmas(): its chain says so)
+_add("defect-double-free", "double-free", "anon_vma_chain_free", FORK_EXIT,
      unlink_anon_vmas=unlink_double_free)
 _add("defect-leak", "leak", "check_invariants", SOLO, unlink_anon_vmas=unlink_no_put)
 # the counter goes to -1 unnoticed by the kernel (check_invariants, I6, sees
 # it); where the anon_vma is then freed, the kernel's own VM_WARN_ON fires
 _add("defect-counter-underflow", "counter-underflow", "check_invariants", FORK_EXIT, also=("vm-warn-on",),
      unlink_anon_vmas=unlink_active_twice)
-# anon_vma_free's VM_BUG_ON, reported with the caller that started the put
-_add("defect-vm-bug-on", "vm-bug-on", "unlink_anon_vmas", FORK_EXIT, __put_anon_vma=put_root_off_by_one)
+# anon_vma_free's VM_BUG_ON, in anon_vma_free (the broken __put_anon_vma is its caller)
+_add("defect-vm-bug-on", "vm-bug-on", "anon_vma_free", FORK_EXIT, __put_anon_vma=put_root_off_by_one)
 _add("defect-vm-warn-on", "vm-warn-on", "unlink_anon_vmas", SOLO, unlink_anon_vmas=unlink_keep_active)
 _add("defect-lock-misuse", "lock-misuse", "check_invariants", FORK_EXIT, __anon_vma_prepare=prepare_no_unlock)
 _add("defect-missed-rmap-walk", "missed-rmap-walk", "try_to_migrate",

@@ -99,7 +99,9 @@ def test_double_free_names_the_chain_entry(monkeypatch):
                    [Op("write", "P0", "A", 0, 1, value=1), Op("munmap", "P0", "A", 0, 1)])
     assert outs[0].findings == []
     (prop, fn, msg, err), = outs[1].findings
-    assert (prop, fn) == ("double-free", "unlink_anon_vmas")
+    assert (prop, fn) == ("double-free", "anon_vma_chain_free")
+    # the planted unlink_anon_vmas() is named by its place in the design's table
+    assert err.chain[:2] == ("anon_vma_chain_free", "unlink_anon_vmas")
     assert type(err.obj).__name__ == "anon_vma_chain"
     assert outs[1].fatal
 

@@ -128,9 +128,11 @@ def test_symbols_are_shared_across_processes():
     p2.pgtable = {B + 1: (f, False)}
     s = Scenario(name="t", regions={"A": Region("A", 2, 0)}, ops=[])
     text = address_map({"P2": p2, "P1": p1}, s)
+    # an object without an allocation serial is named by its slot (anon_vma
+    # slot 3: d), one without either in order of appearance (the folio: 0)
     assert text.split("\n\n") == [
-        "P1        A\n          01\nvma:      AA\nprot:     ww\nanon_vma: aa\npages:    .0",
-        "P2        A\n          01\nvma:      .A\nprot:     .w\nanon_vma: .a\npages:    .0",
+        "P1        A\n          01\nvma:      AA\nprot:     ww\nanon_vma: dd\npages:    .0",
+        "P2        A\n          01\nvma:      .A\nprot:     .w\nanon_vma: .d\npages:    .0",
     ]
 
 
@@ -138,10 +140,10 @@ def test_anon_vma_tree():
     mms, avs = world()
     name = vma_namer(mms, scenario())
     assert anon_vma_tree(avs, name) == (
-        "av0: root=av0 parent=av0 refcount=2 num_children=2 num_active_vmas=1\n"
+        "a anon_vma#0: root=a parent=a refcount=2 num_children=2 num_active_vmas=1\n"
         "    P0 A [0,4)\n"
         "    P1 A [0,4)\n"
-        "av1: root=av0 parent=av0 refcount=1 num_children=1 num_active_vmas=1\n"
+        "b anon_vma#1: root=a parent=a refcount=1 num_children=1 num_active_vmas=1\n"
         "    P1 A [0,4)"
     )
 
@@ -155,7 +157,7 @@ def test_anon_vma_tree_unnamed_moved_and_stray():
     av.refcount = 1
     name = vma_namer({}, scenario())
     assert anon_vma_tree([av], name) == (
-        "av?0: root=av?0 parent=av?0 refcount=1 num_children=0 num_active_vmas=0\n"
+        "a anon_vma#?: root=a parent=a refcount=1 num_children=0 num_active_vmas=0\n"
         "    P7 ? [2,4) pgoff 0\n"
         "    (anon_vma_chain without a vma)"
     )

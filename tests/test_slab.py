@@ -17,7 +17,7 @@ def test_typesafe_by_rcu_reuse_keeps_memory_and_skips_ctor():
     k.anon_vma_cachep.free(a, "anon_vma_free")
     with pytest.raises(UseAfterFree) as e:
         kasan_check(a, "drop_anon_vma")
-    assert e.value.obj is a and a._free == (0, "anon_vma_free")
+    assert e.value.obj is a and a._free == (0, "anon_vma_free", 0)
     a.refcount = 5  # as if the freed memory held a stale count
     b = k.anon_vma_cachep.alloc("anon_vma_alloc")
     assert b is a, "the same slot comes back (LIFO freelist)"

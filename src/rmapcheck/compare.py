@@ -96,7 +96,8 @@ def shrink(scenario: Scenario, differs: Callable[[Scenario], bool]) -> Scenario:
 
     def make(o: list[Op]) -> Scenario:
         return Scenario(scenario.name + "-min", scenario.regions, o, source=scenario.source,
-                        description=scenario.description, arena_pages=scenario.arena_pages)
+                        description=scenario.description, arena_pages=scenario.arena_pages,
+                        settings=scenario.settings)
 
     changed = True
     while changed:

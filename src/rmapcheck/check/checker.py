@@ -74,6 +74,8 @@ class Result:
             "strategy": self.strategy,
             "verdict": self.verdict,
             "findings": [{"property": f.property, "function": f.function, "message": f.message,
+                          "chain": list(getattr(f.error, "chain", ())),
+                          "found_by": getattr(f.error, "detector", ""),
                           "trace_length": f.trace_length} for f in self.findings],
             "distinct_states": self.distinct,
             "states": self.states,

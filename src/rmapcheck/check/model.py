@@ -131,6 +131,9 @@ class Outcome:
     #: the action would sleep on a lock a preempted kernel thread holds: it
     #: is not enabled in this state (``state`` is spoilt and must be dropped)
     blocked: bool = False
+    #: the step's result (``ok``, an errno name, ``SIGSEGV``, a read's value;
+    #: ``""`` if a finding stopped it)
+    result: str = ""
 
 
 #: the VM_READ/VM_WRITE/VM_EXEC bits of the protections the explorer sets
@@ -351,15 +354,17 @@ class KernelModel:
             n.preempt = getattr(n, "preempt", 0) + 1  # type: ignore[attr-defined]
         findings: list[tuple[str, str, str, BaseException]] = []
         fatal = False
+        result = ""
         try:
-            n.perform(op)
+            result = n.perform(op)
         except Deadlock as e:
             if e.lock is not None and kthread_holds(k, e.lock):
                 # A task sleeps on the lock until the kernel thread releases
-                # it: the operation cannot start before then.
+                # it: the operation cannot start before then (run in
+                # sequence, nothing releases it: the finding says so).
                 k.fail_sites.clear()
                 k.warnings.clear()
-                return Outcome(n, [], True, blocked=True)
+                return Outcome(n, [(property_of(e), e.function, e.message, e)], True, blocked=True)
             findings.append((property_of(e), e.function, e.message, e))
             fatal = True
         except RmapFinding as e:
@@ -372,7 +377,7 @@ class KernelModel:
             fatal = True
         k.fail_sites.clear()
         self._warnings(k, findings)
-        out = Outcome(n, findings, fatal)
+        out = Outcome(n, findings, fatal, result=result)
         if judge and not fatal:
             self.judge(out)
         return out

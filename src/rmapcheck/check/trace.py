@@ -1,22 +1,31 @@
-"""Counterexamples as replayable JSON, and their replay.
+"""Counterexamples as replayable JSON and as scenarios, and their replay.
 
 A trace file holds the design, the bounds, the regions, the violated property
 and every operation from the first (the setup included), each as the fields of
 a :class:`~rmapcheck.scenario.ops.Op`. :func:`replay` re-executes it on the
 model step by step, judging every state as the checker did.
+
+A counterexample is also a scenario (:func:`trace_scenario`) whose header
+carries what the checker ran otherwise than the live kernel runs
+(:class:`~rmapcheck.scenario.ops.Settings`: RCU windows closed, the design's
+switches, no KSM baseline); :func:`judged_run` runs any scenario with its
+settings, judging each step as the checker does, so ``rmapcheck run`` of the
+printed scenario reproduces the finding that ``replay`` does.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
-from typing import Any, Callable
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, Iterator
 
-from rmapcheck.check.model import Finding, KernelModel
-from rmapcheck.designs import DESIGNS, DesignError, config_text, design_config
-from rmapcheck.scenario.ops import OP_KINDS, Op, Region, Scenario
+from rmapcheck.check.model import Bounds, Finding, KernelModel, Outcome
+from rmapcheck.designs import DESIGNS, DesignError, config_text, design_config, make_kernel
+from rmapcheck.scenario.execute import ModelRunner, uses_ksm
+from rmapcheck.scenario.ops import OP_KINDS, Op, Region, Scenario, Settings
 
-__all__ = ["TRACE_FORMAT", "TraceError", "load_trace", "replay", "save_trace", "trace_dict"]
+__all__ = ["TRACE_FORMAT", "TraceError", "judged_run", "load_trace", "replay", "save_trace", "trace_dict",
+           "trace_scenario", "trace_settings", "unsaid_steps"]
 
 TRACE_FORMAT = "rmapcheck-trace/1"
 
@@ -161,8 +170,67 @@ def load_trace(path: str) -> Trace:
         _bounds(bounds)
     except (TypeError, ValueError) as e:
         raise bad(f"bad \"bounds\": {e}") from None
-    sc = Scenario(f"trace-{design}", regions, ops, source=path)
+    sc = Scenario(f"trace-{design}", regions, ops, source=path,
+                  settings=trace_settings(_bounds(bounds).rcu_windows, config, ops))
     return Trace(design, str(d.get("property", "")), str(d.get("function", "")), sc, setup, bounds, config)
+
+
+def trace_settings(rcu_windows: bool, config: dict[str, Any], ops: list[Op]) -> Settings:
+    """The scenario settings of a counterexample of ``ops`` found at these bounds and switches.
+
+    The checker's kernel has no KSM baseline (:data:`~rmapcheck.scenario.execute.KSM_BASELINE`):
+    a counterexample that uses KSM says so.
+    """
+    probe = Scenario("", {}, ops)
+    return Settings(rcu_windows=rcu_windows,
+                    config=tuple((k, "y" if v is True else "n" if v is False else str(v))
+                                 for k, v in sorted(config.items())),
+                    ksm_baseline=not uses_ksm(probe))
+
+
+def trace_scenario(model: KernelModel, f: Finding) -> Scenario:
+    """Counterexample ``f`` of ``model`` as a scenario that ``rmapcheck run`` reproduces."""
+    return Scenario(f"{model.design}-{f.property}", model.scenario.regions, list(f.trace),
+                    settings=trace_settings(model.bounds.rcu_windows, model.config, f.trace))
+
+
+def unsaid_steps(sc: Scenario) -> list[int]:
+    """The steps of ``sc`` (1-based) that its text does not say whole.
+
+    A step the scenario language cannot write (a flag it has no word for)
+    reads back as another step: the printed scenario would not reproduce.
+    """
+    from rmapcheck.scenario.parse import dump_scenario, parse_scenario
+
+    back = parse_scenario(dump_scenario(sc), "<trace>").ops
+    return [i for i, (a, b) in enumerate(zip(sc.ops, back), 1) if replace(a, line=0) != replace(b, line=0)]
+
+
+def judged_run(scenario: Scenario, design: str) -> Iterator[tuple[int, Op, Outcome]]:
+    """Run ``scenario`` on ``design`` with its settings, judging every step as the checker does.
+
+    Yields each step's number, operation and :class:`~rmapcheck.check.model.Outcome`
+    (whose ``state`` is the one runner, changed in place); stops after a
+    fatal finding. Findings of the checks between steps (invariants, data
+    integrity) that are not fatal do not stop the run.
+
+    :raises DesignError: a switch of the header that ``design`` does not have.
+    """
+    st = scenario.settings
+    config = design_config(design, [f"{k}={v}" for k, v in st.config])
+    m = KernelModel(design, Bounds(rcu_windows=st.rcu_windows), config)
+    # The checker's kernel starts bare; the live runner's KSM baseline only
+    # when the settings keep it (ModelRunner applies it to a KSM scenario).
+    base = scenario if st.ksm_baseline else Scenario(scenario.name, scenario.regions, [], scenario.source)
+    r = ModelRunner(base, design, check=False, kernel=make_kernel(design, **config))
+    r.scenario = scenario
+    r.k.rcu_windows = st.rcu_windows
+    r.born, r.faults, r.preempt = 1, 0, 0  # type: ignore[attr-defined]
+    for i, op in enumerate(scenario.ops, 1):
+        out = m.apply(r, op)
+        yield i, op, out
+        if out.fatal:
+            return
 
 
 def _bounds(d: dict[str, Any]) -> Any:
@@ -184,34 +252,26 @@ def _bounds(d: dict[str, Any]) -> Any:
     return Bounds(**kw)
 
 
-def replay(t: Trace, echo: Callable[[str], None],
-           show: Callable[[Any, Op, int], None] | None = None) -> Finding | None:
-    """Re-execute trace ``t``, judging each state; return the first finding (``None`` if none).
+def replay(t: Trace, show: Callable[[Any, Op, int], None] | None = None) -> tuple[Finding | None, Any]:
+    """Re-execute trace ``t``, judging each state; return the finding and the state it left.
+
+    The finding is the trace's own if it is reproduced, else the first one
+    (``None`` if none).
 
     :param show: called after each step with the runner, the step and its number.
     """
-    b = _bounds(t.bounds)
-    m = KernelModel(t.design, b, t.config)
-    m.scenario = Scenario(t.scenario.name, t.scenario.regions, [], source=t.scenario.source)
-    from rmapcheck.designs import make_kernel
-    from rmapcheck.scenario.execute import ModelRunner
-
-    r = ModelRunner(m.scenario, t.design, check=False, kernel=make_kernel(t.design, **t.config))
-    r.k.rcu_windows = b.rcu_windows
-    r.born, r.faults, r.preempt = 1, 0, 0  # type: ignore[attr-defined]
     first: Finding | None = None
-    for i, op in enumerate(t.scenario.ops, 1):
-        out = m.apply(r, op)
+    state: Any = None
+    for i, op, out in judged_run(t.scenario, t.design):
+        state = out.state
         if show is not None:
-            show(r, op, i)
+            show(state, op, i)
         for prop, fn, msg, err in out.findings:
             f = Finding(prop, fn, msg, t.scenario.ops[:i], t.setup, err)
             if (prop, fn) == (t.property, t.function):
                 # The checker records a finding and explores on past it
                 # unless it is fatal: the trace's own finding is the one.
-                return f
+                return f, state
             if first is None:
                 first = f
-        if out.fatal:
-            break
-    return first
+    return first, state

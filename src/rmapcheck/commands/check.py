@@ -10,7 +10,8 @@ import click
 
 from rmapcheck.check.checker import Checker, Progress, Result
 from rmapcheck.check.model import PRESETS, Bounds, KernelModel
-from rmapcheck.check.trace import save_trace
+from rmapcheck.check.model import Finding
+from rmapcheck.check.trace import judged_run, save_trace, trace_scenario, unsaid_steps
 from rmapcheck.commands.common import UserError, check_design
 from rmapcheck.designs import DesignError, config_text, design_config
 from rmapcheck.report.finding import format_finding
@@ -71,8 +72,25 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
     return m, c.spawn_simulation(seed, runs).join()
 
 
+def _report(m: KernelModel, f: Finding, sc: Scenario) -> str:
+    # The finding's report, from the scenario run again so that the report
+    # can list who holds the finding's object in the state it was raised in.
+    texts = [op.text() for op in f.trace]
+    for i, _op, out in judged_run(sc, m.design):
+        for prop, fn, _msg, err in out.findings:
+            if i == len(f.trace) and (prop, fn) == (f.property, f.function):
+                return format_finding(err, texts, i, out.state.k, sc)
+    if f.error is not None:
+        return format_finding(f.error, texts, len(texts))
+    return f"{f.property} in {f.function}: {f.message}"
+
+
 def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
-    """The summary, each finding as the kernel would report it, and its trace."""
+    """The summary, each finding as the kernel would report it, and its trace.
+
+    Each trace is saved as JSON (for ``rmapcheck replay``) and as a scenario
+    (for ``rmapcheck run``, whose header carries the checker's settings).
+    """
     built = f" with {config_text(res.config)}" if res.config else ""
     click.echo(f"design {res.design}{built}: {res.verdict} ({res.strategy}, {res.distinct} distinct states, "
                f"{res.states} transitions, depth {res.depth}, {res.seconds:.2f} s"
@@ -80,21 +98,25 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
     for w in res.warnings:
         click.echo(f"warning: {w}")
     for f in res.findings:
-        texts = [op.text() for op in f.trace]
+        sc = trace_scenario(m, f)
         click.echo("")
-        if f.error is not None and hasattr(f.error, "property_name"):
-            click.echo(format_finding(f.error, texts, len(texts)))  # type: ignore[arg-type]
-        else:
-            click.echo(f"{f.property} in {f.function}: {f.message}")
+        click.echo(_report(m, f, sc))
         click.echo(f"trace ({f.trace_length} steps after {f.setup} setup steps), as a scenario:")
-        sc = Scenario(f"{res.design}-{f.property}", m.scenario.regions, f.trace)
-        for line in dump_scenario(sc).splitlines():
+        text = dump_scenario(sc)
+        for line in text.splitlines():
             click.echo(f"  {line}")
+        unsaid = unsaid_steps(sc)
+        if unsaid:
+            click.echo(f"warning: the scenario language cannot write all of step {', '.join(map(str, unsaid))} "
+                       f"({', '.join(sorted(sc.ops[unsaid[0] - 1].flags))}): run it with the trace (replay)")
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
             path = save_dir / f"{res.design}-{f.property}-{f.function}.json"
             save_trace(str(path), m, f)
+            yaml_path = path.with_suffix(".yaml")
+            yaml_path.write_text(text)
             click.echo(f"saved: {path} (rmapcheck replay {path})")
+            click.echo(f"saved: {yaml_path} (rmapcheck run {yaml_path} --design {res.design})")
 
 
 @click.command("check")
@@ -140,9 +162,11 @@ def command(design: str, preset: str | None, processes: int | None, regions: int
             for f in res.findings:
                 p = sd / f"{res.design}-{f.property}-{f.function}.json"
                 save_trace(str(p), m, f)
+                p.with_suffix(".yaml").write_text(dump_scenario(trace_scenario(m, f)))
                 paths.append(str(p))
             for fd, p in zip(d["findings"], paths):
                 fd["trace"] = p
+                fd["scenario"] = str(Path(p).with_suffix(".yaml"))
         click.echo(json.dumps(d, sort_keys=True))
     else:
         print_result(m, res, Path(save_dir))

@@ -16,7 +16,7 @@ from rmapcheck.commands.diff import print_diff
 from rmapcheck.commands.seed import command as seed_command
 from rmapcheck.compare import diff_scenario
 from rmapcheck.scenario.execute import ModelRunner
-from rmapcheck.scenario.render import address_map
+from rmapcheck.scenario.render import address_map, op_pages
 
 __all__ = ["DEFAULT", "command"]
 
@@ -45,8 +45,7 @@ def command(ctx: click.Context, scenario: str) -> None:
     for i, op in enumerate(s.ops, 1):
         obs = r.step(op)
         click.echo(f"step {i}: {op.text()}  -> {obs.result}")
-        first = s.regions[op.region].at + op.page if op.region else None
-        click.echo(address_map(r.mms(), s, (first, first + op.npages) if first is not None else None))
+        click.echo(address_map(r.mms(), s, op_pages(s, op)))
     click.echo("== the model against the live kernel:")
     try:
         res = diff_scenario(s)

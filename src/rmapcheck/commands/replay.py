@@ -1,16 +1,26 @@
-"""``rmapcheck replay TRACE``: re-execute a saved counterexample step by step."""
+"""``rmapcheck replay TRACE``: re-execute a saved counterexample step by step.
+
+Each step prints the address maps, the anon_vma hierarchy and every holder of
+a reference to the objects the finding involves
+(:func:`~rmapcheck.report.holders.involved_objects`), found in that step's
+state by their names (cache and allocation serial), so the references can be
+followed from each object's allocation to the finding.
+"""
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
 from rmapcheck.check.trace import TraceError, load_trace, replay
 from rmapcheck.commands.common import UserError
-from rmapcheck.designs import config_text
+from rmapcheck.designs import DesignError, config_text
 from rmapcheck.report.finding import format_finding
-from rmapcheck.scenario.render import address_map, anon_vma_tree, vma_namer
+from rmapcheck.report.holders import Namer, find_object, format_holders, involved_objects
+from rmapcheck.scenario.ops import Op
+from rmapcheck.scenario.render import address_map, anon_vma_tree, op_pages, vma_namer
 
 __all__ = ["command"]
 
@@ -19,34 +29,41 @@ __all__ = ["command"]
 @click.argument("trace")
 @click.option("--quiet", is_flag=True, help="print only the report")
 def command(trace: str, quiet: bool) -> None:
-    """Replay TRACE (saved by `rmapcheck check`) with address maps and anon_vma state."""
+    """Replay TRACE (saved by `rmapcheck check`) with address maps, anon_vmas and who holds them."""
     try:
         t = load_trace(trace)
-    except TraceError as e:
-        raise UserError(str(e)) from None
+        # A first pass finds the object of the finding, the second shows it.
+        f, state = replay(t)
+    except (TraceError, DesignError) as e:
+        raise UserError(str(e) if isinstance(e, TraceError) else f"{trace}: {e}") from None
     built = f" with {config_text(t.config)}" if t.config else ""
     click.echo(f"replaying {trace}: design {t.design}{built}, expecting {t.property} in {t.function}")
+    involved = involved_objects(f.error) if f is not None and f.error is not None else []
+    idents = [(o._cache.name, o._alloc[2]) for o in involved if o._cache is not None and o._alloc]
 
-    def show(r, op, i):  # type: ignore[no-untyped-def]
-        if quiet:
-            return
+    def show(r: Any, op: Op, i: int) -> None:
         tag = " (setup)" if i <= t.setup else ""
         click.echo(f"step {i}{tag}: {op.text()}")
         mms = r.mms()
-        first = t.scenario.regions[op.region].at + op.page if op.region else None
-        click.echo(address_map(mms, t.scenario, (first, first + op.npages) if first is not None else None))
+        click.echo(address_map(mms, t.scenario, op_pages(t.scenario, op)))
         avs = r.k.anon_vma_cachep.live() + [a for a in r.k.anon_vma_cachep.freelist]
         if avs:
             click.echo(anon_vma_tree(avs, vma_namer(mms, t.scenario)))
+        name = Namer(mms, t.scenario)
+        for ident in idents:
+            o = find_object(r.k, *ident)
+            if o is not None:
+                click.echo(format_holders(r.k, o, name, indent=""))
 
-    f = replay(t, click.echo, show)
+    if not quiet:
+        f, state = replay(t, show)
     if f is None:
         click.echo(f"not reproduced: no property is violated by the {len(t.scenario.ops)} steps")
         sys.exit(1)
     texts = [op.text() for op in t.scenario.ops[:len(f.trace)]]
     click.echo("")
-    if f.error is not None and hasattr(f.error, "property_name"):
-        click.echo(format_finding(f.error, texts, len(texts)))  # type: ignore[arg-type]
+    if f.error is not None:
+        click.echo(format_finding(f.error, texts, len(texts), state.k, t.scenario))
     else:
         click.echo(f"{f.property} in {f.function}: {f.message}")
     same = (f.property, f.function) == (t.property, t.function)

@@ -22,6 +22,7 @@ import click
 
 from rmapcheck.check.model import SEED_BOUNDS
 from rmapcheck.commands.check import print_result, run_check
+from rmapcheck.report.finding import finding_place
 
 __all__ = ["SEED_DESIGNS", "command", "run_seed"]
 
@@ -62,7 +63,7 @@ def command(save_dir: str, quiet: bool) -> None:
         findings = res.findings  # type: ignore[attr-defined]
         if findings:
             f = findings[0]
-            what = f"{f.property} in {f.function}"
+            what = f"{f.property} {finding_place(f.error)}" if f.error is not None else f.property
             if len(findings) > 1:
                 what += f" (+{len(findings) - 1})"
             tl = str(f.trace_length)
@@ -85,7 +86,7 @@ def command(save_dir: str, quiet: bool) -> None:
             if res.findings:  # type: ignore[attr-defined]
                 click.echo("")
                 click.echo(f"== {d}, {path} path")
-                print_result(m, res, Path(save_dir))  # type: ignore[arg-type]
+                print_result(m, res, Path(save_dir) / path)  # type: ignore[arg-type]
     verdict = "as the history says" if ok else "NOT as the history says"
     click.echo("")
     click.echo(f"seed: B0 on linux-2.6.36-pre, B1 on linux-2.6.36-seed-0526, B4 on both, "

@@ -23,11 +23,10 @@ reuses a neighbour's anon_vma only when the neighbour's chain is singular
 from __future__ import annotations
 
 import errno
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from rmapcheck.designs.linux_6_18 import OPS as LINUX_6_18
-from rmapcheck.model.findings import Deadlock, LockMisuse, RefcountUnderflow, UseAfterFree
+from rmapcheck.model.findings import Deadlock, LockMisuse, RefcountUnderflow
 from rmapcheck.model.kernel import Kernel
 from rmapcheck.model.mm_types import anon_vma, folio, vm_area_struct
 from rmapcheck.model.rmap import (
@@ -36,7 +35,7 @@ from rmapcheck.model.rmap import (
 )
 from rmapcheck.model.slab import kasan_check
 
-__all__ = ["CONFIG", "OPS", "accessed_from", "anon_vma_alloc", "anon_vma_clone", "anon_vma_fork", "anon_vma_free",
+__all__ = ["CONFIG", "OPS", "anon_vma_alloc", "anon_vma_clone", "anon_vma_fork", "anon_vma_free",
            "anon_vma_prepare", "anon_vma_unlink", "atomic_dec_and_lock", "drop_anon_vma",
            "folio_get_anon_vma_pin", "get_anon_vma", "page_lock_anon_vma", "page_unlock_anon_vma", "spin_lock_rcu",
            "unlink_anon_vmas"]
@@ -100,23 +99,11 @@ def drop_anon_vma(k: Kernel, av: anon_vma, function: str = "drop_anon_vma") -> N
     """
     if not (k.config.get("CONFIG_KSM") or k.config.get("CONFIG_MIGRATION")):
         return
-    with accessed_from(function, "drop_anon_vma"):
-        if atomic_dec_and_lock(k, av, av, "drop_anon_vma"):
-            empty = not av.rb_root
-            anon_vma_unlock_write(k, av, "drop_anon_vma")
-            if empty:
-                k.ops.anon_vma_free(k, av, "drop_anon_vma")
-
-
-@contextmanager
-def accessed_from(caller: str, function: str) -> Iterator[None]:
-    """Name ``caller`` in a use-after-free that ``function`` (called from it) detects."""
-    try:
-        yield
-    except UseAfterFree as e:
-        if e.function == function and caller != function:
-            e.caller = caller
-        raise
+    if atomic_dec_and_lock(k, av, av, "drop_anon_vma"):
+        empty = not av.rb_root
+        anon_vma_unlock_write(k, av, "drop_anon_vma")
+        if empty:
+            k.ops.anon_vma_free(k, av, "drop_anon_vma")
 
 
 def folio_get_anon_vma_pin(k: Kernel, f: folio, av: anon_vma) -> anon_vma | None:

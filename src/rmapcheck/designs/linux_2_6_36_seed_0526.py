@@ -50,8 +50,7 @@ def drop_anon_vma(k: Kernel, av: anon_vma, function: str = "drop_anon_vma") -> N
     """
     if not (k.config.get("CONFIG_KSM") or k.config.get("CONFIG_MIGRATION")):
         return
-    with pre.accessed_from(function, "drop_anon_vma"):
-        _drop(k, av)
+    _drop(k, av)
 
 
 def _drop(k: Kernel, av: anon_vma) -> None:

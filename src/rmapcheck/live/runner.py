@@ -217,11 +217,15 @@ class LiveRunner:
     :param ksm_save_file: where the KSM session keeps the knobs to restore
         (default :data:`rmapcheck.live.ksm.SAVE_FILE`).
     :ivar op_seconds: time spent performing steps (not observing them).
-    :raises LiveError: the first worker did not come up in time.
+    :raises LiveError: the first worker did not come up in time, or the
+        scenario's header has a model-only setting (``rcu_windows: false``...).
     """
 
     def __init__(self, scenario: Scenario, timeout: float = DEFAULT_TIMEOUT,
                  ksm_save_file: Path | str | None = None) -> None:
+        model_only = scenario.settings.model_only()
+        if model_only:
+            raise LiveError(f"'{model_only[0]}' is a model-only setting: the live kernel runs as it is built")
         self.scenario = scenario
         self.timeout = timeout
         self.op_seconds = 0.0

@@ -18,25 +18,51 @@ Each check raises the finding of its kind, naming the objects involved:
 * I6 no counter is below zero;
 * nothing reachable points to a freed object (KASAN), and every allocated
   object is reachable (kmemleak).
+
+A finding raised here is no kernel access: its ``detector`` is
+``check_invariants`` and its ``invariant`` the one violated, in words
+(:data:`INVARIANTS`); the objects it names are its ``obj``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rmapcheck.model.findings import InvariantViolation, Leak, LockMisuse, RefcountUnderflow, UseAfterFree
+from rmapcheck.model.findings import (
+    InvariantViolation, Leak, LockMisuse, RefcountUnderflow, RmapFinding, UseAfterFree,
+)
 from rmapcheck.model.mm_types import ZERO_PAGE, anon_vma, folio, vm_area_struct
 from rmapcheck.model.vmscan import reclaim_held_roots
 
 if TYPE_CHECKING:
     from rmapcheck.model.kernel import Kernel
 
-__all__ = ["check_invariants"]
+__all__ = ["INVARIANTS", "check_invariants"]
+
+#: the invariants :func:`check_invariants` checks, by name, in words
+INVARIANTS = {
+    "KASAN": "nothing reachable points to a freed object",
+    "kmemleak": "every allocated object is reachable",
+    "VMA tree": "an mm's VMA tree is sorted, disjoint and its own",
+    "chains": "every anon_vma_chain links a VMA on whose chain it is and sits in its anon_vma's interval tree",
+    "I1": "a mapped page's anon_vma is on the chain of every VMA that maps it, at the page's offset",
+    "I2": "VMAs with the same anon_vma have the same anon_vma chains",
+    "I3": "an anon_vma's counters count its VMAs, its children and the references held on it",
+    "I4": "no rwsem is held on return to user space",
+    "I6": "no counter is below zero",
+    "page counts": "a page's mapcount and refcount count its mappings and the references held on it",
+}
+
+
+def _broken(invariant: str, e: RmapFinding) -> RmapFinding:
+    # The finding e, naming the invariant of INVARIANTS it violates.
+    e.invariant = invariant
+    return e
 
 
 def _live(obj: object, where: str) -> None:
     if obj is not None and not obj._live:  # type: ignore[attr-defined]
-        raise UseAfterFree("check_invariants", f"{where} points to freed {obj.kname()}", obj)  # type: ignore[attr-defined]
+        raise _broken("KASAN", UseAfterFree("check_invariants", f"{where} points to freed {obj.kname()}", obj))  # type: ignore[attr-defined]
 
 
 def check_invariants(k: Kernel) -> None:
@@ -56,9 +82,9 @@ def check_invariants(k: Kernel) -> None:
         for v in mm.mmap:
             _live(v, "mm VMA tree")
             if v.vm_mm is not mm:
-                raise InvariantViolation(fn, f"VMA {v.kname()} in {t.comm} has vm_mm of another mm")
+                raise _broken("VMA tree", InvariantViolation(fn, f"VMA {v.kname()} in {t.comm} has vm_mm of another mm", v))
             if v.vm_start >= v.vm_end or (prev_end is not None and v.vm_start < prev_end):
-                raise InvariantViolation(fn, f"VMA tree of {t.comm} is not sorted and disjoint")
+                raise _broken("VMA tree", InvariantViolation(fn, f"VMA tree of {t.comm} is not sorted and disjoint", v))
             prev_end = v.vm_end
             vmas.append(v)
 
@@ -74,27 +100,29 @@ def check_invariants(k: Kernel) -> None:
             _live(avc, "vma->anon_vma_chain")
             _live(avc.anon_vma, "anon_vma_chain->anon_vma")
             if avc.vma is not v:
-                raise InvariantViolation(fn, f"{avc.kname()} on {v.kname()}'s chain has vma {avc.vma.kname()}")
+                raise _broken("chains", InvariantViolation(
+                    fn, f"{avc.kname()} on {v.kname()}'s chain has vma {avc.vma.kname()}", avc))
             if avc not in avc.anon_vma.rb_root:
-                raise InvariantViolation(fn, f"{avc.kname()} missing from {avc.anon_vma.kname()}'s interval tree")
+                raise _broken("chains", InvariantViolation(
+                    fn, f"{avc.kname()} missing from {avc.anon_vma.kname()}'s interval tree", avc))
             seen_avcs.add(avc)
             avs.append(avc.anon_vma)
         cs = frozenset(avs)
         if len(cs) != len(avs):
-            raise InvariantViolation(fn, f"{v.kname()} is chained twice to one anon_vma")
+            raise _broken("chains", InvariantViolation(fn, f"{v.kname()} is chained twice to one anon_vma", v))
         a = v.anon_vma
         if a is None:
             if chain:
-                raise InvariantViolation(fn, f"{v.kname()} has a chain but no anon_vma")
+                raise _broken("chains", InvariantViolation(fn, f"{v.kname()} has a chain but no anon_vma", v))
             continue
         _live(a, "vma->anon_vma")
         if a not in cs:
-            raise InvariantViolation(fn, f"{v.kname()}->anon_vma {a.kname()} is not on its chain")
+            raise _broken("chains", InvariantViolation(fn, f"{v.kname()}->anon_vma {a.kname()} is not on its chain", a))
         active[a] = active.get(a, 0) + 1
         other = chain_sets.setdefault(a, cs)
         if other != cs:
-            raise InvariantViolation(
-                fn, f"VMAs sharing {a.kname()} have different anon_vma chains (is_mergeable_anon_vma assumption)")
+            raise _broken("I2", InvariantViolation(
+                fn, f"VMAs sharing {a.kname()} have different anon_vma chains (is_mergeable_anon_vma assumption)", a))
 
     avs_live = k.anon_vma_cachep.live()
     children: dict[anon_vma, int] = {}
@@ -112,7 +140,8 @@ def check_invariants(k: Kernel) -> None:
             for avc in a.rb_root:
                 _live(avc, "anon_vma's interval tree")
                 if avc not in seen_avcs:
-                    raise InvariantViolation(fn, f"{avc.kname()} in {a.kname()}'s tree is on no live VMA's chain")
+                    raise _broken("chains", InvariantViolation(
+                        fn, f"{avc.kname()} in {a.kname()}'s tree is on no live VMA's chain", avc))
     counters = k.ops.anon_vma_counter_invariants
     # A preempted reclaim walk holds its root's rwsem (the checker's phases).
     held = reclaim_held_roots(k)
@@ -122,12 +151,12 @@ def check_invariants(k: Kernel) -> None:
         if not a.rb_root and not e and not p:
             # No VMA, no child and no external holder: it should have been
             # freed ("we must garbage collect the anon_vma object itself").
-            raise Leak(fn, f"unreferenced object {a.kname()} (refcount {a.refcount})", a)
+            raise _broken("kmemleak", Leak(fn, f"unreferenced object {a.kname()} (refcount {a.refcount})", a))
         msg = counters(k, a, active.get(a, 0), children.get(a, 0), p, e)
         if msg:
-            raise InvariantViolation(fn, f"{a.kname()}: {msg}")
+            raise _broken("I3", InvariantViolation(fn, f"{a.kname()}: {msg}", a))
         if (a.rwsem_writer or a.rwsem_readers) and id(a) not in held:
-            raise LockMisuse(fn, f"rwsem of {a.kname()} held on return to user space")
+            raise _broken("I4", LockMisuse(fn, f"rwsem of {a.kname()} held on return to user space", a))
 
     # I1: folios, their mappings and their anon_vmas.
     maps: dict[folio, int] = {}
@@ -145,14 +174,14 @@ def check_invariants(k: Kernel) -> None:
             if isinstance(av, anon_vma):
                 _live(av, "folio->mapping")
                 if cs is None or av not in cs:
-                    raise InvariantViolation(
+                    raise _broken("I1", InvariantViolation(
                         fn, f"page {f.pfn()} mapped by {v.kname()} of {v.vm_mm.owner} but its anon_vma "
-                            f"{av.kname()} is not on the VMA's chain (rmap walk would miss it)")
+                            f"{av.kname()} is not on the VMA's chain (rmap walk would miss it)", f))
                 if f.index != vpn - v.vm_start + v.vm_pgoff:
-                    raise InvariantViolation(
-                        fn, f"page {f.pfn()} index {f.index:#x} does not match {v.kname()} at {vpn:#x}")
+                    raise _broken("I1", InvariantViolation(
+                        fn, f"page {f.pfn()} index {f.index:#x} does not match {v.kname()} at {vpn:#x}", f))
             elif not f.ksm:
-                raise InvariantViolation(fn, f"mapped page {f.pfn()} has no anon_vma")
+                raise _broken("I1", InvariantViolation(fn, f"mapped page {f.pfn()} has no anon_vma", f))
             else:
                 # A KSM folio's mapping is its stable node (PAGE_MAPPING_KSM).
                 _live(f.mapping, "KSM folio->mapping")
@@ -160,29 +189,31 @@ def check_invariants(k: Kernel) -> None:
     for f in k.page_alloc.live():
         mapped = maps.get(f, 0)
         if f._mapcount != mapped:
-            raise InvariantViolation(fn, f"page {f.pfn()}: mapcount {f._mapcount}, mapped {mapped} times")
+            raise _broken("page counts", InvariantViolation(
+                fn, f"page {f.pfn()}: mapcount {f._mapcount}, mapped {mapped} times", f))
         want = mapped + fext.get(f, 0)
         if f._refcount != want:
             if want == 0:
-                raise Leak(fn, f"unreferenced object page {f.pfn()} (refcount {f._refcount})", f)
-            raise InvariantViolation(fn, f"page {f.pfn()}: refcount {f._refcount}, expected {want}")
+                raise _broken("kmemleak", Leak(fn, f"unreferenced object page {f.pfn()} (refcount {f._refcount})", f))
+            raise _broken("page counts", InvariantViolation(
+                fn, f"page {f.pfn()}: refcount {f._refcount}, expected {want}", f))
 
     # kmemleak: every allocated VMA, AVC and mm is reachable.
     if k.vm_area_cachep.nr_live != len(vmas):
         vs = set(vmas)
         for v in k.vm_area_cachep.live():
             if v not in vs:
-                raise Leak(fn, f"unreferenced object {v.kname()}", v)
+                raise _broken("kmemleak", Leak(fn, f"unreferenced object {v.kname()}", v))
     if k.anon_vma_chain_cachep.nr_live != len(seen_avcs):
         for avc in k.anon_vma_chain_cachep.live():
             if avc not in seen_avcs:
-                raise Leak(fn, f"unreferenced object {avc.kname()}", avc)
+                raise _broken("kmemleak", Leak(fn, f"unreferenced object {avc.kname()}", avc))
     # KSM's mm_slots keep exited mms (mmgrab()) until ksmd frees the slot.
     live_mms |= k.ops.mm_external_refs(k)
     if k.mm_cachep.nr_live != len(live_mms):
         for mm in k.mm_cachep.live():
             if mm not in live_mms:
-                raise Leak(fn, f"unreferenced object {mm.kname()}", mm)
+                raise _broken("kmemleak", Leak(fn, f"unreferenced object {mm.kname()}", mm))
 
 
 def anon_vma_counters_v6_1(k: Kernel, a: anon_vma, active: int, children: int, pins: int,
@@ -199,7 +230,7 @@ def anon_vma_counters_v6_1(k: Kernel, a: anon_vma, active: int, children: int, p
     for name, val in (("refcount", a.refcount), ("num_children", a.num_children),
                       ("num_active_vmas", a.num_active_vmas)):
         if val < 0:
-            raise RefcountUnderflow("check_invariants", f"{name} of {a.kname()} is {val}")
+            raise _broken("I6", RefcountUnderflow("check_invariants", f"{name} of {a.kname()} is {val}", a))
     if a.num_active_vmas != active:
         return f"num_active_vmas {a.num_active_vmas} but {active} VMAs point to it"
     if a.num_children != children:

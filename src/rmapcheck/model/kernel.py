@@ -14,6 +14,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any, Callable
 
+from rmapcheck.model.findings import register_kernel_functions
 from rmapcheck.model.mm_types import anon_vma, anon_vma_chain, folio, mm_struct, task_struct, vm_area_struct
 from rmapcheck.model.slab import SLAB_TYPESAFE_BY_RCU, StepClock, kmem_cache
 
@@ -45,6 +46,8 @@ class Kernel:
                  design: str = "linux-6.18") -> None:
         self.design = design
         self.ops = SimpleNamespace(**ops)
+        # findings name the functions of the table, a design file's too
+        register_kernel_functions(ops)
         self.config: dict[str, Any] = {"sysctl_max_map_count": 65530}
         if config:
             self.config.update(config)

@@ -222,7 +222,9 @@ def migrate_page_at(k: Kernel, mm: mm_struct, vpn: int) -> int:
 # -- the phases ----------------------------------------------------------------------
 
 def migrate_step(k: Kernel, st: MigrationState) -> str:
-    """Advance ``st`` by one phase (see the module docstring); return the new phase.
+    """``migrate_pages_batch()`` (mm/migrate.c, v6.18) of ``st``, advanced by one phase; return the new phase.
+
+    The phases are described in the module docstring.
 
     A phase that fails undoes what the migration did (``migrate_folio_undo_src()``,
     ``migrate_folio_undo_dst()``); ``-EAGAIN`` goes back to ``isolated`` for
@@ -307,7 +309,8 @@ def _phase_pin(k: Kernel, st: MigrationState) -> None:
 
 
 def _phase_pin_rcu(k: Kernel, st: MigrationState) -> None:
-    # The end of folio_get_anon_vma(): the design's pin of the anon_vma read under RCU.
+    # migrate_folio_unmap(): the end of folio_get_anon_vma(), the design's pin of the
+    # anon_vma read under RCU.
     av, st.rcu_anon_vma = st.rcu_anon_vma, None
     st.anon_vma = k.ops.folio_get_anon_vma_pin(k, st.src, av)
     _lock_dst(st, st.dst)

@@ -4,7 +4,10 @@ Every kernel object of the model (``anon_vma``, ``anon_vma_chain``,
 ``vm_area_struct``, ``mm_struct``, folios) comes from a :class:`kmem_cache`. The
 cache records, for every object, which operation step and kernel function
 allocated it and which freed it, so a finding can say "Allocated by / Freed by"
-as KASAN does.
+as KASAN does, and numbers its allocations: the object's name
+(:meth:`SlabObject.kname`, ``anon_vma#3``: the cache's fourth allocation) stays
+the same from its allocation to its free, and an allocation that reuses a
+freed slot gets a new one.
 
 Freed objects go to a LIFO freelist and are handed out again, as SLUB does. A
 cache created with ``SLAB_TYPESAFE_BY_RCU`` (``anon_vma_cachep`` in
@@ -70,7 +73,9 @@ class SlabObject(FastPickle):
 
     ``_slot`` is the object's stable number within its cache (its "address"),
     ``_live`` is False while the slot is free, ``_alloc`` and ``_free`` are
-    ``(step, function)`` of the last allocation and free.
+    ``(step, function, serial)`` of the last allocation and free, ``serial``
+    numbering the cache's allocations from 0 (the free's is the serial of the
+    allocation it ends).
     """
 
     __slots__ = ("_slot", "_live", "_alloc", "_free", "_cache")
@@ -78,13 +83,18 @@ class SlabObject(FastPickle):
     def __init__(self) -> None:
         self._slot = -1
         self._live = False
-        self._alloc: tuple[int, str] | None = None
-        self._free: tuple[int, str] | None = None
+        self._alloc: tuple[int, str, int] | None = None
+        self._free: tuple[int, str, int] | None = None
         self._cache: kmem_cache | None = None
 
     def kname(self) -> str:
-        """The object as KASAN and kmemleak name it, such as ``anon_vma#3``."""
-        return f"{self._cache.name if self._cache else type(self).__name__}#{self._slot}"
+        """The object's name in reports, such as ``anon_vma#3``: its cache and allocation serial.
+
+        An object that no cache allocated is named by its slot (``?`` if none).
+        """
+        cache = self._cache.name if self._cache else type(self).__name__
+        n = self._alloc[2] if self._alloc else self._slot
+        return f"{cache}#{n if n >= 0 else '?'}"
 
 
 T = TypeVar("T", bound=SlabObject)
@@ -110,7 +120,7 @@ class kmem_cache(FastPickle, Generic[T]):
     """
 
     __slots__ = ("name", "factory", "ctor", "flags", "objects", "freelist", "clock", "nr_live",
-                 "next_slot")
+                 "next_slot", "nr_allocs")
 
     def __init__(
         self,
@@ -132,6 +142,8 @@ class kmem_cache(FastPickle, Generic[T]):
         self.next_slot = 0
         self.clock = clock
         self.nr_live = 0
+        #: allocations so far: the serial of the next one (history, not state)
+        self.nr_allocs = 0
 
     def alloc(self, function: str) -> T:
         """``kmem_cache_alloc()``: a reused slot if one is free, else a fresh one."""
@@ -156,7 +168,8 @@ class kmem_cache(FastPickle, Generic[T]):
                 self.ctor(obj)
         obj._cache = self
         obj._live = True
-        obj._alloc = (self.clock.step, function)
+        obj._alloc = (self.clock.step, function, self.nr_allocs)
+        self.nr_allocs += 1
         self.nr_live += 1
         return obj
 
@@ -170,7 +183,7 @@ class kmem_cache(FastPickle, Generic[T]):
         if not obj._live:
             raise DoubleFree(function, f"double-free of {obj.kname()}", obj)
         obj._live = False
-        obj._free = (self.clock.step, function)
+        obj._free = (self.clock.step, function, obj._alloc[2] if obj._alloc else -1)
         if self.flags & SLAB_TYPESAFE_BY_RCU:
             self.freelist.append(obj)
         else:
@@ -187,7 +200,10 @@ def kasan_check(obj: SlabObject | None, function: str) -> None:
     """Report an access to ``obj`` from ``function`` if the object is free.
 
     Mirrors the check KASAN's instrumentation makes on every load and store
-    (``__asan_load8`` and friends, mm/kasan/generic.c).
+    (``__asan_load8`` and friends, mm/kasan/generic.c). The finding names the
+    kernel function of the call stack that made the access
+    (:class:`~rmapcheck.model.findings.RmapFinding`), ``function`` where
+    there is none.
     """
     if obj is not None and not obj._live:
-        raise UseAfterFree(function, f"use-after-free in {function} on {obj.kname()}", obj)
+        raise UseAfterFree(function, f"access to freed {obj.kname()}", obj)

@@ -87,7 +87,7 @@ def check_rmap_walk(k: Kernel, f: folio, expected: list[tuple[mm_struct, int]],
         if (id(mm), vpn) not in seen:
             raise MissedRmapWalk(
                 function, f"rmap walk of page {f.pfn()} missed its mapping in {mm.owner} at {vpn:#x} "
-                          f"({len(expected) - len(seen)} of {len(expected)} mappings not visited)")
+                          f"({len(expected) - len(seen)} of {len(expected)} mappings not visited)", f)
 
 
 def folio_check_references(k: Kernel, f: folio) -> int:
@@ -165,9 +165,9 @@ def _finish(k: Kernel, st: ReclaimWalk) -> None:
 
 
 def reclaim_step(k: Kernel, st: ReclaimWalk) -> str:
-    """Advance the reclaim walk ``st`` by one phase (see the module docstring); return the new phase.
+    """``folio_referenced()`` of the reclaim walk ``st``, advanced by one phase (see the module docstring).
 
-    The walk is ``folio_referenced()`` (mm/rmap.c, v6.18) cut at its
+    Returns the new phase. The walk is ``folio_referenced()`` (mm/rmap.c, v6.18) cut at its
     preemption points, with the checking walk of
     :func:`folio_check_references` at the end: a walk that saw fewer mappings
     than ``folio_mapcount()`` promised, and did not stop at a ``VM_LOCKED``

@@ -19,6 +19,7 @@ __all__ = [
     "Op",
     "Region",
     "Scenario",
+    "Settings",
 ]
 
 #: Virtual address of arena page 0, the same in every process. Far below the
@@ -135,6 +136,42 @@ class Op:
         return s
 
 
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How the model runs a scenario, where it departs from the live kernel's way.
+
+    The model checker explores with such settings (its bounds and the
+    design's switches), so a counterexample printed as a scenario carries
+    them in its header and ``rmapcheck run`` reproduces it. Each differs from
+    the live kernel, which refuses a scenario that sets one (:meth:`model_only`).
+
+    :param rcu_windows: kernel threads in phases stop inside their RCU
+        read-side sections (``Kernel.rcu_windows``); ``False`` as the seed
+        bounds have it.
+    :param config: the design's switches set otherwise than its default,
+        ``(NAME, VALUE)`` as written (``("CONFIG_KSM", "n")``), in name order.
+    :param ksm_baseline: a scenario that uses KSM starts from the live
+        runner's baseline (``smart_scan`` 0, and one untouched mapping of P0
+        standing for the live worker's own memory); ``False`` starts from the
+        bare kernel, as the model checker does.
+    """
+
+    rcu_windows: bool = True
+    config: tuple[tuple[str, str], ...] = ()
+    ksm_baseline: bool = True
+
+    def model_only(self) -> list[str]:
+        """The settings the live kernel cannot honour, as they read in a scenario header."""
+        out = []
+        if not self.rcu_windows:
+            out.append("rcu_windows: false")
+        if self.config:
+            out.append("config: {" + ", ".join(f"{k}: {v}" for k, v in self.config) + "}")
+        if not self.ksm_baseline:
+            out.append("ksm_baseline: false")
+        return out
+
+
 @dataclass(slots=True)
 class Scenario:
     """A parsed scenario file."""
@@ -146,6 +183,8 @@ class Scenario:
     description: str = ""
     arena_pages: int = 0
     lines: dict[int, int] = field(default_factory=dict)
+    #: the header's settings of the model (defaults: as the live kernel runs)
+    settings: Settings = Settings()
 
     def __post_init__(self) -> None:
         if not self.arena_pages:

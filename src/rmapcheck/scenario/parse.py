@@ -19,7 +19,11 @@ Checks made here, each a :class:`ScenarioError` naming the file and line:
   with a known writable knob of /sys/kernel/mm/ksm, ``migrate P R[i]``);
 - processes: ``P0`` exists at the start, ``fork P C`` creates ``C`` (which must
   not exist yet), ``exit P`` ends ``P``; a step in a process that does not exist
-  is an error.
+  is an error;
+- the header's model settings (:class:`~rmapcheck.scenario.ops.Settings`):
+  ``rcu_windows`` and ``ksm_baseline`` are true or false, ``config`` maps
+  ``CONFIG_*`` and ``sysctl_*`` switch names to ``y``/``n`` or integers
+  (whether the design has the switch is checked when the scenario runs).
 
 :func:`parse_step` parses one step without the process checks, for tools that
 build scenarios programmatically; :func:`dump_scenario` writes a scenario back
@@ -38,7 +42,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from rmapcheck.scenario.ops import OP_KINDS, PROTS, Op, Region, Scenario
+from rmapcheck.scenario.ops import OP_KINDS, PROTS, Op, Region, Scenario, Settings
 
 __all__ = [
     "ADVICES",
@@ -89,7 +93,7 @@ _USAGE = {
     "reclaim_start": "reclaim_start P R[i]  (model only)",
 }
 
-_TOP_KEYS = ("name", "description", "regions", "steps")
+_TOP_KEYS = ("name", "description", "rcu_windows", "config", "ksm_baseline", "regions", "steps")
 _INITIAL_PROCS = ("P0",)
 
 # Builds the error for the step being parsed.
@@ -98,12 +102,14 @@ _Fail = Callable[[str], "ScenarioError"]
 _TAG_STR = "tag:yaml.org,2002:str"
 _TAG_INT = "tag:yaml.org,2002:int"
 _TAG_NULL = "tag:yaml.org,2002:null"
+_TAG_BOOL = "tag:yaml.org,2002:bool"
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # R, R[i] or R[i:j]
 _RANGE_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[([0-9]+)(?::([0-9]+))?\])?\Z")
 _PLAIN_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 _INT_RE = re.compile(r"(?:[0-9]+|0[xX][0-9a-fA-F]+)\Z")
+_SWITCH_RE = re.compile(r"(?:CONFIG|sysctl)_[A-Za-z0-9_]+\Z")
 _VALUE_LIMIT = 1 << 63
 
 
@@ -170,6 +176,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     regions: dict[str, Region] = {}
     if "regions" in fields:
         regions = _regions(fields["regions"][1], source)
+    settings = _settings(fields, source)
 
     steps_node = fields["steps"][1]
     ops: list[Op] = []
@@ -186,7 +193,8 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
             op = parse_step(node.value, line, regions, source)
             _track_processes(op, procs, source)
             ops.append(op)
-    s = Scenario(name=name, regions=regions, ops=ops, source=source, description=description)
+    s = Scenario(name=name, regions=regions, ops=ops, source=source, description=description,
+                 settings=settings)
     s.lines = {i: op.line for i, op in enumerate(ops)}
     return s
 
@@ -303,6 +311,7 @@ def dump_scenario(s: Scenario) -> str:
     out = [f"name: {_quote(s.name)}"]
     if s.description:
         out.append(f"description: {_quote(s.description)}")
+    out.extend(s.settings.model_only())
     out.append("regions:" if s.regions else "regions: {}")
     next_at = 0
     for r in s.regions.values():
@@ -380,6 +389,39 @@ def _int(node: Node, source: str, what: str, least: int) -> int:
     if n < least:
         raise ScenarioError(source, _line(node), f"{what} must be at least {least}, not {n}")
     return n
+
+
+def _bool(node: Node, source: str, what: str) -> bool:
+    if not (isinstance(node, ScalarNode) and node.tag == _TAG_BOOL):
+        raise ScenarioError(source, _line(node), f"{what} must be true or false")
+    return bool(SafeConstructor().construct_object(node))
+
+
+def _settings(fields: dict[str, tuple[Node, Node]], source: str) -> Settings:
+    # The header's model settings: rcu_windows, config, ksm_baseline.
+    rcu = _bool(fields["rcu_windows"][1], source, "rcu_windows") if "rcu_windows" in fields else True
+    baseline = _bool(fields["ksm_baseline"][1], source, "ksm_baseline") if "ksm_baseline" in fields else True
+    config: list[tuple[str, str]] = []
+    if "config" in fields:
+        node = fields["config"][1]
+        if not isinstance(node, MappingNode):
+            raise ScenarioError(source, _line(node), "config must be a mapping such as {CONFIG_KSM: n}")
+        seen: set[str] = set()
+        for k, v in node.value:
+            if not (isinstance(k, ScalarNode) and k.tag == _TAG_STR and _SWITCH_RE.match(k.value)):
+                raise ScenarioError(source, _line(k), f"bad config switch {getattr(k, 'value', k)!r}: "
+                                                      "expected a CONFIG_* or sysctl_* name")
+            if k.value in seen:
+                raise ScenarioError(source, _line(k), f"duplicate config switch {k.value!r}")
+            seen.add(k.value)
+            if isinstance(v, ScalarNode) and v.tag == _TAG_BOOL:
+                value = "y" if SafeConstructor().construct_object(v) else "n"
+            elif isinstance(v, ScalarNode) and v.tag in (_TAG_STR, _TAG_INT) and re.match(r"-?\w+\Z", v.value):
+                value = v.value
+            else:
+                raise ScenarioError(source, _line(v), f"config {k.value}: expected y, n or an integer")
+            config.append((k.value, value))
+    return Settings(rcu_windows=rcu, config=tuple(sorted(config)), ksm_baseline=baseline)
 
 
 def _regions(node: Node, source: str) -> dict[str, Region]:

@@ -26,9 +26,13 @@ and ``write P1 A[2] 2``, highlighting that write::
     anon_vma: bbbb...
     pages:    0z1....
 
-Symbols are assigned in order of first appearance over the processes in name
-order and their pages in address order, so anon_vma letters and folio symbols
-name the same object in every process block.
+An anon_vma's letter and a folio's symbol name one object in every process
+block, in every step and in every report: they follow the object's allocation
+serial in its slab cache (:func:`object_symbol`: ``anon_vma#0`` is ``a``,
+``anon_vma#1`` is ``b``; ``page#0`` is ``0``), so an object keeps its symbol
+from its allocation to its free and a reused slab slot gets a new one. An
+object that no cache allocated (hand-built) takes the next symbol in order
+of first appearance; past the end of the alphabet the symbol is ``?``.
 """
 
 from __future__ import annotations
@@ -47,12 +51,14 @@ from rmapcheck.model.mm_types import (
     mm_struct,
     vm_area_struct,
 )
-from rmapcheck.scenario.ops import ARENA_BASE, Scenario
+from rmapcheck.scenario.ops import ARENA_BASE, Op, Scenario
 
 __all__ = [
     "ARENA_BASE_VPN",
     "address_map",
     "anon_vma_tree",
+    "object_symbol",
+    "op_pages",
     "vma_namer",
 ]
 
@@ -70,6 +76,33 @@ _LABEL_WIDTH = len("anon_vma: ")
 def _symbol(alphabet: str, n: int) -> str:
     # The n-th symbol; '?' once the alphabet runs out.
     return alphabet[n] if n < len(alphabet) else "?"
+
+
+def _serial(obj: object) -> int | None:
+    # The object's allocation serial in its cache; its slot if no cache
+    # allocated it; None if it has neither.
+    alloc = getattr(obj, "_alloc", None)
+    if alloc:
+        return int(alloc[2])
+    slot = getattr(obj, "_slot", -1)
+    return slot if slot >= 0 else None
+
+
+def object_symbol(obj: object, unnumbered: dict[int, int] | None = None) -> str:
+    """The one-character name of an ``anon_vma`` (a letter) or a folio (a digit or letter) in maps.
+
+    It follows the object's allocation serial (see the module docstring).
+
+    :param unnumbered: numbers given to objects without a serial, by ``id()``,
+        in order of first appearance (updated); ``None``: such objects are ``?``.
+    """
+    alphabet = _AV_SYMBOLS if isinstance(obj, anon_vma) else _FOLIO_SYMBOLS
+    n = _serial(obj)
+    if n is None:
+        if unnumbered is None:
+            return "?"
+        n = unnumbered.setdefault(id(obj), len(unnumbered))
+    return _symbol(alphabet, n)
 
 
 def _prot(vm_flags: int) -> str:
@@ -107,11 +140,11 @@ def address_map(
       process, ``.`` where nothing is mapped;
     - ``prot:`` each page's protection: ``r``, ``w`` (rw), ``x`` (rx), ``X``
       (rwx), ``-`` (none);
-    - ``anon_vma:`` the VMA's ``anon_vma``, the same lowercase letter for the
-      same object in every process, ``.`` where there is none;
+    - ``anon_vma:`` the VMA's ``anon_vma``, its letter (:func:`object_symbol`),
+      ``.`` where there is none;
     - ``pages:`` what the page table maps: ``.`` nothing, ``z`` the zero page, ``m`` a
       migration entry,
-      else a digit or letter naming the folio, the same in every process.
+      else the folio's digit or letter (:func:`object_symbol`).
 
     Blocks are separated by a blank line; the text has no trailing newline.
 
@@ -122,8 +155,8 @@ def address_map(
     npages = scenario.arena_pages
     procs = sorted(mm_by_proc)
     width = max([_LABEL_WIDTH] + [len(p) + 1 for p in procs])
-    av_names: dict[int, str] = {}
-    folio_names: dict[int, str] = {}
+    av_names: dict[int, int] = {}
+    folio_names: dict[int, int] = {}
 
     names = [" "] * (npages + max((len(r) for r in scenario.regions), default=0))
     starts = sorted((r.at, r.name) for r in scenario.regions.values())
@@ -151,10 +184,7 @@ def address_map(
             prot = _prot(vma.vm_flags)
             av = "."
             if vma.anon_vma is not None:
-                key = id(vma.anon_vma)
-                if key not in av_names:
-                    av_names[key] = _symbol(_AV_SYMBOLS, len(av_names))
-                av = av_names[key]
+                av = object_symbol(vma.anon_vma, av_names)
             first = max(vma.vm_start - ARENA_BASE_VPN, 0)
             for k in range(first, min(vma.vm_end - ARENA_BASE_VPN, npages)):
                 vma_row[k] = letter
@@ -172,9 +202,7 @@ def address_map(
             if isinstance(f, migration_entry):
                 page_row[k] = "m"  # a migration entry (between migration phases)
                 continue
-            if id(f) not in folio_names:
-                folio_names[id(f)] = _symbol(_FOLIO_SYMBOLS, len(folio_names))
-            page_row[k] = folio_names[id(f)]
+            page_row[k] = object_symbol(f, folio_names)
         rows = [(proc, region_row), ("", ruler)]
         if highlight is not None:
             rows.append(("op:", op_row))
@@ -186,6 +214,17 @@ def address_map(
         ]
         blocks.append("\n".join((label.ljust(width) + row).rstrip() for label, row in rows))
     return "\n\n".join(blocks)
+
+
+def op_pages(scenario: Scenario, op: Op) -> tuple[int, int] | None:
+    """The arena pages ``[start, end)`` step ``op`` operates on (``None`` for a step of no range).
+
+    What :func:`address_map` marks with ``*`` for the step.
+    """
+    if not op.region:
+        return None
+    first = scenario.regions[op.region].at + op.page
+    return first, first + op.npages
 
 
 def vma_namer(
@@ -223,32 +262,28 @@ def anon_vma_tree(
     its ``rb_root``: the VMA's name, its pages ``[start,end)`` in arena pages,
     and its ``vm_pgoff`` as an arena page when that differs from ``start``::
 
-        av0: root=av0 parent=av0 refcount=2 num_children=2 num_active_vmas=1
+        a anon_vma#0: root=a parent=a refcount=2 num_children=2 num_active_vmas=1
             P0 A [0,4)
-        av1: root=av0 parent=av0 refcount=1 num_children=1 num_active_vmas=1
+        b anon_vma#1: root=a parent=a refcount=1 num_children=1 num_active_vmas=1
             P1 A [0,4)
 
-    An anon_vma is named ``av`` and its slab slot (``av?N`` for an object that
-    has none, numbered in order of appearance); one whose slot is free is
-    marked ``(freed)``.
+    An anon_vma is named by its letter in the address maps and, at the start
+    of its line, its name in reports (:meth:`~rmapcheck.model.slab.SlabObject.kname`);
+    one that is freed is marked ``(freed)``.
 
     :param anon_vmas: the ``struct anon_vma *`` objects to list, in this order.
     :param vma_name: names a ``struct vm_area_struct *``, such as the function
         :func:`vma_namer` returns.
     """
-    unnamed: dict[int, str] = {}
+    unnamed: dict[int, int] = {}
 
     def name(av: anon_vma) -> str:
-        if av._slot >= 0:
-            return f"av{av._slot}"
-        if id(av) not in unnamed:
-            unnamed[id(av)] = f"av?{len(unnamed)}"
-        return unnamed[id(av)]
+        return object_symbol(av, unnamed)
 
     out = []
     for av in anon_vmas:
         line = (
-            f"{name(av)}: root={name(av.root)} parent={name(av.parent)} "
+            f"{name(av)} {av.kname()}: root={name(av.root)} parent={name(av.parent)} "
             f"refcount={av.refcount} num_children={av.num_children} "
             f"num_active_vmas={av.num_active_vmas}"
         )
