@@ -6,7 +6,7 @@ is searched for two kinds of reference:
 
 * a document name (``*.md``, ``*.rst``, ``*.txt``), with or without a
   directory: it must name a file of the repository, either as a path (from the
-  repository's root, from ``src/rmapcheck/``, or relative to the referring
+  repository's root, from ``src/`` or ``src/rmapcheck/``, or relative to the referring
   file) or, for a bare name, by its file name;
 * a path into the repository (``docs/checker.md``, ``tests/test_check.py``,
   ``model/slab.py``, ``src/rmapcheck/scenarios/``, ``designs/*.py``): a token
@@ -85,7 +85,7 @@ class Repository:
         self.names = {PurePosixPath(f).name for f in files}
         self.dir_names = {PurePosixPath(d).name for d in self.dirs}
         # where a path written without the leading directories may start
-        self.bases = ["", "src/rmapcheck/"]
+        self.bases = ["", "src/", "src/rmapcheck/"]
 
     def exists(self, path: str) -> bool:
         path = path.rstrip("/")
