@@ -22,7 +22,7 @@ Each check raises the finding of its kind, naming the objects involved:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from rmapcheck.model.findings import InvariantViolation, Leak, LockMisuse, RefcountUnderflow, UseAfterFree
 from rmapcheck.model.mm_types import ZERO_PAGE, anon_vma, folio, vm_area_struct
@@ -31,7 +31,7 @@ from rmapcheck.model.vmscan import reclaim_held_roots
 if TYPE_CHECKING:
     from rmapcheck.model.kernel import Kernel
 
-__all__ = ["check_invariants"]
+__all__ = ["INVARIANT_OPS", "anon_vma_counters_v6_1", "check_invariants"]
 
 
 def _live(obj: object, where: str) -> None:
@@ -225,7 +225,8 @@ def _no_ksm_invariants(k: Kernel) -> None:
     return None
 
 
-INVARIANT_OPS = {
+#: The invariant checker's hooks a design (KSM, an older counting) replaces, by name.
+INVARIANT_OPS: dict[str, Callable[..., Any]] = {
     "anon_vma_counter_invariants": anon_vma_counters_v6_1,
     "anon_vma_external_refs": _no_external_refs,
     "folio_external_refs": _no_external_refs,
