@@ -4,6 +4,11 @@ A trace file holds the design, the bounds, the regions, the violated property
 and every operation from the first (the setup included), each as the fields of
 a :class:`~rmapcheck.scenario.ops.Op`. :func:`replay` re-executes it on the
 model step by step, judging every state as the checker did.
+
+A bundled design is recorded by name. A design file is recorded by its
+absolute path, with ``design_files``: the SHA-256 of its bytes and of every
+design file it bases on; :func:`load_trace` refuses the trace when one of
+them is missing or changed, since the trace may no longer reproduce.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 from rmapcheck.check.model import Finding, KernelModel
-from rmapcheck.designs import DESIGNS, DesignError, config_text, design_config
+from rmapcheck.designs import DESIGNS, DesignError, config_text, design_config, is_design_file, load_design
+from rmapcheck.designs.design import file_sha256
 from rmapcheck.scenario.ops import OP_KINDS, Op, Region, Scenario
 
 __all__ = ["TRACE_FORMAT", "TraceError", "load_trace", "replay", "save_trace", "trace_dict"]
@@ -41,7 +47,9 @@ def trace_dict(model: KernelModel, f: Finding) -> dict[str, Any]:
         steps.append(d)
     return {
         "format": TRACE_FORMAT,
-        "design": model.design,
+        "design": model.loaded.spec,
+        **({"design_files": [{"path": p, "sha256": h} for p, h in model.design_files]}
+           if model.design_files else {}),
         "config": dict(sorted(model.config.items())),
         "bounds": model.bounds.as_dict(),
         "property": f.property,
@@ -96,8 +104,14 @@ def load_trace(path: str) -> Trace:
     if not isinstance(d, dict) or d.get("format") != TRACE_FORMAT:
         raise bad(f"not an rmapcheck trace (expected \"format\": \"{TRACE_FORMAT}\")")
     design = d.get("design")
+    if not isinstance(design, str) or (design not in DESIGNS and not is_design_file(design)):
+        raise bad(f"unknown design {design!r} (known: {', '.join(sorted(DESIGNS))}, or a design file)")
     if design not in DESIGNS:
-        raise bad(f"unknown design {design!r} (known: {', '.join(sorted(DESIGNS))})")
+        _check_design_files(d.get("design_files"), bad)
+    try:
+        load_design(design)
+    except DesignError as e:
+        raise bad(f"design: {e}") from None
     config = d.get("config", {})
     if not isinstance(config, dict):
         raise bad("\"config\" must be an object of switch: value")
@@ -165,6 +179,21 @@ def load_trace(path: str) -> Trace:
     return Trace(design, str(d.get("property", "")), str(d.get("function", "")), sc, setup, bounds, config)
 
 
+def _check_design_files(files: Any, bad: Callable[[str], TraceError]) -> None:
+    # Each design file the trace was found with must still hold the same bytes.
+    if not isinstance(files, list) or not files or not all(
+            isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("sha256"), str)
+            for f in files):
+        raise bad("\"design_files\" must list the design files as {path, sha256}")
+    for f in files:
+        sha = file_sha256(f["path"])
+        if sha is None:
+            raise bad(f"design file {f['path']} is missing (the trace was found with it)")
+        if sha != f["sha256"]:
+            raise bad(f"design file {f['path']} changed since the trace was saved "
+                      f"(sha256 {sha[:12]}, recorded {f['sha256'][:12]}); run rmapcheck check again")
+
+
 def _bounds(d: dict[str, Any]) -> Any:
     from rmapcheck.check.model import Bounds
 
@@ -196,7 +225,7 @@ def replay(t: Trace, echo: Callable[[str], None],
     from rmapcheck.designs import make_kernel
     from rmapcheck.scenario.execute import ModelRunner
 
-    r = ModelRunner(m.scenario, t.design, check=False, kernel=make_kernel(t.design, **t.config))
+    r = ModelRunner(m.scenario, t.design, check=False, kernel=make_kernel(m.loaded, **t.config))
     r.k.rcu_windows = b.rcu_windows
     r.born, r.faults, r.preempt = 1, 0, 0  # type: ignore[attr-defined]
     first: Finding | None = None

@@ -12,7 +12,7 @@ from rmapcheck.check.checker import Checker, Progress, Result
 from rmapcheck.check.model import PRESETS, Bounds, KernelModel
 from rmapcheck.check.trace import save_trace
 from rmapcheck.commands.common import UserError, check_design
-from rmapcheck.designs import DesignError, config_text, design_config
+from rmapcheck.designs import DesignError, config_text, design_config, design_label
 from rmapcheck.report.finding import format_finding
 from rmapcheck.scenario.ops import Scenario
 from rmapcheck.scenario.parse import dump_scenario
@@ -87,18 +87,19 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
         else:
             click.echo(f"{f.property} in {f.function}: {f.message}")
         click.echo(f"trace ({f.trace_length} steps after {f.setup} setup steps), as a scenario:")
-        sc = Scenario(f"{res.design}-{f.property}", m.scenario.regions, f.trace)
+        sc = Scenario(f"{design_label(res.design)}-{f.property}", m.scenario.regions, f.trace)
         for line in dump_scenario(sc).splitlines():
             click.echo(f"  {line}")
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
-            path = save_dir / f"{res.design}-{f.property}-{f.function}.json"
+            path = save_dir / f"{design_label(res.design)}-{f.property}-{f.function}.json"
             save_trace(str(path), m, f)
             click.echo(f"saved: {path} (rmapcheck replay {path})")
 
 
 @click.command("check")
-@click.option("--design", required=True, help="kernel design to check")
+@click.option("--design", required=True, metavar="NAME|PATH.py",
+              help="kernel design: a name (rmapcheck designs lists them) or a design file")
 @click.option("--preset", default=None, help=f"named bounds ({', '.join(PRESETS)})")
 @click.option("--processes", type=int, default=None, help="most processes alive at once")
 @click.option("--regions", type=int, default=None)
@@ -138,7 +139,7 @@ def command(design: str, preset: str | None, processes: int | None, regions: int
             sd = Path(save_dir)
             sd.mkdir(parents=True, exist_ok=True)
             for f in res.findings:
-                p = sd / f"{res.design}-{f.property}-{f.function}.json"
+                p = sd / f"{design_label(res.design)}-{f.property}-{f.function}.json"
                 save_trace(str(p), m, f)
                 paths.append(str(p))
             for fd, p in zip(d["findings"], paths):
