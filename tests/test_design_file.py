@@ -11,13 +11,13 @@ keeps the layer; bad design files are one-line errors with exit status 2.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from test_cli import one_error_line, rmapcheck
 
 from rmapcheck.check.checker import Checker
 from rmapcheck.check.model import Bounds, KernelModel
@@ -29,18 +29,10 @@ from rmapcheck.model.ksm import KSM_LAYER, ksm_state_of
 from rmapcheck.scenario.execute import ModelRunner
 
 
-def rmapcheck(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, NO_COLOR="1", TERM="dumb")
-    return subprocess.run([sys.executable, "-m", "rmapcheck", *args],
-                          capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
-
-
-def one_error_line(p: subprocess.CompletedProcess) -> str:
+def bad_input(p: subprocess.CompletedProcess) -> str:
+    # Bad input: one line on stderr, exit status 2.
     assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
-    assert "Traceback" not in p.stderr + p.stdout, p.stderr
-    lines = p.stderr.splitlines()
-    assert len(lines) == 1, p.stderr
-    return lines[0]
+    return one_error_line(p)
 
 
 def write(path: Path, text: str) -> Path:
@@ -82,11 +74,11 @@ def test_a_design_file_is_checked_its_trace_replayed_and_a_changed_file_refused(
     assert "reproduced: leak in check_invariants" in p.stdout
 
     design.write_text(design.read_text() + "# an edit after the check\n")
-    err = one_error_line(rmapcheck("replay", trace))
+    err = bad_input(rmapcheck("replay", trace))
     assert f"design file {design} changed" in err and trace in err
 
     design.unlink()
-    err = one_error_line(rmapcheck("replay", trace))
+    err = bad_input(rmapcheck("replay", trace))
     assert f"design file {design} is missing" in err
 
 
@@ -130,23 +122,27 @@ def _ksm_zero_pages_after(kernel: Kernel) -> int:
     return ksm_state_of(r.k).zero_pages
 
 
+#: A patch to the write fault that KSM does not know about (here the same
+#: code), declared in REPLACE or in REPLACE_OUTER.
+WP_PATCH = '''
+    """do_wp_page() replaced (by the same code)."""
+    from rmapcheck.model import memory
+
+    BASE = "linux-6.18"
+
+
+    def do_wp_page(k, vma, vpn):
+        memory.do_wp_page(k, vma, vpn)
+
+
+    {declaration} = {{"do_wp_page": do_wp_page}}
+'''
+
+
 def test_replacing_do_wp_page_keeps_ksms_wrapper(tmp_path):
-    # A patch to the write fault that KSM does not know about: here the same
-    # code. The write to a KSM zero page must still uncount it (the live
-    # kernel's ksm_zero_pages drops from 2 to 1 in this scenario).
-    write(tmp_path / "wp.py", '''
-        """do_wp_page() replaced (by the same code)."""
-        from rmapcheck.model import memory
-
-        BASE = "linux-6.18"
-
-
-        def do_wp_page(k, vma, vpn):
-            memory.do_wp_page(k, vma, vpn)
-
-
-        REPLACE = {"do_wp_page": do_wp_page}
-    ''')
+    # The write to a KSM zero page must still uncount it (the live kernel's
+    # ksm_zero_pages drops from 2 to 1 in this scenario).
+    write(tmp_path / "wp.py", WP_PATCH.format(declaration="REPLACE"))
     d = load_design(str(tmp_path / "wp.py"))
     assert d.wrapped_by("do_wp_page") == ["ksm"]
     assert d.ops["do_wp_page"] is not d.functions["do_wp_page"]
@@ -159,19 +155,8 @@ def test_replacing_do_wp_page_keeps_ksms_wrapper(tmp_path):
 
 
 def test_replace_outer_replaces_the_wrapped_function(tmp_path):
-    write(tmp_path / "outer.py", '''
-        """do_wp_page replaced after the layers: KSM's wrapper is the design's business."""
-        from rmapcheck.model import memory
-
-        BASE = "linux-6.18"
-
-
-        def do_wp_page(k, vma, vpn):
-            memory.do_wp_page(k, vma, vpn)
-
-
-        REPLACE_OUTER = {"do_wp_page": do_wp_page}
-    ''')
+    # After the layers: KSM's wrapper is then the design's business.
+    write(tmp_path / "outer.py", WP_PATCH.format(declaration="REPLACE_OUTER"))
     d = load_design(str(tmp_path / "outer.py"))
     assert d.ops["do_wp_page"] is d.outer["do_wp_page"]
     assert _ksm_zero_pages_after(make_kernel(str(tmp_path / "outer.py"))) == 2
@@ -262,13 +247,13 @@ def test_a_bad_design_file_is_one_line_exit_2(tmp_path, case, command):
     design = tmp_path / f"{case}.py"
     design.write_text(text)
     args = ["--preset", "small"] if command == "check" else ["fork-cow-child"]
-    err = one_error_line(rmapcheck(command, *args, "--design", str(design)))
+    err = bad_input(rmapcheck(command, *args, "--design", str(design)))
     assert f"{design}:{line}:" in err if line else f"{design}:" in err, err
     assert words in err, err
 
 
 def test_a_missing_design_file(tmp_path):
-    err = one_error_line(rmapcheck("check", "--preset", "small", "--design", str(tmp_path / "nothere.py")))
+    err = bad_input(rmapcheck("check", "--preset", "small", "--design", str(tmp_path / "nothere.py")))
     assert f"{tmp_path / 'nothere.py'}: no such design file" in err
 
 
@@ -287,7 +272,7 @@ def test_designs_lists_the_replaceable_functions(tmp_path):
     p = rmapcheck("designs", str(design), "--changed")
     assert p.returncode == 0
     assert "changes: __put_anon_vma" in p.stdout and f"design file {design}" in p.stdout
-    assert one_error_line(rmapcheck("designs", "linux-9")).startswith("rmapcheck: unknown design")
+    assert bad_input(rmapcheck("designs", "linux-9")).startswith("rmapcheck: unknown design")
 
 
 def test_bundled_designs_read_as_their_patch():
