@@ -48,7 +48,7 @@ import inspect
 import os
 import sys
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import ModuleType
 from typing import Any, Callable, Mapping
@@ -187,7 +187,7 @@ def _load(spec: str, loading: tuple[str, ...]) -> Design:
         raise DesignError(f"a cycle of design files: {' -> '.join(loading + (path,))}")
     ns = _exec_file(path, data, sha)
     d = _from_namespace(ns, path, path, data.decode("utf-8", "replace"), loading + (path,))
-    d = Design(d.spec, d.base, d.functions, d.layers, d.outer, d.config, ((path, sha), *d.files), d.changed, d.doc)
+    d = replace(d, files=((path, sha), *d.files))
     _FILES[path] = (sha, d)
     return d
 
@@ -322,8 +322,8 @@ def _derive(ns: Mapping[str, Any], spec: str, source: str | None, loading: tuple
     label = base.name
 
     functions = dict(base.functions)
-    replace = _table(ns.get("REPLACE", {}), "REPLACE", bad)
-    for name, fn in replace.items():
+    replacements = _table(ns.get("REPLACE", {}), "REPLACE", bad)
+    for name, fn in replacements.items():
         if name not in functions:
             close = difflib.get_close_matches(name, functions, 1, 0.8)
             hint = f"did you mean {close[0]!r}? " if close else ""
@@ -335,7 +335,7 @@ def _derive(ns: Mapping[str, Any], spec: str, source: str | None, loading: tuple
         err = _signature_mismatch(functions[name], fn, name)
         if err:
             raise bad(f"REPLACE[{name!r}]: {err}", "REPLACE", name)
-    functions.update(replace)
+    functions.update(replacements)
     add = _table(ns.get("ADD", {}), "ADD", bad)
     for name in add:
         if name in functions:
@@ -362,7 +362,7 @@ def _derive(ns: Mapping[str, Any], spec: str, source: str | None, loading: tuple
         if name not in functions:
             raise bad(f"REPLACE_OUTER names {name!r}, not a kernel function of {label}", "REPLACE_OUTER", name)
     outer.update(replace_outer)
-    changed = frozenset(replace) | frozenset(add) | frozenset(replace_outer)
+    changed = frozenset(replacements) | frozenset(add) | frozenset(replace_outer)
     return Design(spec, base.spec, functions, layers, outer, config, base.files, changed, doc)
 
 

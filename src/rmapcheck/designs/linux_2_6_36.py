@@ -6,8 +6,8 @@
 do a drop on itself when it is being unlinked."
 
 v2.6.36 also carries Linux kernel commit f18194275c39 ("mm: fix hang on
-anon_vma->root->lock", Hugh Dickins, August 2010), the fix of kernel-history.md
-B4 in ``page_lock_anon_vma()``.
+anon_vma->root->lock", Hugh Dickins, August 2010), the fix of the stale-root
+unlock in ``page_lock_anon_vma()`` (the checker's bug B4, docs/checker.md).
 
 The diff against :mod:`rmapcheck.designs.linux_2_6_36_seed_0526`: the guard
 ``if (anon_vma->root != anon_vma)`` in ``anon_vma_unlink()``, and the root

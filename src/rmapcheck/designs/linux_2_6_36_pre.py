@@ -9,7 +9,7 @@ reference of the compaction series). Every anon_vma lock is the root's
 spinlock, but nothing pins the root: KSM and migration hold a reference
 (``external_refcount``) on a *child* anon_vma only, so at exit the root can be
 freed while its child lives on — the question Mel Gorman asked on 2010-05-13
-(kernel-history.md §2 B0).
+(the checker's B0).
 
 Fields of the model's ``struct anon_vma`` in this era: ``refcount`` is
 ``external_refcount`` (``CONFIG_KSM || CONFIG_MIGRATION``), ``rb_root`` is the
@@ -127,7 +127,7 @@ def folio_get_anon_vma_pin(k: Kernel, f: folio, av: anon_vma) -> anon_vma | None
     second look at ``page_mapped()``, and no "not zero" test. "The anon_vma
     to which we get a reference may already have been freed back to its slab
     (it is in use when we check page_mapped, but that can change)"
-    (kernel-history.md B6, fixed in 2011 after v2.6.37).
+    (B6 in docs/checker.md, fixed in 2011 after v2.6.37).
     """
     k.ops.get_anon_vma(k, av, "unmap_and_move")
     return av
@@ -153,7 +153,7 @@ def page_lock_anon_vma(k: Kernel, f: folio, av: anon_vma, rwc: Any = None) -> an
     anon_vma: nothing checks ``page_mapped()`` again. If the page was
     unmapped meanwhile, the anon_vma may have been freed and reused with
     another root, and ``page_unlock_anon_vma()`` then unlocks a different
-    root (kernel-history.md B4, fixed by f18194275c39 in v2.6.36).
+    root (B4 in docs/checker.md, fixed by f18194275c39 in v2.6.36).
 
     :returns: ``struct anon_vma *``, its root locked.
     """

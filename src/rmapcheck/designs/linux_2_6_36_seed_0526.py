@@ -1,14 +1,14 @@
 """Design ``linux-2.6.36-seed-0526``: patch 5/5 as Rik van Riel reposted it on 2010-05-26.
 
 "mm: extend KSM refcounts to the anon_vma root" before the Jun-9 fix "only drop
-root anon_vma if not self" (kernel-history.md §1 S4, §3): a child anon_vma
+root anon_vma if not self": a child anon_vma
 pins its root from ``anon_vma_fork()`` until it is freed, and the generic
 ``drop_anon_vma()`` frees a child and then its root. But ``anon_vma_unlink()``
 drops the root's reference for *every* emptied anon_vma, the root itself
 included, though "the root anon_vma does not have a refcount on itself" —
 an over-drop to -1 that survives in the freed slot (``SLAB_DESTROY_BY_RCU``:
 the constructor does not run again) and makes the next anon_vma there leak
-(kernel-history.md §2 B1, found by kmemleak).
+(found by kmemleak at the time).
 
 The diff against :mod:`rmapcheck.designs.linux_2_6_36_pre`:
 ``anon_vma_fork()`` takes ``get_anon_vma(anon_vma->root)``;

@@ -9,7 +9,7 @@ double-reuse", v6.1, CVE-2022-42703) split the counter in two, because "it is
 possible to reuse an anon_vma for one VMA while it is still tied to another
 VMA ... vma_merge() can merge pages into a VMA that is not attached to the
 corresponding anon_vma, leading to dangling page->mapping pointers that will
-be dereferenced during rmap walks" (kernel-history.md S9, S11, B16).
+be dereferenced during rmap walks".
 
 ``degree`` counted exactly what ``num_children + num_active_vmas`` count (the
 first VMA at allocation, the self-parent link of a new root, each child and
