@@ -96,7 +96,8 @@ def test_a_design_file_based_on_another_records_both(tmp_path):
     assert [p for p, _ in d.files] == [str(top), str(base)]
     assert d.config["CONFIG_KSM"] is False
     assert d.ops["__put_anon_vma"].__module__.startswith("rmapcheck_design_base_")
-    m = KernelModel(str(top), Bounds(processes=2, regions=1, pages=1, depth=5, ops=("write", "fork", "exit", "ksm_scan")))
+    bounds = Bounds(processes=2, regions=1, pages=1, depth=5, ops=("write", "fork", "exit", "ksm_scan"))
+    m = KernelModel(str(top), bounds)
     assert "ksm_scan" not in m.ops_enabled
     res = Checker(m).first_violation().spawn_bfs().join()
     assert res.findings

@@ -35,8 +35,8 @@ from rmapcheck.model.rmap import (
 )
 from rmapcheck.model.slab import kasan_check
 
-__all__ = ["ADD", "BASE", "REPLACE", "accessed_from", "anon_vma_alloc", "anon_vma_clone", "anon_vma_fork", "anon_vma_free",
-           "anon_vma_prepare", "anon_vma_unlink", "atomic_dec_and_lock", "drop_anon_vma",
+__all__ = ["ADD", "BASE", "REPLACE", "accessed_from", "anon_vma_alloc", "anon_vma_clone", "anon_vma_fork",
+           "anon_vma_free", "anon_vma_prepare", "anon_vma_unlink", "atomic_dec_and_lock", "drop_anon_vma",
            "folio_get_anon_vma_pin", "get_anon_vma", "page_lock_anon_vma", "page_unlock_anon_vma", "spin_lock_rcu",
            "unlink_anon_vmas"]
 

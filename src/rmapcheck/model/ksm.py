@@ -519,9 +519,8 @@ def is_page_sharing_candidate(k: Kernel, node: ksm_stable_node, offset: int = 0)
     return bool(node.rmap_hlist_len) and node.rmap_hlist_len + offset < _cfg(k, "ksm_max_page_sharing")
 
 
-def stable_node_dup(k: Kernel, chain: ksm_stable_node, prune: bool) -> tuple[folio | None,
-                                                                              ksm_stable_node | None,
-                                                                              ksm_stable_node]:
+def stable_node_dup(k: Kernel, chain: ksm_stable_node, prune: bool) -> tuple[
+        folio | None, ksm_stable_node | None, ksm_stable_node]:
     """``stable_node_dup()`` (mm/ksm.c, v6.18): the best dup of a chain.
 
     A chain of one dup collapses to that dup; a chain left without dups is

@@ -339,7 +339,7 @@ class vma_prepare_struct:
 
 
 def init_multi_vma_prep(k: Kernel, vma: vm_area_struct,
-                         vmg: vma_merge_struct | None) -> vma_prepare_struct:
+                        vmg: vma_merge_struct | None) -> vma_prepare_struct:
     """``init_multi_vma_prep()`` (mm/vma.c, v6.18): the ``struct vma_prepare`` of a merge or split.
 
     :param vmg: ``struct vma_merge_struct *`` (``NULL`` for a split).
