@@ -25,7 +25,7 @@ from rmapcheck.model.findings import KernelWarning, RefcountUnderflow
 from rmapcheck.model.memory import wp_page_copy
 from rmapcheck.model.mm_types import ZERO_PAGE
 from rmapcheck.model.rmap import (
-    _lock_anon_vma_root, _unlock_anon_vma_root, anon_vma_alloc, anon_vma_chain_alloc,
+    lock_anon_vma_root, unlock_anon_vma_root, anon_vma_alloc, anon_vma_chain_alloc,
     anon_vma_chain_free, anon_vma_chain_link, anon_vma_lock_write,
     anon_vma_unlock_write, folio_anon_vma, get_anon_vma, put_anon_vma,
 )
@@ -50,7 +50,7 @@ def _unlink(k, vma, *, dec_children=True, dec_active=True, keep_continue=True, p
     keep = []
     for avc in list(vma.anon_vma_chain):
         av = avc.anon_vma
-        root = _lock_anon_vma_root(k, root, av, fn)
+        root = lock_anon_vma_root(k, root, av, fn)
         av.rb_root.remove(avc)
         if not av.rb_root:
             if dec_children:
@@ -71,7 +71,7 @@ def _unlink(k, vma, *, dec_children=True, dec_active=True, keep_continue=True, p
         elif vma.anon_vma.num_active_vmas < 0:
             raise RefcountUnderflow(fn, f"num_active_vmas of {vma.anon_vma.kname()} below zero")
         vma.anon_vma = None
-    _unlock_anon_vma_root(k, root, fn)
+    unlock_anon_vma_root(k, root, fn)
     for avc in keep:
         av = avc.anon_vma
         if av.num_children:

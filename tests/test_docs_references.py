@@ -121,7 +121,10 @@ class Repository:
         # a file (with a suffix), a directory (a trailing slash), a glob or a
         # deeper path; "src/dst" in prose is none of these
         looks_like_a_path = ("." in parts[-1] or token.endswith("/") or "*" in token or len(parts) > 2)
-        return looks_like_a_path and (parts[0] in self.dir_names or parts[0] in (".", ".."))
+        # "./mypatch.py" names a user's file in an example, a relative path  # not-a-reference
+        # whose first directory is one of the repository's a place of it
+        first = next((p for p in parts if p not in (".", "..")), "")
+        return looks_like_a_path and first in self.dir_names
 
 
 def dangling_references(root: Path, files: list[str]) -> list[str]:
@@ -145,7 +148,8 @@ def dangling_references(root: Path, files: list[str]) -> list[str]:
                 if repo.is_reference(token) and not repo.resolves(token, f):
                     found.append(f"{f}:{lineno}: {token}")
             if f.endswith(".md"):
-                for target in LINK.findall(line):
+                # a link outside code spans (`f["x"](y)` in code is a call)
+                for target in LINK.findall(re.sub(r"`[^`]*`", " ", line)):
                     if not URL.match(target) and not target.startswith("mailto:") \
                             and not repo.link_resolves(target, f):
                         found.append(f"{f}:{lineno}: link to {target}")

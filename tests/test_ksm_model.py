@@ -389,7 +389,7 @@ def test_a_merge_that_does_not_pin_the_anon_vma_is_found(k):
     from rmapcheck.model.findings import RmapFinding
 
     def no_pin(k, item, page, kpage):
-        vma = ksm._find_mergeable_vma(k, item.mm, item.address)
+        vma = ksm.find_mergeable_vma(k, item.mm, item.address)
         if vma is None:
             return -14
         err = k.ops.try_to_merge_one_page(k, vma, page, kpage)

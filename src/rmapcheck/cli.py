@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from rmapcheck.commands import bench, check, conform, demo, diff, live, replay, run, seed
+from rmapcheck.commands import bench, check, conform, demo, designs, diff, live, replay, run, seed
 from rmapcheck.commands.common import UserError
 
 __all__ = ["main"]
@@ -21,7 +21,7 @@ def cli() -> None:
     """rmapcheck: the Linux kernel's anonymous reverse mapping, executable."""
 
 
-for _mod in (run, live, diff, conform, check, replay, seed, bench, demo):
+for _mod in (run, live, diff, conform, check, replay, designs, seed, bench, demo):
     cli.add_command(_mod.command)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from rmapcheck.check.properties import FATAL, SOMETIMES, data_integrity, property_of
 from rmapcheck.check.world import clone, dumps, fingerprint, loads
-from rmapcheck.designs import get_design, make_kernel
+from rmapcheck.designs import load_design, make_kernel
 from rmapcheck.model.findings import Deadlock, RmapFinding
 from rmapcheck.model.invariants import check_invariants
 from rmapcheck.model.kthreads import kthread_folio, kthread_holds, kthreads
@@ -153,7 +153,11 @@ class KernelModel:
         self.bounds = bounds
         #: the design's switches set otherwise than its default (``CONFIG_KSM``...)
         self.config = dict(config or {})
-        cfg = {**get_design(design)[1], **self.config}
+        #: the design, loaded once: every kernel of this model runs the same code
+        self.loaded = load_design(design)
+        #: ``(path, SHA-256)`` of the design file and of those it bases on (empty for a bundled design)
+        self.design_files = self.loaded.files
+        cfg = {**self.loaded.config, **self.config}
         ops = bounds.ops
         # A kernel built without them has no ksmd and no page migration.
         if not cfg.get("CONFIG_KSM"):
@@ -181,7 +185,7 @@ class KernelModel:
                     self.setup.append(Op("write", "P0", r.name, p, 1, value=1))
             self.setup.append(Op("fork", "P0", child="P1"))
         self.scenario = Scenario(f"check-{design}", regions, [], source=f"<check {design}>")
-        self.ops_table = make_kernel(design).ops
+        self.ops_table = make_kernel(self.loaded).ops
         self._ops: dict[tuple, Op] = {}
         #: region -> the other regions (mremap destinations)
         self._others = {a: [b for b in regions if b != a] for a in regions}
@@ -189,7 +193,7 @@ class KernelModel:
     def init_state(self) -> ModelRunner:
         """The state after the setup operations (each region mapped in ``P0``)."""
         r = ModelRunner(self.scenario, self.design, check=False,
-                        kernel=make_kernel(self.design, **self.config))
+                        kernel=make_kernel(self.loaded, **self.config))
         r.k.rcu_windows = self.bounds.rcu_windows
         r.born = 1  # type: ignore[attr-defined]
         r.faults = 0  # type: ignore[attr-defined]

@@ -11,6 +11,11 @@ carries what the checker ran otherwise than the live kernel runs
 switches, no KSM baseline); :func:`judged_run` runs any scenario with its
 settings, judging each step as the checker does, so ``rmapcheck run`` of the
 printed scenario reproduces the finding that ``replay`` does.
+
+A bundled design is recorded by name. A design file is recorded by its
+absolute path, with ``design_files``: the SHA-256 of its bytes and of every
+design file it bases on; :func:`load_trace` refuses the trace when one of
+them is missing or changed, since the trace may no longer reproduce.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Iterator
 
 from rmapcheck.check.model import Bounds, Finding, KernelModel, Outcome
-from rmapcheck.designs import DESIGNS, DesignError, config_text, design_config, make_kernel
+from rmapcheck.designs import (
+    DESIGNS, DesignError, config_text, design_config, design_label, is_design_file, load_design, make_kernel,
+)
+from rmapcheck.designs.design import file_sha256
 from rmapcheck.scenario.execute import ModelRunner, uses_ksm
 from rmapcheck.scenario.ops import OP_KINDS, Op, Region, Scenario, Settings
 
@@ -50,7 +58,9 @@ def trace_dict(model: KernelModel, f: Finding) -> dict[str, Any]:
         steps.append(d)
     return {
         "format": TRACE_FORMAT,
-        "design": model.design,
+        "design": model.loaded.spec,
+        **({"design_files": [{"path": p, "sha256": h} for p, h in model.design_files]}
+           if model.design_files else {}),
         "config": dict(sorted(model.config.items())),
         "bounds": model.bounds.as_dict(),
         "property": f.property,
@@ -105,8 +115,14 @@ def load_trace(path: str) -> Trace:
     if not isinstance(d, dict) or d.get("format") != TRACE_FORMAT:
         raise bad(f"not an rmapcheck trace (expected \"format\": \"{TRACE_FORMAT}\")")
     design = d.get("design")
+    if not isinstance(design, str) or (design not in DESIGNS and not is_design_file(design)):
+        raise bad(f"unknown design {design!r} (known: {', '.join(sorted(DESIGNS))}, or a design file)")
     if design not in DESIGNS:
-        raise bad(f"unknown design {design!r} (known: {', '.join(sorted(DESIGNS))})")
+        _check_design_files(d.get("design_files"), bad)
+    try:
+        load_design(design)
+    except DesignError as e:
+        raise bad(f"design: {e}") from None
     config = d.get("config", {})
     if not isinstance(config, dict):
         raise bad("\"config\" must be an object of switch: value")
@@ -190,7 +206,7 @@ def trace_settings(rcu_windows: bool, config: dict[str, Any], ops: list[Op]) -> 
 
 def trace_scenario(model: KernelModel, f: Finding) -> Scenario:
     """Counterexample ``f`` of ``model`` as a scenario that ``rmapcheck run`` reproduces."""
-    return Scenario(f"{model.design}-{f.property}", model.scenario.regions, list(f.trace),
+    return Scenario(f"{design_label(model.design)}-{f.property}", model.scenario.regions, list(f.trace),
                     settings=trace_settings(model.bounds.rcu_windows, model.config, f.trace))
 
 
@@ -222,7 +238,7 @@ def judged_run(scenario: Scenario, design: str) -> Iterator[tuple[int, Op, Outco
     # The checker's kernel starts bare; the live runner's KSM baseline only
     # when the settings keep it (ModelRunner applies it to a KSM scenario).
     base = scenario if st.ksm_baseline else Scenario(scenario.name, scenario.regions, [], scenario.source)
-    r = ModelRunner(base, design, check=False, kernel=make_kernel(design, **config))
+    r = ModelRunner(base, design, check=False, kernel=make_kernel(m.loaded, **config))
     r.scenario = scenario
     r.k.rcu_windows = st.rcu_windows
     r.born, r.faults, r.preempt = 1, 0, 0  # type: ignore[attr-defined]
@@ -231,6 +247,21 @@ def judged_run(scenario: Scenario, design: str) -> Iterator[tuple[int, Op, Outco
         yield i, op, out
         if out.fatal:
             return
+
+
+def _check_design_files(files: Any, bad: Callable[[str], TraceError]) -> None:
+    # Each design file the trace was found with must still hold the same bytes.
+    if not isinstance(files, list) or not files or not all(
+            isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("sha256"), str)
+            for f in files):
+        raise bad("\"design_files\" must list the design files as {path, sha256}")
+    for f in files:
+        sha = file_sha256(f["path"])
+        if sha is None:
+            raise bad(f"design file {f['path']} is missing (the trace was found with it)")
+        if sha != f["sha256"]:
+            raise bad(f"design file {f['path']} changed since the trace was saved "
+                      f"(sha256 {sha[:12]}, recorded {f['sha256'][:12]}); run rmapcheck check again")
 
 
 def _bounds(d: dict[str, Any]) -> Any:

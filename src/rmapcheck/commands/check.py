@@ -13,7 +13,7 @@ from rmapcheck.check.model import PRESETS, Bounds, KernelModel
 from rmapcheck.check.model import Finding
 from rmapcheck.check.trace import judged_run, save_trace, trace_scenario, unsaid_steps
 from rmapcheck.commands.common import UserError, check_design
-from rmapcheck.designs import DesignError, config_text, design_config
+from rmapcheck.designs import DesignError, config_text, design_config, design_label
 from rmapcheck.report.finding import format_finding
 from rmapcheck.scenario.ops import Scenario
 from rmapcheck.scenario.parse import dump_scenario
@@ -111,7 +111,7 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
                        f"({', '.join(sorted(sc.ops[unsaid[0] - 1].flags))}): run it with the trace (replay)")
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
-            path = save_dir / f"{res.design}-{f.property}-{f.function}.json"
+            path = save_dir / f"{design_label(res.design)}-{f.property}-{f.function}.json"
             save_trace(str(path), m, f)
             yaml_path = path.with_suffix(".yaml")
             yaml_path.write_text(text)
@@ -120,7 +120,8 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
 
 
 @click.command("check")
-@click.option("--design", required=True, help="kernel design to check")
+@click.option("--design", required=True, metavar="NAME|PATH.py",
+              help="kernel design: a name (rmapcheck designs lists them) or a design file")
 @click.option("--preset", default=None, help=f"named bounds ({', '.join(PRESETS)})")
 @click.option("--processes", type=int, default=None, help="most processes alive at once")
 @click.option("--regions", type=int, default=None)
@@ -160,7 +161,7 @@ def command(design: str, preset: str | None, processes: int | None, regions: int
             sd = Path(save_dir)
             sd.mkdir(parents=True, exist_ok=True)
             for f in res.findings:
-                p = sd / f"{res.design}-{f.property}-{f.function}.json"
+                p = sd / f"{design_label(res.design)}-{f.property}-{f.function}.json"
                 save_trace(str(p), m, f)
                 p.with_suffix(".yaml").write_text(dump_scenario(trace_scenario(m, f)))
                 paths.append(str(p))

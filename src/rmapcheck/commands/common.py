@@ -35,7 +35,7 @@ def load(path: str) -> Scenario:
 
 
 def check_design(name: str) -> str:
-    """``name`` if it is a known design, else a :class:`UserError`."""
+    """``name`` if it is a known design or a design file that loads, else a :class:`UserError`."""
     try:
         get_design(name)
     except DesignError as e:

@@ -41,7 +41,8 @@ def print_diff(res: DiffResult, verbose: bool) -> None:
 
 @click.command("diff")
 @click.argument("file")
-@click.option("--design", default="linux-6.18", show_default=True)
+@click.option("--design", default="linux-6.18", show_default=True, metavar="NAME|PATH.py",
+              help="kernel design: a name (rmapcheck designs lists them) or a design file")
 @click.option("-v", "--verbose", is_flag=True, help="print every step")
 def command(file: str, design: str, verbose: bool) -> None:
     """Run scenario FILE on the model and the live kernel; print agreement or the first difference."""

@@ -33,7 +33,8 @@ def final_state(runner: ModelRunner) -> str:
 
 @click.command("run")
 @click.argument("file")
-@click.option("--design", default="linux-6.18", show_default=True, help="kernel design to run")
+@click.option("--design", default="linux-6.18", show_default=True, metavar="NAME|PATH.py",
+              help="kernel design: a name (rmapcheck designs lists them) or a design file")
 @click.option("--quiet", is_flag=True, help="print only the final state")
 def command(file: str, design: str, quiet: bool) -> None:
     """Run scenario FILE on the model, printing each step with its address map."""

@@ -1,18 +1,23 @@
 """Kernel designs: which kernel functions a :class:`~rmapcheck.model.kernel.Kernel` runs.
 
-A design module exports ``OPS`` (kernel function name → function) and
-``CONFIG`` (``CONFIG_*`` switches and sysctls). Later designs are the running
-kernel's table with a few functions replaced, as a patch replaces them.
+A design is the running kernel (``linux-6.18``: the plain kernel functions,
+the layers that wrap some of them, and ``CONFIG``) or a base design with
+kernel functions replaced by name, as a patch replaces them: a module of
+this package registered in :data:`DESIGNS`, or a design file anywhere
+(``rmapcheck check --design mybug.py``). :mod:`rmapcheck.designs.design`
+describes what a design module declares; docs/writing-a-design.md how to
+write one.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable, Iterable
 
+from rmapcheck.designs.design import Design, DesignError, design_label, is_design_file, load_design
 from rmapcheck.model.kernel import Kernel
 
-__all__ = ["DESIGNS", "DesignError", "config_text", "design_config", "get_design", "make_kernel"]
+__all__ = ["DESIGNS", "Design", "DesignError", "config_text", "design_config", "design_label", "get_design",
+           "is_design_file", "load_design", "make_kernel"]
 
 #: design name → module under :mod:`rmapcheck.designs`
 DESIGNS = {
@@ -25,20 +30,13 @@ DESIGNS = {
 }
 
 
-class DesignError(ValueError):
-    """An unknown design name, or a switch it does not have."""
-
-
 def get_design(name: str) -> tuple[dict[str, Callable[..., Any]], dict[str, Any]]:
-    """The ``(OPS, CONFIG)`` of design ``name``.
+    """The resolved ``(ops, config)`` of design ``name`` (a registered name or a design file's path).
 
-    :raises DesignError: the name is not a known design.
+    :raises DesignError: the design is unknown or does not load.
     """
-    mod = DESIGNS.get(name)
-    if mod is None:
-        raise DesignError(f"unknown design {name!r} (known: {', '.join(sorted(DESIGNS))})")
-    m = importlib.import_module(f"rmapcheck.designs.{mod}")
-    return m.OPS, m.CONFIG
+    d = load_design(name)
+    return d.ops, dict(d.config)
 
 
 _TRUE = ("y", "yes", "true", "1")
@@ -81,7 +79,7 @@ def config_text(config: dict[str, Any]) -> str:
     return ", ".join(f"{k}={'y' if v is True else 'n' if v is False else v}" for k, v in sorted(config.items()))
 
 
-def make_kernel(name: str = "linux-6.18", **config: Any) -> Kernel:
-    """A fresh kernel of design ``name``; ``config`` overrides the design's switches."""
-    ops, cfg = get_design(name)
-    return Kernel(ops, {**cfg, **config}, design=name)
+def make_kernel(name: str | Design = "linux-6.18", **config: Any) -> Kernel:
+    """A fresh kernel of design ``name`` (or of a design loaded already); ``config`` overrides its switches."""
+    d = name if isinstance(name, Design) else load_design(name)
+    return Kernel(d.ops, {**d.config, **config}, design=d.spec if isinstance(name, Design) else name)

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from rmapcheck.designs import linux_2_6_36_seed_0526 as seed
 from rmapcheck.designs.linux_2_6_36_pre import spin_lock_rcu
 from rmapcheck.model.kernel import Kernel
 from rmapcheck.model.mm_types import anon_vma, folio
 from rmapcheck.model.rmap import folio_mapped
 
-__all__ = ["CONFIG", "OPS", "anon_vma_unlink_drop_root", "page_lock_anon_vma"]
+__all__ = ["BASE", "REPLACE", "anon_vma_unlink_drop_root", "page_lock_anon_vma"]
+
+BASE = "linux-2.6.36-seed-0526"
 
 
 def anon_vma_unlink_drop_root(k: Kernel, av: anon_vma) -> None:
@@ -55,7 +56,5 @@ def page_lock_anon_vma(k: Kernel, f: folio, av: anon_vma, rwc: Any = None) -> an
     return None
 
 
-OPS: dict[str, Any] = {**seed.OPS, "anon_vma_unlink_drop_root": anon_vma_unlink_drop_root,
-                       "folio_lock_anon_vma_root": page_lock_anon_vma}
-
-CONFIG: dict[str, Any] = dict(seed.CONFIG)
+REPLACE: dict[str, Any] = {"anon_vma_unlink_drop_root": anon_vma_unlink_drop_root,
+                           "folio_lock_anon_vma_root": page_lock_anon_vma}

@@ -25,8 +25,7 @@ from __future__ import annotations
 import errno
 from typing import Any
 
-from rmapcheck.designs.linux_6_18 import OPS as LINUX_6_18
-from rmapcheck.model.findings import Deadlock, LockMisuse, RefcountUnderflow
+from rmapcheck.model.findings import Deadlock, LockMisuse, RefcountUnderflow, UseAfterFree
 from rmapcheck.model.kernel import Kernel
 from rmapcheck.model.mm_types import anon_vma, folio, vm_area_struct
 from rmapcheck.model.rmap import (
@@ -35,11 +34,12 @@ from rmapcheck.model.rmap import (
 )
 from rmapcheck.model.slab import kasan_check
 
-__all__ = ["CONFIG", "OPS", "anon_vma_alloc", "anon_vma_clone", "anon_vma_fork", "anon_vma_free",
-           "anon_vma_prepare", "anon_vma_unlink", "atomic_dec_and_lock", "drop_anon_vma",
+__all__ = ["ADD", "BASE", "REPLACE", "anon_vma_alloc", "anon_vma_clone", "anon_vma_fork",
+           "anon_vma_free", "anon_vma_prepare", "anon_vma_unlink", "atomic_dec_and_lock", "drop_anon_vma",
            "folio_get_anon_vma_pin", "get_anon_vma", "page_lock_anon_vma", "page_unlock_anon_vma", "spin_lock_rcu",
            "unlink_anon_vmas"]
 
+BASE = "linux-6.18"
 
 def anon_vma_alloc(k: Kernel, function: str = "anon_vma_alloc") -> anon_vma | None:
     """``anon_vma_alloc()`` (mm/rmap.c, v2.6.35): ``kmem_cache_alloc()``, nothing more.
@@ -294,31 +294,26 @@ def counter_invariants(k: Kernel, av: anon_vma, active: int, children: int, pins
     return None
 
 
-
-OPS: dict[str, Any] = {
-    **LINUX_6_18,
+REPLACE: dict[str, Any] = {
     "anon_vma_alloc": anon_vma_alloc,
     "anon_vma_free": anon_vma_free,
     "anon_vma_prepare": anon_vma_prepare,
     "__anon_vma_prepare": anon_vma_prepare,
     "anon_vma_clone": anon_vma_clone,
     "anon_vma_fork": anon_vma_fork,
-    "anon_vma_fork_pin_root": _no_root_pin,
-    "anon_vma_unlink_drop_root": _no_root_drop,
     "unlink_anon_vmas": unlink_anon_vmas,
     "anon_vma_merge": anon_vma_merge,
     "get_anon_vma": get_anon_vma,
     "put_anon_vma": drop_anon_vma,
-    "drop_anon_vma": drop_anon_vma,
     "folio_get_anon_vma_pin": folio_get_anon_vma_pin,
     "folio_lock_anon_vma_root": page_lock_anon_vma,
     "page_unlock_anon_vma": page_unlock_anon_vma,
     "anon_vma_counter_invariants": counter_invariants,
 }
 
-CONFIG: dict[str, Any] = {
-    "CONFIG_KSM": True,
-    "CONFIG_MIGRATION": True,
-    "sysctl_max_map_count": 65530,
-    "anon_vma_era": "2.6.36",
+#: Functions of this era that later designs of the series replace.
+ADD: dict[str, Any] = {
+    "anon_vma_fork_pin_root": _no_root_pin,
+    "anon_vma_unlink_drop_root": _no_root_drop,
+    "drop_anon_vma": drop_anon_vma,
 }

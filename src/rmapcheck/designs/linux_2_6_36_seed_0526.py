@@ -24,7 +24,9 @@ from rmapcheck.designs import linux_2_6_36_pre as pre
 from rmapcheck.model.kernel import Kernel
 from rmapcheck.model.mm_types import anon_vma
 
-__all__ = ["CONFIG", "OPS", "anon_vma_fork_pin_root", "anon_vma_unlink_drop_root", "drop_anon_vma"]
+__all__ = ["BASE", "REPLACE", "anon_vma_fork_pin_root", "anon_vma_unlink_drop_root", "drop_anon_vma"]
+
+BASE = "linux-2.6.36-pre"
 
 
 def anon_vma_fork_pin_root(k: Kernel, av: anon_vma) -> None:
@@ -78,13 +80,10 @@ def counter_invariants(k: Kernel, av: anon_vma, active: int, children: int, pins
     return None
 
 
-OPS: dict[str, Any] = {
-    **pre.OPS,
+REPLACE: dict[str, Any] = {
     "anon_vma_fork_pin_root": anon_vma_fork_pin_root,
     "anon_vma_unlink_drop_root": anon_vma_unlink_drop_root,
     "put_anon_vma": drop_anon_vma,
     "drop_anon_vma": drop_anon_vma,
     "anon_vma_counter_invariants": counter_invariants,
 }
-
-CONFIG: dict[str, Any] = dict(pre.CONFIG)

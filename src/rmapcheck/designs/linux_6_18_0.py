@@ -1,24 +1,41 @@
 """Design ``linux-6.18.0``: v6.18 as released, before the January 2026 mremap fix.
 
 "mm/vma: fix anon_vma UAF on mremap() faulted, unfaulted merge" (Cc: stable,
-carried by the live 6.18.44 kernel and by design ``linux-6.18``) adds
-``vmg->copied_from``. Without it, an mremap() that moves a faulted VMA next to
-an unfaulted one with contiguous ``vm_pgoff`` merges them into a VMA that has
-no anon_vma while the moved folios still point to the source's anon_vma
-(docs/history.md: the 2026 mremap use-after-free). The diff against
-:mod:`rmapcheck.designs.linux_6_18`: ``copy_vma()``.
+carried by the live 6.18.44 kernel and by design ``linux-6.18``) made
+``copy_vma()`` merge through a new ``vma_merge_copied_range()``, which sets
+``vmg->copied_from``: ``vma_expand()`` then gives the merged VMA the copied
+VMA's anon_vmas, and ``is_mergeable_anon_vma()`` refuses a fork child's.
+Without it, an mremap() that moves a faulted VMA next to an unfaulted one
+with contiguous ``vm_pgoff`` merges them into a VMA that has no anon_vma
+while the moved folios still point to the source's anon_vma (docs/history.md: the 2026
+mremap use-after-free).
+
+The fix reverted: ``copy_vma()`` of v6.18 merged the copied range as a new
+one, ``vmg.middle = NULL; new_vma = vma_merge_new_range(&vmg);``. With
+``copied_from`` never set, the fix's other two hunks do nothing, so the
+revert is one function.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rmapcheck.designs.linux_6_18 import CONFIG as LINUX_6_18_CONFIG
-from rmapcheck.designs.linux_6_18 import OPS as LINUX_6_18
-from rmapcheck.model.vma import VMA_OPS_V6_18_0
+from rmapcheck.model.kernel import Kernel
+from rmapcheck.model.vma import vma_merge_struct
+from rmapcheck.model.mm_types import vm_area_struct
 
-__all__ = ["CONFIG", "OPS"]
+__all__ = ["BASE", "REPLACE", "vma_merge_copied_range"]
 
-OPS: dict[str, Any] = {**LINUX_6_18, **VMA_OPS_V6_18_0}
+BASE = "linux-6.18"
 
-CONFIG: dict[str, Any] = dict(LINUX_6_18_CONFIG)
+
+def vma_merge_copied_range(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct | None:
+    """What ``copy_vma()`` (mm/vma.c, v6.18) did in its place: merge the copied range as a new VMA.
+
+    ``vmg.middle = NULL; /* New VMA range. */ new_vma = vma_merge_new_range(&vmg);``
+    """
+    vmg.middle = None  # New VMA range.
+    return k.ops.vma_merge_new_range(k, vmg)  # type: ignore[no-any-return]
+
+
+REPLACE: dict[str, Any] = {"vma_merge_copied_range": vma_merge_copied_range}

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from rmapcheck.designs.linux_6_18 import CONFIG as LINUX_6_18_CONFIG
-from rmapcheck.designs.linux_6_18 import OPS as LINUX_6_18
 from rmapcheck.model.kernel import Kernel
 from rmapcheck.model.mm_types import anon_vma, vm_area_struct
 
-__all__ = ["CONFIG", "OPS", "anon_vma_reusable"]
+__all__ = ["BASE", "REPLACE", "anon_vma_reusable"]
+
+BASE = "linux-6.18"
 
 
 def anon_vma_reusable(k: Kernel, av: anon_vma, src: vm_area_struct) -> bool:
@@ -47,6 +47,4 @@ def anon_vma_reusable(k: Kernel, av: anon_vma, src: vm_area_struct) -> bool:
     return src.anon_vma is not None and av is not src.anon_vma and degree < 2
 
 
-OPS: dict[str, Any] = {**LINUX_6_18, "anon_vma_reusable": anon_vma_reusable}
-
-CONFIG: dict[str, Any] = dict(LINUX_6_18_CONFIG)
+REPLACE: dict[str, Any] = {"anon_vma_reusable": anon_vma_reusable}

@@ -7,17 +7,17 @@ kernel/fork.c.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from rmapcheck.model.findings import KernelError
 from rmapcheck.model.mm_types import VM_DONTCOPY, VM_LOCKED, VM_WIPEONFORK, mm_struct, task_struct
-from rmapcheck.model.vma_init import vm_area_dup, vm_area_free
 
 if TYPE_CHECKING:
     from rmapcheck.model.kernel import Kernel
 
 __all__ = [
     "FORK_OPS",
+    "copy_process",
     "dup_mmap",
     "exit_mmap",
     "mm_alloc",
@@ -81,14 +81,14 @@ def dup_mmap(k: Kernel, mm: mm_struct, oldmm: mm_struct) -> int:
     for mpnt in list(oldmm.mmap):
         if mpnt.vm_flags & VM_DONTCOPY:
             continue
-        tmp = vm_area_dup(k, mpnt, fn)
+        tmp = k.ops.vm_area_dup(k, mpnt, fn)
         if tmp is None:
             return -errno.ENOMEM
         tmp.vm_mm = mm
         if tmp.vm_flags & VM_WIPEONFORK:
             tmp.anon_vma = None
         elif k.ops.anon_vma_fork(k, tmp, mpnt):
-            vm_area_free(k, tmp, fn)  # fail_nomem_anon_vma_fork
+            k.ops.vm_area_free(k, tmp, fn)  # fail_nomem_anon_vma_fork
             return -errno.ENOMEM
         tmp.vm_flags &= ~VM_LOCKED
         mm.mmap.append(tmp)  # vma_iter_bulk_store(): parent order is address order
@@ -111,7 +111,7 @@ def exit_mmap(k: Kernel, mm: mm_struct) -> None:
     for vma in vmas:
         k.ops.unlink_anon_vmas(k, vma)
     for vma in vmas:
-        vm_area_free(k, vma, fn)
+        k.ops.vm_area_free(k, vma, fn)
     mm.mmap = []
 
 
@@ -126,8 +126,8 @@ def mmput(k: Kernel, mm: mm_struct) -> None:
     if mm.mm_users:
         return
     k.ops.ksm_exit(k, mm)
-    exit_mmap(k, mm)
-    mmdrop(k, mm)
+    k.ops.exit_mmap(k, mm)
+    k.ops.mmdrop(k, mm)
 
 
 def copy_process(k: Kernel, parent: task_struct, comm: str) -> task_struct:
@@ -136,7 +136,7 @@ def copy_process(k: Kernel, parent: task_struct, comm: str) -> task_struct:
     :raises KernelError: ``ENOMEM`` when ``dup_mmap()`` fails; the half-built mm
         is torn down as ``dup_mm()`` does (``mmput()``).
     """
-    mm = mm_alloc(k, comm, "dup_mm")
+    mm = k.ops.mm_alloc(k, comm, "dup_mm")
     # dup_mm(): memcpy(mm, oldmm, sizeof(*mm)) copies the per-mm KSM counters
     # too (ksm_fork() resets or accounts them); mm_init(): mm->flags =
     # mmf_init_flags(current->mm->flags).
@@ -144,8 +144,8 @@ def copy_process(k: Kernel, parent: task_struct, comm: str) -> task_struct:
     mm.ksm_merging_pages = parent.mm.ksm_merging_pages
     mm.ksm_zero_pages = parent.mm.ksm_zero_pages
     mm.ksm_flags = parent.mm.ksm_flags & _MMF_INIT_MASK
-    if dup_mmap(k, mm, parent.mm):
-        mmput(k, mm)
+    if k.ops.dup_mmap(k, mm, parent.mm):
+        k.ops.mmput(k, mm)
         raise KernelError(errno.ENOMEM, "dup_mmap")
     t = task_struct(comm, k.next_pid, mm)
     k.next_pid += 1
@@ -162,7 +162,16 @@ def _ksm_exit(k: Kernel, mm: mm_struct) -> None:
     return None
 
 
-FORK_OPS = {
+#: The kernel functions of kernel/fork.c's mm part, by name, for the design table,
+#: with KSM's hooks as a kernel without ``CONFIG_KSM`` has them.
+FORK_OPS: dict[str, Callable[..., Any]] = {
+    "copy_process": copy_process,
+    "dup_mmap": dup_mmap,
+    "exit_mmap": exit_mmap,
     "ksm_exit": _ksm_exit,
     "ksm_fork": _ksm_fork,
+    "mm_alloc": mm_alloc,
+    "mmdrop": mmdrop,
+    "mmgrab": mmgrab,
+    "mmput": mmput,
 }

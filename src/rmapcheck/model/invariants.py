@@ -26,7 +26,7 @@ A finding raised here is no kernel access: its ``detector`` is
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from rmapcheck.model.findings import (
     InvariantViolation, Leak, LockMisuse, RefcountUnderflow, RmapFinding, UseAfterFree,
@@ -37,7 +37,7 @@ from rmapcheck.model.vmscan import reclaim_held_roots
 if TYPE_CHECKING:
     from rmapcheck.model.kernel import Kernel
 
-__all__ = ["INVARIANTS", "check_invariants"]
+__all__ = ["INVARIANTS", "INVARIANT_OPS", "anon_vma_counters_v6_1", "check_invariants"]
 
 #: the invariants :func:`check_invariants` checks, by name, in words
 INVARIANTS = {
@@ -256,7 +256,8 @@ def _no_ksm_invariants(k: Kernel) -> None:
     return None
 
 
-INVARIANT_OPS = {
+#: The invariant checker's hooks a design (KSM, an older counting) replaces, by name.
+INVARIANT_OPS: dict[str, Callable[..., Any]] = {
     "anon_vma_counter_invariants": anon_vma_counters_v6_1,
     "anon_vma_external_refs": _no_external_refs,
     "folio_external_refs": _no_external_refs,

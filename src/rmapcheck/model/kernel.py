@@ -7,18 +7,72 @@ functions of its design. Kernel functions are module-level functions taking the
 kernel as their first argument; where a design may replace a callee, the call
 goes through ``k.ops`` (``k.ops.anon_vma_clone(k, dst, src)``), so a design
 module is a handful of replacement functions, as a patch is.
+
+The table is built in two stages (:func:`resolve_ops`): the plain kernel
+functions, with a design's replacements, and then the layers
+(:class:`Layer`): wrappers that a subsystem puts around functions of another
+(KSM's zero-page accounting around ``do_wp_page``), applied in order over
+whatever function the first stage left there. Replacing a wrapped function
+therefore keeps the wrapper.
 """
 
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 from rmapcheck.model.findings import register_kernel_functions
 from rmapcheck.model.mm_types import anon_vma, anon_vma_chain, folio, mm_struct, task_struct, vm_area_struct
 from rmapcheck.model.slab import SLAB_TYPESAFE_BY_RCU, StepClock, kmem_cache
 
-__all__ = ["Kernel"]
+__all__ = ["Kernel", "Layer", "resolve_ops"]
+
+
+class Layer:
+    """Wrappers around kernel functions, applied after a design's replacements.
+
+    A subsystem that adds work to functions of another (KSM's
+    ``ksm_might_unmap_zero_page()`` in ``zap_pte_range()`` and
+    ``wp_page_copy()``, in-flight migrations' references in the invariant
+    hooks) is a layer rather than a replacement: it wraps whatever function
+    the design has under that name, the design's own replacement included.
+
+    :param name: what the layer is, for listings (``"ksm"``).
+    :param wraps: kernel function name → ``wrap(inner)``, which returns the
+        function the kernel calls under that name (it calls ``inner``).
+    :param doc: one line saying what the layer adds.
+    """
+
+    __slots__ = ("name", "wraps", "doc")
+
+    def __init__(self, name: str, wraps: Mapping[str, Callable[[Callable[..., Any]], Callable[..., Any]]],
+                 doc: str = "") -> None:
+        self.name = name
+        self.wraps = dict(wraps)
+        self.doc = doc
+
+    def __repr__(self) -> str:
+        return f"Layer({self.name!r}: {', '.join(self.wraps)})"
+
+
+def resolve_ops(functions: Mapping[str, Callable[..., Any]], layers: Iterable[Layer] = (),
+                outer: Mapping[str, Callable[..., Any]] | None = None) -> dict[str, Callable[..., Any]]:
+    """The table a kernel calls: ``functions`` wrapped by each layer in order, then ``outer``.
+
+    :param functions: the plain kernel functions by name, replacements applied.
+    :param layers: applied first to last; each wraps the function the previous
+        stage left under each of its names.
+    :param outer: functions that replace the wrapped ones outright (a design
+        that means to replace a layer's work too).
+    :raises KeyError: a layer wraps a name ``functions`` does not have.
+    """
+    table = dict(functions)
+    for layer in layers:
+        for name, wrap in layer.wraps.items():
+            table[name] = wrap(table[name])
+    if outer:
+        table.update(outer)
+    return table
 
 
 def anon_vma_ctor(av: anon_vma) -> None:

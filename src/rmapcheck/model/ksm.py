@@ -42,9 +42,10 @@ through ``k.ops``: ``ksm_madvise``, ``ksm_vma_flags``, ``ksm_fork``,
 ``ksm_exit``, ``rmap_walk_ksm``, ``folio_migrate_ksm`` and the invariant hooks,
 and the functions an older design would replace (``try_to_merge_with_ksm_page``,
 which pins the anon_vma, ``remove_rmap_item_from_tree``, which puts it,
-``break_cow``, ``cmp_and_merge_page``, ...), which KSM calls through ``k.ops``;
-it wraps ``zap_vma_range``, ``do_wp_page`` and ``mprotect_fixup`` for the
-KSM zero-page accounting (``ksm_might_unmap_zero_page()``).
+``break_cow``, ``cmp_and_merge_page``, ...), which KSM calls through ``k.ops``.
+The layer :data:`KSM_LAYER` wraps a design's ``zap_vma_range``, ``do_wp_page``
+and ``mprotect_fixup`` for the KSM zero-page accounting
+(``ksm_might_unmap_zero_page()``), whichever functions the design has there.
 """
 
 from __future__ import annotations
@@ -53,14 +54,12 @@ import errno
 from typing import TYPE_CHECKING, Any, Callable
 
 from rmapcheck.model.findings import InvariantViolation, KernelBug, KernelError, KernelWarning
-from rmapcheck.model.fork import mmdrop, mmgrab
-from rmapcheck.model.memory import MEMORY_OPS, folio_put, wp_page_copy
-from rmapcheck.model.mprotect import MPROTECT_OPS
+from rmapcheck.model.kernel import Layer
+from rmapcheck.model.memory import folio_put
 from rmapcheck.model.mm_types import (
     VM_DONTEXPAND, VM_IO, VM_MAYSHARE, VM_MERGEABLE, VM_MIXEDMAP, VM_PFNMAP, VM_SHARED, ZERO_PAGE,
     anon_vma, folio, mm_struct, vm_area_struct,
 )
-from rmapcheck.model.rmap import anon_vma_lock_read, anon_vma_unlock_read, vma_address
 from rmapcheck.model.slab import SlabObject, kasan_check, kmem_cache
 from rmapcheck.model.uapi import MADV_MERGEABLE, MADV_UNMERGEABLE
 from rmapcheck.model.vma_init import vma_lookup
@@ -71,26 +70,39 @@ if TYPE_CHECKING:
 __all__ = [
     "KSM_CONFIG",
     "KSM_KNOBS",
+    "KSM_LAYER",
     "KSM_OPS",
     "MMF_INIT_MASK",
     "MMF_VM_MERGEABLE",
     "MMF_VM_MERGE_ANY",
     "STABLE_FLAG",
     "UNSTABLE_FLAG",
-    "__ksm_enter",
-    "__ksm_exit",
+    "alloc_rmap_item",
+    "alloc_stable_node",
+    "alloc_stable_node_chain",
     "break_cow",
     "break_ksm",
     "calc_checksum",
     "cmp_and_merge_page",
+    "find_mergeable_vma",
     "folio_migrate_ksm",
+    "free_rmap_item",
+    "free_stable_node",
+    "free_stable_node_chain",
+    "get_mergeable_page",
+    "get_next_rmap_item",
     "is_ksm_zero_pte",
+    "is_page_sharing_candidate",
+    "ksm_add_vmas",
     "ksm_anon_vma_external_refs",
     "ksm_counters",
+    "ksm_del_vmas",
     "ksm_disable_merge_any",
     "ksm_do_scan",
     "ksm_enable_merge_any",
+    "__ksm_enter",
     "ksm_exit",
+    "__ksm_exit",
     "ksm_folio_external_refs",
     "ksm_fork",
     "ksm_full_scans",
@@ -99,7 +111,6 @@ __all__ = [
     "ksm_might_unmap_zero_page",
     "ksm_mm_external_refs",
     "ksm_mm_slot",
-    "ksm_ops",
     "ksm_rmap_item",
     "ksm_stable_node",
     "ksm_stat",
@@ -112,10 +123,16 @@ __all__ = [
     "remove_all_stable_nodes",
     "remove_node_from_stable_tree",
     "remove_rmap_item_from_tree",
+    "remove_stable_node",
+    "remove_trailing_rmap_items",
     "replace_page",
     "rmap_walk_ksm",
     "scan_get_next_rmap_item",
     "should_skip_rmap_item",
+    "__stable_node_chain",
+    "stable_node_chain_add_dup",
+    "stable_node_dup",
+    "stable_node_dup_del",
     "stable_tree_append",
     "stable_tree_insert",
     "stable_tree_search",
@@ -301,8 +318,11 @@ def ksm_might_unmap_zero_page(k: Kernel, mm: mm_struct, pte: object) -> None:
 
 # -- allocation ----------------------------------------------------------------------
 
-def _alloc_rmap_item(k: Kernel) -> ksm_rmap_item | None:
-    # alloc_rmap_item(): kmem_cache_zalloc(GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN)
+def alloc_rmap_item(k: Kernel) -> ksm_rmap_item | None:
+    """``alloc_rmap_item()`` (mm/ksm.c, v6.18): ``kmem_cache_zalloc(GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN)``.
+
+    :returns: ``struct ksm_rmap_item *`` (``NULL`` on allocation failure).
+    """
     if k.should_fail("alloc_rmap_item"):
         return None
     st = ksm_state_of(k)
@@ -311,26 +331,29 @@ def _alloc_rmap_item(k: Kernel) -> ksm_rmap_item | None:
     return item
 
 
-def _free_rmap_item(k: Kernel, item: ksm_rmap_item) -> None:
-    # free_rmap_item()
+def free_rmap_item(k: Kernel, item: ksm_rmap_item) -> None:
+    """``free_rmap_item()`` (mm/ksm.c, v6.18)."""
     st = ksm_state_of(k)
     st.rmap_items -= 1
     if item.mm is None:  # the kernel would oops on a NULL pointer here
-        raise KernelBug("_free_rmap_item", "NULL pointer dereference: item.mm")
+        raise KernelBug("free_rmap_item", "NULL pointer dereference: item.mm")
     item.mm.ksm_rmap_items -= 1
     item.mm = None  # debug safety
     st.rmap_item_cache.free(item, "free_rmap_item")
 
 
-def _alloc_stable_node(k: Kernel) -> ksm_stable_node | None:
-    # alloc_stable_node(): GFP_KERNEL | __GFP_HIGH
+def alloc_stable_node(k: Kernel) -> ksm_stable_node | None:
+    """``alloc_stable_node()`` (mm/ksm.c, v6.18): ``GFP_KERNEL | __GFP_HIGH``.
+
+    :returns: ``struct ksm_stable_node *`` (``NULL`` on allocation failure).
+    """
     if k.should_fail("alloc_stable_node"):
         return None
     return ksm_state_of(k).stable_node_cache.alloc("alloc_stable_node")
 
 
-def _free_stable_node(k: Kernel, node: ksm_stable_node) -> None:
-    # free_stable_node()
+def free_stable_node(k: Kernel, node: ksm_stable_node) -> None:
+    """``free_stable_node()`` (mm/ksm.c, v6.18)."""
     if node.rmap_hlist_len and node.rmap_hlist_len != STABLE_NODE_CHAIN:
         raise KernelBug("free_stable_node", "VM_BUG_ON(stable_node->rmap_hlist_len && !chain)")
     ksm_state_of(k).stable_node_cache.free(node, "free_stable_node")
@@ -344,20 +367,20 @@ def _is_dup(node: ksm_stable_node) -> bool:
     return node.head == _DUP_HEAD
 
 
-def _stable_node_chain_add_dup(k: Kernel, dup: ksm_stable_node, chain: ksm_stable_node) -> None:
-    # stable_node_chain_add_dup()
+def stable_node_chain_add_dup(k: Kernel, dup: ksm_stable_node, chain: ksm_stable_node) -> None:
+    """``stable_node_chain_add_dup()`` (mm/ksm.c, v6.18): link a dup into a chain."""
     dup.head = _DUP_HEAD
     dup.chain = chain
     chain.hlist.insert(0, dup)  # hlist_add_head(&dup->hlist_dup, &chain->hlist)
     ksm_state_of(k).stable_node_dups += 1
 
 
-def _stable_node_dup_del(k: Kernel, dup: ksm_stable_node) -> None:
-    # stable_node_dup_del(): unlink from its chain, or rb_erase a regular node.
+def stable_node_dup_del(k: Kernel, dup: ksm_stable_node) -> None:
+    """``stable_node_dup_del()`` (mm/ksm.c, v6.18): unlink a dup from its chain, or erase a regular node."""
     st = ksm_state_of(k)
     if _is_dup(dup):
         if dup.chain is None:  # the kernel would oops on a NULL pointer here
-            raise KernelBug("_stable_node_dup_del", "NULL pointer dereference: dup.chain")
+            raise KernelBug("stable_node_dup_del", "NULL pointer dereference: dup.chain")
         dup.chain.hlist.remove(dup)
         st.stable_node_dups -= 1
     elif st.root_stable_tree.get(dup.key) is dup:
@@ -366,14 +389,18 @@ def _stable_node_dup_del(k: Kernel, dup: ksm_stable_node) -> None:
     dup.chain = None
 
 
-def _alloc_stable_node_chain(k: Kernel, dup: ksm_stable_node) -> ksm_stable_node | None:
-    # alloc_stable_node_chain(): "Put the stable node chain in the first
-    # dimension of the stable tree and at the same time remove the old stable
-    # node." Then "Move the old stable node to the second dimension queued in
-    # the hlist_dup. The invariant is that all dup stable_nodes in the
-    # chain->hlist point to pages that are write protected and have the exact
-    # same content."
-    chain = _alloc_stable_node(k)
+def alloc_stable_node_chain(k: Kernel, dup: ksm_stable_node) -> ksm_stable_node | None:
+    """``alloc_stable_node_chain()`` (mm/ksm.c, v6.18): a chain in place of node ``dup``.
+
+    "Put the stable node chain in the first dimension of the stable tree and
+    at the same time remove the old stable node." Then "Move the old stable
+    node to the second dimension queued in the hlist_dup. The invariant is
+    that all dup stable_nodes in the chain->hlist point to pages that are
+    write protected and have the exact same content."
+
+    :returns: ``struct ksm_stable_node *`` (``NULL`` on allocation failure).
+    """
+    chain = k.ops.alloc_stable_node(k)
     if chain is None:
         return None
     st = ksm_state_of(k)
@@ -384,16 +411,16 @@ def _alloc_stable_node_chain(k: Kernel, dup: ksm_stable_node) -> ksm_stable_node
     chain.chain = None
     st.stable_node_chains += 1
     st.root_stable_tree[dup.key] = chain  # rb_replace_node(&dup->node, &chain->node)
-    _stable_node_chain_add_dup(k, dup, chain)
+    k.ops.stable_node_chain_add_dup(k, dup, chain)
     return chain
 
 
-def _free_stable_node_chain(k: Kernel, chain: ksm_stable_node) -> None:
-    # free_stable_node_chain()
+def free_stable_node_chain(k: Kernel, chain: ksm_stable_node) -> None:
+    """``free_stable_node_chain()`` (mm/ksm.c, v6.18)."""
     st = ksm_state_of(k)
     if st.root_stable_tree.get(chain.key) is chain:
         del st.root_stable_tree[chain.key]  # rb_erase
-    _free_stable_node(k, chain)
+    k.ops.free_stable_node(k, chain)
     st.stable_node_chains -= 1
 
 
@@ -439,8 +466,8 @@ def remove_node_from_stable_tree(k: Kernel, node: ksm_stable_node) -> None:
         k.ops.put_anon_vma(k, item.anon_vma, fn)
         item.flags = 0  # rmap_item->address &= PAGE_MASK
     node.hlist = []
-    _stable_node_dup_del(k, node)
-    _free_stable_node(k, node)
+    k.ops.stable_node_dup_del(k, node)
+    k.ops.free_stable_node(k, node)
 
 
 def _pfn_folio(k: Kernel, pfn: int) -> folio | None:
@@ -478,23 +505,31 @@ def _put(k: Kernel, f: folio | None) -> None:
         folio_put(k, f, "ksm")
 
 
-def _is_page_sharing_candidate(k: Kernel, node: ksm_stable_node, offset: int = 0) -> bool:
-    # __is_page_sharing_candidate(): "Check that at least one mapping still
-    # exists, otherwise there's no much point to merge and share with this
-    # stable_node, as the underlying tree_page of the other sharer is going to
-    # be freed soon."
+def is_page_sharing_candidate(k: Kernel, node: ksm_stable_node, offset: int = 0) -> bool:
+    """``__is_page_sharing_candidate()`` (mm/ksm.c, v6.18).
+
+    "Check that at least one mapping still exists, otherwise there's no much
+    point to merge and share with this stable_node, as the underlying
+    tree_page of the other sharer is going to be freed soon."
+
+    :param offset: 0 (``is_page_sharing_candidate()``) or 1.
+    """
     if node.rmap_hlist_len < 0:
         raise KernelBug("is_page_sharing_candidate", "VM_BUG_ON(stable_node->rmap_hlist_len < 0)")
     return bool(node.rmap_hlist_len) and node.rmap_hlist_len + offset < _cfg(k, "ksm_max_page_sharing")
 
 
-def _stable_node_dup(k: Kernel, chain: ksm_stable_node, prune: bool) -> tuple[folio | None,
-                                                                              ksm_stable_node | None,
-                                                                              ksm_stable_node]:
-    # stable_node_dup(): pick the best dup of a chain; collapse a chain of one
-    # dup; free a chain left without dups. Returns (tree_folio, dup, node),
-    # node being the chain or the collapsed dup now in its place. No time
-    # passes in a scenario: the prune interval has elapsed only when it is 0.
+def stable_node_dup(k: Kernel, chain: ksm_stable_node, prune: bool) -> tuple[
+        folio | None, ksm_stable_node | None, ksm_stable_node]:
+    """``stable_node_dup()`` (mm/ksm.c, v6.18): the best dup of a chain.
+
+    A chain of one dup collapses to that dup; a chain left without dups is
+    freed. No time passes in a scenario: the prune interval has elapsed only
+    when it is 0.
+
+    :returns: ``(tree_folio, dup, node)``, ``node`` being the chain or the
+        collapsed dup now in its place.
+    """
     st = ksm_state_of(k)
     if _cfg(k, "ksm_stable_node_chains_prune_millisecs") != 0:
         prune = False
@@ -502,19 +537,19 @@ def _stable_node_dup(k: Kernel, chain: ksm_stable_node, prune: bool) -> tuple[fo
     tree_folio: folio | None = None
     found_len = 0
     for dup in list(chain.hlist):
-        f = ksm_get_folio(k, dup)
+        f = k.ops.ksm_get_folio(k, dup)
         if f is None:
             continue
         # Pick the best candidate if possible.
-        if found is None or (_is_page_sharing_candidate(k, dup) and (
-                not _is_page_sharing_candidate(k, found) or dup.rmap_hlist_len > found_len)):
+        if found is None or (k.ops.is_page_sharing_candidate(k, dup) and (
+                not k.ops.is_page_sharing_candidate(k, found) or dup.rmap_hlist_len > found_len)):
             if found is not None:
                 _put(k, tree_folio)
             found = dup
             found_len = dup.rmap_hlist_len
             tree_folio = f
             # skip put_page for found candidate
-            if not prune and _is_page_sharing_candidate(k, found):
+            if not prune and k.ops.is_page_sharing_candidate(k, found):
                 break
             continue
         _put(k, f)
@@ -524,29 +559,33 @@ def _stable_node_dup(k: Kernel, chain: ksm_stable_node, prune: bool) -> tuple[fo
             # so drop the chain."
             st.root_stable_tree[chain.key] = found  # rb_replace_node
             chain.hlist = []
-            _free_stable_node(k, chain)
+            k.ops.free_stable_node(k, chain)
             st.stable_node_chains -= 1
             st.stable_node_dups -= 1
             found.head = None
             found.chain = None
             return tree_folio, found, found
-        if chain.hlist[0] is not found and _is_page_sharing_candidate(k, found, 1):
+        if chain.hlist[0] is not found and k.ops.is_page_sharing_candidate(k, found, 1):
             # "put it there so next search will be quicker"
             chain.hlist.remove(found)
             chain.hlist.insert(0, found)
     else:
         # Its hlist must be empty if no one found.
-        _free_stable_node_chain(k, chain)
+        k.ops.free_stable_node_chain(k, chain)
     return tree_folio, found, chain
 
 
-def _stable_node_chain(k: Kernel, node: ksm_stable_node, prune: bool) -> tuple[
+def __stable_node_chain(k: Kernel, node: ksm_stable_node, prune: bool) -> tuple[
         folio | None, ksm_stable_node | None, ksm_stable_node]:
-    # __stable_node_chain(): chain_prune() (prune) for stable_tree_search(),
-    # chain() for stable_tree_insert().
+    """``__stable_node_chain()`` (mm/ksm.c, v6.18): ``chain_prune()`` (``prune``) or ``chain()``.
+
+    ``stable_tree_search()`` prunes, ``stable_tree_insert()`` does not.
+
+    :returns: ``(tree_folio, dup, node)`` as :func:`stable_node_dup`.
+    """
     if not _is_chain(node):
-        return ksm_get_folio(k, node), node, node
-    return _stable_node_dup(k, node, prune)
+        return k.ops.ksm_get_folio(k, node), node, node
+    return k.ops.stable_node_dup(k, node, prune)
 
 
 def stable_tree_search(k: Kernel, page: folio) -> folio | None:
@@ -569,7 +608,7 @@ def stable_tree_search(k: Kernel, page: folio) -> folio | None:
         node = st.root_stable_tree.get(page.content)
         if node is None:
             return None
-        tree_folio, dup, node = _stable_node_chain(k, node, True)
+        tree_folio, dup, node = k.ops.__stable_node_chain(k, node, True)
         if tree_folio is None:
             # "If we walked over a stale stable_node, ksm_get_folio() will
             # call rb_erase() and it may rebalance the tree from under us. So
@@ -578,7 +617,7 @@ def stable_tree_search(k: Kernel, page: folio) -> folio | None:
         _put(k, tree_folio)  # after memcmp_pages(): equal
         if dup is None:  # the kernel would oops on a NULL pointer here
             raise KernelBug("stable_tree_search", "NULL pointer dereference: dup")
-        if not _is_page_sharing_candidate(k, dup):
+        if not k.ops.is_page_sharing_candidate(k, dup):
             # "we need to wait the scanned page to find itself a match in the
             # unstable tree to create a brand new KSM page to add later to the
             # dups of this stable_node."
@@ -586,7 +625,7 @@ def stable_tree_search(k: Kernel, page: folio) -> folio | None:
         # "Lock and unlock the stable_node's page (which might already have
         # been migrated) so that page migration is sure to notice its raised
         # count."
-        tree_folio = ksm_get_folio(k, dup, trylock=True)
+        tree_folio = k.ops.ksm_get_folio(k, dup, trylock=True)
         if tree_folio is None:
             continue  # "The tree may have been rebalanced, so re-evaluate parent and new."
         return tree_folio
@@ -606,13 +645,13 @@ def stable_tree_insert(k: Kernel, kfolio: folio) -> ksm_stable_node | None:
         node = st.root_stable_tree.get(kfolio.content)
         if node is None:
             break
-        tree_folio, _dup, node = _stable_node_chain(k, node, False)
+        tree_folio, _dup, node = k.ops.__stable_node_chain(k, node, False)
         if tree_folio is None:
             continue
         _put(k, tree_folio)
         need_chain = True
         break
-    dup = _alloc_stable_node(k)
+    dup = k.ops.alloc_stable_node(k)
     if dup is None:
         return None
     dup.hlist = []
@@ -628,12 +667,12 @@ def stable_tree_insert(k: Kernel, kfolio: folio) -> ksm_stable_node | None:
             raise KernelBug("stable_tree_insert", "NULL pointer dereference: node")
         if not _is_chain(node):
             # chain is missing so create it
-            chain = _alloc_stable_node_chain(k, node)
+            chain = k.ops.alloc_stable_node_chain(k, node)
             if chain is None:
-                _free_stable_node(k, dup)
+                k.ops.free_stable_node(k, dup)
                 return None
             node = chain
-        _stable_node_chain_add_dup(k, dup, node)
+        k.ops.stable_node_chain_add_dup(k, dup, node)
     _folio_set_stable_node(kfolio, dup)
     return dup
 
@@ -677,7 +716,7 @@ def remove_rmap_item_from_tree(k: Kernel, item: ksm_rmap_item) -> None:
         node = item.head
         if node is None:  # the kernel would oops on a NULL pointer here
             raise KernelBug("remove_rmap_item_from_tree", "NULL pointer dereference: node")
-        f = ksm_get_folio(k, node)
+        f = k.ops.ksm_get_folio(k, node)
         if f is None:
             return  # remove_node_from_stable_tree() did it all
         node.hlist.remove(item)
@@ -708,34 +747,27 @@ def remove_rmap_item_from_tree(k: Kernel, item: ksm_rmap_item) -> None:
         item.flags = 0
 
 
-def _remove_trailing_rmap_items(k: Kernel, slot: ksm_mm_slot, pos: int) -> None:
-    # remove_trailing_rmap_items()
+def remove_trailing_rmap_items(k: Kernel, slot: ksm_mm_slot, pos: int) -> None:
+    """``remove_trailing_rmap_items()`` (mm/ksm.c, v6.18): free the mm's rmap_items from ``pos`` on."""
     while len(slot.rmap_list) > pos:
         item = slot.rmap_list.pop(pos)
         k.ops.remove_rmap_item_from_tree(k, item)
-        _free_rmap_item(k, item)
+        k.ops.free_rmap_item(k, item)
 
 
 # -- merging ------------------------------------------------------------------------------
 
-def _find_mergeable_vma(k: Kernel, mm: mm_struct, addr: int) -> vm_area_struct | None:
-    # find_mergeable_vma()
+def find_mergeable_vma(k: Kernel, mm: mm_struct, addr: int) -> vm_area_struct | None:
+    """``find_mergeable_vma()`` (mm/ksm.c, v6.18): the ``VM_MERGEABLE`` VMA with an anon_vma at ``addr``.
+
+    :returns: ``struct vm_area_struct *`` (``NULL`` if none, or the mm exits).
+    """
     if mm.mm_users == 0:  # ksm_test_exit()
         return None
     vma = vma_lookup(mm, addr)
     if vma is None or not vma.vm_flags & VM_MERGEABLE or vma.anon_vma is None:
         return None
     return vma
-
-
-def _page_address_in_vma(f: folio, vma: vm_area_struct) -> int | None:
-    # page_address_in_vma() (mm/rmap.c): an anon folio whose anon_vma root is
-    # not the VMA's has no address there ("KSM folios don't reach here
-    # because of the !anon_vma check").
-    av = f.mapping if isinstance(f.mapping, anon_vma) else None
-    if vma.anon_vma is None or av is None or vma.anon_vma.root is not av.root:
-        return None
-    return vma_address(vma, f.index)
 
 
 def write_protect_page(k: Kernel, vma: vm_area_struct, f: folio) -> tuple[int, Any]:
@@ -750,7 +782,7 @@ def write_protect_page(k: Kernel, vma: vm_area_struct, f: folio) -> tuple[int, A
     mm = vma.vm_mm
     if mm is None:  # the kernel would oops on a NULL pointer here
         raise KernelBug("write_protect_page", "NULL pointer dereference: mm")
-    addr = _page_address_in_vma(f, vma)
+    addr = k.ops.page_address_in_vma(k, f, vma)
     if addr is None:
         return -errno.EFAULT, None
     pte = mm.pgtable.get(addr)
@@ -777,7 +809,7 @@ def replace_page(k: Kernel, vma: vm_area_struct, page: folio, kpage: folio, orig
     mm = vma.vm_mm
     if mm is None:  # the kernel would oops on a NULL pointer here
         raise KernelBug("replace_page", "NULL pointer dereference: mm")
-    addr = _page_address_in_vma(page, vma)
+    addr = k.ops.page_address_in_vma(k, page, vma)
     if addr is None:
         return -errno.EFAULT
     pte = mm.pgtable.get(addr)
@@ -820,7 +852,7 @@ def try_to_merge_one_page(k: Kernel, vma: vm_area_struct, page: folio, kpage: fo
     # write-protected. If it's mapped elsewhere, all of its ptes are
     # necessarily already write-protected. But in either case, we need to lock
     # and check page_count is not raised."
-    wp, orig_pte = write_protect_page(k, vma, page)
+    wp, orig_pte = k.ops.write_protect_page(k, vma, page)
     if wp == 0:
         if kpage is None:
             # "While we hold folio lock, upgrade folio from anon to a NULL
@@ -828,7 +860,7 @@ def try_to_merge_one_page(k: Kernel, vma: vm_area_struct, page: folio, kpage: fo
             _folio_set_stable_node(page, None)
             err = 0
         elif page.content == kpage.content:  # pages_identical()
-            err = replace_page(k, vma, page, kpage, orig_pte)
+            err = k.ops.replace_page(k, vma, page, kpage, orig_pte)
     return err
 
 
@@ -841,7 +873,7 @@ def try_to_merge_with_zero_page(k: Kernel, item: ksm_rmap_item, page: folio) -> 
     if _cfg(k, "ksm_use_zero_pages") and item.oldchecksum == _calc_checksum_of(0):
         if item.mm is None:  # the kernel would oops on a NULL pointer here
             raise KernelBug("try_to_merge_with_zero_page", "NULL pointer dereference: item.mm")
-        vma = _find_mergeable_vma(k, item.mm, item.address)
+        vma = k.ops.find_mergeable_vma(k, item.mm, item.address)
         if vma is not None:
             err = k.ops.try_to_merge_one_page(k, vma, page, ZERO_PAGE)
         else:
@@ -861,7 +893,7 @@ def try_to_merge_with_ksm_page(k: Kernel, item: ksm_rmap_item, page: folio, kpag
     fn = "try_to_merge_with_ksm_page"
     if item.mm is None:  # the kernel would oops on a NULL pointer here
         raise KernelBug("try_to_merge_with_ksm_page", "NULL pointer dereference: item.mm")
-    vma = _find_mergeable_vma(k, item.mm, item.address)
+    vma = k.ops.find_mergeable_vma(k, item.mm, item.address)
     if vma is None:
         return -errno.EFAULT
     err = k.ops.try_to_merge_one_page(k, vma, page, kpage)
@@ -885,7 +917,7 @@ def break_cow(k: Kernel, item: ksm_rmap_item) -> None:
     if item.anon_vma is None or item.mm is None:  # the kernel would oops on a NULL pointer here
         raise KernelBug("break_cow", "NULL pointer dereference: item.anon_vma or item.mm")
     k.ops.put_anon_vma(k, item.anon_vma, "break_cow")
-    vma = _find_mergeable_vma(k, item.mm, item.address)
+    vma = k.ops.find_mergeable_vma(k, item.mm, item.address)
     if vma is not None:
         k.ops.break_ksm(k, vma, item.address)
 
@@ -915,11 +947,14 @@ def calc_checksum(page: folio) -> int:
     return _calc_checksum_of(0 if page is ZERO_PAGE else page.content)
 
 
-def _get_mergeable_page(k: Kernel, item: ksm_rmap_item) -> folio | None:
-    # get_mergeable_page(): the anon page at the rmap_item's address, with a reference.
+def get_mergeable_page(k: Kernel, item: ksm_rmap_item) -> folio | None:
+    """``get_mergeable_page()`` (mm/ksm.c, v6.18): the anon page at the rmap_item's address.
+
+    :returns: ``struct folio *`` with a reference (``NULL`` if none).
+    """
     if item.mm is None:  # the kernel would oops on a NULL pointer here
-        raise KernelBug("_get_mergeable_page", "NULL pointer dereference: item.mm")
-    vma = _find_mergeable_vma(k, item.mm, item.address)
+        raise KernelBug("get_mergeable_page", "NULL pointer dereference: item.mm")
+    vma = k.ops.find_mergeable_vma(k, item.mm, item.address)
     if vma is None:
         return None
     pte = item.mm.pgtable.get(item.address)
@@ -944,7 +979,7 @@ def unstable_tree_search_insert(k: Kernel, item: ksm_rmap_item, page: folio) -> 
     st = ksm_state_of(k)
     tree_item = st.root_unstable_tree.get(page.content)
     if tree_item is not None:
-        tree_page = _get_mergeable_page(k, tree_item)
+        tree_page = k.ops.get_mergeable_page(k, tree_item)
         if tree_page is None:
             return None, None
         # Don't substitute a ksm page for a forked page.
@@ -982,7 +1017,7 @@ def cmp_and_merge_page(k: Kernel, page: folio, item: ksm_rmap_item) -> None:
             return
         # "If it's a KSM fork, allow it to go over the sharing limit without
         # warnings."
-        if not _is_page_sharing_candidate(k, node):
+        if not k.ops.is_page_sharing_candidate(k, node):
             bypass = True
     else:
         k.ops.remove_rmap_item_from_tree(k, item)
@@ -994,7 +1029,7 @@ def cmp_and_merge_page(k: Kernel, page: folio, item: ksm_rmap_item) -> None:
         if item.oldchecksum != checksum:
             item.oldchecksum = checksum
             return
-        if not try_to_merge_with_zero_page(k, item, page):
+        if not k.ops.try_to_merge_with_zero_page(k, item, page):
             return
 
     # Start by searching for the folio in the stable tree
@@ -1023,11 +1058,11 @@ def cmp_and_merge_page(k: Kernel, page: folio, item: ksm_rmap_item) -> None:
         _put(k, kfolio)
         return
 
-    tree_item, tree_page = unstable_tree_search_insert(k, item, page)
+    tree_item, tree_page = k.ops.unstable_tree_search_insert(k, item, page)
     if tree_item is not None:
         if tree_page is None:  # the kernel would oops on a NULL pointer here
             raise KernelBug("cmp_and_merge_page", "NULL pointer dereference: tree_page")
-        kf = try_to_merge_two_pages(k, item, page, tree_item, tree_page)
+        kf = k.ops.try_to_merge_two_pages(k, item, page, tree_item, tree_page)
         _put(k, tree_page)
         if kf is not None:
             # "The pages were successfully merged: insert new node in the
@@ -1047,9 +1082,14 @@ def cmp_and_merge_page(k: Kernel, page: folio, item: ksm_rmap_item) -> None:
 
 # -- the scanner ------------------------------------------------------------------------------
 
-def _get_next_rmap_item(k: Kernel, slot: ksm_mm_slot, pos: int, addr: int) -> tuple[ksm_rmap_item | None, int]:
-    # get_next_rmap_item(): the rmap_item of addr at or after pos, freeing the
-    # ones of addresses passed over; returns (item, its index).
+def get_next_rmap_item(k: Kernel, slot: ksm_mm_slot, pos: int, addr: int) -> tuple[ksm_rmap_item | None, int]:
+    """``get_next_rmap_item()`` (mm/ksm.c, v6.18): the rmap_item of ``addr`` at or after ``pos``.
+
+    The rmap_items of addresses passed over are freed; a missing one is
+    allocated.
+
+    :returns: ``(item or NULL, its index)``.
+    """
     lst = slot.rmap_list
     while pos < len(lst):
         item = lst[pos]
@@ -1059,13 +1099,13 @@ def _get_next_rmap_item(k: Kernel, slot: ksm_mm_slot, pos: int, addr: int) -> tu
             break
         lst.pop(pos)
         k.ops.remove_rmap_item_from_tree(k, item)
-        _free_rmap_item(k, item)
-    item = _alloc_rmap_item(k)
+        k.ops.free_rmap_item(k, item)
+    item = k.ops.alloc_rmap_item(k)
     if item is not None:
         # It has already been zeroed
         item.mm = slot.mm
         if slot.mm is None:  # the kernel would oops on a NULL pointer here
-            raise KernelBug("_get_next_rmap_item", "NULL pointer dereference: slot.mm")
+            raise KernelBug("get_next_rmap_item", "NULL pointer dereference: slot.mm")
         slot.mm.ksm_rmap_items += 1
         item.address = addr
         lst.insert(pos, item)
@@ -1161,10 +1201,10 @@ def scan_get_next_rmap_item(k: Kernel) -> tuple[ksm_rmap_item, folio] | None:
                         f = pte[0]
                         f._refcount += 1  # folio_get()
                     if f is not None:
-                        item, pos = _get_next_rmap_item(k, slot, st.scan_rmap_pos, addr)
+                        item, pos = k.ops.get_next_rmap_item(k, slot, st.scan_rmap_pos, addr)
                         if item is not None:
                             st.scan_rmap_pos = pos + 1
-                            if should_skip_rmap_item(k, f, item):
+                            if k.ops.should_skip_rmap_item(k, f, item):
                                 _put(k, f)
                                 st.scan_address += 1
                                 continue
@@ -1182,7 +1222,7 @@ def scan_get_next_rmap_item(k: Kernel) -> tuple[ksm_rmap_item, folio] | None:
             st.scan_rmap_pos = 0
         # "Nuke all the rmap_items that are above this current rmap: because
         # there were no VM_MERGEABLE vmas with such addresses."
-        _remove_trailing_rmap_items(k, slot, st.scan_rmap_pos)
+        k.ops.remove_trailing_rmap_items(k, slot, st.scan_rmap_pos)
         nxt = _slot_next(st, slot)
         st.scan_mm_slot = nxt
         if st.scan_address == 0:
@@ -1210,7 +1250,7 @@ def ksm_do_scan(k: Kernel, scan_npages: int) -> None:
     st = ksm_state_of(k)
     while scan_npages:
         scan_npages -= 1
-        nxt = scan_get_next_rmap_item(k)
+        nxt = k.ops.scan_get_next_rmap_item(k)
         if nxt is None:
             return
         item, page = nxt
@@ -1240,7 +1280,7 @@ def ksm_full_scans(k: Kernel, n: int) -> int:
                 break
             start = st.seqnr
             while st.seqnr == start and st.mm_list:
-                ksm_do_scan(k, max(1, int(_cfg(k, "ksm_thread_pages_to_scan"))))
+                k.ops.ksm_do_scan(k, max(1, int(_cfg(k, "ksm_thread_pages_to_scan"))))
             if st.seqnr != start:
                 done += 1
     finally:
@@ -1257,7 +1297,7 @@ def _free_mm_slot(k: Kernel, st: Any, slot: Any, mm: mm_struct, fn: str) -> None
     st.mm_list.remove(slot)
     st.mm_slot_cache.free(slot, fn)
     mm.ksm_flags &= ~(MMF_VM_MERGEABLE | MMF_VM_MERGE_ANY)
-    mmdrop(k, mm)
+    k.ops.mmdrop(k, mm)
 
 
 # -- unmerging --------------------------------------------------------------------------------
@@ -1284,11 +1324,11 @@ def break_ksm(k: Kernel, vma: vm_area_struct, addr: int) -> int:
     # do_wp_page() with FAULT_FLAG_UNSHARE: a KSM folio is never reused
     # (wp_can_reuse_anon_folio()), so wp_page_copy() runs.
     try:
-        wp_page_copy(k, vma, addr, old, unshare=True)
+        k.ops.wp_page_copy(k, vma, addr, old, unshare=True)
     except KernelError:
         return -errno.ENOMEM
     if old is ZERO_PAGE:
-        ksm_might_unmap_zero_page(k, mm, pte)
+        k.ops.ksm_might_unmap_zero_page(k, mm, pte)
     return 0
 
 
@@ -1313,9 +1353,12 @@ def unmerge_ksm_pages(k: Kernel, vma: vm_area_struct, start: int, end: int) -> i
     return err
 
 
-def _remove_stable_node(k: Kernel, node: ksm_stable_node) -> int:
-    # remove_stable_node(): refuse (EBUSY) while the KSM page is still mapped.
-    f = ksm_get_folio(k, node)
+def remove_stable_node(k: Kernel, node: ksm_stable_node) -> int:
+    """``remove_stable_node()`` (mm/ksm.c, v6.18): drop a node unless its KSM page is still mapped.
+
+    :returns: 0, or ``-EBUSY``.
+    """
+    f = k.ops.ksm_get_folio(k, node)
     if f is None:
         return 0  # ksm_get_folio did remove_node_from_stable_tree itself.
     err = -errno.EBUSY
@@ -1338,13 +1381,13 @@ def remove_all_stable_nodes(k: Kernel) -> int:
         if not node._live or st.root_stable_tree.get(node.key) is not node:
             continue
         if not _is_chain(node):
-            if _remove_stable_node(k, node):
+            if k.ops.remove_stable_node(k, node):
                 return -errno.EBUSY
             continue
         for dup in list(node.hlist):
-            if _remove_stable_node(k, dup):
+            if k.ops.remove_stable_node(k, dup):
                 return -errno.EBUSY
-        _free_stable_node_chain(k, node)
+        k.ops.free_stable_node_chain(k, node)
     return err
 
 
@@ -1372,12 +1415,12 @@ def unmerge_and_remove_all_rmap_items(k: Kernel) -> int:
                 if err:
                     st.scan_mm_slot = None
                     return err
-        _remove_trailing_rmap_items(k, slot, 0)
+        k.ops.remove_trailing_rmap_items(k, slot, 0)
         st.scan_mm_slot = _slot_next(st, slot)
         if mm.mm_users == 0:
             _free_mm_slot(k, st, slot, mm, fn)
     # Clean up stable nodes, but don't worry if some are still busy
-    remove_all_stable_nodes(k)
+    k.ops.remove_all_stable_nodes(k)
     st.seqnr = 0
     return 0
 
@@ -1407,7 +1450,7 @@ def __ksm_enter(k: Kernel, mm: mm_struct) -> int:
         # list_add_tail(&slot->mm_node, &ksm_scan.mm_slot->slot.mm_node)
         st.mm_list.insert(st.mm_list.index(st.scan_mm_slot), slot)
     mm.ksm_flags |= MMF_VM_MERGEABLE
-    mmgrab(k, mm)
+    k.ops.mmgrab(k, mm)
     return 0
 
 
@@ -1438,7 +1481,7 @@ def __ksm_exit(k: Kernel, mm: mm_struct) -> None:
             raise KernelBug("__ksm_exit", "NULL pointer dereference: slot")
         st.mm_slot_cache.free(slot, fn)
         mm.ksm_flags &= ~(MMF_VM_MERGE_ANY | MMF_VM_MERGEABLE)
-        mmdrop(k, mm)
+        k.ops.mmdrop(k, mm)
 
 
 def ksm_fork(k: Kernel, mm: mm_struct, oldmm: mm_struct) -> int:
@@ -1479,15 +1522,18 @@ def ksm_vma_flags(k: Kernel, mm: mm_struct, vm_flags: int) -> int:
     return vm_flags
 
 
-def _ksm_add_vmas(mm: mm_struct) -> None:
-    # ksm_add_vmas() / __ksm_add_vma(): set VM_MERGEABLE in place (no merge or split).
+def ksm_add_vmas(k: Kernel, mm: mm_struct) -> None:
+    """``ksm_add_vmas()`` / ``__ksm_add_vma()`` (mm/ksm.c, v6.18): ``VM_MERGEABLE`` in place, no merge or split."""
     for vma in mm.mmap:
         if not vma.vm_flags & VM_MERGEABLE and _ksm_compatible(vma.vm_flags):
             vma.vm_flags |= VM_MERGEABLE
 
 
-def _ksm_del_vmas(k: Kernel, mm: mm_struct) -> int:
-    # ksm_del_vmas() / __ksm_del_vma()
+def ksm_del_vmas(k: Kernel, mm: mm_struct) -> int:
+    """``ksm_del_vmas()`` / ``__ksm_del_vma()`` (mm/ksm.c, v6.18): unmerge and clear ``VM_MERGEABLE``.
+
+    :returns: 0, or the error of an unmerge.
+    """
     for vma in list(mm.mmap):
         if not vma.vm_flags & VM_MERGEABLE:
             continue
@@ -1511,7 +1557,7 @@ def ksm_enable_merge_any(k: Kernel, mm: mm_struct) -> int:
         if err:
             return err
     mm.ksm_flags |= MMF_VM_MERGE_ANY
-    _ksm_add_vmas(mm)
+    k.ops.ksm_add_vmas(k, mm)
     return 0
 
 
@@ -1524,9 +1570,9 @@ def ksm_disable_merge_any(k: Kernel, mm: mm_struct) -> int:
     """
     if not mm.ksm_flags & MMF_VM_MERGE_ANY:
         return 0
-    err = _ksm_del_vmas(k, mm)
+    err = k.ops.ksm_del_vmas(k, mm)
     if err:
-        _ksm_add_vmas(mm)
+        k.ops.ksm_add_vmas(k, mm)
         return err
     mm.ksm_flags &= ~MMF_VM_MERGE_ANY
     return 0
@@ -1573,8 +1619,8 @@ def prctl_set_memory_merge(k: Kernel, mm: mm_struct, arg2: int) -> int:
     if not k.config.get("CONFIG_KSM", True):
         return -errno.EINVAL
     if arg2:
-        return ksm_enable_merge_any(k, mm)
-    return ksm_disable_merge_any(k, mm)
+        return k.ops.ksm_enable_merge_any(k, mm)
+    return k.ops.ksm_disable_merge_any(k, mm)
 
 
 # -- reverse mapping -------------------------------------------------------------------------
@@ -1613,7 +1659,7 @@ def rmap_walk_ksm(k: Kernel, f: folio, rmap_one: Callable[[vm_area_struct, int],
             av = item.anon_vma
             if av is None:  # the kernel would oops on a NULL pointer here
                 raise KernelBug("rmap_walk_ksm", "NULL pointer dereference: av")
-            anon_vma_lock_read(k, av, fn)
+            k.ops.anon_vma_lock_read(k, av, fn)
             try:
                 for avc in list(av.rb_root):  # anon_vma_interval_tree_foreach(.., 0, ULONG_MAX)
                     vma = avc.vma
@@ -1626,7 +1672,7 @@ def rmap_walk_ksm(k: Kernel, f: folio, rmap_one: Callable[[vm_area_struct, int],
                     if rmap_one(vma, addr) is False:
                         return
             finally:
-                anon_vma_unlock_read(k, av, fn)
+                k.ops.anon_vma_unlock_read(k, av, fn)
 
 
 def folio_migrate_ksm(k: Kernel, newfolio: folio, old: folio) -> None:
@@ -1693,7 +1739,7 @@ def ksm_store(k: Kernel, knob: str, value: int) -> int:
             return -errno.EINVAL
         if _cfg(k, key) == value:
             return 0
-        if st.pages_shared or remove_all_stable_nodes(k):
+        if st.pages_shared or k.ops.remove_all_stable_nodes(k):
             return -errno.EBUSY
         k.config[key] = value
         return 0
@@ -1703,7 +1749,7 @@ def ksm_store(k: Kernel, knob: str, value: int) -> int:
         if value > 1:
             return -errno.EINVAL
         if _cfg(k, key) != value:
-            if st.pages_shared or remove_all_stable_nodes(k):
+            if st.pages_shared or k.ops.remove_all_stable_nodes(k):
                 return -errno.EBUSY
             k.config[key] = value
         return 0
@@ -1713,7 +1759,7 @@ def ksm_store(k: Kernel, knob: str, value: int) -> int:
     if _cfg(k, key) != value:
         k.config[key] = value
         if value & KSM_RUN_UNMERGE:
-            err = unmerge_and_remove_all_rmap_items(k)
+            err = k.ops.unmerge_and_remove_all_rmap_items(k)
             if err:
                 k.config[key] = KSM_RUN_STOP
                 return err
@@ -1885,7 +1931,7 @@ def _wrap_zap(inner: Callable[..., Any]) -> Callable[..., Any]:
         for vpn in range(max(start, vma.vm_start), min(end, vma.vm_end)):
             pte = mm.pgtable.get(vpn)
             if pte is not None:
-                ksm_might_unmap_zero_page(k, mm, pte)
+                k.ops.ksm_might_unmap_zero_page(k, mm, pte)
         inner(k, vma, start, end)
     return zap_vma_range
 
@@ -1899,7 +1945,7 @@ def _wrap_do_wp_page(inner: Callable[..., Any]) -> Callable[..., Any]:
         pte = mm.pgtable.get(vpn)
         inner(k, vma, vpn)
         if is_ksm_zero_pte(pte) and mm.pgtable.get(vpn) is not pte:
-            ksm_might_unmap_zero_page(k, mm, pte)
+            k.ops.ksm_might_unmap_zero_page(k, mm, pte)
     return do_wp_page
 
 
@@ -1920,43 +1966,73 @@ def _wrap_mprotect_fixup(inner: Callable[..., Any]) -> Callable[..., Any]:
     return mprotect_fixup
 
 
-def ksm_ops(base: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
-    """The KSM entries of a design table built on ``base`` (wrapping its zap, wp and mprotect).
+#: The KSM entries of a design table: KSM's kernel functions, the entry points
+#: other code calls through ``k.ops`` and the invariant hooks.
+KSM_OPS: dict[str, Callable[..., Any]] = {
+    "__ksm_enter": __ksm_enter,
+    "__ksm_exit": __ksm_exit,
+    "__stable_node_chain": __stable_node_chain,
+    "alloc_rmap_item": alloc_rmap_item,
+    "alloc_stable_node": alloc_stable_node,
+    "alloc_stable_node_chain": alloc_stable_node_chain,
+    "break_cow": break_cow,
+    "break_ksm": break_ksm,
+    "cmp_and_merge_page": cmp_and_merge_page,
+    "find_mergeable_vma": find_mergeable_vma,
+    "folio_migrate_ksm": folio_migrate_ksm,
+    "free_rmap_item": free_rmap_item,
+    "free_stable_node": free_stable_node,
+    "free_stable_node_chain": free_stable_node_chain,
+    "get_mergeable_page": get_mergeable_page,
+    "get_next_rmap_item": get_next_rmap_item,
+    "is_page_sharing_candidate": is_page_sharing_candidate,
+    "ksm_add_vmas": ksm_add_vmas,
+    "ksm_del_vmas": ksm_del_vmas,
+    "ksm_disable_merge_any": ksm_disable_merge_any,
+    "ksm_do_scan": ksm_do_scan,
+    "ksm_enable_merge_any": ksm_enable_merge_any,
+    "ksm_exit": ksm_exit,
+    "ksm_fork": ksm_fork,
+    "ksm_get_folio": ksm_get_folio,
+    "ksm_madvise": ksm_madvise,
+    "ksm_might_unmap_zero_page": ksm_might_unmap_zero_page,
+    "ksm_vma_flags": ksm_vma_flags,
+    "remove_all_stable_nodes": remove_all_stable_nodes,
+    "remove_node_from_stable_tree": remove_node_from_stable_tree,
+    "remove_rmap_item_from_tree": remove_rmap_item_from_tree,
+    "remove_stable_node": remove_stable_node,
+    "remove_trailing_rmap_items": remove_trailing_rmap_items,
+    "replace_page": replace_page,
+    "rmap_walk_ksm": rmap_walk_ksm,
+    "scan_get_next_rmap_item": scan_get_next_rmap_item,
+    "should_skip_rmap_item": should_skip_rmap_item,
+    "stable_node_chain_add_dup": stable_node_chain_add_dup,
+    "stable_node_dup": stable_node_dup,
+    "stable_node_dup_del": stable_node_dup_del,
+    "stable_tree_append": stable_tree_append,
+    "stable_tree_insert": stable_tree_insert,
+    "stable_tree_search": stable_tree_search,
+    "try_to_merge_one_page": try_to_merge_one_page,
+    "try_to_merge_two_pages": try_to_merge_two_pages,
+    "try_to_merge_with_ksm_page": try_to_merge_with_ksm_page,
+    "try_to_merge_with_zero_page": try_to_merge_with_zero_page,
+    "unmerge_and_remove_all_rmap_items": unmerge_and_remove_all_rmap_items,
+    "unmerge_ksm_pages": unmerge_ksm_pages,
+    "unstable_tree_search_insert": unstable_tree_search_insert,
+    "write_protect_page": write_protect_page,
+    # the invariant checker's hooks
+    "anon_vma_external_refs": ksm_anon_vma_external_refs,
+    "folio_external_refs": ksm_folio_external_refs,
+    "ksm_invariants": validate_ksm,
+    "mm_external_refs": ksm_mm_external_refs,
+}
 
-    The wrappers add what v6.18 does for KSM zero pages in mm/memory.c and
-    mm/mprotect.c: ``ksm_might_unmap_zero_page()`` in ``zap_pte_range()`` and
-    ``wp_page_copy()``, and the dirty bit that ``change_pte_range()`` keeps.
-    """
-    return {
-        "__ksm_enter": __ksm_enter,
-        "__ksm_exit": __ksm_exit,
-        "break_cow": break_cow,
-        "break_ksm": break_ksm,
-        "cmp_and_merge_page": cmp_and_merge_page,
-        "remove_node_from_stable_tree": remove_node_from_stable_tree,
-        "remove_rmap_item_from_tree": remove_rmap_item_from_tree,
-        "scan_get_next_rmap_item": scan_get_next_rmap_item,
-        "stable_tree_append": stable_tree_append,
-        "stable_tree_insert": stable_tree_insert,
-        "stable_tree_search": stable_tree_search,
-        "try_to_merge_one_page": try_to_merge_one_page,
-        "try_to_merge_with_ksm_page": try_to_merge_with_ksm_page,
-        "unmerge_ksm_pages": unmerge_ksm_pages,
-        "ksm_madvise": ksm_madvise,
-        "ksm_vma_flags": ksm_vma_flags,
-        "ksm_fork": ksm_fork,
-        "ksm_exit": ksm_exit,
-        "rmap_walk_ksm": rmap_walk_ksm,
-        "folio_migrate_ksm": folio_migrate_ksm,
-        "anon_vma_external_refs": ksm_anon_vma_external_refs,
-        "folio_external_refs": ksm_folio_external_refs,
-        "mm_external_refs": ksm_mm_external_refs,
-        "ksm_invariants": validate_ksm,
-        "zap_vma_range": _wrap_zap(base["zap_vma_range"]),
-        "do_wp_page": _wrap_do_wp_page(base["do_wp_page"]),
-        "mprotect_fixup": _wrap_mprotect_fixup(base["mprotect_fixup"]),
-    }
-
-
-#: The KSM entries of design ``linux-6.18`` (wrapping v6.18's zap, wp and mprotect).
-KSM_OPS: dict[str, Callable[..., Any]] = ksm_ops({**MEMORY_OPS, **MPROTECT_OPS})
+#: What v6.18 does for KSM zero pages in mm/memory.c and mm/mprotect.c, around
+#: whatever ``zap_vma_range``, ``do_wp_page`` and ``mprotect_fixup`` a design has:
+#: ``ksm_might_unmap_zero_page()`` in ``zap_pte_range()`` and ``wp_page_copy()``,
+#: and the dirty bit that ``change_pte_range()`` keeps.
+KSM_LAYER = Layer("ksm", {
+    "zap_vma_range": _wrap_zap,
+    "do_wp_page": _wrap_do_wp_page,
+    "mprotect_fixup": _wrap_mprotect_fixup,
+}, "KSM zero pages: ksm_might_unmap_zero_page() on zap and COW, the dirty bit kept by mprotect")

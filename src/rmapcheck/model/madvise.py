@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Callable
 from rmapcheck.model.findings import KernelError
 from rmapcheck.model.mm_types import VM_HUGEPAGE, VM_LOCKED, VM_NOHUGEPAGE, VM_PFNMAP, mm_struct, vm_area_struct
 from rmapcheck.model.uapi import MADV_DONTNEED, MADV_HUGEPAGE, MADV_MERGEABLE, MADV_NOHUGEPAGE, MADV_UNMERGEABLE
-from rmapcheck.model.vma import vma_modify_flags
 from rmapcheck.model.vma_init import find_vma, find_vma_prev
 
 if TYPE_CHECKING:
@@ -40,7 +39,7 @@ __all__ = [
 _VM_HUGETLB = 0x00400000
 
 
-def hugepage_madvise(vma: vm_area_struct, vm_flags: int, advice: int) -> int:
+def hugepage_madvise(k: Kernel, vma: vm_area_struct, vm_flags: int, advice: int) -> int:
     """``hugepage_madvise()`` (mm/khugepaged.c, v6.18): the new flags for (NO)HUGEPAGE.
 
     :returns: the new ``vm_flags_t``.
@@ -70,7 +69,7 @@ def madvise_update_vma(k: Kernel, vma: vm_area_struct, prev: vm_area_struct | No
     """
     if new_flags == vma.vm_flags:
         return vma
-    res = vma_modify_flags(k, prev, vma, start, end, new_flags)
+    res = k.ops.vma_modify_flags(k, prev, vma, start, end, new_flags)
     if isinstance(res, int):
         raise KernelError(-res, "madvise_update_vma", "vma_modify_flags failed")
     # vm_flags is protected by the mmap_lock held in write mode.
@@ -99,7 +98,7 @@ def madvise_vma_behavior(k: Kernel, vma: vm_area_struct, prev: vm_area_struct | 
     :returns: the new ``*prev``.
     """
     if behavior == MADV_DONTNEED:
-        return madvise_dontneed_free(k, vma, start, end)
+        return k.ops.madvise_dontneed_free(k, vma, start, end)
     if behavior in (MADV_MERGEABLE, MADV_UNMERGEABLE):
         error, new_flags = k.ops.ksm_madvise(k, vma, start, end, behavior, vma.vm_flags)
         if error:
@@ -108,9 +107,9 @@ def madvise_vma_behavior(k: Kernel, vma: vm_area_struct, prev: vm_area_struct | 
             if error == -errno.ENOMEM:
                 error = -errno.EAGAIN
             raise KernelError(-error, "madvise_vma_behavior", "ksm_madvise failed")
-        return madvise_update_vma(k, vma, prev, start, end, new_flags)
-    new_flags = hugepage_madvise(vma, vma.vm_flags, behavior)
-    return madvise_update_vma(k, vma, prev, start, end, new_flags)
+        return k.ops.madvise_update_vma(k, vma, prev, start, end, new_flags)
+    new_flags = k.ops.hugepage_madvise(k, vma, vma.vm_flags, behavior)
+    return k.ops.madvise_update_vma(k, vma, prev, start, end, new_flags)
 
 
 def do_madvise(k: Kernel, mm: mm_struct, start: int, npages: int, behavior: int) -> None:
@@ -167,8 +166,11 @@ def do_madvise(k: Kernel, mm: mm_struct, start: int, npages: int, behavior: int)
         raise KernelError(-unmapped_error, fn, "range has unmapped pages")
 
 
-#: The entry points of this module, by name, for the design table.
+#: The kernel functions of mm/madvise.c (and khugepaged's flag update), by name, for the design table.
 MADVISE_OPS: dict[str, Callable[..., Any]] = {
     "do_madvise": do_madvise,
+    "hugepage_madvise": hugepage_madvise,
+    "madvise_dontneed_free": madvise_dontneed_free,
+    "madvise_update_vma": madvise_update_vma,
     "madvise_vma_behavior": madvise_vma_behavior,
 }

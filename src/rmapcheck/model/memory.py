@@ -19,7 +19,7 @@ drained (``lru_add_drain()`` in ``wp_can_reuse_anon_folio()``).
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from rmapcheck.model.findings import KernelBug, KernelError, SegmentationFault
 from rmapcheck.model.mm_types import (
@@ -155,7 +155,7 @@ def do_anonymous_page(k: Kernel, vma: vm_area_struct, vpn: int, write: bool) -> 
         return
     if k.ops.anon_vma_prepare(k, vma):
         raise KernelError(errno.ENOMEM, fn, "VM_FAULT_OOM")
-    f = vma_alloc_folio(k, 0, fn)
+    f = k.ops.vma_alloc_folio(k, 0, fn)
     if f is None:
         raise KernelError(errno.ENOMEM, fn, "VM_FAULT_OOM")
     k.ops.folio_add_new_anon_rmap(k, f, vma, vpn, True)
@@ -196,7 +196,7 @@ def wp_page_copy(k: Kernel, vma: vm_area_struct, vpn: int, old: folio, unshare: 
     mm = vma.vm_mm
     if k.ops.anon_vma_prepare(k, vma):  # vmf_anon_prepare()
         raise KernelError(errno.ENOMEM, fn, "VM_FAULT_OOM")
-    new = vma_alloc_folio(k, 0 if old is ZERO_PAGE else old.content, fn)
+    new = k.ops.vma_alloc_folio(k, 0 if old is ZERO_PAGE else old.content, fn)
     if new is None:
         raise KernelError(errno.ENOMEM, fn, "VM_FAULT_OOM")
     if old is not ZERO_PAGE:
@@ -222,11 +222,11 @@ def do_wp_page(k: Kernel, vma: vm_area_struct, vpn: int) -> None:
     f, _ = mm.pgtable[vpn]
     if f is not ZERO_PAGE:
         kasan_check(f, "do_wp_page")
-        if f.anon_exclusive or wp_can_reuse_anon_folio(k, f, vma):
+        if f.anon_exclusive or k.ops.wp_can_reuse_anon_folio(k, f, vma):
             f.anon_exclusive = True  # SetPageAnonExclusive()
             mm.pgtable[vpn] = (f, True)  # wp_page_reuse()
             return
-    wp_page_copy(k, vma, vpn, f)
+    k.ops.wp_page_copy(k, vma, vpn, f)
 
 
 def handle_mm_fault(k: Kernel, mm: mm_struct, vpn: int, write: bool) -> folio:
@@ -305,7 +305,7 @@ def copy_page_range(k: Kernel, dst_vma: vm_area_struct, src_vma: vm_area_struct)
         if pte is None:
             continue
         if is_migration_entry(pte):
-            copy_nonpresent_pte(k, dst_vma, src_vma, vpn, pte)
+            k.ops.copy_nonpresent_pte(k, dst_vma, src_vma, vpn, pte)
             continue
         f = pte[0]
         if f is ZERO_PAGE:
@@ -346,9 +346,15 @@ def _is_cow_mapping(flags: int) -> bool:
     return (flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE
 
 
-MEMORY_OPS = {
+#: The kernel functions of mm/memory.c, by name, for the design table.
+MEMORY_OPS: dict[str, Callable[..., Any]] = {
+    "copy_nonpresent_pte": copy_nonpresent_pte,
+    "copy_page_range": copy_page_range,
     "do_anonymous_page": do_anonymous_page,
     "do_wp_page": do_wp_page,
-    "copy_page_range": copy_page_range,
+    "handle_mm_fault": handle_mm_fault,
+    "vma_alloc_folio": vma_alloc_folio,
+    "wp_can_reuse_anon_folio": wp_can_reuse_anon_folio,
+    "wp_page_copy": wp_page_copy,
     "zap_vma_range": zap_vma_range,
 }

@@ -31,7 +31,7 @@ or fork)::
 by one phase; :func:`migrate_pages` loops until it is done. In-flight
 migrations are listed in ``k.migrations``; their references (the isolation
 reference of the old folio, the new folio's allocation reference, the
-anon_vma pin) are what :func:`with_migration_refs` adds to the invariant
+anon_vma pin) are what :data:`MIGRATION_REFS_LAYER` adds to the invariant
 checker's external references.
 
 Checking walks: before ``try_to_migrate()`` and ``remove_migration_ptes()``
@@ -52,9 +52,10 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable
 
 from rmapcheck.model.findings import KernelBug, LockMisuse, MissedRmapWalk
-from rmapcheck.model.memory import folio_put, is_migration_entry, is_readable_migration_entry, vma_alloc_folio
+from rmapcheck.model.kernel import Layer
+from rmapcheck.model.memory import folio_put, is_migration_entry, is_readable_migration_entry
 from rmapcheck.model.mm_types import ZERO_PAGE, anon_vma, folio, mm_struct, vm_area_struct
-from rmapcheck.model.rmap import folio_anon_vma_rcu, folio_mapped, folio_test_anon, rmap_walk_control
+from rmapcheck.model.rmap import folio_mapped, folio_test_anon, rmap_walk_control
 from rmapcheck.model.slab import FastPickle, kasan_check
 from rmapcheck.model.vma_init import vma_lookup
 from rmapcheck.model.vmscan import check_rmap_walk, page_table_mappings, reclaim_folio_refs
@@ -65,9 +66,13 @@ if TYPE_CHECKING:
 __all__ = [
     "MIGRATE_OPS",
     "MIGRATION_PHASES",
+    "MIGRATION_REFS_LAYER",
     "MigrationState",
     "NR_MAX_MIGRATE_PAGES_RETRY",
+    "alloc_migration_target",
     "migrate_folio_move",
+    "migrate_folio_undo_dst",
+    "migrate_folio_undo_src",
     "migrate_folio_unmap",
     "migrate_page_at",
     "migrate_pages",
@@ -77,9 +82,9 @@ __all__ = [
     "migration_entry_wait",
     "migration_folio_refs",
     "migrations",
+    "move_to_new_folio",
     "remove_migration_pte",
     "remove_migration_ptes",
-    "with_migration_refs",
 ]
 
 #: ``NR_MAX_MIGRATE_PAGES_RETRY`` (mm/migrate.c): passes over an ``-EAGAIN`` folio
@@ -216,7 +221,7 @@ def migrate_page_at(k: Kernel, mm: mm_struct, vpn: int) -> int:
     st = migrate_prepare(k, f)
     if st is None:
         return -errno.EBUSY
-    return migrate_pages(k, st)
+    return k.ops.migrate_pages(k, st)
 
 
 # -- the phases ----------------------------------------------------------------------
@@ -248,11 +253,14 @@ def migrate_step(k: Kernel, st: MigrationState) -> str:
     return st.phase
 
 
-def _get_new_folio(k: Kernel, src: folio) -> folio | None:
-    # alloc_migration_target(): a fresh order-0 folio, refcount 1.
+def alloc_migration_target(k: Kernel, src: folio) -> folio | None:
+    """``alloc_migration_target()`` (mm/migrate.c, v6.18): a fresh order-0 folio, refcount 1.
+
+    :returns: ``struct folio *`` (``NULL`` on allocation failure).
+    """
     if k.should_fail("alloc_migration_target"):
         return None
-    return vma_alloc_folio(k, 0, "alloc_migration_target")
+    return k.ops.vma_alloc_folio(k, 0, "alloc_migration_target")
 
 
 def _retry(k: Kernel, st: MigrationState) -> None:
@@ -274,7 +282,7 @@ def _phase_pin(k: Kernel, st: MigrationState) -> None:
     fn = "migrate_folio_unmap"
     src = st.src
     kasan_check(src, fn)
-    dst = _get_new_folio(k, src)
+    dst = k.ops.alloc_migration_target(k, src)
     if dst is None:
         st.rc = -errno.ENOMEM
         _folio_putback_lru(k, st)
@@ -299,7 +307,7 @@ def _phase_pin(k: Kernel, st: MigrationState) -> None:
         if k.rcu_windows:
             # folio_get_anon_vma() in two: the RCU read of folio->mapping
             # now, the reference in the next phase.
-            st.rcu_anon_vma = folio_anon_vma_rcu(src, "folio_get_anon_vma")
+            st.rcu_anon_vma = k.ops.folio_anon_vma_rcu(k, src, "folio_get_anon_vma")
             if st.rcu_anon_vma is not None:
                 st.phase = "rcu"
                 return
@@ -346,14 +354,21 @@ def _phase_unmap(k: Kernel, st: MigrationState) -> None:
         st.phase = "unmapped"
         return
     # out: a folio that has not been unmapped is restored; retry.
-    migrate_folio_undo_src(k, st)
-    migrate_folio_undo_dst(k, st)
+    k.ops.migrate_folio_undo_src(k, st)
+    k.ops.migrate_folio_undo_dst(k, st)
     _retry(k, st)
 
 
-def _move_to_new_folio(k: Kernel, dst: folio, src: folio) -> int:
-    # move_to_new_folio() → migrate_folio() → __migrate_folio() for an
-    # anonymous folio (folio_mapping() is NULL without swap cache).
+def move_to_new_folio(k: Kernel, dst: folio, src: folio) -> int:
+    """``move_to_new_folio()`` → ``migrate_folio()`` → ``__migrate_folio()`` (mm/migrate.c, v6.18).
+
+    For an anonymous folio (``folio_mapping()`` is ``NULL`` without swap
+    cache): copy the contents, ``->mapping``, ``->index`` and the KSM state
+    to ``dst``, unless ``src`` holds references beyond its mappings and the
+    migration's own.
+
+    :returns: 0 or ``-EAGAIN``.
+    """
     fn = "move_to_new_folio"
     if not src.locked or not dst.locked:
         raise KernelBug(fn, "VM_BUG_ON_FOLIO(!folio_test_locked(src/dst))")
@@ -384,15 +399,15 @@ def _phase_move(k: Kernel, st: MigrationState) -> None:
     if dst is None:  # the kernel would oops on a NULL pointer here
         raise KernelBug("_phase_move", "NULL pointer dereference: dst")
     kasan_check(src, "migrate_folio_move")
-    rc = _move_to_new_folio(k, dst, src)
+    rc = k.ops.move_to_new_folio(k, dst, src)
     if rc == -errno.EAGAIN:
         st.passes += 1
         if st.passes < NR_MAX_MIGRATE_PAGES_RETRY:
             st.rc = rc
             return  # stays unmapped: moved again on the next pass
     if rc:
-        migrate_folio_undo_src(k, st)
-        migrate_folio_undo_dst(k, st)
+        k.ops.migrate_folio_undo_src(k, st)
+        k.ops.migrate_folio_undo_dst(k, st)
         st.rc = -errno.EBUSY if rc == -errno.EAGAIN else rc
         _folio_putback_lru(k, st)
         return
@@ -556,7 +571,7 @@ def remove_migration_ptes(k: Kernel, src: folio, dst: folio, locked: bool = Fals
     :param visited: see :func:`remove_migration_pte`.
     """
     def one(vma: vm_area_struct, address: int) -> bool:
-        return remove_migration_pte(k, src, dst, vma, address, visited)
+        return k.ops.remove_migration_pte(k, src, dst, vma, address, visited)
 
     rwc = rmap_walk_control(one)
     k.ops.rmap_walk(k, dst, rwc, locked)
@@ -603,39 +618,44 @@ def migration_folio_refs(k: Kernel) -> Counter[folio]:
     return c
 
 
-def with_migration_refs(ops: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
-    """``ops`` with the invariant checker's external references including migrations' and reclaim's.
-
-    Wraps ``anon_vma_external_refs`` and ``folio_external_refs`` (whatever the
-    design has, KSM's included) so that the references of in-flight
-    migrations and reclaim walks count as external holders.
-    """
-    out = dict(ops)
-    base_av = ops["anon_vma_external_refs"]
-    base_f = ops["folio_external_refs"]
-
+def _wrap_anon_vma_external_refs(inner: Callable[..., Any]) -> Callable[..., Any]:
     def anon_vma_external_refs(k: Kernel) -> dict:
         if not k.migrations:
-            return base_av(k)
-        refs = Counter(base_av(k))
+            return inner(k)  # type: ignore[no-any-return]
+        refs = Counter(inner(k))
         refs.update(migration_anon_vma_refs(k))
         return refs
+    return anon_vma_external_refs
 
+
+def _wrap_folio_external_refs(inner: Callable[..., Any]) -> Callable[..., Any]:
     def folio_external_refs(k: Kernel) -> dict:
         if not k.migrations and not k.walks:
-            return base_f(k)
-        refs = Counter(base_f(k))
+            return inner(k)  # type: ignore[no-any-return]
+        refs = Counter(inner(k))
         refs.update(migration_folio_refs(k))
         refs.update(reclaim_folio_refs(k))
         return refs
-
-    out["anon_vma_external_refs"] = anon_vma_external_refs
-    out["folio_external_refs"] = folio_external_refs
-    return out
+    return folio_external_refs
 
 
-MIGRATE_OPS = {
+#: The invariant checker's external references, whatever the design counts
+#: there (KSM's included), plus those of in-flight migrations and reclaim walks.
+MIGRATION_REFS_LAYER = Layer("migration-refs", {
+    "anon_vma_external_refs": _wrap_anon_vma_external_refs,
+    "folio_external_refs": _wrap_folio_external_refs,
+}, "the references in-flight migrations and reclaim walks hold count as external holders")
+
+
+#: The kernel functions of mm/migrate.c, by name, for the design table.
+MIGRATE_OPS: dict[str, Callable[..., Any]] = {
+    "alloc_migration_target": alloc_migration_target,
+    "migrate_folio_undo_dst": migrate_folio_undo_dst,
+    "migrate_folio_undo_src": migrate_folio_undo_src,
     "migrate_page_at": migrate_page_at,
+    "migrate_pages": migrate_pages,
     "migration_entry_wait": migration_entry_wait,
+    "move_to_new_folio": move_to_new_folio,
+    "remove_migration_pte": remove_migration_pte,
     "remove_migration_ptes": remove_migration_ptes,
 }

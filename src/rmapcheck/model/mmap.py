@@ -32,17 +32,8 @@ from rmapcheck.model.mm_types import (
     vm_area_struct,
 )
 from rmapcheck.model.uapi import MAP_FIXED, MAP_FIXED_NOREPLACE, PROT_EXEC, PROT_READ, PROT_WRITE
-from rmapcheck.model.vma import (
-    _TASK_SIZE_PAGES,
-    vma_merge_struct,
-    vma_munmap_struct,
-    vms_abort_munmap_vmas,
-    vms_complete_munmap_vmas,
-    vms_gather_munmap_vmas,
-    _vms_clear_ptes,
-    validate_mm,
-)
-from rmapcheck.model.vma_init import find_vma_intersection, find_vma_prev, vm_area_alloc, vm_area_free, vma_iter_store
+from rmapcheck.model.vma import _TASK_SIZE_PAGES, vma_merge_struct, vma_munmap_struct, validate_mm
+from rmapcheck.model.vma_init import find_vma_intersection, find_vma_prev, vma_iter_store
 
 if TYPE_CHECKING:
     from rmapcheck.model.kernel import Kernel
@@ -50,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = [
     "MMAP_OPS",
     "TASK_SIZE",
+    "__mmap_complete",
+    "__mmap_new_vma",
     "__mmap_region",
     "__vm_munmap",
     "accountable_mapping",
@@ -149,7 +142,7 @@ def do_mmap(k: Kernel, mm: mm_struct, addr: int, npages: int, prot: int, flags: 
     # Too many mappings?
     if mm.map_count > k.config["sysctl_max_map_count"]:
         raise KernelError(errno.ENOMEM, fn, "map_count > sysctl_max_map_count")
-    addr = get_unmapped_area(k, mm, addr, npages, flags)
+    addr = k.ops.get_unmapped_area(k, mm, addr, npages, flags)
     if addr < 0:
         raise KernelError(-addr, fn, "get_unmapped_area failed")
     if flags & MAP_FIXED_NOREPLACE:
@@ -161,7 +154,7 @@ def do_mmap(k: Kernel, mm: mm_struct, addr: int, npages: int, prot: int, flags: 
     vm_flags = calc_vm_prot_bits(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
     # case MAP_PRIVATE: Set pgoff according to addr for anon_vma.
     pgoff = addr
-    ret = mmap_region(k, mm, addr, npages, vm_flags, pgoff)
+    ret = k.ops.mmap_region(k, mm, addr, npages, vm_flags, pgoff)
     if ret < 0:
         raise KernelError(-ret, fn, "mmap_region failed")
     return ret
@@ -174,7 +167,7 @@ def mmap_region(k: Kernel, mm: mm_struct, addr: int, npages: int, vm_flags: int,
 
     :returns: ``addr`` or a negative errno.
     """
-    return __mmap_region(k, mm, addr, npages, vm_flags, pgoff)
+    return k.ops.__mmap_region(k, mm, addr, npages, vm_flags, pgoff)
 
 
 def __mmap_region(k: Kernel, mm: mm_struct, addr: int, npages: int, vm_flags: int, pgoff: int) -> int:
@@ -192,7 +185,7 @@ def __mmap_region(k: Kernel, mm: mm_struct, addr: int, npages: int, vm_flags: in
     vms.vma = find_vma_intersection(mm, addr, end)
     if vms.vma is not None:
         # OK, we have overlapping VMAs - prepare to unmap them.
-        err = vms_gather_munmap_vmas(k, vms)
+        err = k.ops.vms_gather_munmap_vmas(k, vms)
         if err:
             # On error VMAs will already have been reattached.
             return err
@@ -204,15 +197,15 @@ def __mmap_region(k: Kernel, mm: mm_struct, addr: int, npages: int, vm_flags: in
     # Private writable mapping: check memory availability.
     if accountable_mapping(vm_flags):
         charged = npages - vms.nr_accounted
-        if charged and security_vm_enough_memory_mm(k, mm, charged):
-            vms_abort_munmap_vmas(k, vms)
+        if charged and k.ops.security_vm_enough_memory_mm(k, mm, charged):
+            k.ops.vms_abort_munmap_vmas(k, vms)
             return -errno.ENOMEM
         vms.nr_accounted = 0
         vm_flags |= VM_ACCOUNT
     # Clear PTEs while the vma is still in the tree so that rmap cannot race
     # with the freeing later in the truncate scenario. (vms_clean_up_area())
     if vms.vma is not None:
-        _vms_clear_ptes(k, vms)
+        k.ops.vms_clear_ptes(k, vms)
 
     ksm_vma_flags = getattr(k.ops, "ksm_vma_flags", None)
     if ksm_vma_flags is not None:
@@ -229,12 +222,12 @@ def __mmap_region(k: Kernel, mm: mm_struct, addr: int, npages: int, vm_flags: in
 
     # ...but if we can't, allocate a new VMA.
     if vma is None:
-        vma, err = __mmap_new_vma(k, mm, addr, end, pgoff, vm_flags)
+        vma, err = k.ops.__mmap_new_vma(k, mm, addr, end, pgoff, vm_flags)
         if vma is None:
             # unacct_error / abort_munmap
-            vms_abort_munmap_vmas(k, vms)
+            k.ops.vms_abort_munmap_vmas(k, vms)
             return err
-    __mmap_complete(k, vms, vma)
+    k.ops.__mmap_complete(k, vms, vma)
     return addr
 
 
@@ -248,7 +241,7 @@ def __mmap_new_vma(k: Kernel, mm: mm_struct, addr: int, end: int, pgoff: int,
     # Determine the object being mapped and call the appropriate specific
     # mapper. the address has already been validated, but not unmapped, but
     # the maps are removed from the list.
-    vma = vm_area_alloc(k, mm, fn)
+    vma = k.ops.vm_area_alloc(k, mm, fn)
     if vma is None:
         return None, -errno.ENOMEM
     vma.vm_start = addr
@@ -257,7 +250,7 @@ def __mmap_new_vma(k: Kernel, mm: mm_struct, addr: int, end: int, pgoff: int,
     vma.vm_flags = vm_flags
     # vma_set_anonymous(); vma_iter_prealloc()
     if k.should_fail("vma_iter_prealloc"):
-        vm_area_free(k, vma, fn)
+        k.ops.vm_area_free(k, vma, fn)
         return None, -errno.ENOMEM
     vma_iter_store(mm, vma)  # vma_iter_store_new(); map_count++
     validate_mm(k, mm)
@@ -273,7 +266,7 @@ def __mmap_complete(k: Kernel, vms: vma_munmap_struct, vma: vm_area_struct) -> N
     completely new data area)." ``VM_SOFTDIRTY`` is 0 in the model.
     """
     # Unmap any existing mapping in the area.
-    vms_complete_munmap_vmas(k, vms)
+    k.ops.vms_complete_munmap_vmas(k, vms)
     vma.vm_flags |= VM_SOFTDIRTY
 
 
@@ -293,11 +286,18 @@ def do_munmap(k: Kernel, mm: mm_struct, start: int, npages: int) -> None:
     :param start: ``unsigned long`` (a page number).
     :param npages: ``size_t len`` in pages.
     """
-    __vm_munmap(k, mm, start, npages)
+    k.ops.__vm_munmap(k, mm, start, npages)
 
 
-#: The entry points of this module, by name, for the design table.
+#: The kernel functions of mm/mmap.c (and the mmap half of mm/vma.c), by name, for the design table.
 MMAP_OPS: dict[str, Callable[..., Any]] = {
+    "__mmap_complete": __mmap_complete,
+    "__mmap_new_vma": __mmap_new_vma,
+    "__mmap_region": __mmap_region,
+    "__vm_munmap": __vm_munmap,
     "do_mmap": do_mmap,
     "do_munmap": do_munmap,
+    "get_unmapped_area": get_unmapped_area,
+    "mmap_region": mmap_region,
+    "security_vm_enough_memory_mm": security_vm_enough_memory_mm,
 }

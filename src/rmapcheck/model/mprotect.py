@@ -26,8 +26,7 @@ from rmapcheck.model.mm_types import (
     mm_struct,
     vm_area_struct,
 )
-from rmapcheck.model.mmap import calc_vm_prot_bits, security_vm_enough_memory_mm
-from rmapcheck.model.vma import vma_modify_flags
+from rmapcheck.model.mmap import calc_vm_prot_bits
 from rmapcheck.model.vma_init import find_vma, vma_next, vma_prev
 
 if TYPE_CHECKING:
@@ -107,14 +106,14 @@ def mprotect_fixup(k: Kernel, vma: vm_area_struct, prev: vm_area_struct | None, 
         # succeeds in the model.
         if not oldflags & (VM_ACCOUNT | VM_WRITE | _VM_HUGETLB | VM_SHARED | VM_NORESERVE):
             charged = nrpages
-            if security_vm_enough_memory_mm(k, vma.vm_mm, charged):  # type: ignore[arg-type]
+            if k.ops.security_vm_enough_memory_mm(k, vma.vm_mm, charged):  # type: ignore[arg-type]
                 return -errno.ENOMEM, prev
             newflags |= VM_ACCOUNT
     elif oldflags & VM_ACCOUNT and vma.anon_vma is None:
         # vma_is_anonymous(vma) && !vma->anon_vma
         newflags &= ~VM_ACCOUNT
 
-    res = vma_modify_flags(k, prev, vma, start, end, newflags)
+    res = k.ops.vma_modify_flags(k, prev, vma, start, end, newflags)
     if isinstance(res, int):
         # fail: vm_unacct_memory(charged)
         return res, prev
@@ -124,7 +123,7 @@ def mprotect_fixup(k: Kernel, vma: vm_area_struct, prev: vm_area_struct | None, 
     # mode.
     vma.vm_flags = newflags
     # vma_wants_manual_pte_write_upgrade(): a private VMA with VM_WRITE.
-    change_protection(k, vma, start, end, bool(newflags & VM_WRITE))
+    k.ops.change_protection(k, vma, start, end, bool(newflags & VM_WRITE))
     return 0, vma
 
 
@@ -192,8 +191,9 @@ def do_mprotect_pkey(k: Kernel, mm: mm_struct, start: int, npages: int, prot: in
                           else "unmapped page in range")
 
 
-#: The entry points of this module, by name, for the design table.
+#: The kernel functions of mm/mprotect.c, by name, for the design table.
 MPROTECT_OPS: dict[str, Callable[..., Any]] = {
+    "change_protection": change_protection,
     "do_mprotect_pkey": do_mprotect_pkey,
     "mprotect_fixup": mprotect_fixup,
 }

@@ -33,12 +33,10 @@ import errno
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from rmapcheck.model import rmap
 from rmapcheck.model.findings import KernelBug, KernelError
 from rmapcheck.model.mm_types import VM_ACCOUNT, VM_DONTEXPAND, VM_LOCKED, VM_MAYSHARE, VM_PFNMAP, VM_SHARED, mm_struct, vm_area_struct
-from rmapcheck.model.mmap import TASK_SIZE, get_unmapped_area, security_vm_enough_memory_mm
+from rmapcheck.model.mmap import TASK_SIZE
 from rmapcheck.model.uapi import MADV_UNMERGEABLE, MAP_FIXED, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE
-from rmapcheck.model.vma import vma_merge_extend
 from rmapcheck.model.vma_init import find_vma, find_vma_intersection, vma_lookup
 
 if TYPE_CHECKING:
@@ -60,10 +58,18 @@ __all__ = [
     "move_vma",
     "mremap_at",
     "mremap_to",
+    "prep_move_vma",
     "remap_move",
     "shrink_vma",
     "unmap_source_vma",
+    "vma_expandable",
     "vma_remap_struct",
+    "vrm_calc_charge",
+    "vrm_implies_new_addr",
+    "vrm_move_only",
+    "vrm_overlaps",
+    "vrm_set_new_addr",
+    "vrm_will_map_new",
 ]
 
 # enum mremap_type (mm/mremap.c, v6.18)
@@ -95,38 +101,42 @@ class vma_remap_struct:
     vmi_needs_invalidate: bool = False
 
 
-def _vrm_implies_new_addr(vrm: vma_remap_struct) -> bool:
-    # vrm_implies_new_addr(): will a new address definitely be assigned?
+def vrm_implies_new_addr(k: Kernel, vrm: vma_remap_struct) -> bool:
+    """``vrm_implies_new_addr()`` (mm/mremap.c, v6.18): "Will a new address definitely be assigned?"""
     return bool(vrm.flags & (MREMAP_FIXED | MREMAP_DONTUNMAP))
 
 
-def _vrm_move_only(vrm: vma_remap_struct) -> bool:
-    # vrm_move_only(): a pure move, permitted across several VMAs.
+def vrm_move_only(k: Kernel, vrm: vma_remap_struct) -> bool:
+    """``vrm_move_only()`` (mm/mremap.c, v6.18): a pure move (``MREMAP_FIXED``, same size), which may span VMAs."""
     return bool(vrm.flags & MREMAP_FIXED) and vrm.old_len == vrm.new_len
 
 
-def _vrm_overlaps(vrm: vma_remap_struct) -> bool:
-    # vrm_overlaps(): does the source range overlap the target?
+def vrm_overlaps(k: Kernel, vrm: vma_remap_struct) -> bool:
+    """``vrm_overlaps()`` (mm/mremap.c, v6.18): "Does the source range overlap the target?"""
     start_old, end_old = vrm.addr, vrm.addr + vrm.old_len
     start_new, end_new = vrm.new_addr, vrm.new_addr + vrm.new_len
     return end_old > start_new and end_new > start_old
 
 
-def _vrm_will_map_new(vrm: vma_remap_struct) -> bool:
-    # vrm_will_map_new(): will we expand or move the VMA?
-    return vrm.remap_type == MREMAP_EXPAND or _vrm_implies_new_addr(vrm)
+def vrm_will_map_new(k: Kernel, vrm: vma_remap_struct) -> bool:
+    """``vrm_will_map_new()`` (mm/mremap.c, v6.18): will the VMA be expanded or moved?"""
+    return vrm.remap_type == MREMAP_EXPAND or k.ops.vrm_implies_new_addr(k, vrm)
 
 
-def _vrm_calc_charge(k: Kernel, vrm: vma_remap_struct) -> bool:
-    # vrm_calc_charge(): "If we don't unmap the old mapping, then we account
-    # the entirety of the length of the new one. Otherwise it's just the delta
-    # in size."
+def vrm_calc_charge(k: Kernel, vrm: vma_remap_struct) -> bool:
+    """``vrm_calc_charge()`` (mm/mremap.c, v6.18): charge the memory the remap commits.
+
+    "If we don't unmap the old mapping, then we account the entirety of the
+    length of the new one. Otherwise it's just the delta in size."
+
+    :returns: ``false`` if the charge was refused.
+    """
     if vrm.vma is None:  # the kernel would oops on a NULL pointer here
-        raise KernelBug("_vrm_calc_charge", "NULL pointer dereference: vrm.vma")
+        raise KernelBug("vrm_calc_charge", "NULL pointer dereference: vrm.vma")
     if not vrm.vma.vm_flags & VM_ACCOUNT:
         return True
     charged = vrm.new_len if vrm.flags & MREMAP_DONTUNMAP else vrm.delta
-    if security_vm_enough_memory_mm(k, vrm.mm, charged):
+    if k.ops.security_vm_enough_memory_mm(k, vrm.mm, charged):
         return False
     vrm.charged = charged
     return True
@@ -149,7 +159,7 @@ def check_mremap_params(k: Kernel, vrm: vma_remap_struct) -> int:
     if vrm.new_len > TASK_SIZE:
         return -errno.EINVAL
     # Remainder of checks are for cases with specific new_addr.
-    if not _vrm_implies_new_addr(vrm):
+    if not k.ops.vrm_implies_new_addr(k, vrm):
         return 0
     # Is the new address silly?
     if vrm.new_addr > TASK_SIZE - vrm.new_len:
@@ -161,7 +171,7 @@ def check_mremap_params(k: Kernel, vrm: vma_remap_struct) -> int:
     if flags & MREMAP_DONTUNMAP and vrm.old_len != vrm.new_len:
         return -errno.EINVAL
     # Target VMA must not overlap source VMA.
-    if _vrm_overlaps(vrm):
+    if k.ops.vrm_overlaps(k, vrm):
         return -errno.EINVAL
     # move_vma() need us to stay 4 maps below the threshold, otherwise it will
     # bail out at the very beginning. [...] Check whether current map count
@@ -194,10 +204,10 @@ def check_prep_vma(k: Kernel, vrm: vma_remap_struct) -> int:
     else:
         vrm.remap_type = MREMAP_EXPAND
     # For convenience, we set new_addr even if VMA won't move.
-    if not _vrm_implies_new_addr(vrm):
+    if not k.ops.vrm_implies_new_addr(k, vrm):
         vrm.new_addr = addr
     # Below only meaningful if we expand or move a VMA.
-    if not _vrm_will_map_new(vrm):
+    if not k.ops.vrm_will_map_new(k, vrm):
         return 0
     old_len = vrm.old_len
     new_len = vrm.new_len
@@ -244,7 +254,7 @@ def move_page_tables(k: Kernel, old_vma: vm_area_struct, old_addr: int, new_vma:
         raise KernelBug("move_page_tables", "NULL pointer dereference: mm")
     av = old_vma.anon_vma if need_rmap_locks else None
     if av is not None:
-        rmap.anon_vma_lock_write(k, av, "take_rmap_locks")
+        k.ops.anon_vma_lock_write(k, av, "take_rmap_locks")
     pt = mm.pgtable
     # Walk in the direction that cannot overwrite a PTE not yet moved.
     order = range(npages) if new_addr < old_addr else range(npages - 1, -1, -1)
@@ -253,7 +263,7 @@ def move_page_tables(k: Kernel, old_vma: vm_area_struct, old_addr: int, new_vma:
         if pte is not None:
             pt[new_addr + i] = pte
     if av is not None:
-        rmap.anon_vma_unlock_write(k, av, "drop_rmap_locks")
+        k.ops.anon_vma_unlock_write(k, av, "drop_rmap_locks")
     return npages
 
 
@@ -361,12 +371,17 @@ def unmap_source_vma(k: Kernel, vrm: vma_remap_struct) -> None:
             nxt.vm_flags |= VM_ACCOUNT
 
 
-def _prep_move_vma(k: Kernel, vrm: vma_remap_struct) -> int:
-    # prep_move_vma(): "We'd prefer to avoid failure later on in do_munmap:
-    # which may split one vma into three before unmapping."
+def prep_move_vma(k: Kernel, vrm: vma_remap_struct) -> int:
+    """``prep_move_vma()`` (mm/mremap.c, v6.18): map-count check and KSM unmerge before a move.
+
+    "We'd prefer to avoid failure later on in do_munmap: which may split one
+    vma into three before unmapping."
+
+    :returns: 0 or a negative errno.
+    """
     vma = vrm.vma
     if vma is None:  # the kernel would oops on a NULL pointer here
-        raise KernelBug("_prep_move_vma", "NULL pointer dereference: vma")
+        raise KernelBug("prep_move_vma", "NULL pointer dereference: vma")
     if vrm.mm.map_count >= k.config["sysctl_max_map_count"] - 3:
         return -errno.ENOMEM
     # Advise KSM to break any KSM pages in the area to be moved: it would be
@@ -388,14 +403,14 @@ def move_vma(k: Kernel, vrm: vma_remap_struct) -> int:
 
     :returns: the new address (a page number) or a negative errno.
     """
-    err = _prep_move_vma(k, vrm)
+    err = k.ops.prep_move_vma(k, vrm)
     if err:
         return err
     # If accounted, determine the number of bytes the operation will charge.
-    if not _vrm_calc_charge(k, vrm):
+    if not k.ops.vrm_calc_charge(k, vrm):
         return -errno.ENOMEM
     # Perform copy step.
-    err, new_vma = copy_vma_and_data(k, vrm)
+    err, new_vma = k.ops.copy_vma_and_data(k, vrm)
     # If we established the copied-to VMA, we attempt to recover from the error
     # by setting the destination VMA to the source VMA and unmapping it below.
     if err and new_vma is None:
@@ -403,21 +418,26 @@ def move_vma(k: Kernel, vrm: vma_remap_struct) -> int:
     if new_vma is None:  # the kernel would oops on a NULL pointer here
         raise KernelBug("move_vma", "NULL pointer dereference: new_vma")
     if not err and vrm.flags & MREMAP_DONTUNMAP:
-        dontunmap_complete(k, vrm, new_vma)
+        k.ops.dontunmap_complete(k, vrm, new_vma)
     else:
-        unmap_source_vma(k, vrm)
+        k.ops.unmap_source_vma(k, vrm)
     return err if err else vrm.new_addr
 
 
-def _vrm_set_new_addr(k: Kernel, vrm: vma_remap_struct) -> int:
-    # vrm_set_new_addr(): get_unmapped_area() with MAP_FIXED for MREMAP_FIXED,
-    # else with new_addr (MREMAP_DONTUNMAP) or 0 as the hint.
+def vrm_set_new_addr(k: Kernel, vrm: vma_remap_struct) -> int:
+    """``vrm_set_new_addr()`` (mm/mremap.c, v6.18): find the target address of a move.
+
+    ``get_unmapped_area()`` with ``MAP_FIXED`` for ``MREMAP_FIXED``, else with
+    ``new_addr`` (``MREMAP_DONTUNMAP``) or 0 as the hint.
+
+    :returns: 0 or a negative errno.
+    """
     vma = vrm.vma
     if vma is None:  # the kernel would oops on a NULL pointer here
-        raise KernelBug("_vrm_set_new_addr", "NULL pointer dereference: vma")
-    new_addr = vrm.new_addr if _vrm_implies_new_addr(vrm) else 0
+        raise KernelBug("vrm_set_new_addr", "NULL pointer dereference: vma")
+    new_addr = vrm.new_addr if k.ops.vrm_implies_new_addr(k, vrm) else 0
     map_flags = MAP_FIXED if vrm.flags & MREMAP_FIXED else 0
-    res = get_unmapped_area(k, vrm.mm, new_addr, vrm.new_len, map_flags)
+    res = k.ops.get_unmapped_area(k, vrm.mm, new_addr, vrm.new_len, map_flags)
     if res < 0:
         return res
     vrm.new_addr = res
@@ -444,8 +464,8 @@ def shrink_vma(k: Kernel, vrm: vma_remap_struct, drop_lock: bool) -> int:
     return 0
 
 
-def _vma_expandable(mm: mm_struct, vma: vm_area_struct, delta: int) -> bool:
-    # vma_expandable(): is [vm_end, vm_end + delta) free and within TASK_SIZE?
+def vma_expandable(k: Kernel, mm: mm_struct, vma: vm_area_struct, delta: int) -> bool:
+    """``vma_expandable()`` (mm/mremap.c, v6.18): is ``[vm_end, vm_end + delta)`` free and below ``TASK_SIZE``?"""
     end = vma.vm_end + delta
     if find_vma_intersection(mm, vma.vm_end, end) is not None:
         return False
@@ -465,16 +485,16 @@ def expand_vma(k: Kernel, vrm: vma_remap_struct) -> int:
     if vma is None:  # the kernel would oops on a NULL pointer here
         raise KernelBug("expand_vma", "NULL pointer dereference: vma")
     # vrm_can_expand_in_place()
-    if vma.vm_end - vrm.addr == vrm.old_len and _vma_expandable(vrm.mm, vma, vrm.delta):
+    if vma.vm_end - vrm.addr == vrm.old_len and k.ops.vma_expandable(k, vrm.mm, vma, vrm.delta):
         # expand_vma_in_place()
-        if not _vrm_calc_charge(k, vrm):
+        if not k.ops.vrm_calc_charge(k, vrm):
             return -errno.ENOMEM
         # Function vma_merge_extend() is called on the extension we are adding
         # to the already existing vma, vma_merge_extend() will merge this
         # extension with the already existing vma (expand operation itself)
         # and possibly also with the next vma if it becomes adjacent to the
         # expanded vma and otherwise compatible.
-        new = vma_merge_extend(k, vma, vrm.delta)
+        new = k.ops.vma_merge_extend(k, vma, vrm.delta)
         if new is None:
             return -errno.ENOMEM
         vrm.vma = new
@@ -484,10 +504,10 @@ def expand_vma(k: Kernel, vrm: vma_remap_struct) -> int:
     if not vrm.flags & MREMAP_MAYMOVE:
         return -errno.ENOMEM
     # Find a new location to move the VMA to.
-    err = _vrm_set_new_addr(k, vrm)
+    err = k.ops.vrm_set_new_addr(k, vrm)
     if err:
         return err
-    return move_vma(k, vrm)
+    return k.ops.move_vma(k, vrm)
 
 
 def mremap_at(k: Kernel, vrm: vma_remap_struct) -> int:
@@ -501,10 +521,10 @@ def mremap_at(k: Kernel, vrm: vma_remap_struct) -> int:
     if vrm.remap_type == MREMAP_SHRINK:
         # SHRINK CASE. Can always be done in-place. Simply unmap the shrunken
         # portion of the VMA.
-        res = shrink_vma(k, vrm, True)
+        res = k.ops.shrink_vma(k, vrm, True)
         return res if res else vrm.addr
     if vrm.remap_type == MREMAP_EXPAND:
-        return expand_vma(k, vrm)
+        return k.ops.expand_vma(k, vrm)
     raise KernelBug("mremap_at", "WARN_ON_ONCE(1): invalid remap type")
 
 
@@ -528,16 +548,16 @@ def mremap_to(k: Kernel, vrm: vma_remap_struct) -> int:
         if vrm.vma is None:
             return -errno.EFAULT
     if vrm.remap_type == MREMAP_SHRINK:
-        err = shrink_vma(k, vrm, False)
+        err = k.ops.shrink_vma(k, vrm, False)
         if err:
             return err
         # Set up for the move now shrink has been executed.
         vrm.old_len = vrm.new_len
     # MREMAP_DONTUNMAP expands by old_len since old_len == new_len: may_expand_vm()
-    err = _vrm_set_new_addr(k, vrm)
+    err = k.ops.vrm_set_new_addr(k, vrm)
     if err:
         return err
-    return move_vma(k, vrm)
+    return k.ops.move_vma(k, vrm)
 
 
 def remap_move(k: Kernel, vrm: vma_remap_struct) -> int:
@@ -581,9 +601,9 @@ def remap_move(k: Kernel, vrm: vma_remap_struct) -> int:
         vrm.new_addr = target_addr + offset
         vrm.old_len = vrm.new_len = length
         # vma_multi_allowed() is true for anonymous VMAs without userfaultfd.
-        res_vma = check_prep_vma(k, vrm)
+        res_vma = k.ops.check_prep_vma(k, vrm)
         if not res_vma:
-            res_vma = mremap_to(k, vrm)
+            res_vma = k.ops.mremap_to(k, vrm)
         if res_vma < 0:
             return res_vma
         if not seen_vma:
@@ -612,23 +632,42 @@ def do_mremap(k: Kernel, mm: mm_struct, addr: int, old_pages: int, new_pages: in
     """
     vrm = vma_remap_struct(mm=mm, addr=addr, old_len=old_pages, new_len=new_pages, flags=flags,
                            new_addr=new_addr)
-    res = check_mremap_params(k, vrm)
+    res = k.ops.check_mremap_params(k, vrm)
     if not res:
-        if _vrm_move_only(vrm):
-            res = remap_move(k, vrm)
+        if k.ops.vrm_move_only(k, vrm):
+            res = k.ops.remap_move(k, vrm)
         else:
             vrm.vma = vma_lookup(mm, vrm.addr)
-            res = check_prep_vma(k, vrm)
+            res = k.ops.check_prep_vma(k, vrm)
             if not res:
                 # Actually execute mremap.
-                res = mremap_to(k, vrm) if _vrm_implies_new_addr(vrm) else mremap_at(k, vrm)
+                res = k.ops.mremap_to(k, vrm) if k.ops.vrm_implies_new_addr(k, vrm) else k.ops.mremap_at(k, vrm)
     if res < 0:
         raise KernelError(-res, "do_mremap", "mremap refused")
     return res
 
 
-#: The entry points of this module, by name, for the design table.
+#: The kernel functions of mm/mremap.c, by name, for the design table.
 MREMAP_OPS: dict[str, Callable[..., Any]] = {
+    "check_mremap_params": check_mremap_params,
+    "check_prep_vma": check_prep_vma,
+    "copy_vma_and_data": copy_vma_and_data,
     "do_mremap": do_mremap,
+    "dontunmap_complete": dontunmap_complete,
+    "expand_vma": expand_vma,
     "move_page_tables": move_page_tables,
+    "move_vma": move_vma,
+    "mremap_at": mremap_at,
+    "mremap_to": mremap_to,
+    "prep_move_vma": prep_move_vma,
+    "remap_move": remap_move,
+    "shrink_vma": shrink_vma,
+    "unmap_source_vma": unmap_source_vma,
+    "vma_expandable": vma_expandable,
+    "vrm_calc_charge": vrm_calc_charge,
+    "vrm_implies_new_addr": vrm_implies_new_addr,
+    "vrm_move_only": vrm_move_only,
+    "vrm_overlaps": vrm_overlaps,
+    "vrm_set_new_addr": vrm_set_new_addr,
+    "vrm_will_map_new": vrm_will_map_new,
 }

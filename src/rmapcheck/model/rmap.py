@@ -20,7 +20,7 @@ unchanged in substance through v6.18: ``num_children`` counts child anon_vmas
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from rmapcheck.model.findings import Deadlock, KernelBug, KernelWarning, LockMisuse, RefcountUnderflow
 from rmapcheck.model.memory import (
@@ -70,6 +70,8 @@ __all__ = [
     "folio_try_dup_anon_rmap_pte",
     "get_anon_vma",
     "linear_page_index",
+    "lock_anon_vma_root",
+    "page_address_in_vma",
     "page_unlock_anon_vma",
     "put_anon_vma",
     "rmap_walk",
@@ -79,6 +81,7 @@ __all__ = [
     "try_to_migrate",
     "try_to_migrate_one",
     "unlink_anon_vmas",
+    "unlock_anon_vma_root",
     "vma_address",
 ]
 
@@ -170,8 +173,8 @@ def anon_vma_free(k: Kernel, av: anon_vma, function: str = "anon_vma_free") -> N
     root = av.root
     kasan_check(root, function)
     if root.rwsem_writer or root.rwsem_readers:
-        anon_vma_lock_write(k, av, function)
-        anon_vma_unlock_write(k, av, function)
+        k.ops.anon_vma_lock_write(k, av, function)
+        k.ops.anon_vma_unlock_write(k, av, function)
     k.anon_vma_cachep.free(av, function)
 
 
@@ -242,31 +245,31 @@ def __anon_vma_prepare(k: Kernel, vma: vm_area_struct) -> int:
     :returns: 0, or ``-ENOMEM``.
     """
     fn = "__anon_vma_prepare"
-    avc = anon_vma_chain_alloc(k, fn)
+    avc = k.ops.anon_vma_chain_alloc(k, fn)
     if avc is None:
         return -errno.ENOMEM
     av = k.ops.find_mergeable_anon_vma(k, vma)
     allocated = None
     if av is None:
-        av = anon_vma_alloc(k, fn)
+        av = k.ops.anon_vma_alloc(k, fn)
         if av is None:
-            anon_vma_chain_free(k, avc, fn)
+            k.ops.anon_vma_chain_free(k, avc, fn)
             return -errno.ENOMEM
         av.num_children += 1  # self-parent link for new root
         allocated = av
-    anon_vma_lock_write(k, av, fn)
+    k.ops.anon_vma_lock_write(k, av, fn)
     # page_table_lock to protect against threads
     if vma.anon_vma is None:
         vma.anon_vma = av
-        anon_vma_chain_link(k, vma, avc, av)
+        k.ops.anon_vma_chain_link(k, vma, avc, av)
         av.num_active_vmas += 1
         allocated = None
         avc = None
-    anon_vma_unlock_write(k, av, fn)
+    k.ops.anon_vma_unlock_write(k, av, fn)
     if allocated is not None:
-        put_anon_vma(k, allocated, fn)
+        k.ops.put_anon_vma(k, allocated, fn)
     if avc is not None:
-        anon_vma_chain_free(k, avc, fn)
+        k.ops.anon_vma_chain_free(k, avc, fn)
     return 0
 
 
@@ -277,9 +280,18 @@ def anon_vma_prepare(k: Kernel, vma: vm_area_struct) -> int:
     return k.ops.__anon_vma_prepare(k, vma)
 
 
-def _lock_anon_vma_root(k: Kernel, root: anon_vma | None, av: anon_vma, fn: str) -> anon_vma:
-    # lock_anon_vma_root() (mm/rmap.c): anon_vmas of one VMA share a root, so
-    # one lock is usually taken for the whole traversal.
+def lock_anon_vma_root(k: Kernel, root: anon_vma | None, av: anon_vma, fn: str) -> anon_vma:
+    """``lock_anon_vma_root()`` (mm/rmap.c, v6.18): write-lock ``av``'s root, unless it is ``root``.
+
+    "This is a useful helper function for locking the anon_vma root as we
+    traverse the vma->anon_vma_chain, looping over anon_vma's that have the
+    same vma. Such anon_vma's should have the same root, so you'd expect to
+    see just a single mutex_lock for the whole traversal."
+
+    :param root: ``struct anon_vma *`` the root locked so far (``NULL`` if none).
+    :param fn: the calling kernel function, for reports.
+    :returns: the root now locked.
+    """
     kasan_check(av, fn)
     new_root = av.root
     if new_root is not root:
@@ -291,7 +303,11 @@ def _lock_anon_vma_root(k: Kernel, root: anon_vma | None, av: anon_vma, fn: str)
     return root
 
 
-def _unlock_anon_vma_root(k: Kernel, root: anon_vma | None, fn: str) -> None:
+def unlock_anon_vma_root(k: Kernel, root: anon_vma | None, fn: str) -> None:
+    """``unlock_anon_vma_root()`` (mm/rmap.c, v6.18): release what :func:`lock_anon_vma_root` took.
+
+    :param root: ``struct anon_vma *`` (``NULL`` if nothing was locked).
+    """
     if root is not None:
         up_write(k, root, fn)
 
@@ -312,11 +328,11 @@ def anon_vma_clone(k: Kernel, dst: vm_area_struct, src: vm_area_struct) -> int:
     fn = "anon_vma_clone"
     root: anon_vma | None = None
     for pavc in reversed(src.anon_vma_chain):  # list_for_each_entry_reverse: oldest first
-        avc = anon_vma_chain_alloc(k, fn)  # GFP_NOWAIT | __GFP_NOWARN
+        avc = k.ops.anon_vma_chain_alloc(k, fn)  # GFP_NOWAIT | __GFP_NOWARN
         if avc is None:
-            _unlock_anon_vma_root(k, root, fn)
+            k.ops.unlock_anon_vma_root(k, root, fn)
             root = None
-            avc = anon_vma_chain_alloc(k, fn)  # GFP_KERNEL
+            avc = k.ops.anon_vma_chain_alloc(k, fn)  # GFP_KERNEL
             if avc is None:
                 # enomem_failure: dst->anon_vma is dropped here, otherwise its
                 # num_active_vmas can be incorrectly decremented in
@@ -327,13 +343,13 @@ def anon_vma_clone(k: Kernel, dst: vm_area_struct, src: vm_area_struct) -> int:
                 k.ops.unlink_anon_vmas(k, dst)
                 return -errno.ENOMEM
         av = pavc.anon_vma
-        root = _lock_anon_vma_root(k, root, av, fn)
-        anon_vma_chain_link(k, dst, avc, av)
+        root = k.ops.lock_anon_vma_root(k, root, av, fn)
+        k.ops.anon_vma_chain_link(k, dst, avc, av)
         if dst.anon_vma is None and k.ops.anon_vma_reusable(k, av, src):
             dst.anon_vma = av
     if dst.anon_vma is not None:
         dst.anon_vma.num_active_vmas += 1
-    _unlock_anon_vma_root(k, root, fn)
+    k.ops.unlock_anon_vma_root(k, root, fn)
     return 0
 
 
@@ -377,14 +393,14 @@ def anon_vma_fork(k: Kernel, vma: vm_area_struct, pvma: vm_area_struct) -> int:
     if vma.anon_vma is not None:
         return 0
     # Then add our own anon_vma.
-    av = anon_vma_alloc(k, fn)
+    av = k.ops.anon_vma_alloc(k, fn)
     if av is None:
         k.ops.unlink_anon_vmas(k, vma)
         return -errno.ENOMEM
     av.num_active_vmas += 1
-    avc = anon_vma_chain_alloc(k, fn)
+    avc = k.ops.anon_vma_chain_alloc(k, fn)
     if avc is None:
-        put_anon_vma(k, av, fn)  # out_error_free_anon_vma
+        k.ops.put_anon_vma(k, av, fn)  # out_error_free_anon_vma
         k.ops.unlink_anon_vmas(k, vma)
         return -errno.ENOMEM
     # The root anon_vma's rwsem is the lock actually used when we lock any of
@@ -395,13 +411,13 @@ def anon_vma_fork(k: Kernel, vma: vm_area_struct, pvma: vm_area_struct) -> int:
     # With refcounts, an anon_vma can stay around longer than the process it
     # belongs to. The root anon_vma needs to be pinned until this anon_vma is
     # freed, because the lock lives in the root.
-    get_anon_vma(k, av.root, fn)
+    k.ops.get_anon_vma(k, av.root, fn)
     # Mark this anon_vma as the one where our new (COWed) pages go.
     vma.anon_vma = av
-    anon_vma_lock_write(k, av, fn)
-    anon_vma_chain_link(k, vma, avc, av)
+    k.ops.anon_vma_lock_write(k, av, fn)
+    k.ops.anon_vma_chain_link(k, vma, avc, av)
     av.parent.num_children += 1
-    anon_vma_unlock_write(k, av, fn)
+    k.ops.anon_vma_unlock_write(k, av, fn)
     return 0
 
 
@@ -418,7 +434,7 @@ def unlink_anon_vmas(k: Kernel, vma: vm_area_struct) -> None:
     keep: list[anon_vma_chain] = []
     for avc in list(vma.anon_vma_chain):  # list_for_each_entry_safe: newest first
         av = avc.anon_vma
-        root = _lock_anon_vma_root(k, root, av, fn)
+        root = k.ops.lock_anon_vma_root(k, root, av, fn)
         av.rb_root.remove(avc)  # anon_vma_interval_tree_remove()
         # Leave empty anon_vmas on the list - we'll need to free them outside
         # the lock.
@@ -428,7 +444,7 @@ def unlink_anon_vmas(k: Kernel, vma: vm_area_struct) -> None:
                 raise RefcountUnderflow(fn, f"num_children of {av.parent.kname()} below zero")
             keep.append(avc)
             continue
-        anon_vma_chain_free(k, avc, fn)
+        k.ops.anon_vma_chain_free(k, avc, fn)
     vma.anon_vma_chain = keep
     if vma.anon_vma is not None:
         vma.anon_vma.num_active_vmas -= 1
@@ -437,7 +453,7 @@ def unlink_anon_vmas(k: Kernel, vma: vm_area_struct) -> None:
         # vma->anon_vma pointer was cleared here in the kernel: it must not be
         # used after this point.
         vma.anon_vma = None
-    _unlock_anon_vma_root(k, root, fn)
+    k.ops.unlock_anon_vma_root(k, root, fn)
     # Iterate the list once more, it now only contains empty and unlinked
     # anon_vmas, destroy them.
     for avc in keep:
@@ -446,8 +462,8 @@ def unlink_anon_vmas(k: Kernel, vma: vm_area_struct) -> None:
             k.warnings.append(KernelWarning(fn, f"VM_WARN_ON(anon_vma->num_children) on {av.kname()}"))
         if av.num_active_vmas:
             k.warnings.append(KernelWarning(fn, f"VM_WARN_ON(anon_vma->num_active_vmas) on {av.kname()}"))
-        put_anon_vma(k, av, fn)
-        anon_vma_chain_free(k, avc, fn)
+        k.ops.put_anon_vma(k, av, fn)
+        k.ops.anon_vma_chain_free(k, avc, fn)
     vma.anon_vma_chain = []
 
 
@@ -473,6 +489,20 @@ def vma_address(vma: vm_area_struct, pgoff: int) -> int | None:
     return None
 
 
+def page_address_in_vma(k: Kernel, f: folio, vma: vm_area_struct) -> int | None:
+    """``page_address_in_vma()`` (mm/rmap.c, v6.18): the address of anon folio ``f`` in ``vma``.
+
+    "KSM folios don't reach here because of the !anon_vma check": an anon
+    folio whose anon_vma root is not the VMA's has no address there.
+
+    :returns: the address (a page number), or ``NULL`` (``-EFAULT``).
+    """
+    av = f.mapping if isinstance(f.mapping, anon_vma) else None
+    if vma.anon_vma is None or av is None or vma.anon_vma.root is not av.root:
+        return None
+    return vma_address(vma, f.index)
+
+
 def __folio_set_anon(k: Kernel, f: folio, vma: vm_area_struct, address: int, exclusive: bool) -> None:
     """``__folio_set_anon()`` (mm/rmap.c, v6.18).
 
@@ -493,7 +523,7 @@ def folio_add_new_anon_rmap(k: Kernel, f: folio, vma: vm_area_struct, address: i
     """``folio_add_new_anon_rmap()`` (mm/rmap.c, v6.18) with ``RMAP_EXCLUSIVE``."""
     if vma.vm_start > address or address >= vma.vm_end:
         raise KernelBug("folio_add_new_anon_rmap", "VM_BUG_ON_VMA(address < vma->vm_start || ...)")
-    __folio_set_anon(k, f, vma, address, exclusive)
+    k.ops.__folio_set_anon(k, f, vma, address, exclusive)
     f._mapcount = 1
     f.anon_exclusive = exclusive
 
@@ -551,7 +581,7 @@ def rmap_walk_anon(k: Kernel, f: folio, rmap_one, locked: bool = False) -> None:
     if av is None:
         return
     if not locked:
-        anon_vma_lock_read(k, av, fn)
+        k.ops.anon_vma_lock_read(k, av, fn)
     try:
         pgoff = f.index
         for avc in list(av.rb_root):
@@ -564,7 +594,7 @@ def rmap_walk_anon(k: Kernel, f: folio, rmap_one, locked: bool = False) -> None:
                 break
     finally:
         if not locked:
-            anon_vma_unlock_read(k, av, fn)
+            k.ops.anon_vma_unlock_read(k, av, fn)
 
 
 # -- rmap walks for migration and reclaim (v6.18) -----------------------------------
@@ -644,7 +674,7 @@ def folio_get_anon_vma(k: Kernel, f: folio) -> anon_vma | None:
     :param f: ``struct folio *``, normally locked by the caller.
     :returns: ``struct anon_vma *`` with one more reference (``NULL`` if none).
     """
-    av = folio_anon_vma_rcu(f, "folio_get_anon_vma")
+    av = k.ops.folio_anon_vma_rcu(k, f, "folio_get_anon_vma")
     if av is None:
         return None
     return k.ops.folio_get_anon_vma_pin(k, f, av)
@@ -689,7 +719,7 @@ def _down_read_trylock(k: Kernel, root: anon_vma, function: str, rcu: bool = Fal
 LOCK_RETRY = "retry"
 
 
-def folio_anon_vma_rcu(f: folio, function: str = "folio_lock_anon_vma_read") -> anon_vma | None:
+def folio_anon_vma_rcu(k: Kernel, f: folio, function: str = "folio_lock_anon_vma_read") -> anon_vma | None:
     """The first half of ``folio_lock_anon_vma_read()`` (mm/rmap.c, v6.18), under ``rcu_read_lock()``.
 
     ``anon_mapping = READ_ONCE(folio->mapping)``: an anonymous (not KSM),
@@ -759,9 +789,9 @@ def folio_lock_anon_vma_root(k: Kernel, f: folio, av: anon_vma,
         k.ops.put_anon_vma(k, av, fn)
         return None
     # we pinned the anon_vma, its safe to sleep
-    anon_vma_lock_read(k, av, fn)
+    k.ops.anon_vma_lock_read(k, av, fn)
     if f.mapping is not av:
-        anon_vma_unlock_read(k, av, fn)
+        k.ops.anon_vma_unlock_read(k, av, fn)
         k.ops.put_anon_vma(k, av, fn)
         return LOCK_RETRY
     av.refcount -= 1
@@ -769,7 +799,7 @@ def folio_lock_anon_vma_root(k: Kernel, f: folio, av: anon_vma,
         # Oops, we held the last refcount, release the lock and bail --
         # can't simply use put_anon_vma() because we'll deadlock on the
         # anon_vma_lock_write() recursion.
-        anon_vma_unlock_read(k, av, fn)
+        k.ops.anon_vma_unlock_read(k, av, fn)
         k.ops.__put_anon_vma(k, av, fn)
         return None
     return av
@@ -787,7 +817,7 @@ def folio_lock_anon_vma_read(k: Kernel, f: folio, rwc: rmap_walk_control | None 
         unlocks it with the design's ``page_unlock_anon_vma``.
     """
     while True:  # retry:
-        av = folio_anon_vma_rcu(f)
+        av = k.ops.folio_anon_vma_rcu(k, f)
         if av is None:
             return None
         got = k.ops.folio_lock_anon_vma_root(k, f, av, rwc)
@@ -817,7 +847,7 @@ def page_unlock_anon_vma(k: Kernel, av: anon_vma, function: str = "page_unlock_a
     again: safe because the folio was mapped under the lock, so the anon_vma
     cannot be freed and reused before the unlock.
     """
-    anon_vma_unlock_read(k, av, function)
+    k.ops.anon_vma_unlock_read(k, av, function)
 
 
 def rmap_walk(k: Kernel, f: folio, rwc: rmap_walk_control | Callable[[vm_area_struct, int], object],
@@ -860,7 +890,7 @@ def rmap_walk(k: Kernel, f: folio, rwc: rmap_walk_control | Callable[[vm_area_st
 
 def rmap_walk_locked(k: Kernel, f: folio, rwc: rmap_walk_control | Callable[[vm_area_struct, int], object]) -> None:
     """``rmap_walk_locked()`` (mm/rmap.c, v6.18): like ``rmap_walk()``, the caller holds the rmap lock."""
-    rmap_walk(k, f, rwc, locked=True)
+    k.ops.rmap_walk(k, f, rwc, locked=True)
 
 
 def folio_add_anon_rmap_pte(k: Kernel, f: folio, vma: vm_area_struct, address: int,
@@ -1013,7 +1043,7 @@ def folio_referenced(k: Kernel, f: folio, is_locked: bool = False, vm_flags: lis
         if f.locked:  # folio_trylock()
             return 1
         f.locked = we_locked = True
-    rwc, pra = folio_referenced_rwc(k, f, mapcount, visited)
+    rwc, pra = k.ops.folio_referenced_rwc(k, f, mapcount, visited)
     if vm_flags is not None:
         vm_flags[:] = [0]
     k.ops.rmap_walk(k, f, rwc)
@@ -1058,32 +1088,48 @@ def folio_referenced_rwc(k: Kernel, f: folio, mapcount: int,
     return rwc, pra
 
 
-RMAP_OPS = {
+#: The kernel functions of mm/rmap.c and include/linux/rmap.h, by name, for the design table.
+RMAP_OPS: dict[str, Callable[..., Any]] = {
     "__anon_vma_prepare": __anon_vma_prepare,
+    "__folio_set_anon": __folio_set_anon,
+    "__put_anon_vma": __put_anon_vma,
+    "anon_vma_alloc": anon_vma_alloc,
+    "anon_vma_chain_alloc": anon_vma_chain_alloc,
+    "anon_vma_chain_free": anon_vma_chain_free,
+    "anon_vma_chain_link": anon_vma_chain_link,
+    "anon_vma_clone": anon_vma_clone,
+    "anon_vma_fork": anon_vma_fork,
+    "anon_vma_free": anon_vma_free,
+    "anon_vma_lock_read": anon_vma_lock_read,
+    "anon_vma_lock_write": anon_vma_lock_write,
+    "anon_vma_merge": anon_vma_merge,
     "anon_vma_prepare": anon_vma_prepare,
+    "anon_vma_reusable": anon_vma_reusable,
+    "anon_vma_unlock_read": anon_vma_unlock_read,
+    "anon_vma_unlock_write": anon_vma_unlock_write,
+    "folio_add_anon_rmap_pte": folio_add_anon_rmap_pte,
     "folio_add_new_anon_rmap": folio_add_new_anon_rmap,
     "folio_move_anon_rmap": folio_move_anon_rmap,
     "folio_remove_rmap_pte": folio_remove_rmap_pte,
     "folio_try_dup_anon_rmap_pte": folio_try_dup_anon_rmap_pte,
-    "__put_anon_vma": __put_anon_vma,
-    "anon_vma_clone": anon_vma_clone,
-    "anon_vma_fork": anon_vma_fork,
-    "anon_vma_free": anon_vma_free,
-    "anon_vma_merge": anon_vma_merge,
-    "anon_vma_reusable": anon_vma_reusable,
     "get_anon_vma": get_anon_vma,
+    "lock_anon_vma_root": lock_anon_vma_root,
+    "page_address_in_vma": page_address_in_vma,
     "put_anon_vma": put_anon_vma,
     "rmap_walk_anon": rmap_walk_anon,
     "unlink_anon_vmas": unlink_anon_vmas,
+    "unlock_anon_vma_root": unlock_anon_vma_root,
     # migration and reclaim walks
-    "folio_add_anon_rmap_pte": folio_add_anon_rmap_pte,
+    "folio_anon_vma_rcu": folio_anon_vma_rcu,
     "folio_get_anon_vma": folio_get_anon_vma,
     "folio_get_anon_vma_pin": folio_get_anon_vma_pin,
     "folio_lock_anon_vma_read": folio_lock_anon_vma_read,
     "folio_lock_anon_vma_root": folio_lock_anon_vma_root,
-    "page_unlock_anon_vma": page_unlock_anon_vma,
     "folio_referenced": folio_referenced,
+    "folio_referenced_rwc": folio_referenced_rwc,
+    "page_unlock_anon_vma": page_unlock_anon_vma,
     "rmap_walk": rmap_walk,
+    "rmap_walk_locked": rmap_walk_locked,
     "try_to_migrate": try_to_migrate,
     "try_to_migrate_one": try_to_migrate_one,
 }

@@ -13,8 +13,6 @@ import errno
 from typing import TYPE_CHECKING
 
 from rmapcheck.model.findings import KernelError
-from rmapcheck.model.fork import copy_process, mm_alloc, mmput
-from rmapcheck.model.memory import handle_mm_fault
 from rmapcheck.model.mm_types import task_struct
 from rmapcheck.model.uapi import MADV_NOHUGEPAGE
 
@@ -37,7 +35,7 @@ __all__ = [
 
 def spawn(k: Kernel, comm: str) -> task_struct:
     """A new process with an empty address space (the scenario's first process)."""
-    t = task_struct(comm, k.next_pid, mm_alloc(k, comm))
+    t = task_struct(comm, k.next_pid, k.ops.mm_alloc(k, comm))
     k.next_pid += 1
     k.tasks[comm] = t
     return t
@@ -79,12 +77,12 @@ def user_read(k: Kernel, t: task_struct, vpn: int) -> int:
     """A load from the start of page ``vpn``: fault it in if needed, return its value."""
     # Even a present PTE needs the VMA to allow the access (PROT_NONE), so
     # every access goes through the fault path's checks.
-    return handle_mm_fault(k, t.mm, vpn, False).content
+    return k.ops.handle_mm_fault(k, t.mm, vpn, False).content
 
 
 def user_write(k: Kernel, t: task_struct, vpn: int, value: int) -> None:
     """A store of ``value`` at the start of page ``vpn``, breaking COW as needed."""
-    f = handle_mm_fault(k, t.mm, vpn, True)
+    f = k.ops.handle_mm_fault(k, t.mm, vpn, True)
     f.content = value
 
 
@@ -92,7 +90,7 @@ def sys_fork(k: Kernel, t: task_struct, comm: str) -> task_struct:
     """``fork()``: ``kernel_clone()`` → ``copy_process()``; the child is named ``comm``."""
     if comm in k.tasks:
         raise KernelError(errno.EEXIST, "fork", f"process {comm} exists")
-    child = copy_process(k, t, comm)
+    child = k.ops.copy_process(k, t, comm)
     k.tasks[comm] = child
     return child
 
@@ -100,4 +98,4 @@ def sys_fork(k: Kernel, t: task_struct, comm: str) -> task_struct:
 def sys_exit(k: Kernel, t: task_struct) -> None:
     """``exit()``: ``do_exit()`` → ``exit_mm()`` → ``mmput()``."""
     del k.tasks[t.comm]
-    mmput(k, t.mm)
+    k.ops.mmput(k, t.mm)

@@ -15,11 +15,11 @@ duplicates the copied-from VMA's anon_vmas into the target. The live
 6.18.44 kernel has it: a faulted fork-child VMA moved back in front of an
 unfaulted VMA with contiguous ``vm_pgoff`` does not merge, and with a
 non-fork-child the merged VMA keeps its anon_vma (a later fork child reads
-the data). :data:`VMA_OPS_V6_18_0` replaces ``copy_vma`` by the unfixed
-v6.18 one (:func:`copy_vma_v6_18_0`), which merges without ``copied_from``:
-the merged VMA gets no anon_vma while folios of the source's anon_vma are
-moved into it (the UAF the fix describes; without it the fork child above
-reads 0).
+the data). The design ``linux-6.18.0`` replaces ``vma_merge_copied_range``
+by what ``copy_vma()`` did before the fix, a plain ``vma_merge_new_range()``
+without ``copied_from``: the merged VMA gets no anon_vma while folios of the
+source's anon_vma are moved into it (the UAF the fix describes; without it
+the fork child above reads 0).
 
 Every VMA of the model is private anonymous: no ``vm_file``, no ``vm_ops``
 (so no ``close``/``may_split``/``open`` hooks and ``can_merge_remove_vma()`` is
@@ -42,7 +42,6 @@ import errno
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from rmapcheck.model import rmap
 from rmapcheck.model.findings import KernelBug, KernelWarning
 from rmapcheck.model.mm_types import (
     VM_ACCESS_FLAGS,
@@ -53,16 +52,7 @@ from rmapcheck.model.mm_types import (
     mm_struct,
     vm_area_struct,
 )
-from rmapcheck.model.vma_init import (
-    find_vma,
-    find_vma_prev,
-    vm_area_dup,
-    vm_area_free,
-    vma_iter_remove,
-    vma_iter_store,
-    vma_next,
-    vma_prev,
-)
+from rmapcheck.model.vma_init import find_vma, find_vma_prev, vma_iter_remove, vma_iter_store, vma_next, vma_prev
 
 if TYPE_CHECKING:
     from rmapcheck.model.kernel import Kernel
@@ -73,24 +63,26 @@ __all__ = [
     "VMA_MERGE_START",
     "VMA_MERGE_SUCCESS",
     "VMA_OPS",
-    "VMA_OPS_V6_18_0",
     "VMG_VMA_STATE",
     "__split_vma",
     "anon_vma_compatible",
     "can_vma_merge_after",
     "can_vma_merge_before",
+    "can_vma_merge_left",
+    "can_vma_merge_right",
     "commit_merge",
     "copy_vma",
-    "copy_vma_v6_18_0",
     "do_vmi_munmap",
     "dup_anon_vma",
     "find_mergeable_anon_vma",
+    "init_multi_vma_prep",
     "is_mergeable_anon_vma",
     "is_mergeable_vma",
     "remove_vma",
     "reusable_anon_vma",
     "split_vma",
     "validate_mm",
+    "vma_complete",
     "vma_expand",
     "vma_is_fork_child",
     "vma_merge_copied_range",
@@ -101,7 +93,12 @@ __all__ = [
     "vma_modify",
     "vma_modify_flags",
     "vma_munmap_struct",
+    "vma_prepare",
+    "vma_prepare_struct",
     "vma_set_range",
+    "vmg_adjust_set_range",
+    "vms_abort_munmap_vmas",
+    "vms_clear_ptes",
     "vms_complete_munmap_vmas",
     "vms_gather_munmap_vmas",
 ]
@@ -191,7 +188,7 @@ def validate_mm(k: Kernel, mm: mm_struct) -> None:
 
 # -- mergeability ------------------------------------------------------------------
 
-def vma_is_fork_child(vma: vm_area_struct | None) -> bool:
+def vma_is_fork_child(k: Kernel, vma: vm_area_struct | None) -> bool:
     """``vma_is_fork_child()`` (mm/vma.c, v6.18).
 
     Was this VMA ever forked from a parent, i.e. maybe contains CoW mappings?
@@ -203,7 +200,7 @@ def vma_is_fork_child(vma: vm_area_struct | None) -> bool:
     return vma is not None and vma.anon_vma is not None and not _list_is_singular(vma)
 
 
-def is_mergeable_vma(vmg: vma_merge_struct, merge_next: bool) -> bool:
+def is_mergeable_vma(k: Kernel, vmg: vma_merge_struct, merge_next: bool) -> bool:
     """``is_mergeable_vma()`` (mm/vma.c, v6.18): flags, file, policy, uffd, name match.
 
     Only the flags comparison remains (``~VM_IGNORE_MERGE``); the file, mempolicy,
@@ -239,14 +236,14 @@ def is_mergeable_anon_vma(k: Kernel, vmg: vma_merge_struct, merge_next: bool) ->
 
     # Case 1 - we will dup_anon_vma() from src into tgt.
     if tgt_anon is None and src_anon is not None:
-        if vma_is_fork_child(src):
+        if k.ops.vma_is_fork_child(k, src):
             return False
-        if vma_is_fork_child(vmg.copied_from):
+        if k.ops.vma_is_fork_child(k, vmg.copied_from):
             return False
         return True
     # Case 2 - we will simply use tgt's anon_vma.
     if tgt_anon is not None and src_anon is None:
-        return not vma_is_fork_child(tgt)
+        return not k.ops.vma_is_fork_child(k, tgt)
     # Case 3 - the anon_vma's are already shared.
     return src_anon is tgt_anon
 
@@ -263,7 +260,7 @@ def can_vma_merge_before(k: Kernel, vmg: vma_merge_struct) -> bool:
     if vmg.next is None:  # the kernel would oops on a NULL pointer here
         raise KernelBug("can_vma_merge_before", "NULL pointer dereference: vmg.next")
     pglen = vmg.end - vmg.start
-    if is_mergeable_vma(vmg, True) and k.ops.is_mergeable_anon_vma(k, vmg, True):
+    if k.ops.is_mergeable_vma(k, vmg, True) and k.ops.is_mergeable_anon_vma(k, vmg, True):
         if vmg.next.vm_pgoff == vmg.pgoff + pglen:
             return True
     return False
@@ -278,23 +275,32 @@ def can_vma_merge_after(k: Kernel, vmg: vma_merge_struct) -> bool:
     """
     if vmg.prev is None:  # the kernel would oops on a NULL pointer here
         raise KernelBug("can_vma_merge_after", "NULL pointer dereference: vmg.prev")
-    if is_mergeable_vma(vmg, False) and k.ops.is_mergeable_anon_vma(k, vmg, False):
+    if k.ops.is_mergeable_vma(k, vmg, False) and k.ops.is_mergeable_anon_vma(k, vmg, False):
         if vmg.prev.vm_pgoff + vmg.prev.pages() == vmg.pgoff:
             return True
     return False
 
 
-def _can_vma_merge_left(k: Kernel, vmg: vma_merge_struct) -> bool:
-    # can_vma_merge_left(): can the proposed VMA be merged with the left
-    # (previous) VMA taking into account the start position of the range.
-    return vmg.prev is not None and vmg.prev.vm_end == vmg.start and can_vma_merge_after(k, vmg)
+def can_vma_merge_left(k: Kernel, vmg: vma_merge_struct) -> bool:
+    """``can_vma_merge_left()`` (mm/vma.c, v6.18).
+
+    "Can the proposed VMA be merged with the left (previous) VMA taking into
+    account the start position of the proposed range."
+    """
+    return vmg.prev is not None and vmg.prev.vm_end == vmg.start and k.ops.can_vma_merge_after(k, vmg)
 
 
-def _can_vma_merge_right(k: Kernel, vmg: vma_merge_struct, can_merge_left: bool) -> bool:
-    # can_vma_merge_right(): can the proposed VMA be merged with the right (next)
-    # VMA; if we can also merge left, ensure left and right anon_vmas agree.
+def can_vma_merge_right(k: Kernel, vmg: vma_merge_struct, can_merge_left: bool) -> bool:
+    """``can_vma_merge_right()`` (mm/vma.c, v6.18).
+
+    "Can the proposed VMA be merged with the right (next) VMA taking into
+    account the end position of the proposed range." If it can merge left too,
+    the left and right anon_vmas must agree with each other.
+
+    :param can_merge_left: the result of ``can_vma_merge_left()``.
+    """
     nxt = vmg.next
-    if nxt is None or vmg.end != nxt.vm_start or not can_vma_merge_before(k, vmg):
+    if nxt is None or vmg.end != nxt.vm_start or not k.ops.can_vma_merge_before(k, vmg):
         return False
     if not can_merge_left:
         return True
@@ -305,7 +311,7 @@ def _can_vma_merge_right(k: Kernel, vmg: vma_merge_struct, can_merge_left: bool)
     # We therefore check this in addition to mergeability to either side.
     prev = vmg.prev
     if prev is None:  # the kernel would oops on a NULL pointer here
-        raise KernelBug("_can_vma_merge_right", "NULL pointer dereference: prev")
+        raise KernelBug("can_vma_merge_right", "NULL pointer dereference: prev")
     return prev.anon_vma is None or nxt.anon_vma is None or prev.anon_vma is nxt.anon_vma
 
 
@@ -318,8 +324,12 @@ def _can_merge_remove_vma(vma: vm_area_struct) -> bool:
 # -- vma_prepare / vma_complete -------------------------------------------------------
 
 @dataclass(eq=False)
-class _vma_prepare:
-    # struct vma_prepare (mm/vma.h): file and mapping are always NULL here.
+class vma_prepare_struct:
+    """``struct vma_prepare`` (mm/vma.h, v6.18), named apart from the function ``vma_prepare()``.
+
+    ``file`` and ``mapping`` are always ``NULL`` in the model.
+    """
+
     vma: vm_area_struct
     anon_vma: anon_vma | None = None
     adj_next: vm_area_struct | None = None
@@ -328,18 +338,21 @@ class _vma_prepare:
     remove2: vm_area_struct | None = None
 
 
-def _init_multi_vma_prep(k: Kernel, vma: vm_area_struct,
-                         vmg: vma_merge_struct | None) -> _vma_prepare:
-    # init_multi_vma_prep() (mm/vma.c, v6.18)
-    vp = _vma_prepare(vma=vma, anon_vma=vma.anon_vma)
+def init_multi_vma_prep(k: Kernel, vma: vm_area_struct,
+                        vmg: vma_merge_struct | None) -> vma_prepare_struct:
+    """``init_multi_vma_prep()`` (mm/vma.c, v6.18): the ``struct vma_prepare`` of a merge or split.
+
+    :param vmg: ``struct vma_merge_struct *`` (``NULL`` for a split).
+    """
+    vp = vma_prepare_struct(vma=vma, anon_vma=vma.anon_vma)
     removes: list[vm_area_struct] = []
     if vmg is not None and vmg.remove_middle:
         if vmg.middle is None:  # the kernel would oops on a NULL pointer here
-            raise KernelBug("_init_multi_vma_prep", "NULL pointer dereference: vmg.middle")
+            raise KernelBug("init_multi_vma_prep", "NULL pointer dereference: vmg.middle")
         removes.append(vmg.middle)
     if vmg is not None and vmg.remove_next:
         if vmg.next is None:  # the kernel would oops on a NULL pointer here
-            raise KernelBug("_init_multi_vma_prep", "NULL pointer dereference: vmg.next")
+            raise KernelBug("init_multi_vma_prep", "NULL pointer dereference: vmg.next")
         removes.append(vmg.next)
     vp.remove = removes[0] if removes else None
     vp.remove2 = removes[1] if len(removes) > 1 else None
@@ -361,23 +374,27 @@ def _init_multi_vma_prep(k: Kernel, vma: vm_area_struct,
     return vp
 
 
-def _vma_prepare_lock(k: Kernel, vp: _vma_prepare) -> None:
-    # vma_prepare(): take the anon_vma lock before altering the VMAs; the
-    # interval tree pre-update is implicit (an AVC's interval is read from
-    # its VMA).
+def vma_prepare(k: Kernel, vp: vma_prepare_struct) -> None:
+    """``vma_prepare()`` (mm/vma.c, v6.18): take the anon_vma lock before altering the VMAs.
+
+    The interval tree's pre-update is implicit in the model (an AVC's interval
+    is read from its VMA).
+    """
     if vp.anon_vma is not None:
-        rmap.anon_vma_lock_write(k, vp.anon_vma, "vma_prepare")
+        k.ops.anon_vma_lock_write(k, vp.anon_vma, "vma_prepare")
 
 
-def _vma_complete(k: Kernel, vp: _vma_prepare, mm: mm_struct) -> None:
-    # vma_complete() (mm/vma.c, v6.18): insert the split-off VMA, drop the
-    # anon_vma lock, remove and free merged-away VMAs.
+def vma_complete(k: Kernel, vp: vma_prepare_struct, mm: mm_struct) -> None:
+    """``vma_complete()`` (mm/vma.c, v6.18): insert the split-off VMA, unlock, free merged-away VMAs.
+
+    A removed VMA with an anon_vma is unlinked from it (``anon_vma_merge()``).
+    """
     if vp.insert is not None:
         # split_vma has split insert from vma, and needs us to insert it before
         # dropping the locks (it may either follow vma or precede it).
         vma_iter_store(mm, vp.insert)  # map_count++
     if vp.anon_vma is not None:
-        rmap.anon_vma_unlock_write(k, vp.anon_vma, "vma_complete")
+        k.ops.anon_vma_unlock_write(k, vp.anon_vma, "vma_complete")
     remove = vp.remove
     while remove is not None:
         vma_iter_remove(mm, remove)  # vma_mark_detached(); map_count--
@@ -386,7 +403,7 @@ def _vma_complete(k: Kernel, vp: _vma_prepare, mm: mm_struct) -> None:
         if vp.remove2 is None and vp.vma.vm_end < remove.vm_end:
             k.warnings.append(KernelWarning("vma_complete",
                                             "WARN_ON_ONCE(vp->vma->vm_end < vp->remove->vm_end)"))
-        vm_area_free(k, remove, "vma_complete")
+        k.ops.vm_area_free(k, remove, "vma_complete")
         # In mprotect's case 6 (see comments on vma_merge), we are removing
         # both mid and next vmas
         remove, vp.remove2 = vp.remove2, None
@@ -414,7 +431,7 @@ def __split_vma(k: Kernel, vma: vm_area_struct, addr: int, new_below: int) -> in
         k.warnings.append(KernelWarning(fn, "WARN_ON(vma->vm_start >= addr)"))
     if vma.vm_end <= addr:
         k.warnings.append(KernelWarning(fn, "WARN_ON(vma->vm_end <= addr)"))
-    new = vm_area_dup(k, vma, fn)
+    new = k.ops.vm_area_dup(k, vma, fn)
     if new is None:
         return -errno.ENOMEM
     if new_below:
@@ -426,17 +443,17 @@ def __split_vma(k: Kernel, vma: vm_area_struct, addr: int, new_below: int) -> in
     err = _vma_iter_prealloc(k)
     if err:
         # out_free_vma
-        vm_area_free(k, new, fn)
+        k.ops.vm_area_free(k, new, fn)
         return err
     err = k.ops.anon_vma_clone(k, new, vma)
     if err:
         # out_free_mpol / out_free_vmi / out_free_vma
-        vm_area_free(k, new, fn)
+        k.ops.vm_area_free(k, new, fn)
         return err
 
-    vp = _init_multi_vma_prep(k, vma, None)
+    vp = k.ops.init_multi_vma_prep(k, vma, None)
     vp.insert = new
-    _vma_prepare_lock(k, vp)
+    k.ops.vma_prepare(k, vp)
     if new_below:
         vma.vm_start = addr
         vma.vm_pgoff += addr - new.vm_start
@@ -445,7 +462,7 @@ def __split_vma(k: Kernel, vma: vm_area_struct, addr: int, new_below: int) -> in
     # vma_complete stores the new vma
     if vma.vm_mm is None:  # the kernel would oops on a NULL pointer here
         raise KernelBug("__split_vma", "NULL pointer dereference: vma.vm_mm")
-    _vma_complete(k, vp, vma.vm_mm)
+    k.ops.vma_complete(k, vp, vma.vm_mm)
     validate_mm(k, vma.vm_mm)
     return 0
 
@@ -459,7 +476,7 @@ def split_vma(k: Kernel, vma: vm_area_struct, addr: int, new_below: int) -> int:
         raise KernelBug("split_vma", "NULL pointer dereference: vma.vm_mm")
     if vma.vm_mm.map_count >= k.config["sysctl_max_map_count"]:
         return -errno.ENOMEM
-    return __split_vma(k, vma, addr, new_below)
+    return k.ops.__split_vma(k, vma, addr, new_below)
 
 
 # -- merge ------------------------------------------------------------------------------
@@ -488,18 +505,17 @@ def dup_anon_vma(k: Kernel, dst: vm_area_struct, src: vm_area_struct) -> tuple[i
     return 0, None
 
 
-def _vmg_adjust_set_range(vmg: vma_merge_struct) -> None:
-    # vmg_adjust_set_range(): adjust the start of middle or next, whichever the
-    # merge shrinks.
+def vmg_adjust_set_range(k: Kernel, vmg: vma_merge_struct) -> None:
+    """``vmg_adjust_set_range()`` (mm/vma.c, v6.18): move the start of middle or next, whichever shrinks."""
     if vmg.adjust_middle_start:
         adjust = vmg.middle
         if adjust is None:  # the kernel would oops on a NULL pointer here
-            raise KernelBug("_vmg_adjust_set_range", "NULL pointer dereference: adjust")
+            raise KernelBug("vmg_adjust_set_range", "NULL pointer dereference: adjust")
         pgoff = adjust.vm_pgoff + (vmg.end - adjust.vm_start)
     elif vmg.adjust_next_start:
         adjust = vmg.next
         if adjust is None:  # the kernel would oops on a NULL pointer here
-            raise KernelBug("_vmg_adjust_set_range", "NULL pointer dereference: adjust")
+            raise KernelBug("vmg_adjust_set_range", "NULL pointer dereference: adjust")
         pgoff = adjust.vm_pgoff - (adjust.vm_start - vmg.end)
     else:
         return
@@ -522,13 +538,13 @@ def commit_merge(k: Kernel, vmg: vma_merge_struct) -> int:
         vma = vmg.target
     if vma is None:  # the kernel would oops on a NULL pointer here
         raise KernelBug("commit_merge", "NULL pointer dereference: vma")
-    vp = _init_multi_vma_prep(k, vma, vmg)
+    vp = k.ops.init_multi_vma_prep(k, vma, vmg)
     if _vma_iter_prealloc(k):
         return -errno.ENOMEM
-    _vma_prepare_lock(k, vp)
+    k.ops.vma_prepare(k, vp)
     vma_set_range(vma, vmg.start, vmg.end, vmg.pgoff)
-    _vmg_adjust_set_range(vmg)
-    _vma_complete(k, vp, vmg.mm)
+    k.ops.vmg_adjust_set_range(k, vmg)
+    k.ops.vma_complete(k, vp, vmg.mm)
     validate_mm(k, vmg.mm)
     return 0
 
@@ -580,11 +596,11 @@ def vma_merge_existing_range(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct
     if vmg.vm_flags & VM_SPECIAL or (not left_side and not right_side):
         return None
 
-    merge_left = _can_vma_merge_left(k, vmg) if left_side else False
+    merge_left = k.ops.can_vma_merge_left(k, vmg) if left_side else False
     nxt: vm_area_struct | None = None
     if right_side:
         nxt = vmg.next = vma_next(vmg.mm, middle)
-        merge_right = _can_vma_merge_right(k, vmg, merge_left)
+        merge_right = k.ops.can_vma_merge_right(k, vmg, merge_left)
     else:
         merge_right = False
 
@@ -626,7 +642,7 @@ def vma_merge_existing_range(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct
         # We already ensured anon_vma compatibility above, so now it's simply a
         # case of, if prev has no anon_vma object, which of next or middle
         # contains the anon_vma we must duplicate.
-        err, anon_dup = dup_anon_vma(k, prev, nxt if nxt.anon_vma is not None else middle)
+        err, anon_dup = k.ops.dup_anon_vma(k, prev, nxt if nxt.anon_vma is not None else middle)
     elif merge_left:
         #  |<------------>|      OR
         #  |<----------------->|
@@ -639,7 +655,7 @@ def vma_merge_existing_range(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct
         vmg.pgoff = prev.vm_pgoff
         if not vmg.remove_middle:
             vmg.adjust_middle_start = True
-        err, anon_dup = dup_anon_vma(k, prev, middle)
+        err, anon_dup = k.ops.dup_anon_vma(k, prev, middle)
     else:  # merge_right
         #      |<------------->| OR
         #  |<----------------->|
@@ -661,7 +677,7 @@ def vma_merge_existing_range(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct
             vmg.start = middle.vm_start
             vmg.end = start
             vmg.pgoff = middle.vm_pgoff
-        err, anon_dup = dup_anon_vma(k, nxt, middle)
+        err, anon_dup = k.ops.dup_anon_vma(k, nxt, middle)
 
     if err:
         # abort: "This means we have failed to clone anon_vma's correctly, but
@@ -670,7 +686,7 @@ def vma_merge_existing_range(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct
             vmg.state = VMA_MERGE_ERROR_NOMEM
         return None
 
-    err = commit_merge(k, vmg)
+    err = k.ops.commit_merge(k, vmg)
     if err:
         if err != -errno.ENOMEM:
             k.warnings.append(KernelWarning(fn, "VM_WARN_ON(err != -ENOMEM)"))
@@ -717,8 +733,8 @@ def vma_merge_new_range(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct | No
     if vmg.vm_flags & VM_SPECIAL or (prev is None and nxt is None):
         return None
 
-    can_merge_left = _can_vma_merge_left(k, vmg)
-    can_merge_right = not vmg.just_expand and _can_vma_merge_right(k, vmg, can_merge_left)
+    can_merge_left = k.ops.can_vma_merge_left(k, vmg)
+    can_merge_right = not vmg.just_expand and k.ops.can_vma_merge_right(k, vmg, can_merge_left)
 
     # If we can merge with the next VMA, adjust vmg accordingly.
     if can_merge_right:
@@ -778,15 +794,15 @@ def vma_expand(k: Kernel, vmg: vma_merge_struct) -> int:
     # need to account for vmg->give_up_on_mm here.
     ret = 0
     if remove_next:
-        ret, anon_dup = dup_anon_vma(k, target, nxt)  # type: ignore[arg-type]
+        ret, anon_dup = k.ops.dup_anon_vma(k, target, nxt)  # type: ignore[arg-type]
     if not ret and vmg.copied_from is not None:
-        ret, dup = dup_anon_vma(k, target, vmg.copied_from)
+        ret, dup = k.ops.dup_anon_vma(k, target, vmg.copied_from)
         anon_dup = dup or anon_dup
     if ret:
         return ret
     if remove_next:
         vmg.remove_next = True
-    if commit_merge(k, vmg):
+    if k.ops.commit_merge(k, vmg):
         # nomem:
         if anon_dup is not None:
             k.ops.unlink_anon_vmas(k, anon_dup)
@@ -858,7 +874,7 @@ def vma_modify_flags(k: Kernel, prev: vm_area_struct | None, vma: vm_area_struct
     """
     vmg = VMG_VMA_STATE(prev, vma, start, end)
     vmg.vm_flags = vm_flags
-    return vma_modify(k, vmg)
+    return k.ops.vma_modify(k, vmg)
 
 
 def vma_merge_copied_range(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct | None:
@@ -878,23 +894,7 @@ def vma_merge_copied_range(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct |
 
 def copy_vma(k: Kernel, vma: vm_area_struct, addr: int, npages: int,
              pgoff: int) -> tuple[vm_area_struct | None, vm_area_struct, bool]:
-    """``copy_vma()`` (mm/vma.c, v6.18 with the 2026 mremap fix): see :func:`_copy_vma`."""
-    return _copy_vma(k, vma, addr, npages, pgoff, True)
-
-
-def copy_vma_v6_18_0(k: Kernel, vma: vm_area_struct, addr: int, npages: int,
-                     pgoff: int) -> tuple[vm_area_struct | None, vm_area_struct, bool]:
-    """``copy_vma()`` of v6.18 before the 2026 mremap fix: merges with ``vmg->middle = NULL``.
-
-    Without ``copied_from``, a faulted source merged into an unfaulted
-    neighbour leaves the merged VMA without an anon_vma.
-    """
-    return _copy_vma(k, vma, addr, npages, pgoff, False)
-
-
-def _copy_vma(k: Kernel, vma: vm_area_struct, addr: int, npages: int, pgoff: int,
-              copied_from: bool) -> tuple[vm_area_struct | None, vm_area_struct, bool]:
-    """``copy_vma()`` (mm/vma.c, v6.18): the destination VMA of an mremap() move.
+    """``copy_vma()`` (mm/vma.c, v6.18 with the 2026 mremap fix): the destination VMA of an mremap() move.
 
     Merges ``[addr, addr + npages)`` with its neighbours if it can, else
     duplicates ``vma`` there with an exact copy of its anon_vma chain. "If
@@ -911,7 +911,7 @@ def _copy_vma(k: Kernel, vma: vm_area_struct, addr: int, npages: int, pgoff: int
     vma_start = vma.vm_start
     mm = vma.vm_mm
     if mm is None:  # the kernel would oops on a NULL pointer here
-        raise KernelBug("_copy_vma", "NULL pointer dereference: mm")
+        raise KernelBug("copy_vma", "NULL pointer dereference: mm")
     faulted_in_anon_vma = True
     vmg = VMG_VMA_STATE(None, vma, addr, addr + npages)
 
@@ -927,11 +927,7 @@ def _copy_vma(k: Kernel, vma: vm_area_struct, addr: int, npages: int, pgoff: int
 
     vmg.pgoff = pgoff
     vmg.next = find_vma(mm, addr)  # vma_iter_next_rewind()
-    if copied_from:
-        new_vma = vma_merge_copied_range(k, vmg)
-    else:
-        vmg.middle = None  # New VMA range.
-        new_vma = k.ops.vma_merge_new_range(k, vmg)
+    new_vma = k.ops.vma_merge_copied_range(k, vmg)
 
     if new_vma is not None:
         # Source vma may have been merged into new_vma
@@ -949,19 +945,19 @@ def _copy_vma(k: Kernel, vma: vm_area_struct, addr: int, npages: int, pgoff: int
         need_rmap_locks = new_vma.vm_pgoff <= vma.vm_pgoff
         return new_vma, vma, need_rmap_locks
 
-    new_vma = vm_area_dup(k, vma, fn)
+    new_vma = k.ops.vm_area_dup(k, vma, fn)
     if new_vma is None:
         return None, vma, False
     vma_set_range(new_vma, addr, addr + npages, pgoff)
     if k.ops.anon_vma_clone(k, new_vma, vma):
         # out_free_mempol / out_free_vma
-        vm_area_free(k, new_vma, fn)
+        k.ops.vm_area_free(k, new_vma, fn)
         return None, vma, False
     # vma_link()
     if _vma_iter_prealloc(k):
         # out_vma_link:
         k.ops.unlink_anon_vmas(k, new_vma)
-        vm_area_free(k, new_vma, fn)
+        k.ops.vm_area_free(k, new_vma, fn)
         return None, vma, False
     vma_iter_store(mm, new_vma)  # map_count++
     validate_mm(k, mm)
@@ -970,7 +966,7 @@ def _copy_vma(k: Kernel, vma: vm_area_struct, addr: int, npages: int, pgoff: int
 
 # -- anon_vma reuse by neighbours ---------------------------------------------------------
 
-def anon_vma_compatible(a: vm_area_struct, b: vm_area_struct) -> bool:
+def anon_vma_compatible(k: Kernel, a: vm_area_struct, b: vm_area_struct) -> bool:
     """``anon_vma_compatible()`` (mm/vma.c, v6.18).
 
     "Rough compatibility check to quickly see if it's even worth looking at
@@ -984,14 +980,14 @@ def anon_vma_compatible(a: vm_area_struct, b: vm_area_struct) -> bool:
             and b.vm_pgoff == a.vm_pgoff + (b.vm_start - a.vm_start))
 
 
-def reusable_anon_vma(old: vm_area_struct, a: vm_area_struct, b: vm_area_struct) -> anon_vma | None:
+def reusable_anon_vma(k: Kernel, old: vm_area_struct, a: vm_area_struct, b: vm_area_struct) -> anon_vma | None:
     """``reusable_anon_vma()`` (mm/vma.c, v6.18): ``old``'s anon_vma if it may be shared.
 
     "The list_is_singular() test on the anon_vma_chain only matters for the
     'stable anon_vma' case (ie the thing we want to avoid is to return an
     anon_vma that is 'complex' due to having gone through a fork)."
     """
-    if anon_vma_compatible(a, b):
+    if k.ops.anon_vma_compatible(k, a, b):
         av = old.anon_vma
         if av is not None and _list_is_singular(old):
             return av
@@ -1016,13 +1012,13 @@ def find_mergeable_anon_vma(k: Kernel, vma: vm_area_struct) -> anon_vma | None:
     # Try next first.
     nxt = find_vma(mm, vma.vm_end)  # vma_iter_load() at vm_end
     if nxt is not None and nxt.vm_start <= vma.vm_end:
-        av = reusable_anon_vma(nxt, vma, nxt)
+        av = k.ops.reusable_anon_vma(k, nxt, vma, nxt)
         if av is not None:
             return av
     prev = vma_prev(mm, vma)
     # Try prev next.
     if prev is not None:
-        av = reusable_anon_vma(prev, prev, vma)
+        av = k.ops.reusable_anon_vma(k, prev, prev, vma)
     # We might reach here with anon_vma == NULL if we can't find any reusable
     # anon_vma. There's no absolute need to look only at touching neighbours:
     # we could search further afield for "compatible" anon_vmas. But it would
@@ -1103,13 +1099,17 @@ def vms_gather_munmap_vmas(k: Kernel, vms: vma_munmap_struct) -> int:
     return 0
 
 
-def _vms_clear_ptes(k: Kernel, vms: vma_munmap_struct) -> None:
-    # vms_clear_ptes(): unmap_vmas() zaps the pages of each detached VMA, then
-    # free_pgtables() unlinks each VMA from its anon_vmas (unlink_anon_vmas()).
+def vms_clear_ptes(k: Kernel, vms: vma_munmap_struct) -> None:
+    """``vms_clear_ptes()`` (mm/vma.c, v6.18): zap the detached VMAs, then unlink their anon_vmas.
+
+    ``unmap_vmas()`` zaps the pages of each detached VMA, then
+    ``free_pgtables()`` unlinks each VMA from its anon_vmas
+    (``unlink_anon_vmas()``).
+    """
     if not vms.clear_ptes:  # Nothing to do
         return
     if vms.detached is None:  # the kernel would oops on a NULL pointer here
-        raise KernelBug("_vms_clear_ptes", "NULL pointer dereference: vms.detached")
+        raise KernelBug("vms_clear_ptes", "NULL pointer dereference: vms.detached")
     for v in vms.detached:
         k.ops.zap_vma_range(k, v, v.vm_start, v.vm_end)
     for v in vms.detached:
@@ -1122,19 +1122,19 @@ def remove_vma(k: Kernel, vma: vm_area_struct) -> None:
 
     No ``close`` hook, file or mempolicy in the model.
     """
-    vm_area_free(k, vma, "remove_vma")
+    k.ops.vm_area_free(k, vma, "remove_vma")
 
 
 def vms_complete_munmap_vmas(k: Kernel, vms: vma_munmap_struct) -> None:
     """``vms_complete_munmap_vmas()`` (mm/vma.c, v6.18): zap, unlink and free the detached VMAs."""
     if not vms.nr_pages:
         return
-    _vms_clear_ptes(k, vms)
+    k.ops.vms_clear_ptes(k, vms)
     if vms.detached is None:  # the kernel would oops on a NULL pointer here
         raise KernelBug("vms_complete_munmap_vmas", "NULL pointer dereference: vms.detached")
     # Remove and clean up vmas
     for v in vms.detached:
-        remove_vma(k, v)
+        k.ops.remove_vma(k, v)
     vms.detached = []
     validate_mm(k, vms.mm)
 
@@ -1156,7 +1156,7 @@ def vms_abort_munmap_vmas(k: Kernel, vms: vma_munmap_struct) -> None:
             vma_iter_store(vms.mm, v)
         vms.detached = []
         return
-    vms_complete_munmap_vmas(k, vms)
+    k.ops.vms_complete_munmap_vmas(k, vms)
 
 
 def do_vmi_munmap(k: Kernel, mm: mm_struct, start: int, npages: int) -> int:
@@ -1177,11 +1177,11 @@ def do_vmi_munmap(k: Kernel, mm: mm_struct, start: int, npages: int) -> int:
     if vma is None or vma.vm_start >= end:
         return 0
     vms = vma_munmap_struct(mm=mm, vma=vma, start=start, end=end)
-    err = vms_gather_munmap_vmas(k, vms)
+    err = k.ops.vms_gather_munmap_vmas(k, vms)
     if err:
         return err
     # Point of no return
-    vms_complete_munmap_vmas(k, vms)
+    k.ops.vms_complete_munmap_vmas(k, vms)
     return 0
 
 
@@ -1192,17 +1192,35 @@ _TASK_SIZE_PAGES = 0x7FFFFFFFF000 >> 12
 #: The replaceable functions of mm/vma.c, by name, for the design table.
 VMA_OPS: dict[str, Callable[..., Any]] = {
     "__split_vma": __split_vma,
+    "anon_vma_compatible": anon_vma_compatible,
+    "can_vma_merge_after": can_vma_merge_after,
+    "can_vma_merge_before": can_vma_merge_before,
+    "can_vma_merge_left": can_vma_merge_left,
+    "can_vma_merge_right": can_vma_merge_right,
+    "commit_merge": commit_merge,
     "copy_vma": copy_vma,
     "do_vmi_munmap": do_vmi_munmap,
+    "dup_anon_vma": dup_anon_vma,
     "find_mergeable_anon_vma": find_mergeable_anon_vma,
+    "init_multi_vma_prep": init_multi_vma_prep,
     "is_mergeable_anon_vma": is_mergeable_anon_vma,
+    "is_mergeable_vma": is_mergeable_vma,
+    "remove_vma": remove_vma,
+    "reusable_anon_vma": reusable_anon_vma,
     "split_vma": split_vma,
+    "vma_complete": vma_complete,
     "vma_expand": vma_expand,
+    "vma_is_fork_child": vma_is_fork_child,
+    "vma_merge_copied_range": vma_merge_copied_range,
     "vma_merge_existing_range": vma_merge_existing_range,
+    "vma_merge_extend": vma_merge_extend,
     "vma_merge_new_range": vma_merge_new_range,
-}
-
-#: Overrides for a design of v6.18 without the January 2026 mremap fix.
-VMA_OPS_V6_18_0: dict[str, Callable[..., Any]] = {
-    "copy_vma": copy_vma_v6_18_0,
+    "vma_modify": vma_modify,
+    "vma_modify_flags": vma_modify_flags,
+    "vma_prepare": vma_prepare,
+    "vmg_adjust_set_range": vmg_adjust_set_range,
+    "vms_abort_munmap_vmas": vms_abort_munmap_vmas,
+    "vms_clear_ptes": vms_clear_ptes,
+    "vms_complete_munmap_vmas": vms_complete_munmap_vmas,
+    "vms_gather_munmap_vmas": vms_gather_munmap_vmas,
 }

@@ -8,7 +8,7 @@ mm/vma_init.c. The maple tree ``mm->mm_mt`` is modelled as the list
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from rmapcheck.model.mm_types import mm_struct, vm_area_struct
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from rmapcheck.model.kernel import Kernel
 
 __all__ = [
+    "VMA_INIT_OPS",
     "find_vma",
     "find_vma_intersection",
     "find_vma_prev",
@@ -128,3 +129,12 @@ def vma_iter_store(mm: mm_struct, vma: vm_area_struct) -> None:
 def vma_iter_remove(mm: mm_struct, vma: vm_area_struct) -> None:
     """``vma_iter_clear()`` (mm/vma.h, v6.18): remove ``vma`` from the tree."""
     mm.mmap.remove(vma)
+
+
+#: The kernel functions of mm/vma_init.c, by name, for the design table (the
+#: maple-tree helpers are the model's data structure, not replaceable).
+VMA_INIT_OPS: dict[str, Callable[..., Any]] = {
+    "vm_area_alloc": vm_area_alloc,
+    "vm_area_dup": vm_area_dup,
+    "vm_area_free": vm_area_free,
+}

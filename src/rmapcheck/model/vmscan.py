@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from rmapcheck.model.findings import MissedRmapWalk
 from rmapcheck.model.memory import folio_put, is_migration_entry
 from rmapcheck.model.mm_types import VM_LOCKED, anon_vma, folio, mm_struct
-from rmapcheck.model.rmap import LOCK_RETRY, folio_anon_vma_rcu, folio_referenced_rwc
+from rmapcheck.model.rmap import LOCK_RETRY
 from rmapcheck.model.slab import FastPickle, kasan_check
 
 if TYPE_CHECKING:
@@ -179,11 +179,11 @@ def reclaim_step(k: Kernel, st: ReclaimWalk) -> str:
     f = st.folio
     if st.phase == "isolated":
         if f.ksm or not isinstance(f.mapping, anon_vma):
-            folio_check_references(k, f)
+            k.ops.folio_check_references(k, f)
             _finish(k, st)
             return st.phase
         st.mapcount = f._mapcount  # folio_mapcount()
-        av = folio_anon_vma_rcu(f) if st.mapcount else None
+        av = k.ops.folio_anon_vma_rcu(k, f) if st.mapcount else None
         if av is None:
             _finish(k, st)
             return st.phase
@@ -192,11 +192,11 @@ def reclaim_step(k: Kernel, st: ReclaimWalk) -> str:
         if not k.rcu_windows:
             return reclaim_step(k, st)  # the lock at once
     elif st.phase == "rcu":
-        rwc, _ = folio_referenced_rwc(k, f, st.mapcount)
+        rwc, _ = k.ops.folio_referenced_rwc(k, f, st.mapcount)
         got = k.ops.folio_lock_anon_vma_root(k, f, st.anon_vma, rwc)
         if got == LOCK_RETRY:
             # rcu_read_unlock(); goto retry: read folio->mapping again
-            av = folio_anon_vma_rcu(f)
+            av = k.ops.folio_anon_vma_rcu(k, f)
             if av is None:
                 _finish(k, st)
             else:
@@ -210,7 +210,7 @@ def reclaim_step(k: Kernel, st: ReclaimWalk) -> str:
     elif st.phase == "locked":
         expected = page_table_mappings(k, f)
         visited: list[tuple[mm_struct, int]] = []
-        rwc, pra = folio_referenced_rwc(k, f, st.mapcount, visited)
+        rwc, pra = k.ops.folio_referenced_rwc(k, f, st.mapcount, visited)
         locked = st.anon_vma
         # rmap_walk() → rmap_walk_anon_lock(): the anon_vma is locked already
         rwc.anon_lock = lambda k_, f_, rwc_: locked

@@ -23,7 +23,7 @@ from rmapcheck.model.findings import DataCorruption, KernelError, SegmentationFa
 from rmapcheck.model.invariants import check_invariants
 from rmapcheck.model.kernel import Kernel
 from rmapcheck.model.ksm import (
-    ksm_counters, ksm_do_scan, ksm_full_scans, ksm_stat, ksm_state_of, ksm_store, prctl_set_memory_merge,
+    ksm_counters, ksm_full_scans, ksm_stat, ksm_state_of, ksm_store, prctl_set_memory_merge,
 )
 from rmapcheck.model.mm_types import PAGE_SHIFT, VM_EXEC, VM_READ, VM_WRITE, ZERO_PAGE, folio, mm_struct, task_struct
 from rmapcheck.model.syscalls import (
@@ -174,7 +174,7 @@ class ModelRunner:
             # One ksm_do_scan() batch of op.value pages, as ksmd runs it
             # between two sleeps (when any mm is on KSM's list).
             if ksm_state_of(k).mm_list:
-                ksm_do_scan(k, op.value)
+                k.ops.ksm_do_scan(k, op.value)
             return "ok"
         if kind == "kthread":
             # One phase of in-flight kernel work number op.value.
