@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -10,34 +11,32 @@ import click
 
 from rmapcheck.check.checker import Checker, Progress, Result
 from rmapcheck.check.model import PRESETS, Bounds, KernelModel
-from rmapcheck.check.trace import save_trace
+from rmapcheck.check.trace import save_finding
 from rmapcheck.commands.common import UserError, check_design
 from rmapcheck.designs import DesignError, config_text, design_config
 from rmapcheck.report.finding import format_finding
 from rmapcheck.scenario.ops import Scenario
 from rmapcheck.scenario.parse import dump_scenario
+from rmapcheck.scenario.schema import CHECK_OPS, check_bounds, shown
 
 __all__ = ["OP_CHOICES", "bounds_from_options", "command", "print_result", "run_check"]
 
-OP_CHOICES = ("write", "read", "fork", "exit", "mmap", "munmap", "mprotect", "mremap", "dontneed", "ksm_scan",
-              "ksmd", "migrate", "reclaim")
+#: the operations ``--ops`` takes
+OP_CHOICES = CHECK_OPS
 
 
 def bounds_from_options(preset: str | None, **opts: object) -> Bounds:
-    """Bounds from a preset, overridden by the options given."""
+    """Bounds from a preset, overridden by the options given, each checked by the shared schema."""
     if preset is not None and preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r} (known: {', '.join(sorted(PRESETS))})")
+        raise UserError(f"unknown preset {shown(preset)} (known: {', '.join(sorted(PRESETS))})")
     b = PRESETS[preset] if preset else Bounds()
     kw = {k: v for k, v in opts.items() if v is not None}
     if "ops" in kw:
-        ops = tuple(x.strip() for x in str(kw["ops"]).split(",") if x.strip())
-        for o in ops:
-            if o not in OP_CHOICES:
-                raise UserError(f"unknown operation {o!r} in --ops (known: {', '.join(OP_CHOICES)})")
-        kw["ops"] = ops
-    for name in ("processes", "regions", "pages", "contents", "depth"):
-        if name in kw and int(kw[name]) < 1:  # type: ignore[call-overload]
-            raise UserError(f"--{name} must be at least 1")
+        kw["ops"] = tuple(x.strip() for x in str(kw["ops"]).split(",") if x.strip())
+    try:
+        kw = check_bounds(kw, prefix="--")
+    except ValueError as e:
+        raise UserError(str(e)) from None
     return Bounds(**{**b.__dict__, **kw})
 
 
@@ -91,9 +90,7 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
         for line in dump_scenario(sc).splitlines():
             click.echo(f"  {line}")
         if save_dir is not None:
-            save_dir.mkdir(parents=True, exist_ok=True)
-            path = save_dir / f"{res.design}-{f.property}-{f.function}.json"
-            save_trace(str(path), m, f)
+            path = save_finding(save_dir, m, f)
             click.echo(f"saved: {path} (rmapcheck replay {path})")
 
 
@@ -116,7 +113,8 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
               help="set a switch of the design, such as CONFIG_KSM=n (repeatable)")
 @click.option("--strategy", type=click.Choice(["bfs", "dfs", "random"]), default="bfs", show_default=True)
 @click.option("--seed", default=0, show_default=True, help="seed of --strategy random")
-@click.option("--runs", default=200, show_default=True, help="walks of --strategy random")
+@click.option("--runs", default=200, show_default=True, type=click.IntRange(1, 10_000_000),
+              help="walks of --strategy random")
 @click.option("--first", is_flag=True, help="stop at the first violation")
 @click.option("--timeout", type=float, default=None, help="stop after this many seconds")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
@@ -127,22 +125,16 @@ def command(design: str, preset: str | None, processes: int | None, regions: int
             rcu_windows: bool | None, config: tuple[str, ...], strategy: str,
             seed: int, runs: int, first: bool, timeout: float | None, as_json: bool, save_dir: str) -> None:
     """Explore DESIGN within bounds; report every property violated, with a shortest trace."""
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise UserError(f"--timeout must be a positive number of seconds, not {timeout}")
     b = bounds_from_options(preset, processes=processes, regions=regions, pages=pages,
                             contents=contents, depth=depth, ops=ops, mergeable=mergeable,
                             preemption=preemption, faults=faults, forked=forked, rcu_windows=rcu_windows)
     m, res = run_check(design, b, strategy, first, timeout, seed, runs, progress=not as_json, config=config)
     if as_json:
         d = res.as_dict()
-        if res.findings:
-            paths = []
-            sd = Path(save_dir)
-            sd.mkdir(parents=True, exist_ok=True)
-            for f in res.findings:
-                p = sd / f"{res.design}-{f.property}-{f.function}.json"
-                save_trace(str(p), m, f)
-                paths.append(str(p))
-            for fd, p in zip(d["findings"], paths):
-                fd["trace"] = p
+        for fd, f in zip(d["findings"], res.findings):
+            fd["trace"] = str(save_finding(save_dir, m, f))
         click.echo(json.dumps(d, sort_keys=True))
     else:
         print_result(m, res, Path(save_dir))

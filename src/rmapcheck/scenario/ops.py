@@ -27,7 +27,7 @@ __all__ = [
 ARENA_BASE = 0x100_0000_0000
 
 #: Protection strings of the scenario language and their PROT_* bits.
-PROTS = {"none": 0, "r": 1, "rw": 3, "rx": 5, "rwx": 7, "w": 3}
+PROTS = {"none": 0, "r": 1, "rw": 3, "rx": 5, "rwx": 7}
 
 OP_KINDS = (
     "mmap", "munmap", "mprotect", "mremap", "madvise", "read", "write", "fork", "exit",
