@@ -175,9 +175,10 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
             ops.append(op)
     s = Scenario(name=name, regions=regions, ops=ops, source=source, description=description)
     s.lines = {i: op.line for i, op in enumerate(ops)}
-    msg = work_error(s)
-    if msg:
-        raise ScenarioError(source, _line(steps_node), msg)
+    too_much = work_error(s)
+    if too_much:
+        i, msg = too_much
+        raise ScenarioError(source, ops[i].line, msg)
     return s
 
 

@@ -70,7 +70,7 @@ class Limits:
     #: regions of a scenario (and of the checker's bounds: A to Z)
     regions: int = 26
     #: steps of a scenario or a trace
-    steps: int = 10_000
+    steps: int = 4096
     #: processes alive at once
     processes: int = 32
     #: characters of a process or region name
@@ -89,10 +89,10 @@ class Limits:
     trace_bytes: int = 1 << 22
     #: characters of a string field (a name, a description, a message)
     text: int = 1 << 16
-    #: the work of one run: arena pages times steps, a ``ksm_scan N`` counting
-    #: N steps and ``ksm_settle`` two; every step costs at most about the
-    #: arena's pages (an address map, a fork's page tables, a scan)
-    work: int = 1 << 23
+    #: the work of one run: the arena's pages times the processes alive,
+    #: summed over the steps (a ``ksm_scan N`` counting 4N steps; see
+    #: :func:`work_error`); about a second of the model's time
+    work: int = 1 << 20
     #: characters of an input token an error message repeats
     shown: int = 40
 
@@ -390,14 +390,30 @@ def track_processes(op: Op, procs: set[str], fail: _Fail) -> None:
         procs.discard(op.proc)
 
 
-def work_error(s: Scenario) -> str | None:
-    """What is wrong with the work of running ``s`` (``None`` if within :attr:`Limits.work`)."""
-    steps = sum(op.value if op.kind == "ksm_scan" else 2 if op.kind == "ksm_settle" else 1 for op in s.ops)
-    w = max(1, s.arena_pages) * max(1, steps)
-    if w <= LIMITS.work:
-        return None
-    return (f"too much work: {s.arena_pages} arena pages times {steps} steps (a ksm_scan N counting N) "
-            f"is {w}, above {LIMITS.work}")
+#: what a step of KSM's scanner costs against another step: ksmd's scan of a
+#: page costs about four times what an address map or a fork spends on it
+_SCAN_COST = 4
+
+
+def work_error(s: Scenario) -> tuple[int, str] | None:
+    """The first step of ``s`` past :attr:`Limits.work` and what it says (``None`` if within).
+
+    A step costs the arena's pages times the processes alive after it (an
+    address map per process, a fork's page tables, the invariants);
+    ``ksm_scan N`` costs 4N such steps, ``ksm_settle`` 8, and ``ksmd N`` adds
+    4N (ksmd's scan of a page costs about four times as much).
+    """
+    pages = max(1, s.arena_pages)
+    procs = 1
+    total = 0
+    for i, op in enumerate(s.ops):
+        procs += 1 if op.kind == "fork" else -1 if op.kind == "exit" else 0
+        times = _SCAN_COST * op.value if op.kind == "ksm_scan" else 2 * _SCAN_COST if op.kind == "ksm_settle" else 1
+        total += pages * max(1, procs) * times + (_SCAN_COST * op.value if op.kind == "ksmd" else 0)
+        if total > LIMITS.work:
+            return i, (f"too much work: {s.arena_pages} arena pages times the processes, summed over the steps "
+                       f"to this one (a ksm_scan N counting 4N), is {total}, above {LIMITS.work}")
+    return None
 
 
 def validate_scenario(s: Scenario, line_of: Callable[[int, Op], int] | None = None) -> Scenario:
@@ -428,9 +444,10 @@ def validate_scenario(s: Scenario, line_of: Callable[[int, Op], int] | None = No
             return ScenarioError(s.source, where(i, op), m)
         check_op(op, s.regions, fail)
         track_processes(op, procs, fail)
-    msg = work_error(s)
-    if msg:
-        raise ScenarioError(s.source, 0, msg)
+    too_much = work_error(s)
+    if too_much:
+        i, msg = too_much
+        raise ScenarioError(s.source, where(i, s.ops[i]), msg)
     return s
 
 
