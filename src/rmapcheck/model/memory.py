@@ -11,9 +11,10 @@ where ``writable`` is the ``SWP_MIGRATION_WRITE`` type and ``exclusive`` without
 neither a mapcount nor a reference of the folio (``try_to_migrate_one()``
 dropped both); the migration's own reference keeps the folio alive. Use
 :func:`is_migration_entry` before reading ``pte[0]`` as a folio.
-A folio's ``_refcount`` equals its mapcount in this model: there is no GUP, no
-swap cache, and the per-CPU LRU batches that may hold a transient reference are
-drained (``lru_add_drain()`` in ``wp_can_reuse_anon_folio()``).
+A folio's ``_refcount`` equals its mapcount in this model: there is no swap
+cache, GUP's references (:mod:`rmapcheck.model.gup`) are dropped within the
+step that takes them, and the per-CPU LRU batches that may hold a transient
+reference are drained (``lru_add_drain()`` in ``wp_can_reuse_anon_folio()``).
 """
 
 from __future__ import annotations
@@ -202,7 +203,9 @@ def wp_page_copy(k: Kernel, vma: vm_area_struct, vpn: int, old: folio, unshare: 
     if old is not ZERO_PAGE:
         kasan_check(old, fn)
     k.ops.folio_add_new_anon_rmap(k, new, vma, vpn, True)
-    mm.pgtable[vpn] = (new, not unshare)
+    # maybe_mkwrite(pte_mkdirty(entry), vma): writable only with VM_WRITE (a
+    # FOLL_FORCE write through /proc/PID/mem copies into a read-only PTE)
+    mm.pgtable[vpn] = (new, not unshare and bool(vma.vm_flags & VM_WRITE))
     if old is not ZERO_PAGE:
         # Only after switching the pte to the new page may we remove the
         # mapcount here.
@@ -224,7 +227,8 @@ def do_wp_page(k: Kernel, vma: vm_area_struct, vpn: int) -> None:
         kasan_check(f, "do_wp_page")
         if f.anon_exclusive or wp_can_reuse_anon_folio(k, f, vma):
             f.anon_exclusive = True  # SetPageAnonExclusive()
-            mm.pgtable[vpn] = (f, True)  # wp_page_reuse()
+            # wp_page_reuse(): maybe_mkwrite(pte_mkdirty(entry), vma)
+            mm.pgtable[vpn] = (f, bool(vma.vm_flags & VM_WRITE))
             return
     wp_page_copy(k, vma, vpn, f)
 

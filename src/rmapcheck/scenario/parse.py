@@ -39,7 +39,7 @@ from typing import Callable
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from rmapcheck.scenario.ops import OP_KINDS, PROTS, Op, Region, Scenario
+from rmapcheck.scenario.ops import MMAP_FLAGS, OP_KINDS, PROTS, Op, Region, Scenario, returns_value
 from rmapcheck.scenario.schema import (
     ADVICES, KSM_SET_KNOBS, LIMITS, SCENARIO_KEYS, ScenarioError, check_name, check_op, check_region,
     region_of, shown, track_processes, work_error,
@@ -64,16 +64,17 @@ MAX_ARENA_PAGES = LIMITS.arena_pages
 
 #: What each operation takes, for error messages.
 _USAGE = {
-    "mmap": "mmap P R[i:j] PROT [fixed]",
+    "mmap": "mmap P R[i:j] PROT [fixed|fixed_noreplace] [noreserve] [populate] [nohugepage|thp_system]",
     "munmap": "munmap P R[i:j]",
     "mprotect": "mprotect P R[i:j] PROT",
     "mremap": "mremap P R[i:j] [S[k]] [N] [dontunmap]",
     "madvise": "madvise P R[i:j] ADVICE",
-    "read": "read P R[i]",
-    "write": "write P R[i] V",
+    "read": "read P R[i:j]",
+    "write": "write P R[i:j] V",
+    "poke": "poke P R[i:j] V  (a write through /proc/self/mem)",
     "fork": "fork P C",
     "exit": "exit P",
-    "prctl": "prctl P merge 0|1",
+    "prctl": "prctl P merge 0|1, or prctl P get_merge",
     "ksm_scan": "ksm_scan N",
     "ksm_settle": "ksm_settle",
     "ksm_set": "ksm_set KNOB V",
@@ -223,7 +224,7 @@ def parse_step(
     else:
         op = _proc_step(kind, args, arity, regions, usage, fail, line)
     if arrow:
-        op = replace(op, expect=_expect(kind, result.strip(), fail))
+        op = replace(op, expect=_expect(op, result.strip(), fail))
     return check_op(op, regions, fail)
 
 
@@ -233,16 +234,20 @@ def _proc_step(kind: str, args: list[str], arity: Callable[[int, int], None], re
     if kind in ("fork", "exit"):
         arity(2 if kind == "fork" else 1, 2 if kind == "fork" else 1)
     elif kind == "prctl":
-        arity(3, 3)
+        arity(2, 3)
     elif kind in ("migrate", "migrate_start", "reclaim", "reclaim_start"):
         arity(2, 2)
     else:
-        arity(2, 5)
+        arity(2, 3 + len(MMAP_FLAGS))
     op = Op(kind, _proc(args[0], fail), line=line)
 
     if kind == "prctl":
+        if args[1] == "get_merge":
+            arity(2, 2)
+            return replace(op, advice="get_merge")
         if args[1] != "merge":
             raise fail(f"unknown prctl {shown(args[1])}; usage: {usage}")
+        arity(3, 3)
         if args[2] not in ("0", "1"):
             raise fail(f"bad prctl merge value {shown(args[2])}: expected 0 or 1")
         return replace(op, value=int(args[2]))
@@ -253,21 +258,23 @@ def _proc_step(kind: str, args: list[str], arity: Callable[[int, int], None], re
     region, page, npages = _range(args[1], regions, fail)
     op = replace(op, region=region, page=page, npages=npages)
     rest = args[2:]
-    if kind in ("read", "write"):
+    if kind in ("read", "write", "poke"):
         arity(2 if kind == "read" else 3, 2 if kind == "read" else 3)
-        if kind == "write":
+        if kind != "read":
             op = replace(op, value=_value(rest[0], fail))
     elif kind in ("munmap", "migrate", "migrate_start", "reclaim", "reclaim_start"):
         arity(2, 2)
     elif kind in ("mmap", "mprotect"):
-        arity(3, 4 if kind == "mmap" else 3)
+        arity(3, 3 + len(MMAP_FLAGS) if kind == "mmap" else 3)
         if rest[0] not in PROTS:
             raise fail(f"unknown PROT {shown(rest[0])}; expected one of {', '.join(PROTS)}")
         op = replace(op, prot=rest[0])
-        if len(rest) == 2:
-            if rest[1] != "fixed":
-                raise fail(f"unknown mmap flag {shown(rest[1])}; usage: {usage}")
-            op = replace(op, flags=frozenset({"fixed"}))
+        for word in rest[1:]:
+            if word not in MMAP_FLAGS:
+                raise fail(f"unknown mmap flag {shown(word)}; usage: {usage}")
+            if word in op.flags:
+                raise fail(f"mmap flag {word} given twice")
+            op = replace(op, flags=op.flags | {word})
     elif kind == "madvise":
         arity(3, 3)
         if rest[0] not in ADVICES:
@@ -430,13 +437,17 @@ def _regions(node: Node, source: str) -> dict[str, Region]:
         if name in regions:
             raise fail(f"duplicate region {name!r}")
         if isinstance(v, MappingNode):
-            fields = _mapping(v, source, f"region {name}", ("pages", "at"))
+            fields = _mapping(v, source, f"region {name}", ("pages", "at", "after"))
             if "pages" not in fields:
                 raise ScenarioError(source, _line(v), f"region {name} has no 'pages'")
             pages = _int(fields["pages"][1], source, f"pages of region {name}", 1)
             at = next_at
+            if "at" in fields and "after" in fields:
+                raise ScenarioError(source, _line(v), f"region {name} has both 'at' and 'after'")
             if "at" in fields:
-                at = _int(fields["at"][1], source, f"'at' of region {name}", 0)
+                at = _place(fields["at"][1], source, name, "at", regions)
+            elif "after" in fields:
+                at = _place(fields["after"][1], source, name, "after", regions)
         elif isinstance(v, ScalarNode) and v.tag == _TAG_INT:
             pages = _int(v, source, f"pages of region {name}", 1)
             at = next_at
@@ -452,6 +463,32 @@ def _regions(node: Node, source: str) -> dict[str, Region]:
         lines[name] = _line(k)
         next_at = at + pages + 1
     return regions
+
+
+_PLACE_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:([+-])\s*([0-9]+))?\Z")
+
+
+def _place(node: Node, source: str, name: str, key: str, regions: dict[str, Region]) -> int:
+    # at: K (a page of the arena), at: R, R+K or R-K (K pages from region R's
+    # first page), after: R or R+K (K pages past R's last page).
+    what = f"{key!r} of region {name}"
+    if key == "at" and isinstance(node, ScalarNode) and node.tag == _TAG_INT:
+        return _int(node, source, what, 0)
+    m = _PLACE_RE.match(node.value) if isinstance(node, ScalarNode) and node.tag == _TAG_STR else None
+    if m is None or (key == "after" and m.group(2) == "-"):
+        form = "R or R+K" if key == "after" else "a page number, R, R+K or R-K"
+        raise ScenarioError(source, _line(node), f"{what} must be {form}, R an earlier region")
+
+    def fail(msg: str) -> ScenarioError:
+        return ScenarioError(source, _line(node), f"{what}: {msg}")
+
+    other = region_of(m.group(1), regions, fail)
+    k = _number(m.group(3), "page count", fail) if m.group(3) else 0
+    base = other.at + other.pages if key == "after" else other.at
+    at = base - k if m.group(2) == "-" else base + k
+    if at < 0:
+        raise fail(f"{node.value} is before the arena's first page")
+    return at
 
 
 def _ksm_step(kind: str, args: list[str], arity: Callable[[int, int], None], fail: _Fail,
@@ -555,24 +592,32 @@ def _mremap(
     return op
 
 
-def _expect(kind: str, result: str, fail: _Fail) -> str:
-    # ok | errno name | SIGSEGV | a read's value (kept in decimal, as an
-    # Observation states it).
+def _expect(op: Op, result: str, fail: _Fail) -> str:
+    # ok | errno name | SIGSEGV | the value(s) a read or prctl get_merge gives,
+    # kept in decimal, as an Observation states them (V, or V,V,... for a
+    # range whose pages differ).
+    kind = op.kind
     if len(result.split()) != 1:
         raise fail("expected one result after '=>': ok, an errno name (ENOMEM), SIGSEGV or a value")
     memory = kind in ("read", "write")
+    valued = returns_value(op)
     if result == "ok":
-        if kind == "read":
-            raise fail("a read's result is its value or SIGSEGV, not ok")
+        if valued:
+            raise fail(f"{'a read' if kind == 'read' else kind}'s result is its value"
+                       f"{' or SIGSEGV' if memory else ''}, not ok")
         return result
     if result == "SIGSEGV":
         if not memory:
             raise fail(f"{kind} cannot raise SIGSEGV: only read and write touch memory")
         return result
-    if _INT_RE.match(result):
-        if kind != "read":
-            raise fail(f"only a read returns a value; {kind} results are ok or an errno name")
-        return str(_value(result, fail))
+    values = result.split(",")
+    if all(_INT_RE.match(v) for v in values):
+        if not valued:
+            raise fail(f"only a read or prctl get_merge returns a value; {kind} results are ok or an errno name")
+        if len(values) > 1 and len(values) != op.npages:
+            raise fail(f"{len(values)} values for a read of {op.npages} pages: give one value for every page, "
+                       "or one for them all")
+        return ",".join(str(_value(v, fail)) for v in values)
     if result.startswith("E") and result.isalnum():
         code = getattr(errno, result, None)
         if not isinstance(code, int) or code not in errno.errorcode:

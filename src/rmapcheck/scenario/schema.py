@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Iterable
 
-from rmapcheck.scenario.ops import PROTS, Op, Region, Scenario
+from rmapcheck.scenario.ops import MMAP_FLAGS, PROTS, Op, Region, Scenario
 
 __all__ = [
     "ADVICES",
@@ -140,16 +140,18 @@ _PAGE = Kind(True, _RANGE, one_page=True)
 
 #: every step kind of :data:`~rmapcheck.scenario.ops.OP_KINDS`
 KINDS: dict[str, Kind] = {
-    "mmap": Kind(True, _RANGE | {"prot", "flags"}, flags=("fixed",)),
+    "mmap": Kind(True, _RANGE | {"prot", "flags"}, flags=MMAP_FLAGS),
     "munmap": Kind(True, _RANGE),
     "mprotect": Kind(True, _RANGE | {"prot"}),
     "mremap": Kind(True, _RANGE | {"to_region", "to_page", "new_pages", "flags"}, flags=("dontunmap",)),
     "madvise": Kind(True, _RANGE | {"advice"}, advice=ADVICES),
-    "read": _PAGE,
-    "write": Kind(True, _RANGE | {"value"}, value=_VALUE, one_page=True),
+    "read": Kind(True, _RANGE),
+    "write": Kind(True, _RANGE | {"value"}, value=_VALUE),
+    "poke": Kind(True, _RANGE | {"value"}, value=_VALUE),
     "fork": Kind(True, frozenset({"child"})),
     "exit": Kind(True),
-    "prctl": Kind(True, frozenset({"value"}), value=(0, 1)),
+    # advice "" is PR_SET_MEMORY_MERGE of value, "get_merge" PR_GET_MEMORY_MERGE
+    "prctl": Kind(True, frozenset({"value", "advice"}), advice=("", "get_merge"), value=(0, 1)),
     "ksm_scan": Kind(False, frozenset({"value"}), value=(1, LIMITS.ksm_scans)),
     "ksm_settle": Kind(False),
     "ksm_set": Kind(False, frozenset({"advice", "value"}), advice=KSM_SET_KNOBS, value=_VALUE),
@@ -318,13 +320,18 @@ def check_op(op: Op, regions: dict[str, Region], fail: _Fail) -> Op:
         if f not in kind.flags and not _injected(f):
             known = ", ".join(kind.flags) or "none"
             raise fail(f"unknown {op.kind} flag {shown(f)}; known: {known}")
+    for pair in _EXCLUSIVE_FLAGS:
+        if pair <= op.flags:
+            raise fail(f"{op.kind} flags {' and '.join(sorted(pair))} exclude each other")
     if kind.advice and op.advice not in kind.advice:
-        what = "madvise advice" if op.kind == "madvise" else "KSM knob"
+        what = {"madvise": "madvise advice", "ksm_set": "KSM knob"}.get(op.kind, f"{op.kind} word")
         raise fail(f"unknown {what} {shown(op.advice)}; expected one of {', '.join(kind.advice)}")
     if "value" in kind.fields:
         lo, hi = kind.value
         if not lo <= op.value <= hi:
             raise fail(f"bad value {op.value} for {op.kind}: expected {lo} to {hi}")
+        if op.kind == "prctl" and op.advice == "get_merge" and op.value:
+            raise fail("prctl get_merge takes no value")
         if op.kind == "ksm_set" and op.advice == "run" and op.value == 1:
             raise fail("ksm_set run 1 would let ksmd scan on its own; use ksm_scan N or ksm_settle")
     if op.kind == "fork":
@@ -335,6 +342,9 @@ def check_op(op: Op, regions: dict[str, Region], fail: _Fail) -> Op:
 
 
 _DEFAULT = Op("", "")
+
+#: flags of which a step may hold one at most
+_EXCLUSIVE_FLAGS = (frozenset({"fixed", "fixed_noreplace"}), frozenset({"nohugepage", "thp_system"}))
 
 
 def _check_mremap(op: Op, regions: dict[str, Region], fail: _Fail) -> None:
