@@ -289,6 +289,13 @@ FILE_ERRORS = [
     ("regions:\n  A: 4\n  B: 2\n  C: {pages: 2, at: 3}\nsteps: []\n", 4,
      "region C (pages 3..4) overlaps region A (pages 0..3, line 2)"),
     ("regions:\n  A: {pages: 2, at: 65535}\nsteps: []\n", 2, "ends past the arena"),
+    ("regions:\n  A: 2\n  B: {pages: 1, after: C}\nsteps: []\n", 3,
+     "'after' of region B: unknown region 'C'; the regions are A"),
+    ("regions:\n  A: 2\n  B: {pages: 1, at: A-1}\nsteps: []\n", 3, "A-1 is before the arena's first page"),
+    ("regions:\n  A: 2\n  B: {pages: 1, after: A-1}\nsteps: []\n", 3, "'after' of region B must be R or R+K"),
+    ("regions:\n  A: 2\n  B: {pages: 1, after: A, at: 5}\nsteps: []\n", 3, "has both 'at' and 'after'"),
+    ("regions:\n  A: 2\n  B: {pages: 1, at: A+1}\nsteps: []\n", 3, "region B (pages 1..1) overlaps region A"),
+    ("regions:\n  A: 2\n  B: {pages: 1, at: [A]}\nsteps: []\n", 3, "'at' of region B must be a page number"),
     ("steps: mmap P0 A rw\n", 1, "steps must be a list of strings"),
     ("steps:\n  - exit P0\n  - {mmap: P0}\n", 3, "a step must be a string"),
     ("steps:\n  - exit P0\n  - 5\n", 3, "a step must be a string"),
@@ -306,6 +313,12 @@ def test_file_errors(tmp_path, text, line, message):
     assert str(e).startswith(f"{path}:{line}: "), str(e)
     assert message in str(e)
     assert "\n" not in str(e)
+
+
+def test_regions_placed_relative_to_another():
+    s = parse_scenario("regions:\n  A: 4\n  B: {pages: 2, after: A}\n  C: {pages: 1, after: B+3}\n"
+                       "  D: {pages: 1, at: C-2}\n  E: {pages: 1, at: A+6}\nsteps: []\n", "r.yaml")
+    assert [(r.name, r.at) for r in s.regions.values()] == [("A", 0), ("B", 4), ("C", 9), ("D", 7), ("E", 6)]
 
 
 def test_unreadable_file(tmp_path):
