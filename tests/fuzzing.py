@@ -137,8 +137,8 @@ def ranges(draw: st.DrawFn) -> str:
 
 
 _WORDS = ["rw", "r", "none", "rx", "rwx", "w", "RW", "fixed", "dontunmap", "mergeable", "unmergeable",
-          "dontneed", "merge", "max_page_sharing", "run", "use_zero_pages", "smart_scan", "noreserve",
-          "populate", "=>", "ok"]
+          "dontneed", "merge", "get_merge", "max_page_sharing", "run", "use_zero_pages", "smart_scan",
+          "noreserve", "populate", "fixed_noreplace", "nohugepage", "thp_system", "=>", "ok"]
 
 
 @st.composite
@@ -164,10 +164,11 @@ def good_steps(draw: st.DrawFn, procs: list[str]) -> str:
     page = f"{r}[{i}]"
     prot = draw(st.sampled_from(["rw", "r", "none", "rx", "rwx"]))
     kind = draw(st.sampled_from(["mmap", "munmap", "mprotect", "mremap", "madvise", "read", "write", "write",
-                                 "fork", "exit", "prctl", "ksm_scan", "ksm_settle", "ksm_set", "migrate",
+                                 "poke", "fork", "exit", "prctl", "ksm_scan", "ksm_settle", "ksm_set", "migrate",
                                  "reclaim", "ksmd"]))
     if kind == "mmap":
-        return f"mmap {p} {rng} {prot}" + draw(st.sampled_from(["", " fixed"]))
+        flags = draw(st.lists(st.sampled_from(["fixed", "noreserve", "populate", "thp_system"]), unique=True))
+        return " ".join([f"mmap {p} {rng} {prot}", *flags])
     if kind == "munmap":
         return f"munmap {p} {rng}"
     if kind == "mprotect":
@@ -178,9 +179,9 @@ def good_steps(draw: st.DrawFn, procs: list[str]) -> str:
     if kind == "madvise":
         return f"madvise {p} {rng} {draw(st.sampled_from(['dontneed', 'mergeable', 'unmergeable']))}"
     if kind == "read":
-        return f"read {p} {page}"
-    if kind == "write":
-        return f"write {p} {page} {draw(st.integers(0, 3))}"
+        return f"read {p} {draw(st.sampled_from([page, rng]))}"
+    if kind in ("write", "poke"):
+        return f"{kind} {p} {draw(st.sampled_from([page, rng]))} {draw(st.integers(0, 3))}"
     if kind == "fork":
         child = f"P{len(procs)}"
         procs.append(child)
@@ -190,7 +191,7 @@ def good_steps(draw: st.DrawFn, procs: list[str]) -> str:
             procs.remove(p)
         return f"exit {p}"
     if kind == "prctl":
-        return f"prctl {p} merge {draw(st.integers(0, 1))}"
+        return draw(st.sampled_from([f"prctl {p} merge 0", f"prctl {p} merge 1", f"prctl {p} get_merge"]))
     if kind == "ksm_scan":
         return f"ksm_scan {draw(st.integers(1, 3))}"
     if kind == "ksm_set":
@@ -222,7 +223,8 @@ def scenario_texts(draw: st.DrawFn) -> bytes:
     """A scenario file from parts: well-formed, well-formed with a few odd steps, or odd throughout."""
     if draw(st.booleans()):
         procs = ["P0"]
-        lines = ["regions:", "  A: 4", "  B: 2", "steps:"]
+        b = draw(st.sampled_from(["2", "{pages: 2, after: A}", "{pages: 2, after: A+3}", "{pages: 2, at: A+5}"]))
+        lines = ["regions:", "  A: 4", f"  B: {b}", "steps:"]
         for _ in range(draw(st.integers(0, 16))):
             step = draw(good_steps(procs)) if draw(st.integers(0, 9)) else draw(steps())
             if draw(st.integers(0, 5)) == 0:
@@ -241,10 +243,15 @@ def scenario_texts(draw: st.DrawFn) -> bytes:
         lines.append("regions:")
         for _ in range(draw(st.integers(0, 4))):
             name = draw(regions_names)
-            if draw(st.booleans()):
+            form = draw(st.integers(0, 3))
+            if form == 0:
                 lines.append(f"  {_yaml_scalar(name)}: {draw(numbers)}")
-            else:
+            elif form == 1:
                 lines.append(f"  {_yaml_scalar(name)}: {{pages: {draw(numbers)}, at: {draw(numbers)}}}")
+            else:
+                key = "after" if form == 2 else "at"
+                where = f"{draw(regions_names)}{draw(st.sampled_from(['', '+', '-', '+1', '-2', '+' + '9' * 30]))}"
+                lines.append(f"  {_yaml_scalar(name)}: {{pages: {draw(numbers)}, {key}: {_yaml_scalar(where)}}}")
     if draw(st.integers(0, 9)) == 0:
         lines.append(f"{draw(st.sampled_from(['step', 'extra', 'steps']))}: {draw(nested())}")
     lines.append("steps:")

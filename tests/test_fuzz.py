@@ -95,7 +95,7 @@ RUN_CASES = {
     "yaml11-sexagesimal": ("regions:\n  A: 1:30\nsteps: []\n", 2, "region A: expected a page count"),
     "yaml11-hex": ("regions:\n  A: 0x10\nsteps: []\n", 2, "region A: expected a page count"),
     "yaml11-underscore": ("regions:\n  A: 1_0\nsteps: []\n", 2, "region A: expected a page count"),
-    "yaml11-octal": ("regions:\n  A: {pages: 2, at: 010}\nsteps: []\n", 2, "'at' of region A must be an integer"),
+    "yaml11-octal": ("regions:\n  A: {pages: 2, at: 010}\nsteps: []\n", 2, "'at' of region A must be a page number"),
     "yaml-alias": ("regions: &r\n  A: 1\nsteps: *r\n", 3, "anchors and aliases are not supported"),
     # 256 pages times 4 * 100 scans, 11 times, is past 2**20
     "too-much-work": ("regions:\n  A: 256\nsteps:\n" + "  - ksm_scan 100\n" * 20, 14, "too much work"),

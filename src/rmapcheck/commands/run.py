@@ -24,7 +24,7 @@ def final_state(runner: ModelRunner) -> str:
     return address_map(mms, runner.scenario) + "\n\n" + anon_vma_tree(avs, vma_namer(mms, runner.scenario))
 
 
-_EPILOG = "\b\nThe address map of each step, row by row:\n\n" + LEGEND + """
+_EPILOG = "\b\nThe address map of each step, row by row:\n" + LEGEND + """
 
 \b
 With KSM in play (a KSM step or mergeable advice), each step also shows

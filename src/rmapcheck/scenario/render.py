@@ -59,7 +59,7 @@ __all__ = [
 
 #: How to read an address map (docs/scenario-format.md and ``rmapcheck run --help`` show it).
 LEGEND = """\
-P0        A    B       the process; each region's name above its first page
+P0        A    B      the process; each region's name above its first page
           0123456     arena pages, in hex (the ruler repeats every 16)
 op:         *         the pages the step acts on
 vma:      AAAA.BB     a letter per VMA of the process, A, B, ... in address
