@@ -26,7 +26,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from rmapcheck.check.model import SEED_BOUNDS, KernelModel
+from rmapcheck.check.model import SEED_BOUNDS
 from rmapcheck.check.trace import trace_dict
 from rmapcheck.cli import run_cli
 from rmapcheck.commands.check import run_check

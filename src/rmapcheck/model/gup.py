@@ -21,8 +21,8 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from rmapcheck.model.findings import KernelBug
-from rmapcheck.model.memory import is_migration_entry
+from rmapcheck.model.findings import KernelBug, KernelError
+from rmapcheck.model.memory import handle_pte_fault, is_migration_entry
 from rmapcheck.model.mm_types import (
     VM_EXEC, VM_IO, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_PFNMAP, VM_READ, VM_SHARED,
     VM_WRITE, ZERO_PAGE, folio, mm_struct, vm_area_struct,
@@ -132,28 +132,14 @@ def _follow_page_pte(vma: vm_area_struct, vpn: int, flags: int) -> folio | None:
 def faultin_page(k: Kernel, vma: vm_area_struct, vpn: int, flags: int) -> int:
     """``faultin_page()`` (mm/gup.c, v6.18): ``handle_mm_fault()`` for GUP.
 
-    No ``access_error()``: ``check_vma_flags()`` has decided. A write fault
-    on a PTE not writable goes to ``do_wp_page()`` (which reuses or copies and
-    maps writable only with ``VM_WRITE``); a missing PTE to
-    ``do_anonymous_page()``; a migration entry waits for the migration.
+    No ``access_error()``: ``check_vma_flags()`` has decided; the fault is
+    resolved as any (``handle_pte_fault()``), and ``do_wp_page()`` maps
+    writable only with ``VM_WRITE``.
 
     :returns: 0 or a negative errno (``-ENOMEM``).
     """
-    from rmapcheck.model.findings import KernelError
-
-    mm = vma.vm_mm
-    write = bool(flags & FOLL_WRITE)
     try:
-        pte = mm.pgtable.get(vpn)
-        if pte is not None and is_migration_entry(pte):
-            k.ops.migration_entry_wait(k, mm, vpn)
-            pte = mm.pgtable.get(vpn)
-            if pte is not None and is_migration_entry(pte):
-                raise KernelBug("faultin_page", f"migration entry at {vpn:#x} survived its migration")
-        if pte is None:
-            k.ops.do_anonymous_page(k, vma, vpn, write)
-        elif write:
-            k.ops.do_wp_page(k, vma, vpn)
+        handle_pte_fault(k, vma, vpn, bool(flags & FOLL_WRITE))
     except KernelError as e:
         return -e.errno
     return 0

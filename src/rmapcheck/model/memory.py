@@ -40,6 +40,7 @@ __all__ = [
     "do_wp_page",
     "folio_put",
     "handle_mm_fault",
+    "handle_pte_fault",
     "is_migration_entry",
     "is_readable_migration_entry",
     "is_writable_migration_entry",
@@ -249,6 +250,19 @@ def handle_mm_fault(k: Kernel, mm: mm_struct, vpn: int, write: bool) -> folio:
     kasan_check(vma, "handle_mm_fault")
     if _access_error(vma, write):
         raise SegmentationFault("handle_mm_fault", "access_error")
+    handle_pte_fault(k, vma, vpn, write)
+    return mm.pgtable[vpn][0]
+
+
+def handle_pte_fault(k: Kernel, vma: vm_area_struct, vpn: int, write: bool) -> None:
+    """``handle_pte_fault()`` (mm/memory.c, v6.18): resolve a fault the access checks allowed.
+
+    A missing PTE goes to ``do_anonymous_page()``, a write to a read-only
+    one to ``do_wp_page()``, a migration entry waits for its migration
+    (``do_swap_page()``). The callers have checked the access: the arch's
+    fault handler (:func:`handle_mm_fault`) or GUP's ``check_vma_flags()``.
+    """
+    mm = vma.vm_mm
     pte = mm.pgtable.get(vpn)
     if pte is not None and is_migration_entry(pte):
         # do_swap_page(): a migration entry. migration_entry_wait() sleeps
@@ -263,7 +277,6 @@ def handle_mm_fault(k: Kernel, mm: mm_struct, vpn: int, write: bool) -> folio:
         k.ops.do_anonymous_page(k, vma, vpn, write)
     elif write and not pte[1]:
         k.ops.do_wp_page(k, vma, vpn)
-    return mm.pgtable[vpn][0]
 
 
 def zap_vma_range(k: Kernel, vma: vm_area_struct, start: int, end: int) -> None:
