@@ -184,3 +184,16 @@ def test_live_json_is_the_models():
     live = json.loads(p.stdout)
     assert live["side"] == "live"
     assert live["steps"] == run["steps"]
+
+
+def test_run_json_finding():
+    import json
+
+    p = rmapcheck("run", "--json", "anon-vma-double-reuse", "--design", "linux-6.18-degree")
+    assert p.returncode == 1
+    d = json.loads(p.stdout)
+    assert d["verdict"] == "finding"
+    f = d["finding"]
+    # the steps before the one that raised, each observed
+    assert len(d["steps"]) == f["step"] - 1
+    assert (f["property"], f["function"]) == ("invariant", "check_invariants")
