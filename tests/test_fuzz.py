@@ -199,6 +199,7 @@ def test_check_regions_9(tmp_path, monkeypatch):
     (["--regions", "27"], "--regions must be between 1 and 26, not 27"),
     (["--processes", "0"], "--processes must be between 1 and 16, not 0"),
     (["--ops", "write,frob"], "unknown operation 'frob' in --ops"),
+    (["--ops", ","], "--ops must name at least one operation"),
     (["--timeout", "nan"], "--timeout must be a positive number of seconds"),
     (["--timeout", "-1"], "--timeout must be a positive number of seconds"),
     (["--runs", "0"], "--runs"),

@@ -476,8 +476,8 @@ def check_bounds(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             if type(v) is not bool:
                 raise ValueError(f"{name} must be true or false")
         elif rule is CHECK_OPS:
-            if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
-                raise ValueError(f"{name} must be a list of operation names")
+            if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v) or not v:
+                raise ValueError(f"{name} must name at least one operation")
             for o in v:
                 if o not in CHECK_OPS:
                     raise ValueError(f"unknown operation {shown(o)} in {name} (known: {', '.join(CHECK_OPS)})")
