@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 N      ?= 2000
 
-.PHONY: demo test bench conform clean
+.PHONY: demo test bench conform fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ bench: $(STAMP)
 
 conform: $(STAMP)
 	$(PY) -m rmapcheck conform -n $(N)
+
+# N malformed scenario files and traces (a quarter each: structured and
+# byte-level mutations, for run and replay), drawn at random.
+fuzz: $(STAMP)
+	RMAPCHECK_FUZZ=$(N) $(PY) -m pytest -q -s -p no:cacheprovider tests/test_fuzz.py -k test_fuzz_
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

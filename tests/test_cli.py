@@ -121,3 +121,79 @@ def test_conform_last_line(tmp_path):
     p = rmapcheck("conform", "-n", "3", "--save", str(tmp_path / "failures"))
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.splitlines()[-1] == "conform: 3 scenarios, 3 agree, 0 differ"
+
+
+def test_run_help_has_the_address_map_legend():
+    p = rmapcheck("run", "--help")
+    assert p.returncode == 0
+    for words in ("anon_vma:", "'z' the zero", "a letter per VMA", "ksm_stat"):
+        assert words in p.stdout, words
+
+
+def test_run_prints_ksm_counters_when_ksm_is_in_play():
+    p = rmapcheck("run", "ksm-merge-two-pages")
+    assert p.returncode == 0, p.stderr
+    ksm = [line for line in p.stdout.splitlines() if line.startswith("ksm: ")]
+    stat = [line for line in p.stdout.splitlines() if line.startswith("ksm_stat: P0 ")]
+    # one per step and one after the final state
+    assert len(ksm) == len(stat) == 9
+    assert "pages_sharing 1" in ksm[-1]
+    p = rmapcheck("run", "fork-cow-child")
+    assert p.returncode == 0
+    assert not any(line.startswith("ksm") for line in p.stdout.splitlines())
+
+
+def test_run_json():
+    import json
+
+    from rmapcheck.commands.common import load
+
+    p = rmapcheck("run", "--json", "ksm-merge-two-pages")
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    s = load("ksm-merge-two-pages")
+    assert (d["scenario"], d["side"], d["verdict"]) == ("ksm-merge-two-pages", "linux-6.18", "ok")
+    assert [st["op"] for st in d["steps"]] == [op.text() for op in s.ops]
+    last = d["steps"][-1]
+    assert last["result"] == "42" and last["counters"]["pages_sharing"] == 1
+    assert set(last["ksm_stat"]) == {"P0"} and last["frames"]["P0"] == [0, 0, 1]
+
+
+def test_run_json_unexpected_result(tmp_path):
+    import json
+
+    f = tmp_path / "s.yaml"
+    f.write_text(GOOD + "  - read P0 A[0] => 2\n  - write P0 A[1] 1\n")
+    p = rmapcheck("run", "--json", str(f))
+    assert p.returncode == 1
+    d = json.loads(p.stdout)
+    assert d["verdict"] == "unexpected" and len(d["steps"]) == 3
+    assert d["error"] == f"{f}:6: read P0 A[0] => 2: got 1"
+    assert "counters" not in d["steps"][0]
+    assert one_error_line(p) == f"rmapcheck: {d['error']}"
+
+
+@pytest.mark.live
+@requires_live
+def test_live_json_is_the_models():
+    import json
+
+    run = json.loads(rmapcheck("run", "--json", "poke-cow-readonly").stdout)
+    p = rmapcheck("live", "--json", "poke-cow-readonly")
+    assert p.returncode == 0, p.stderr
+    live = json.loads(p.stdout)
+    assert live["side"] == "live"
+    assert live["steps"] == run["steps"]
+
+
+def test_run_json_finding():
+    import json
+
+    p = rmapcheck("run", "--json", "anon-vma-double-reuse", "--design", "linux-6.18-degree")
+    assert p.returncode == 1
+    d = json.loads(p.stdout)
+    assert d["verdict"] == "finding"
+    f = d["finding"]
+    # the checks between steps found it: every step up to it is observed
+    assert len(d["steps"]) == f["step"]
+    assert (f["property"], f["function"]) == ("invariant", "check_invariants")

@@ -347,3 +347,19 @@ def test_ksm_steps_borrow_active_settings(tmp_path: Path, ksm_to_ourselves: None
     assert read_knob("sleep_millisecs") == sleep
     assert frames(obs) == {"P0": (0, 0, None, None, None, None)}
     assert obs.ksm == frozenset({0})
+
+
+def test_thp_system_is_refused_where_thp_is_always(tmp_path, monkeypatch):
+    # With transparent_hugepage/enabled "always" a fault may map a huge page,
+    # which the model has not: the live runner refuses thp_system there.
+    from rmapcheck.live import runner
+    from rmapcheck.scenario.ops import Op
+
+    setting = tmp_path / "enabled"
+    monkeypatch.setattr(runner, "_THP_ENABLED", setting)
+    op = Op("mmap", "P0", "A", 0, 2, flags=frozenset({"thp_system"}))
+    setting.write_text("[always] madvise never\n")
+    with pytest.raises(runner.LiveError, match="thp_system needs 'madvise' or 'never'"):
+        runner._check_thp_setting(op)
+    setting.write_text("always [madvise] never\n")
+    runner._check_thp_setting(op)

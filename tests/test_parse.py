@@ -119,6 +119,15 @@ STEPS = [
     ("mremap P0 A[0:2] B[0] => EWOULDBLOCK",
      Op("mremap", "P0", region="A", npages=2, to_region="B", expect="EAGAIN")),
     ("exit P3", Op("exit", "P3")),
+    ("mmap P0 A rw noreserve populate fixed_noreplace thp_system",
+     Op("mmap", "P0", region="A", npages=4, flags=frozenset({"noreserve", "populate", "fixed_noreplace",
+                                                              "thp_system"}))),
+    ("write P0 A[0:4] 0xcf", Op("write", "P0", region="A", npages=4, value=0xcf)),
+    ("read P0 A[1:3] => 7", Op("read", "P0", region="A", page=1, npages=2, expect="7")),
+    ("read P0 A[1:3] => 7,0x10", Op("read", "P0", region="A", page=1, npages=2, expect="7,16")),
+    ("poke P0 B[1] 5 => EIO", Op("poke", "P0", region="B", page=1, value=5, expect="EIO")),
+    ("prctl P0 get_merge => 1", Op("prctl", "P0", advice="get_merge", expect="1")),
+    ("prctl P0 merge 1", Op("prctl", "P0", value=1)),
 ]
 
 
@@ -180,10 +189,21 @@ STEP_ERRORS = [
     ("mprotect P0 A rwxx", "unknown PROT 'rwxx'"),
     ("mmap P0 A rw fixd", "unknown mmap flag 'fixd'"),
     ("mprotect P0 A rw fixed", "wrong number of arguments to mprotect"),
-    ("mmap P0", "wrong number of arguments to mmap; usage: mmap P R[i:j] PROT [fixed]"),
+    ("mmap P0", "wrong number of arguments to mmap; usage: mmap P R[i:j] PROT [fixed|fixed_noreplace] "
+                "[noreserve] [populate] [nohugepage|thp_system]"),
+    ("mmap P0 A rw populate populate", "mmap flag populate given twice"),
+    ("mmap P0 A rw fixed fixed_noreplace", "mmap flags fixed and fixed_noreplace exclude each other"),
+    ("mmap P0 A rw nohugepage thp_system", "mmap flags nohugepage and thp_system exclude each other"),
+    ("mmap P0 A w", "unknown PROT 'w'"),
+    ("prctl P0 get_merge 1", "wrong number of arguments to prctl"),
+    ("prctl P0 get_merge => ok", "prctl's result is its value, not ok"),
+    ("prctl P0 merge 1 => 1", "only a read or prctl get_merge returns a value"),
+    ("read P0 A[0:3] => 1,2", "2 values for a read of 3 pages"),
+    ("poke P0 A[0] 1 => SIGSEGV", "poke cannot raise SIGSEGV"),
+    ("poke P0 A[0]", "wrong number of arguments to poke"),
     ("exit", "wrong number of arguments to exit"),
     ("fork P0", "wrong number of arguments to fork"),
-    ("read P0 A[0:2]", "read takes one page"),
+    ("migrate P0 A[0:2]", "migrate takes one page"),
     ("madvise P0 A free", "unknown madvise advice 'free'"),
     ("write P0 A[0] -1", "bad value '-1'"),
     ("write P0 A[0] 1.5", "bad value '1.5'"),
@@ -205,7 +225,7 @@ STEP_ERRORS = [
     ("mmap P0 A rw => ok ok", "expected one result after '=>'"),
     ("mmap P0 A rw => ok => ok", "at most one '=> RESULT'"),
     ("read P0 A[0] => ok", "a read's result is its value or SIGSEGV, not ok"),
-    ("mmap P0 A rw => 7", "only a read returns a value"),
+    ("mmap P0 A rw => 7", "only a read or prctl get_merge returns a value"),
     ("mmap P0 A rw => SIGSEGV", "mmap cannot raise SIGSEGV"),
     ("write P0 A[0] 1 => ENOMEM", "write is a memory access"),
     ("read P0 A[0] => 9223372036854775808", "must be below 2**63"),
@@ -269,6 +289,13 @@ FILE_ERRORS = [
     ("regions:\n  A: 4\n  B: 2\n  C: {pages: 2, at: 3}\nsteps: []\n", 4,
      "region C (pages 3..4) overlaps region A (pages 0..3, line 2)"),
     ("regions:\n  A: {pages: 2, at: 65535}\nsteps: []\n", 2, "ends past the arena"),
+    ("regions:\n  A: 2\n  B: {pages: 1, after: C}\nsteps: []\n", 3,
+     "'after' of region B: unknown region 'C'; the regions are A"),
+    ("regions:\n  A: 2\n  B: {pages: 1, at: A-1}\nsteps: []\n", 3, "A-1 is before the arena's first page"),
+    ("regions:\n  A: 2\n  B: {pages: 1, after: A-1}\nsteps: []\n", 3, "'after' of region B must be R or R+K"),
+    ("regions:\n  A: 2\n  B: {pages: 1, after: A, at: 5}\nsteps: []\n", 3, "has both 'at' and 'after'"),
+    ("regions:\n  A: 2\n  B: {pages: 1, at: A+1}\nsteps: []\n", 3, "region B (pages 1..1) overlaps region A"),
+    ("regions:\n  A: 2\n  B: {pages: 1, at: [A]}\nsteps: []\n", 3, "'at' of region B must be a page number"),
     ("steps: mmap P0 A rw\n", 1, "steps must be a list of strings"),
     ("steps:\n  - exit P0\n  - {mmap: P0}\n", 3, "a step must be a string"),
     ("steps:\n  - exit P0\n  - 5\n", 3, "a step must be a string"),
@@ -286,6 +313,12 @@ def test_file_errors(tmp_path, text, line, message):
     assert str(e).startswith(f"{path}:{line}: "), str(e)
     assert message in str(e)
     assert "\n" not in str(e)
+
+
+def test_regions_placed_relative_to_another():
+    s = parse_scenario("regions:\n  A: 4\n  B: {pages: 2, after: A}\n  C: {pages: 1, after: B+3}\n"
+                       "  D: {pages: 1, at: C-2}\n  E: {pages: 1, at: A+6}\nsteps: []\n", "r.yaml")
+    assert [(r.name, r.at) for r in s.regions.values()] == [("A", 0), ("B", 4), ("C", 9), ("D", 7), ("E", 6)]
 
 
 def test_unreadable_file(tmp_path):

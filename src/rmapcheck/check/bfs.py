@@ -11,7 +11,7 @@ import sys
 import time
 from collections import deque
 
-from rmapcheck.check.checker import Checker, Progress, Result
+from rmapcheck.check.checker import Checker, Result, progress
 from rmapcheck.check.explore import Copies, finish, new_result, record
 from rmapcheck.check.model import Finding
 from rmapcheck.scenario.ops import Op
@@ -102,15 +102,15 @@ def run_bfs(c: Checker) -> Result:
             for p in m.sometimes(n):
                 res.sometimes[p] = True
         now = time.perf_counter()
-        if cut or (c.max_seconds is not None and now - t0 > c.max_seconds):
+        if cut or c.stop or (c.max_seconds is not None and now - t0 > c.max_seconds):
             cut = True
             break
         if c.reporter is not None and now >= next_report:
-            c.reporter(Progress(res.states, res.distinct, res.depth, now - t0))
+            c.reporter(progress(res, now - t0))
             next_report = now + 1.0
     res.seconds = time.perf_counter() - t0
     res.exhausted = not cut
     res.bytes_per_state = (total_bytes + _visited_bytes(parents)) / max(1, res.distinct)
     if c.reporter is not None:
-        c.reporter(Progress(res.states, res.distinct, res.depth, res.seconds, done=True))
+        c.reporter(progress(res, res.seconds, done=True))
     return finish(c, res)

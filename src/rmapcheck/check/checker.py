@@ -16,7 +16,7 @@ from typing import Callable, Protocol
 
 from rmapcheck.check.model import Finding, KernelModel
 
-__all__ = ["Checker", "Progress", "Reporter", "Result"]
+__all__ = ["Checker", "Progress", "Reporter", "Result", "Stop", "progress"]
 
 
 @dataclass
@@ -28,6 +28,8 @@ class Progress:
     depth: int
     seconds: float
     done: bool = False
+    #: distinct violations found so far
+    findings: int = 0
 
     @property
     def rate(self) -> float:
@@ -61,11 +63,13 @@ class Result:
     config: dict = field(default_factory=dict)
     #: actions not started because they would sleep on a kernel thread's lock
     blocked: int = 0
+    #: the signal that stopped the check early (0 if none): the result is partial
+    interrupted: int = 0
 
     @property
     def verdict(self) -> str:
-        """``violation`` if any property failed, else ``clean``."""
-        return "violation" if self.findings else "clean"
+        """``violation`` if any property failed, else ``interrupted`` if the check was, else ``clean``."""
+        return "violation" if self.findings else "interrupted" if self.interrupted else "clean"
 
     def as_dict(self) -> dict:
         """The result as plain data (``rmapcheck check --json``)."""
@@ -87,7 +91,26 @@ class Result:
             "config": {k: v for k, v in sorted(self.config.items())},
             "sometimes": self.sometimes,
             "warnings": self.warnings,
+            "interrupted": bool(self.interrupted),
         }
+
+
+class Stop:
+    """A request to stop a running check, set by a signal handler.
+
+    The strategies look at it once per state they expand and, when it is set,
+    end as after a time limit: the result holds the findings so far, is not
+    exhaustive and records the signal in :attr:`Result.interrupted`.
+    """
+
+    __slots__ = ("signum",)
+
+    def __init__(self) -> None:
+        #: the signal that asked to stop (0: none yet)
+        self.signum = 0
+
+    def __bool__(self) -> bool:
+        return self.signum != 0
 
 
 class Checker:
@@ -101,6 +124,7 @@ class Checker:
         self.max_seconds: float | None = None
         self.seed = 0
         self.runs = 100
+        self.stop = Stop()
 
     def symmetry(self, on: bool = True) -> Checker:
         """Use symmetry reduction (canonical fingerprints; on by default)."""
@@ -120,6 +144,11 @@ class Checker:
     def timeout(self, seconds: float | None) -> Checker:
         """Stop after ``seconds`` (the result then is not exhaustive)."""
         self.max_seconds = seconds
+        return self
+
+    def stop_on(self, stop: Stop) -> Checker:
+        """End the check early, with the findings so far, once ``stop`` is set."""
+        self.stop = stop
         return self
 
     def spawn_bfs(self) -> Runner:
@@ -152,3 +181,8 @@ class Runner:
 
 def _now() -> float:
     return time.perf_counter()
+
+
+def progress(res: Result, seconds: float, done: bool = False) -> Progress:
+    """A progress report of ``res`` after ``seconds``."""
+    return Progress(res.states, res.distinct, res.depth, seconds, done, len(res.findings))

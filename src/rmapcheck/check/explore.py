@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from rmapcheck.check.checker import Checker, Result
@@ -75,7 +76,12 @@ def record(res: Result, seen: dict[tuple[str, str], Finding], out: Outcome, trac
 def finish(c: Checker, res: Result) -> Result:
     """Add the warnings a person must read before trusting a clean verdict."""
     b = c.model.bounds
-    if not res.exhausted:
+    if c.stop and not res.exhausted:
+        res.interrupted = c.stop.signum
+        res.exhausted = False
+        res.warnings.append(f"interrupted by {_signame(c.stop.signum)}: the result is partial, the findings are "
+                            "those found so far")
+    elif not res.exhausted:
         res.warnings.append("the exploration was cut short (time limit or first violation): "
                             "not every state within the bounds was checked")
     if res.depth >= b.depth:
@@ -108,6 +114,13 @@ def finish(c: Checker, res: Result) -> Result:
     res.findings.sort(key=lambda f: (SEVERITY.index(f.property) if f.property in SEVERITY else 99,
                                      f.trace_length))
     return res
+
+
+def _signame(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def _relevant(name: str, ops: tuple[str, ...]) -> bool:

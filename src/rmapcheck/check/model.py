@@ -169,7 +169,7 @@ class KernelModel:
         at = 0
         regions = {}
         for i in range(bounds.regions):
-            name = "ABCDEFGH"[i]
+            name = chr(ord("A") + i)
             regions[name] = Region(name, bounds.pages, at)
             at += bounds.pages + 1
         self.setup = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 import time
 
-from rmapcheck.check.checker import Checker, Progress, Result
+from rmapcheck.check.checker import Checker, Progress, Result, progress
 from rmapcheck.check.explore import finish, new_result, record
 from rmapcheck.check.model import Finding
 from rmapcheck.model.kthreads import kthreads
@@ -58,15 +58,15 @@ def run_simulation(c: Checker) -> Result:
             res.depth = max(res.depth, len(path))
         now = time.perf_counter()
         if c.reporter is not None and now >= next_report:
-            c.reporter(Progress(res.states, len(fps), res.depth, now - t0))
+            c.reporter(Progress(res.states, len(fps), res.depth, now - t0, findings=len(res.findings)))
             next_report = now + 1.0
-        if stop or (c.max_seconds is not None and now - t0 > c.max_seconds):
+        if stop or c.stop or (c.max_seconds is not None and now - t0 > c.max_seconds):
             break
     res.distinct = len(fps)
     res.seconds = time.perf_counter() - t0
     res.exhausted = False
     if c.reporter is not None:
-        c.reporter(Progress(res.states, res.distinct, res.depth, res.seconds, done=True))
+        c.reporter(progress(res, res.seconds, done=True))
     res = finish(c, res)
     res.warnings.insert(0, f"random simulation ({c.runs} walks, seed {c.seed}) is not exhaustive")
     return res

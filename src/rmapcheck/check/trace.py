@@ -20,8 +20,12 @@ them is missing or changed, since the trace may no longer reproduce.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass, field, fields, replace
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from rmapcheck.check.model import Bounds, Finding, KernelModel, Outcome
@@ -30,14 +34,16 @@ from rmapcheck.designs import (
 )
 from rmapcheck.designs.design import file_sha256
 from rmapcheck.scenario.execute import ModelRunner, uses_ksm
-from rmapcheck.scenario.ops import OP_KINDS, Op, Region, Scenario, Settings
+from rmapcheck.scenario.ops import Op, Region, Scenario, Settings
+from rmapcheck.scenario.schema import (
+    LIMITS, OP_FIELDS, TRACE_KEYS, ScenarioError, check_bounds, shown, validate_scenario,
+)
 
-__all__ = ["TRACE_FORMAT", "TraceError", "judged_run", "load_trace", "replay", "save_trace", "trace_dict",
-           "trace_scenario", "trace_settings", "unsaid_steps"]
+__all__ = ["TRACE_FORMAT", "TraceError", "judged_run", "load_trace", "replay", "save_finding", "save_trace",
+           "trace_dict", "trace_scenario", "trace_settings", "unsaid_steps"]
 
 TRACE_FORMAT = "rmapcheck-trace/1"
 
-_OP_FIELDS = [f.name for f in fields(Op) if f.name not in ("line", "expect")]
 
 
 class TraceError(ValueError):
@@ -49,7 +55,7 @@ def trace_dict(model: KernelModel, f: Finding) -> dict[str, Any]:
     steps = []
     for op in f.trace:
         d = {}
-        for name in _OP_FIELDS:
+        for name in OP_FIELDS:
             v = getattr(op, name)
             if name == "flags":
                 v = sorted(v)
@@ -78,8 +84,48 @@ _DEFAULT = Op("", "")
 def save_trace(path: str, model: KernelModel, f: Finding) -> None:
     """Write the counterexample ``f`` of ``model`` to ``path``."""
     with open(path, "w") as fh:
-        json.dump(trace_dict(model, f), fh, indent=1, sort_keys=True)
-        fh.write("\n")
+        fh.write(_trace_text(model, f))
+
+
+def _trace_text(model: KernelModel, f: Finding) -> str:
+    return json.dumps(trace_dict(model, f), indent=1, sort_keys=True) + "\n"
+
+
+def save_finding(save_dir: str | os.PathLike[str], model: KernelModel, f: Finding) -> Path:
+    """Save the counterexample ``f`` of ``model`` under ``save_dir``; return its path.
+
+    The name is ``DESIGN-PROPERTY-FUNCTION-HASH.json``, ``HASH`` the first
+    eight hex digits of the SHA-256 of the file's text: two different traces
+    never get the same name, and the same trace saved again (the same check
+    run twice) is the same file. A file of that name with other text (a
+    collision of the short hash) is left alone: the trace gets ``-2``,
+    ``-3`` ... appended. The counterexample as a scenario that ``rmapcheck
+    run`` reproduces (:func:`trace_scenario`) goes next to it, with the
+    suffix ``.yaml``.
+    """
+    from rmapcheck.scenario.parse import dump_scenario
+
+    text = _trace_text(model, f)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    stem = _FILE_RE.sub("_", f"{design_label(model.design)}-{f.property}-{f.function}")[:120] + f"-{digest}"
+    d = Path(save_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        path = d / (f"{stem}.json" if n == 1 else f"{stem}-{n}.json")
+        try:
+            with open(path, "x") as fh:
+                fh.write(text)
+            break
+        except FileExistsError:
+            if path.read_text(errors="replace") == text:
+                break
+        n += 1
+    path.with_suffix(".yaml").write_text(dump_scenario(trace_scenario(model, f)))
+    return path
+
+
+_FILE_RE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 @dataclass
@@ -99,24 +145,34 @@ class Trace:
 def load_trace(path: str) -> Trace:
     """Read and validate a trace file.
 
-    :raises TraceError: naming the file and what is wrong with it.
+    The keys are those of :data:`~rmapcheck.scenario.schema.TRACE_KEYS`, the
+    steps' fields those of :class:`Op`, and the scenario they make is judged
+    by :func:`~rmapcheck.scenario.schema.validate_scenario`, as a scenario
+    file's steps are; the bounds by :func:`~rmapcheck.scenario.schema.check_bounds`.
+
+    :raises TraceError: one line naming the file and what is wrong with it.
     """
-    try:
-        with open(path) as fh:
-            d = json.load(fh)
-    except OSError as e:
-        raise TraceError(f"{path}: cannot read: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise TraceError(f"{path}:{e.lineno}: not JSON: {e.msg}") from None
+    d = _read_json(path)
 
     def bad(msg: str) -> TraceError:
         return TraceError(f"{path}: {msg}")
 
     if not isinstance(d, dict) or d.get("format") != TRACE_FORMAT:
         raise bad(f"not an rmapcheck trace (expected \"format\": \"{TRACE_FORMAT}\")")
-    design = d.get("design")
-    if not isinstance(design, str) or (design not in DESIGNS and not is_design_file(design)):
-        raise bad(f"unknown design {design!r} (known: {', '.join(sorted(DESIGNS))}, or a design file)")
+    for key in d:
+        if key not in TRACE_KEYS:
+            raise bad(f"unknown key {shown(key)} (known: {', '.join(TRACE_KEYS)})")
+    for key, (kind, required) in TRACE_KEYS.items():
+        if key not in d:
+            if required:
+                raise bad(f"no {key!r}")
+        elif type(d[key]) is not kind:
+            raise bad(f"{key!r} must be {_JSON_TYPES[kind]}")
+        elif kind is str and len(d[key]) > LIMITS.text:
+            raise bad(f"{key!r} is longer than {LIMITS.text} characters")
+    design = d["design"]
+    if design not in DESIGNS and not is_design_file(design):
+        raise bad(f"unknown design {shown(design)} (known: {', '.join(sorted(DESIGNS))}, or a design file)")
     if design not in DESIGNS:
         _check_design_files(d.get("design_files"), bad)
     try:
@@ -124,71 +180,120 @@ def load_trace(path: str) -> Trace:
     except DesignError as e:
         raise bad(f"design: {e}") from None
     config = d.get("config", {})
-    if not isinstance(config, dict):
-        raise bad("\"config\" must be an object of switch: value")
+    if any(len(k) > LIMITS.name_length * 2 for k in config):
+        raise bad("bad \"config\": a switch name is too long")
     try:
         typed = design_config(design, [config_text({k: v}) for k, v in config.items()])
     except DesignError as e:
         raise bad(f"bad \"config\": {e}") from None
     if typed != config:
-        raise bad(f"bad \"config\": {config_text(config)} (switches are true/false or integers)")
-    regs = d.get("regions")
-    if not isinstance(regs, dict) or not regs:
-        raise bad("\"regions\" must be an object of name: {pages, at}")
-    regions = {}
-    for name, r in regs.items():
-        if not isinstance(r, dict) or not isinstance(r.get("pages"), int) or not isinstance(r.get("at"), int) \
-                or r["pages"] < 1 or r["at"] < 0:
-            raise bad(f"region {name!r} must have integer pages >= 1 and at >= 0")
+        raise bad(f"bad \"config\": {shown(config_text(config))} (switches are true/false or integers)")
+    regions: dict[str, Region] = {}
+    for name, r in d["regions"].items():
+        if not isinstance(r, dict) or set(r) != {"pages", "at"} or type(r["pages"]) is not int \
+                or type(r["at"]) is not int:
+            raise bad(f"region {shown(name)} must be an object {{\"pages\": N, \"at\": K}} of integers")
         regions[name] = Region(name, r["pages"], r["at"])
-    steps = d.get("steps")
-    if not isinstance(steps, list):
-        raise bad("\"steps\" must be a list")
-    ops = []
-    for i, s in enumerate(steps, 1):
-        if not isinstance(s, dict) or s.get("kind") not in OP_KINDS:
-            raise bad(f"step {i}: unknown operation {s.get('kind') if isinstance(s, dict) else s!r}")
-        unknown = set(s) - set(_OP_FIELDS)
-        if unknown:
-            raise bad(f"step {i}: unknown field {sorted(unknown)[0]!r}")
-        kw = dict(s)
-        if "flags" in kw:
-            if not isinstance(kw["flags"], list) or not all(isinstance(x, str) for x in kw["flags"]):
-                raise bad(f"step {i}: field 'flags' must be a list of strings")
-            kw["flags"] = frozenset(kw["flags"])
-        for name, v in kw.items():
-            want = type(getattr(_DEFAULT, name))
-            if type(v) is not want:
-                raise bad(f"step {i}: field {name!r} must be {want.__name__}")
-        if kw.get("region"):
-            reg = regions.get(kw["region"])
-            if reg is None:
-                raise bad(f"step {i}: unknown region {kw['region']!r}")
-            page, npages = kw.get("page", 0), kw.get("npages", 1)
-            if page < 0 or npages < 1 or page + npages > reg.pages:
-                raise bad(f"step {i}: pages [{page}, {page + npages}) outside region {reg.name}")
-        ops.append(Op(line=i, **kw))
-    live = {"P0"}
-    for i, op in enumerate(ops, 1):
-        if op.proc and op.proc not in live:
-            raise bad(f"step {i}: process {op.proc!r} does not exist at this step")
-        if op.kind == "fork":
-            live.add(op.child)
-        elif op.kind == "exit":
-            live.discard(op.proc)
+    steps = d["steps"]
+    if len(steps) > LIMITS.steps:
+        raise bad(f"more than {LIMITS.steps} steps")
+    ops = [_op(s, i, bad) for i, s in enumerate(steps, 1)]
+    sc = Scenario(f"trace-{design_label(design)}", regions, ops, source=path)
+    try:
+        validate_scenario(sc)
+    except ScenarioError as e:
+        raise bad(f"step {e.line}: {e.message}" if e.line else e.message) from None
     setup = d.get("setup", 0)
-    if type(setup) is not int or not 0 <= setup <= len(ops):
+    if not 0 <= setup <= len(ops):
         raise bad("\"setup\" must count the setup steps")
     bounds = d.get("bounds", {})
-    if not isinstance(bounds, dict):
-        raise bad("\"bounds\" must be an object")
     try:
         _bounds(bounds)
-    except (TypeError, ValueError) as e:
+    except ValueError as e:
         raise bad(f"bad \"bounds\": {e}") from None
-    sc = Scenario(f"trace-{design}", regions, ops, source=path,
-                  settings=trace_settings(_bounds(bounds).rcu_windows, config, ops))
-    return Trace(design, str(d.get("property", "")), str(d.get("function", "")), sc, setup, bounds, config)
+    sc.settings = trace_settings(_bounds(bounds).rcu_windows, config, ops)
+    words = [d.get(k, "") for k in ("property", "function")]
+    for w in words:
+        if len(w) > LIMITS.name_length * 2:
+            raise bad(f"property or function name {shown(w)} is too long")
+    return Trace(design, words[0], words[1], sc, setup, bounds, config)
+
+
+_JSON_TYPES = {str: "a string", int: "an integer", dict: "an object", list: "a list", bool: "true or false"}
+
+
+def _read_json(path: str) -> Any:
+    # The JSON value of the file: UTF-8, at most LIMITS.trace_bytes, numbers
+    # of at most LIMITS.digits digits, no NaN or Infinity, nested at most
+    # LIMITS.nesting deep.
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(LIMITS.trace_bytes + 1)
+    except OSError as e:
+        raise TraceError(f"{path}: cannot read: {e.strerror or type(e).__name__}") from None
+    if len(data) > LIMITS.trace_bytes:
+        raise TraceError(f"{path}: larger than {LIMITS.trace_bytes} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise TraceError(f"{path}:{line}: not UTF-8: {e.reason} at byte {e.start}") from None
+    try:
+        d = json.loads(text, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_float)
+    except json.JSONDecodeError as e:
+        raise TraceError(f"{path}:{e.lineno}: not JSON: {e.msg}") from None
+    except RecursionError:
+        raise TraceError(f"{path}: nested more than {LIMITS.nesting} deep") from None
+    except ValueError as e:
+        raise TraceError(f"{path}: {e}") from None
+    if _depth(d) > LIMITS.nesting:
+        raise TraceError(f"{path}: nested more than {LIMITS.nesting} deep")
+    return d
+
+
+def _json_int(s: str) -> int:
+    if len(s.lstrip("-")) > LIMITS.digits:
+        raise ValueError(f"a number of more than {LIMITS.digits} digits")
+    return int(s)
+
+
+def _json_float(s: str) -> float:
+    # No field of a trace is a fraction, NaN or Infinity.
+    raise ValueError(f"a number that is not an integer: {shown(s)}")
+
+
+def _depth(v: Any) -> int:
+    # How deeply lists and objects nest in v (iteratively: v may be deep).
+    most, todo = 0, [(v, 1)]
+    while todo:
+        x, n = todo.pop()
+        if isinstance(x, (list, dict)):
+            most = max(most, n)
+            if n <= LIMITS.nesting:
+                todo.extend((y, n + 1) for y in (x.values() if isinstance(x, dict) else x))
+    return most
+
+
+def _op(s: Any, i: int, bad: Callable[[str], TraceError]) -> Op:
+    # One step: an object of Op fields, of Op's types.
+    if not isinstance(s, dict):
+        raise bad(f"step {i}: expected an object of step fields")
+    for name, v in s.items():
+        want = OP_FIELDS.get(name)
+        if want is None:
+            raise bad(f"step {i}: unknown field {shown(name)}")
+        if name == "flags":
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise bad(f"step {i}: field 'flags' must be a list of strings")
+        elif type(v) is not want:
+            raise bad(f"step {i}: field {name!r} must be {_JSON_TYPES[want]}")
+    for name in ("kind", "proc"):
+        if name not in s:
+            raise bad(f"step {i}: no field {name!r}")
+    kw = dict(s)
+    if "flags" in kw:
+        kw["flags"] = frozenset(kw["flags"])
+    return Op(line=i, **kw)
 
 
 def trace_settings(rcu_windows: bool, config: dict[str, Any], ops: list[Op]) -> Settings:
@@ -267,20 +372,7 @@ def _check_design_files(files: Any, bad: Callable[[str], TraceError]) -> None:
 def _bounds(d: dict[str, Any]) -> Any:
     from rmapcheck.check.model import Bounds
 
-    fields_ = Bounds.__dataclass_fields__
-    kw: dict[str, Any] = {}
-    for k, v in d.items():
-        if k not in fields_:
-            continue
-        default = getattr(Bounds(), k)
-        if k == "ops":
-            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-                raise TypeError("ops must be a list of operation names")
-            v = tuple(v)
-        elif type(v) is not type(default):
-            raise TypeError(f"{k} must be {type(default).__name__}")
-        kw[k] = v
-    return Bounds(**kw)
+    return Bounds(**check_bounds(d))
 
 
 def replay(t: Trace, show: Callable[[Any, Op, int], None] | None = None) -> tuple[Finding | None, Any]:

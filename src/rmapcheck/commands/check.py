@@ -3,58 +3,63 @@
 from __future__ import annotations
 
 import json
+import math
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import click
 
-from rmapcheck.check.checker import Checker, Progress, Result
+from rmapcheck.check.checker import Checker, Progress, Result, Stop
 from rmapcheck.check.model import PRESETS, Bounds, KernelModel
 from rmapcheck.check.model import Finding
-from rmapcheck.check.trace import judged_run, save_trace, trace_scenario, unsaid_steps
+from rmapcheck.check.trace import judged_run, save_finding, trace_scenario, unsaid_steps
 from rmapcheck.commands.common import UserError, check_design
-from rmapcheck.designs import DesignError, config_text, design_config, design_label
+from rmapcheck.designs import DesignError, config_text, design_config
 from rmapcheck.report.finding import format_finding
 from rmapcheck.scenario.ops import Scenario
 from rmapcheck.scenario.parse import dump_scenario
+from rmapcheck.scenario.schema import CHECK_OPS, check_bounds, shown
 
-__all__ = ["OP_CHOICES", "bounds_from_options", "command", "print_result", "run_check"]
+__all__ = ["OP_CHOICES", "bounds_from_options", "command", "interruptible", "print_result", "run_check"]
 
-OP_CHOICES = ("write", "read", "fork", "exit", "mmap", "munmap", "mprotect", "mremap", "dontneed", "ksm_scan",
-              "ksmd", "migrate", "reclaim")
+#: the operations ``--ops`` takes
+OP_CHOICES = CHECK_OPS
 
 
 def bounds_from_options(preset: str | None, **opts: object) -> Bounds:
-    """Bounds from a preset, overridden by the options given."""
+    """Bounds from a preset, overridden by the options given, each checked by the shared schema."""
     if preset is not None and preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r} (known: {', '.join(sorted(PRESETS))})")
+        raise UserError(f"unknown preset {shown(preset)} (known: {', '.join(sorted(PRESETS))})")
     b = PRESETS[preset] if preset else Bounds()
     kw = {k: v for k, v in opts.items() if v is not None}
     if "ops" in kw:
-        ops = tuple(x.strip() for x in str(kw["ops"]).split(",") if x.strip())
-        for o in ops:
-            if o not in OP_CHOICES:
-                raise UserError(f"unknown operation {o!r} in --ops (known: {', '.join(OP_CHOICES)})")
-        kw["ops"] = ops
-    for name in ("processes", "regions", "pages", "contents", "depth"):
-        if name in kw and int(kw[name]) < 1:  # type: ignore[call-overload]
-            raise UserError(f"--{name} must be at least 1")
+        kw["ops"] = tuple(x.strip() for x in str(kw["ops"]).split(",") if x.strip())
+    try:
+        kw = check_bounds(kw, prefix="--")
+    except ValueError as e:
+        raise UserError(str(e)) from None
     return Bounds(**{**b.__dict__, **kw})
 
 
 def _progress(p: Progress) -> None:
     end = "\n" if p.done else "\r"
-    click.echo(f"  states {p.states}  distinct {p.distinct}  depth {p.depth}  "
+    click.echo(f"  states {p.states}  distinct {p.distinct}  depth {p.depth}  findings {p.findings}  "
                f"{p.rate:.0f} distinct/s", err=True, nl=False)
     click.echo(end, err=True, nl=False)
 
 
 def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = False,
               timeout: float | None = None, seed: int = 0, runs: int = 200,
-              progress: bool = False, config: tuple[str, ...] = ()) -> tuple[KernelModel, Result]:
+              progress: bool = False, config: tuple[str, ...] = (),
+              stop: Stop | None = None) -> tuple[KernelModel, Result]:
     """Run one check and return the model and its result.
 
     :param config: ``NAME=VALUE`` settings of the design's switches.
+    :param stop: ends the check early, with the findings so far, once set.
     """
     check_design(design)
     try:
@@ -63,6 +68,8 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
         raise UserError(str(e)) from None
     m = KernelModel(design, bounds, settings)
     c = Checker(m).first_violation(first).timeout(timeout)
+    if stop is not None:
+        c.stop_on(stop)
     if progress:
         c.report(_progress)
     if strategy == "bfs":
@@ -95,6 +102,9 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
     click.echo(f"design {res.design}{built}: {res.verdict} ({res.strategy}, {res.distinct} distinct states, "
                f"{res.states} transitions, depth {res.depth}, {res.seconds:.2f} s"
                f"{', exhaustive' if res.exhausted else ''})")
+    if res.interrupted:
+        click.echo(f"partial result: the check was interrupted after {res.seconds:.2f} s; "
+                   f"{len(res.findings)} findings so far")
     for w in res.warnings:
         click.echo(f"warning: {w}")
     for f in res.findings:
@@ -110,13 +120,33 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
             click.echo(f"warning: the scenario language cannot write all of step {', '.join(map(str, unsaid))} "
                        f"({', '.join(sorted(sc.ops[unsaid[0] - 1].flags))}): run it with the trace (replay)")
         if save_dir is not None:
-            save_dir.mkdir(parents=True, exist_ok=True)
-            path = save_dir / f"{design_label(res.design)}-{f.property}-{f.function}.json"
-            save_trace(str(path), m, f)
+            path = save_finding(save_dir, m, f)
             yaml_path = path.with_suffix(".yaml")
-            yaml_path.write_text(text)
             click.echo(f"saved: {path} (rmapcheck replay {path})")
             click.echo(f"saved: {yaml_path} (rmapcheck run {yaml_path} --design {res.design})")
+
+
+@contextmanager
+def interruptible(stop: Stop) -> Iterator[Stop]:
+    """While in the block, the first SIGINT or SIGTERM sets ``stop``; a second one interrupts at once.
+
+    Outside the main thread, where no signal handler can be set, the block
+    runs with the handlers as they are.
+    """
+    def handler(signum: int, frame: object) -> None:
+        if stop:
+            raise KeyboardInterrupt
+        stop.signum = signum
+
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 @click.command("check")
@@ -139,37 +169,46 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
               help="set a switch of the design, such as CONFIG_KSM=n (repeatable)")
 @click.option("--strategy", type=click.Choice(["bfs", "dfs", "random"]), default="bfs", show_default=True)
 @click.option("--seed", default=0, show_default=True, help="seed of --strategy random")
-@click.option("--runs", default=200, show_default=True, help="walks of --strategy random")
+@click.option("--runs", default=200, show_default=True, type=click.IntRange(1, 10_000_000),
+              help="walks of --strategy random")
 @click.option("--first", is_flag=True, help="stop at the first violation")
 @click.option("--timeout", type=float, default=None, help="stop after this many seconds")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@click.option("--progress/--no-progress", default=None,
+              help="report progress on stderr about once a second (default: without --json)")
 @click.option("--save-dir", default="rmapcheck-traces", show_default=True, help="where traces are saved")
 def command(design: str, preset: str | None, processes: int | None, regions: int | None,
             pages: int | None, contents: int | None, depth: int | None, ops: str | None,
             mergeable: bool | None, preemption: int | None, faults: int | None, forked: bool | None,
             rcu_windows: bool | None, config: tuple[str, ...], strategy: str,
-            seed: int, runs: int, first: bool, timeout: float | None, as_json: bool, save_dir: str) -> None:
-    """Explore DESIGN within bounds; report every property violated, with a shortest trace."""
+            seed: int, runs: int, first: bool, timeout: float | None, as_json: bool, progress: bool | None,
+            save_dir: str) -> None:
+    """Explore DESIGN within bounds; report every property violated, with a shortest trace.
+
+    Ctrl-C (SIGINT) or SIGTERM ends the exploration early: the findings so far
+    are reported and their traces saved, with a line saying the result is
+    partial (``"interrupted": true`` with --json). A second one stops at once.
+    Exit status: 1 with findings, else 128 + the signal's number if
+    interrupted, else 0.
+    """
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise UserError(f"--timeout must be a positive number of seconds, not {timeout}")
     b = bounds_from_options(preset, processes=processes, regions=regions, pages=pages,
                             contents=contents, depth=depth, ops=ops, mergeable=mergeable,
                             preemption=preemption, faults=faults, forked=forked, rcu_windows=rcu_windows)
-    m, res = run_check(design, b, strategy, first, timeout, seed, runs, progress=not as_json, config=config)
-    if as_json:
-        d = res.as_dict()
-        if res.findings:
-            paths = []
-            sd = Path(save_dir)
-            sd.mkdir(parents=True, exist_ok=True)
-            for f in res.findings:
-                p = sd / f"{design_label(res.design)}-{f.property}-{f.function}.json"
-                save_trace(str(p), m, f)
-                p.with_suffix(".yaml").write_text(dump_scenario(trace_scenario(m, f)))
-                paths.append(str(p))
-            for fd, p in zip(d["findings"], paths):
-                fd["trace"] = p
-                fd["scenario"] = str(Path(p).with_suffix(".yaml"))
-        click.echo(json.dumps(d, sort_keys=True))
-    else:
-        print_result(m, res, Path(save_dir))
+    with interruptible(Stop()) as stop:
+        m, res = run_check(design, b, strategy, first, timeout, seed, runs,
+                           progress=not as_json if progress is None else progress, config=config, stop=stop)
+        if as_json:
+            d = res.as_dict()
+            for fd, f in zip(d["findings"], res.findings):
+                path = save_finding(save_dir, m, f)
+                fd["trace"] = str(path)
+                fd["scenario"] = str(path.with_suffix(".yaml"))
+            click.echo(json.dumps(d, sort_keys=True))
+        else:
+            print_result(m, res, Path(save_dir))
     if res.findings:
         sys.exit(1)
+    if res.interrupted:
+        sys.exit(128 + res.interrupted)

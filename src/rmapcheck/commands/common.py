@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import errno as _errno
+import json
 from pathlib import Path
+from typing import Any
+
+import click
 
 from rmapcheck.designs import DesignError, get_design
-from rmapcheck.scenario.ops import Op, Scenario
+from rmapcheck.scenario.ops import Observation, Op, Scenario
 from rmapcheck.scenario.parse import ScenarioError, load_scenario
 
-__all__ = ["BUNDLED", "UserError", "check_design", "expectation_error", "load"]
+__all__ = ["BUNDLED", "ScenarioReport", "UserError", "check_design", "expectation_error", "load"]
 
 #: the scenarios shipped with the package
 BUNDLED = Path(__file__).resolve().parent.parent / "scenarios"
@@ -61,3 +65,43 @@ def expectation_error(s: Scenario, op: Op, result: str) -> str | None:
     return None
 
 
+
+
+class ScenarioReport:
+    """The ``--json`` object of ``run`` and ``live``: each step's observation, then the verdict.
+
+    ``{"scenario", "file", "side", "steps": [{"step", "line", "op", "expect",
+    "result", "layout", "frames", "ksm", "counters", "ksm_stat"}, ...],
+    "verdict", "error", "finding"}``: ``verdict`` is ``ok``, ``unexpected`` (a
+    step's result is not the stated one: ``error`` says which) or ``finding``
+    (the model found a violation: ``finding`` names it). Printed once, when the
+    run ends; ``counters`` and ``ksm_stat`` only with KSM in play.
+
+    :param side: the design run (``linux-6.18``) or ``live``.
+    """
+
+    def __init__(self, s: Scenario, side: str, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.d: dict[str, Any] = {"scenario": s.name, "file": s.source, "side": side, "steps": [],
+                                  "verdict": "ok"}
+
+    def step(self, i: int, op: Op, obs: Observation) -> None:
+        """Record step ``i``'s observation."""
+        self.d["steps"].append({"step": i, "line": op.line, "op": op.text(), "expect": op.expect, **obs.as_dict()})
+
+    def unexpected(self, error: str) -> None:
+        """The last step's result is not the stated one: print the object now."""
+        self.d.update(verdict="unexpected", error=error)
+        self.done()
+
+    def finding(self, i: int, op: Op, prop: str, function: str, message: str) -> None:
+        """Step ``i`` raised a finding: print the object now."""
+        self.d.update(verdict="finding", finding={"step": i, "line": op.line, "op": op.text(), "property": prop,
+                                                  "function": function, "message": message})
+        self.done()
+
+    def done(self) -> None:
+        """Print the object (once, if enabled)."""
+        if self.enabled:
+            click.echo(json.dumps(self.d, sort_keys=True))
+            self.enabled = False

@@ -15,13 +15,16 @@ import sys
 import click
 
 from rmapcheck.check.trace import judged_run
-from rmapcheck.commands.common import UserError, check_design, expectation_error, load
+from rmapcheck.commands.common import ScenarioReport, UserError, check_design, expectation_error, load
 from rmapcheck.designs import DesignError
 from rmapcheck.report.finding import format_finding
+from rmapcheck.report.observation import ksm_summary
 from rmapcheck.scenario.execute import ModelRunner
-from rmapcheck.scenario.render import address_map, anon_vma_tree, op_pages, vma_namer
+from rmapcheck.scenario.execute import model_observation
+from rmapcheck.scenario.ops import Observation
+from rmapcheck.scenario.render import LEGEND, address_map, anon_vma_tree, op_pages, vma_namer
 
-__all__ = ["command", "final_state"]
+__all__ = ["command", "final_state", "raise_user"]
 
 
 def final_state(runner: ModelRunner) -> str:
@@ -31,38 +34,64 @@ def final_state(runner: ModelRunner) -> str:
     return address_map(mms, runner.scenario) + "\n\n" + anon_vma_tree(avs, vma_namer(mms, runner.scenario))
 
 
-@click.command("run")
+_EPILOG = "\b\nThe address map of each step, row by row:\n" + LEGEND + """
+
+\b
+With KSM in play (a KSM step or mergeable advice), each step also shows
+KSM's counters (/sys/kernel/mm/ksm) and each process's ksm_stat.
+--json prints one object instead: every step's observation (result, VMAs,
+frames, KSM pages, counters, ksm_stat), as `rmapcheck live --json` does."""
+
+
+@click.command("run", epilog=_EPILOG)
 @click.argument("file")
 @click.option("--design", default="linux-6.18", show_default=True, metavar="NAME|PATH.py",
               help="kernel design: a name (rmapcheck designs lists them) or a design file")
 @click.option("--quiet", is_flag=True, help="print only the final state")
-def command(file: str, design: str, quiet: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object with each step's observation")
+def command(file: str, design: str, quiet: bool, as_json: bool) -> None:
     """Run scenario FILE on the model, printing each step with its address map."""
     s = load(file)
     check_design(design)
+    report = ScenarioReport(s, design, enabled=as_json)
     steps: list[str] = []
     found = False
     runner: ModelRunner | None = None
+    obs: Observation | None = None
     try:
         for i, op, out in judged_run(s, design):
             runner = out.state
             steps.append(op.text())
-            if not quiet:
+            if not out.fatal:
+                obs = model_observation(runner.k, s, out.result)
+                report.step(i, op, obs)
+            if not quiet and not as_json:
                 click.echo(f"step {i} (line {op.line}): {op.text()}  -> {out.result or 'stopped'}")
                 click.echo(address_map(runner.mms(), s, op_pages(s, op)))
-            for _prop, _fn, _msg, err in out.findings:
-                click.echo(format_finding(err, steps, i, runner.k, s))
+                if obs is not None and obs.counters and not out.fatal:
+                    click.echo(ksm_summary(obs))
+            for prop, fn, msg, err in out.findings:
+                if not found:
+                    report.finding(i, op, prop, fn, msg)
+                if not as_json:
+                    click.echo(format_finding(err, steps, i, runner.k, s))
                 found = True
             if out.fatal:
-                click.echo(f"stopped at step {i}: the kernel cannot go on past this finding")
+                if not as_json:
+                    click.echo(f"stopped at step {i}: the kernel cannot go on past this finding")
                 sys.exit(1)
             err = expectation_error(s, op, out.result)
             if err:
+                report.unexpected(err)
                 raise_user(err)
     except DesignError as e:
         raise UserError(f"{s.source}: {e}") from None
-    click.echo(f"final state after {len(s.ops)} steps ({design}):")
-    click.echo(final_state(runner if runner is not None else ModelRunner(s, design)))
+    report.done()
+    if not as_json:
+        click.echo(f"final state after {len(s.ops)} steps ({design}):")
+        click.echo(final_state(runner if runner is not None else ModelRunner(s, design)))
+        if obs is not None and obs.counters:
+            click.echo(ksm_summary(obs))
     if found:
         sys.exit(1)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import errno
 from typing import Any
 
-from rmapcheck.model.findings import Deadlock, LockMisuse, RefcountUnderflow, UseAfterFree
+from rmapcheck.model.findings import Deadlock, LockMisuse, RefcountUnderflow
 from rmapcheck.model.kernel import Kernel
 from rmapcheck.model.mm_types import anon_vma, folio, vm_area_struct
 from rmapcheck.model.rmap import (

@@ -57,9 +57,13 @@ from types import TracebackType
 from typing import Any
 
 from rmapcheck.live import procfs
-from rmapcheck.live.worker import PR_SET_MEMORY_MERGE
-from rmapcheck.model.uapi import MADV_DONTNEED, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE
-from rmapcheck.scenario.ops import ARENA_BASE, MODEL_ONLY_KINDS, Observation, Op, PROTS, Scenario
+from rmapcheck.model.uapi import (
+    MADV_DONTNEED, MAP_ANONYMOUS, MAP_PRIVATE, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PR_GET_MEMORY_MERGE,
+    PR_SET_MEMORY_MERGE,
+)
+from rmapcheck.scenario.ops import (
+    ARENA_BASE, MODEL_ONLY_KINDS, Observation, Op, PROTS, Scenario, mmap_flags, mmap_thp, read_result,
+)
 
 __all__ = [
     "ADVICE",
@@ -140,6 +144,23 @@ def uses_ksm(scenario: Scenario) -> bool:
     """Whether ``scenario`` has a KSM step or mergeable/unmergeable advice."""
     return any(op.kind in KSM_STEPS or (op.kind == "madvise" and op.advice in KSM_ADVICE)
                for op in scenario.ops)
+
+
+#: the system's THP setting
+_THP_ENABLED = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+def _check_thp_setting(op: Op) -> None:
+    # thp_system leaves THP to the system: with "always" a fault may map a
+    # huge page, which the model has not; "madvise" and "never" map none
+    # without MADV_HUGEPAGE.
+    try:
+        setting = _THP_ENABLED.read_text()
+    except OSError:
+        return  # a kernel without THP
+    if "[always]" in setting:
+        raise LiveError(f"'{op.text()}': {_THP_ENABLED} is 'always', so a fault may map a transparent huge "
+                        "page, which the model has not; thp_system needs 'madvise' or 'never'")
 
 
 def _is_ksm_op(op: Op) -> bool:
@@ -312,6 +333,8 @@ class LiveRunner:
             return "ok"
         if kind == "migrate":
             return self._migrate(worker, op)
+        if kind == "prctl" and op.advice == "get_merge":
+            return str(self._request(worker, {"cmd": "prctl_get", "option": PR_GET_MEMORY_MERGE}, op)["result"])
         if kind == "prctl":
             cmd = {"cmd": "prctl", "option": PR_SET_MEMORY_MERGE, "arg": op.value,
                    "standin": STANDIN_ADDR, "keep": _KEEP}
@@ -323,10 +346,13 @@ class LiveRunner:
                     self._merge_any.discard(op.proc)
             return result
         cmd: dict[str, Any] = {"cmd": kind}
-        if kind in ("read", "write"):
+        if kind in ("read", "write", "poke"):
             cmd["addr"] = self._addr(op.region, op.page, op)
-            if kind == "write":
-                cmd["value"] = op.value
+            cmd["pages"] = op.npages
+            if kind == "read":
+                reply = self._request(worker, cmd, op)
+                return read_result(reply["values"]) if reply["result"] == "ok" else str(reply["result"])
+            cmd["value"] = op.value
         elif kind in ("mmap", "munmap", "mprotect", "madvise", "mremap"):
             cmd["addr"] = self._addr(op.region, op.page, op)
             cmd["len"] = op.npages * procfs.PAGE_SIZE
@@ -335,7 +361,10 @@ class LiveRunner:
                     raise LiveError(f"unknown protection {op.prot!r} in '{op.text()}'")
                 cmd["prot"] = PROTS[op.prot]
                 if kind == "mmap":
-                    cmd["fixed"] = "fixed" in op.flags
+                    if "thp_system" in op.flags:
+                        _check_thp_setting(op)
+                    cmd["flags"] = mmap_flags(op.flags) & ~(MAP_PRIVATE | MAP_ANONYMOUS)
+                    cmd["thp"] = mmap_thp(op.flags)
             elif kind == "madvise":
                 if op.advice not in ADVICE:
                     raise LiveError(f"unknown madvise advice {op.advice!r} in '{op.text()}'")

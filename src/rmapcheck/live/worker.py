@@ -11,23 +11,28 @@ connects to the controller's Unix stream socket (``@name`` stands for an
 abstract address), says hello (``{"hello": NAME, "pid": PID}``) and then
 serves one JSON line per command, answering each with one JSON line::
 
-    {"cmd": "mmap", "addr": A, "len": L, "prot": P, "fixed": false}
+    {"cmd": "mmap", "addr": A, "len": L, "prot": P, "flags": F, "thp": T}
     {"cmd": "munmap", "addr": A, "len": L}
     {"cmd": "mprotect", "addr": A, "len": L, "prot": P}
     {"cmd": "mremap", "addr": A, "len": L, "new_len": N, "flags": F, "new_addr": B}
     {"cmd": "madvise", "addr": A, "len": L, "advice": V}
-    {"cmd": "read", "addr": A}                  -> {"result": "<value in decimal>"}
-    {"cmd": "write", "addr": A, "value": V}
+    {"cmd": "read", "addr": A, "pages": N}      -> {"result": "ok", "values": [V, ...]}
+    {"cmd": "write", "addr": A, "pages": N, "value": V}
+    {"cmd": "poke", "addr": A, "pages": N, "value": V}
     {"cmd": "prctl", "option": O, "arg": V, "standin": S, "keep": [[A, B], ...]}
+    {"cmd": "prctl_get", "option": O}          -> {"result": "<value in decimal>"}
     {"cmd": "unmerge_outside", "keep": [[A, B], ...]}
     {"cmd": "fork", "child": NAME}              -> {"result": "ok", "pid": PID}
     {"cmd": "exit"}                             -> no answer: _exit(0)
 
 ``result`` is ``ok``, an errno name (``EEXIST``) or ``SIGSEGV``; a command the
-worker cannot understand gets ``{"error": "<message>"}``. ``read``/``write``
-check ``/proc/self/maps`` first and answer ``SIGSEGV`` without touching memory
-when no VMA covers the address or its protection forbids the access, so a
-worker never crashes. A forked child closes its copy of the parent's
+worker cannot understand gets ``{"error": "<message>"}``. ``mmap`` takes the
+``MAP_*`` flags besides ``MAP_PRIVATE|MAP_ANONYMOUS`` and the madvise advice
+that follows it (``MADV_NOHUGEPAGE``, or none: ``null``). ``read``/``write``
+take ``N`` pages from ``A`` in turn, checking ``/proc/self/maps`` before each
+and answering ``SIGSEGV`` without touching that page when no VMA covers it or
+its protection forbids the access, so a worker never crashes. ``poke`` writes
+through ``/proc/self/mem`` (``FOLL_FORCE``): its failure is ``EIO``. A forked child closes its copy of the parent's
 connection, connects anew and says hello with its own name. Every worker
 ignores ``SIGCHLD`` (children are reaped by the kernel, never left as zombies)
 and ``SIGINT`` (the controller handles Ctrl-C), and exits as soon as its
@@ -75,18 +80,16 @@ __all__ = [
 # include/uapi/linux/mman.h): rmapcheck.model.uapi imports nothing else, so a
 # worker stays small.
 from rmapcheck.model.uapi import (  # noqa: E402
-    MADV_NOHUGEPAGE, MADV_UNMERGEABLE, MAP_ANONYMOUS, MAP_FIXED,
-    MAP_FIXED_NOREPLACE, MAP_PRIVATE,
+    MADV_UNMERGEABLE, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE, MAP_PRIVATE, PR_SET_MEMORY_MERGE,
 )
 
-#: include/uapi/linux/prctl.h
-PR_SET_MEMORY_MERGE = 67
 #: The end of user space on x86_64 (``TASK_SIZE_MAX`` with 4-level paging).
 TASK_SIZE = 0x7FFF_FFFF_F000
 #: arch/x86/entry/syscalls/syscall_64.tbl
 SYS_mremap = 25
 
 _MAP_FAILED = ctypes.c_void_p(-1).value
+_PAGE_SIZE = 4096
 _U64 = (1 << 64) - 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -122,7 +125,7 @@ def _check(ret: int) -> str:
 
 def _mmap(cmd: dict[str, Any]) -> dict[str, Any]:
     addr, length = int(cmd["addr"]), int(cmd["len"])
-    flags = MAP_PRIVATE | MAP_ANONYMOUS | (MAP_FIXED if cmd.get("fixed") else MAP_FIXED_NOREPLACE)
+    flags = MAP_PRIVATE | MAP_ANONYMOUS | int(cmd["flags"])
     ctypes.set_errno(0)
     got = _libc.mmap(addr, length, int(cmd["prot"]), flags, -1, 0)
     if got == _MAP_FAILED or got is None:
@@ -131,9 +134,10 @@ def _mmap(cmd: dict[str, Any]) -> dict[str, Any]:
         # Only a kernel without MAP_FIXED_NOREPLACE (before 4.17) treats it as a hint.
         _libc.munmap(got, length)
         return {"error": f"mmap placed {length:#x} bytes at {got:#x}, not at {addr:#x}"}
-    # Keep transparent huge pages (and mTHP) out: one frame per page, always.
-    if _libc.madvise(addr, length, MADV_NOHUGEPAGE) == -1:
-        return {"error": f"madvise(MADV_NOHUGEPAGE) failed: {_errname(ctypes.get_errno())}"}
+    # By default keep transparent huge pages (and mTHP) out: one frame per page.
+    thp = cmd.get("thp")
+    if thp is not None and _libc.madvise(addr, length, int(thp)) == -1:
+        return {"error": f"madvise({thp}) after mmap failed: {_errname(ctypes.get_errno())}"}
     return {"result": "ok"}
 
 
@@ -217,8 +221,9 @@ def _unmerge_cmd(cmd: dict[str, Any]) -> dict[str, Any]:
 def _accessible(addr: int, need: str) -> bool:
     """Whether a VMA of this process covers ``addr`` with permission ``need``.
 
-    Read before every access so that a forbidden access becomes the answer
-    ``SIGSEGV`` instead of a real fault in the worker.
+    Read before every access (the access before may have changed nothing,
+    but the maps are the kernel's to say) so that a forbidden access becomes
+    the answer ``SIGSEGV`` instead of a real fault in the worker.
     """
     with open("/proc/self/maps", "rb") as f:
         for line in f:
@@ -232,20 +237,49 @@ def _accessible(addr: int, need: str) -> bool:
     return False
 
 
-def _read(cmd: dict[str, Any]) -> dict[str, Any]:
+def _pages(cmd: dict[str, Any]) -> range:
+    # The page addresses of a read, write or poke, in order.
     addr = int(cmd["addr"])
-    if not _accessible(addr, "r"):
-        return {"result": "SIGSEGV"}
-    return {"result": str(int.from_bytes(ctypes.string_at(addr, 8), "little"))}
+    return range(addr, addr + int(cmd.get("pages", 1)) * _PAGE_SIZE, _PAGE_SIZE)
+
+
+def _read(cmd: dict[str, Any]) -> dict[str, Any]:
+    values = []
+    for addr in _pages(cmd):
+        if not _accessible(addr, "r"):
+            return {"result": "SIGSEGV"}
+        values.append(int.from_bytes(ctypes.string_at(addr, 8), "little"))
+    return {"result": "ok", "values": values}
 
 
 def _write(cmd: dict[str, Any]) -> dict[str, Any]:
-    addr = int(cmd["addr"])
-    if not _accessible(addr, "w"):
-        return {"result": "SIGSEGV"}
     data = (int(cmd["value"]) & _U64).to_bytes(8, "little")
-    ctypes.memmove(addr, data, 8)
+    for addr in _pages(cmd):
+        if not _accessible(addr, "w"):
+            return {"result": "SIGSEGV"}
+        ctypes.memmove(addr, data, 8)
     return {"result": "ok"}
+
+
+def _poke(cmd: dict[str, Any]) -> dict[str, Any]:
+    # pwrite() to /proc/self/mem: mem_rw() with FOLL_FORCE | FOLL_WRITE.
+    data = (int(cmd["value"]) & _U64).to_bytes(8, "little")
+    fd = os.open("/proc/self/mem", os.O_RDWR)
+    try:
+        for addr in _pages(cmd):
+            try:
+                os.pwrite(fd, data, addr)
+            except OSError as e:
+                return {"result": _errname(e.errno or 0)}
+    finally:
+        os.close(fd)
+    return {"result": "ok"}
+
+
+def _prctl_get(cmd: dict[str, Any]) -> dict[str, Any]:
+    ctypes.set_errno(0)
+    ret = _libc.prctl(int(cmd["option"]), 0, 0, 0, 0)
+    return {"result": _errname(ctypes.get_errno()) if ret == -1 else str(ret)}
 
 
 _HANDLERS = {
@@ -256,7 +290,9 @@ _HANDLERS = {
     "madvise": _madvise,
     "read": _read,
     "write": _write,
+    "poke": _poke,
     "prctl": _prctl,
+    "prctl_get": _prctl_get,
     "unmerge_outside": _unmerge_cmd,
 }
 

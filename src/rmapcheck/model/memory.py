@@ -11,9 +11,10 @@ where ``writable`` is the ``SWP_MIGRATION_WRITE`` type and ``exclusive`` without
 neither a mapcount nor a reference of the folio (``try_to_migrate_one()``
 dropped both); the migration's own reference keeps the folio alive. Use
 :func:`is_migration_entry` before reading ``pte[0]`` as a folio.
-A folio's ``_refcount`` equals its mapcount in this model: there is no GUP, no
-swap cache, and the per-CPU LRU batches that may hold a transient reference are
-drained (``lru_add_drain()`` in ``wp_can_reuse_anon_folio()``).
+A folio's ``_refcount`` equals its mapcount in this model: there is no swap
+cache, GUP's references (:mod:`rmapcheck.model.gup`) are dropped within the
+step that takes them, and the per-CPU LRU batches that may hold a transient
+reference are drained (``lru_add_drain()`` in ``wp_can_reuse_anon_folio()``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "do_wp_page",
     "folio_put",
     "handle_mm_fault",
+    "handle_pte_fault",
     "is_migration_entry",
     "is_readable_migration_entry",
     "is_writable_migration_entry",
@@ -202,7 +204,9 @@ def wp_page_copy(k: Kernel, vma: vm_area_struct, vpn: int, old: folio, unshare: 
     if old is not ZERO_PAGE:
         kasan_check(old, fn)
     k.ops.folio_add_new_anon_rmap(k, new, vma, vpn, True)
-    mm.pgtable[vpn] = (new, not unshare)
+    # maybe_mkwrite(pte_mkdirty(entry), vma): writable only with VM_WRITE (a
+    # FOLL_FORCE write through /proc/PID/mem copies into a read-only PTE)
+    mm.pgtable[vpn] = (new, not unshare and bool(vma.vm_flags & VM_WRITE))
     if old is not ZERO_PAGE:
         # Only after switching the pte to the new page may we remove the
         # mapcount here.
@@ -224,7 +228,8 @@ def do_wp_page(k: Kernel, vma: vm_area_struct, vpn: int) -> None:
         kasan_check(f, "do_wp_page")
         if f.anon_exclusive or k.ops.wp_can_reuse_anon_folio(k, f, vma):
             f.anon_exclusive = True  # SetPageAnonExclusive()
-            mm.pgtable[vpn] = (f, True)  # wp_page_reuse()
+            # wp_page_reuse(): maybe_mkwrite(pte_mkdirty(entry), vma)
+            mm.pgtable[vpn] = (f, bool(vma.vm_flags & VM_WRITE))
             return
     k.ops.wp_page_copy(k, vma, vpn, f)
 
@@ -245,6 +250,19 @@ def handle_mm_fault(k: Kernel, mm: mm_struct, vpn: int, write: bool) -> folio:
     kasan_check(vma, "handle_mm_fault")
     if _access_error(vma, write):
         raise SegmentationFault("handle_mm_fault", "access_error")
+    handle_pte_fault(k, vma, vpn, write)
+    return mm.pgtable[vpn][0]
+
+
+def handle_pte_fault(k: Kernel, vma: vm_area_struct, vpn: int, write: bool) -> None:
+    """``handle_pte_fault()`` (mm/memory.c, v6.18): resolve a fault the access checks allowed.
+
+    A missing PTE goes to ``do_anonymous_page()``, a write to a read-only
+    one to ``do_wp_page()``, a migration entry waits for its migration
+    (``do_swap_page()``). The callers have checked the access: the arch's
+    fault handler (:func:`handle_mm_fault`) or GUP's ``check_vma_flags()``.
+    """
+    mm = vma.vm_mm
     pte = mm.pgtable.get(vpn)
     if pte is not None and is_migration_entry(pte):
         # do_swap_page(): a migration entry. migration_entry_wait() sleeps
@@ -259,7 +277,6 @@ def handle_mm_fault(k: Kernel, mm: mm_struct, vpn: int, write: bool) -> folio:
         k.ops.do_anonymous_page(k, vma, vpn, write)
     elif write and not pte[1]:
         k.ops.do_wp_page(k, vma, vpn)
-    return mm.pgtable[vpn][0]
 
 
 def zap_vma_range(k: Kernel, vma: vm_area_struct, start: int, end: int) -> None:

@@ -4,9 +4,11 @@
 ``__mmap_region()`` with ``__mmap_setup()``, ``__mmap_new_vma()`` and
 ``__mmap_complete()`` lives in mm/vma.c. Every mapping of the model is
 ``MAP_PRIVATE|MAP_ANONYMOUS``: there is no file, no ``f_op->mmap_prepare``,
-no ``MAP_SHARED``, no ``MAP_GROWSDOWN``, no ``MAP_LOCKED``/``MAP_POPULATE``,
-no ``MAP_NORESERVE``, no memory-deny-write-execute and no protection keys, so
-those branches are omitted. ``may_expand_vm()`` always succeeds (no
+no ``MAP_SHARED``, no ``MAP_GROWSDOWN``, no ``MAP_LOCKED``, no
+memory-deny-write-execute and no protection keys, so those branches are
+omitted. ``MAP_NORESERVE`` sets ``VM_NORESERVE`` (no ``VM_ACCOUNT`` then);
+``MAP_POPULATE`` is the caller's (``vm_mmap_pgoff()`` populates after
+``do_mmap()``: :func:`rmapcheck.model.syscalls.sys_mmap`). ``may_expand_vm()`` always succeeds (no
 ``RLIMIT_AS``/``RLIMIT_DATA`` pressure) and ``security_vm_enough_memory_mm()``
 fails only at the fault-injection site ``"security_vm_enough_memory_mm"``.
 """
@@ -31,7 +33,7 @@ from rmapcheck.model.mm_types import (
     mm_struct,
     vm_area_struct,
 )
-from rmapcheck.model.uapi import MAP_FIXED, MAP_FIXED_NOREPLACE, PROT_EXEC, PROT_READ, PROT_WRITE
+from rmapcheck.model.uapi import MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_NORESERVE, PROT_EXEC, PROT_READ, PROT_WRITE
 from rmapcheck.model.vma import _TASK_SIZE_PAGES, vma_merge_struct, vma_munmap_struct, validate_mm
 from rmapcheck.model.vma_init import find_vma_intersection, find_vma_prev, vma_iter_store
 
@@ -53,6 +55,9 @@ __all__ = [
     "mmap_region",
     "security_vm_enough_memory_mm",
 ]
+
+#: include/uapi/linux/mman.h
+_OVERCOMMIT_NEVER = 2
 
 #: ``TASK_SIZE`` of x86-64 with 4-level page tables, in pages.
 TASK_SIZE = _TASK_SIZE_PAGES
@@ -126,7 +131,8 @@ def do_mmap(k: Kernel, mm: mm_struct, addr: int, npages: int, prot: int, flags: 
     :param addr: ``unsigned long`` (a page number).
     :param npages: ``unsigned long len`` in pages.
     :param prot: ``PROT_*``.
-    :param flags: ``MAP_FIXED`` / ``MAP_FIXED_NOREPLACE`` (``MAP_PRIVATE|MAP_ANONYMOUS`` implied).
+    :param flags: ``MAP_FIXED`` / ``MAP_FIXED_NOREPLACE``, ``MAP_NORESERVE``
+        (``MAP_PRIVATE|MAP_ANONYMOUS`` implied).
     :returns: the address of the mapping (a page number).
     :raises KernelError: ``EINVAL`` (empty), ``ENOMEM`` (too big, too many
         maps, no room), ``EEXIST`` (``MAP_FIXED_NOREPLACE`` over a mapping).
@@ -154,6 +160,10 @@ def do_mmap(k: Kernel, mm: mm_struct, addr: int, npages: int, prot: int, flags: 
     vm_flags = calc_vm_prot_bits(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
     # case MAP_PRIVATE: Set pgoff according to addr for anon_vma.
     pgoff = addr
+    if flags & MAP_NORESERVE:
+        # We honor MAP_NORESERVE if allowed to overcommit
+        if k.config.get("sysctl_overcommit_memory", 0) != _OVERCOMMIT_NEVER:
+            vm_flags |= VM_NORESERVE
     ret = k.ops.mmap_region(k, mm, addr, npages, vm_flags, pgoff)
     if ret < 0:
         raise KernelError(-ret, fn, "mmap_region failed")

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 
 from rmapcheck.model.findings import KernelError
 from rmapcheck.model.mm_types import task_struct
-from rmapcheck.model.uapi import MADV_NOHUGEPAGE
+from rmapcheck.model.gup import FOLL_FORCE, FOLL_WRITE, __mm_populate, access_remote_vm
+from rmapcheck.model.ksm import MMF_VM_MERGE_ANY
+from rmapcheck.model.uapi import MADV_NOHUGEPAGE, MAP_POPULATE
 
 if TYPE_CHECKING:
     from rmapcheck.model.kernel import Kernel
@@ -28,6 +30,8 @@ __all__ = [
     "sys_mprotect",
     "sys_mremap",
     "sys_munmap",
+    "sys_poke",
+    "sys_prctl_get_memory_merge",
     "user_read",
     "user_write",
 ]
@@ -41,15 +45,48 @@ def spawn(k: Kernel, comm: str) -> task_struct:
     return t
 
 
-def sys_mmap(k: Kernel, t: task_struct, addr: int, npages: int, prot: int, flags: int) -> int:
-    """``mmap()`` of private anonymous memory, then ``madvise(MADV_NOHUGEPAGE)`` on it.
+def sys_mmap(k: Kernel, t: task_struct, addr: int, npages: int, prot: int, flags: int,
+             thp: int | None = MADV_NOHUGEPAGE) -> int:
+    """``mmap()`` of private anonymous memory (``vm_mmap_pgoff()``), then ``madvise(thp)`` on it.
 
-    The live runner applies ``MADV_NOHUGEPAGE`` to every region so that no THP
-    is ever allocated; the model takes the same two steps.
+    ``MAP_POPULATE`` faults the mapping in after ``do_mmap()``, as
+    ``vm_mmap_pgoff()`` does (``mm_populate()``, errors ignored). By default
+    the live runner applies ``MADV_NOHUGEPAGE`` to every region so that no THP
+    is ever allocated, and the model takes the same two steps; with ``thp``
+    ``None`` no madvise follows (the VMA has neither ``VM_HUGEPAGE`` nor
+    ``VM_NOHUGEPAGE``; the system's THP setting decides).
     """
     addr = k.ops.do_mmap(k, t.mm, addr, npages, prot, flags)
-    k.ops.do_madvise(k, t.mm, addr, npages, MADV_NOHUGEPAGE)
+    if flags & MAP_POPULATE:
+        __mm_populate(k, t.mm, addr, npages, True)
+    if thp is not None:
+        k.ops.do_madvise(k, t.mm, addr, npages, thp)
     return addr
+
+
+def sys_prctl_get_memory_merge(k: Kernel, t: task_struct) -> int:
+    """``prctl(PR_GET_MEMORY_MERGE)`` (kernel/sys.c, v6.18): 1 if ``MMF_VM_MERGE_ANY`` is set, else 0.
+
+    :raises KernelError: ``EINVAL`` in a kernel without ``CONFIG_KSM``.
+    """
+    if not k.config.get("CONFIG_KSM", True):
+        raise KernelError(errno.EINVAL, "prctl", "PR_GET_MEMORY_MERGE without CONFIG_KSM")
+    return 1 if t.mm.ksm_flags & MMF_VM_MERGE_ANY else 0
+
+
+def sys_poke(k: Kernel, t: task_struct, vpn: int, value: int) -> None:
+    """A write of ``value`` at the start of page ``vpn`` through ``/proc/self/mem``.
+
+    ``mem_rw()`` (fs/proc/base.c, v6.18) writes with ``access_remote_vm()``
+    and ``FOLL_FORCE | FOLL_WRITE`` (``proc_mem_foll_force()``: the default
+    ``proc_mem.force_override=always``), so it writes where the VMA forbids
+    the process to: copy-on-write is broken in a read-only or ``PROT_NONE``
+    private mapping and the new, exclusive page keeps a read-only PTE.
+
+    :raises KernelError: ``EIO``: no byte could be written (no VMA there).
+    """
+    if access_remote_vm(k, t.mm, vpn, value, FOLL_FORCE | FOLL_WRITE) == 0:
+        raise KernelError(errno.EIO, "mem_rw", "access_remote_vm() wrote nothing")
 
 
 def sys_munmap(k: Kernel, t: task_struct, addr: int, npages: int) -> None:

@@ -1,4 +1,4 @@
-"""User-visible constants: ``include/uapi/asm-generic/mman-common.h``, ``linux/mman.h``."""
+"""User-visible constants: ``include/uapi/asm-generic/mman-common.h``, ``linux/mman.h``, ``linux/prctl.h``."""
 
 __all__ = [
     "MADV_DONTNEED",
@@ -9,6 +9,8 @@ __all__ = [
     "MAP_ANONYMOUS",
     "MAP_FIXED",
     "MAP_FIXED_NOREPLACE",
+    "MAP_NORESERVE",
+    "MAP_POPULATE",
     "MAP_PRIVATE",
     "MREMAP_DONTUNMAP",
     "MREMAP_FIXED",
@@ -17,6 +19,8 @@ __all__ = [
     "PROT_NONE",
     "PROT_READ",
     "PROT_WRITE",
+    "PR_GET_MEMORY_MERGE",
+    "PR_SET_MEMORY_MERGE",
 ]
 
 PROT_NONE = 0x0
@@ -27,7 +31,13 @@ PROT_EXEC = 0x4
 MAP_PRIVATE = 0x02
 MAP_FIXED = 0x10
 MAP_ANONYMOUS = 0x20
+MAP_NORESERVE = 0x4000
+MAP_POPULATE = 0x8000
 MAP_FIXED_NOREPLACE = 0x100000
+
+#: include/uapi/linux/prctl.h
+PR_SET_MEMORY_MERGE = 67
+PR_GET_MEMORY_MERGE = 68
 
 MREMAP_MAYMOVE = 1
 MREMAP_FIXED = 2

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from rmapcheck.scenario.ops import Observation, Scenario
 
-__all__ = ["describe_difference", "observation_map"]
+__all__ = ["describe_difference", "ksm_summary", "observation_map"]
 
 _SYMS = "0123456789abcdefghijklmnopqrstuvwxy"
 
@@ -63,3 +63,16 @@ def describe_difference(model: Observation, live: Observation) -> str:
     if model.ksm != live.ksm:
         parts.append(f"KSM pages: model {sorted(model.ksm)}, live {sorted(live.ksm)}")
     return "; ".join(parts) or "no difference"
+
+
+def ksm_summary(obs: Observation) -> str:
+    """KSM's counters and each process's ``ksm_stat`` as two lines ("" if the run uses no KSM)::
+
+        ksm: ksm_zero_pages 0  pages_shared 1  pages_sharing 1  pages_unshared 0  pages_volatile 0
+        ksm_stat: P0 ksm_merging_pages 1 ksm_rmap_items 2 ksm_zero_pages 0; P1 ...
+    """
+    if not obs.counters:
+        return ""
+    counters = "  ".join(f"{k} {v}" for k, v in obs.counters)
+    stats = "; ".join(f"{proc} " + " ".join(f"{k} {v}" for k, v in fields) for proc, fields in obs.ksm_stat)
+    return f"ksm: {counters}\nksm_stat: {stats}"

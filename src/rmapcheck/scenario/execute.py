@@ -27,15 +27,15 @@ from rmapcheck.model.ksm import (
 )
 from rmapcheck.model.mm_types import PAGE_SHIFT, VM_EXEC, VM_READ, VM_WRITE, ZERO_PAGE, folio, mm_struct, task_struct
 from rmapcheck.model.syscalls import (
-    spawn, sys_exit, sys_fork, sys_madvise, sys_mmap, sys_mprotect, sys_mremap, sys_munmap,
-    user_read, user_write,
+    spawn, sys_exit, sys_fork, sys_madvise, sys_mmap, sys_mprotect, sys_mremap, sys_munmap, sys_poke,
+    sys_prctl_get_memory_merge, user_read, user_write,
 )
 from rmapcheck.model.uapi import (
-    MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE, MAP_FIXED, MAP_FIXED_NOREPLACE,
+    MADV_DONTNEED, MADV_MERGEABLE, MADV_UNMERGEABLE, MAP_FIXED_NOREPLACE,
     MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PROT_READ, PROT_WRITE,
 )
 from rmapcheck.model.vma_init import vma_lookup
-from rmapcheck.scenario.ops import ARENA_BASE, PROTS, Observation, Op, Scenario
+from rmapcheck.scenario.ops import ARENA_BASE, PROTS, Observation, Op, Scenario, mmap_flags, mmap_thp, read_result
 
 __all__ = [
     "ADVICE",
@@ -188,22 +188,32 @@ class ModelRunner:
         mem = self.memory[op.proc]
         try:
             if kind == "read":
-                vpn = self.vpn(op.region, op.page)
-                value = user_read(k, t, vpn)
-                want = mem.get(vpn, 0)
-                if value != want:
-                    raise DataCorruption(
-                        "user_read", f"{op.proc} reads {value} at {op.region}[{op.page}], wrote {want}")
-                return str(value)
-            if kind == "write":
-                vpn = self.vpn(op.region, op.page)
-                user_write(k, t, vpn, op.value)
-                mem[vpn] = op.value
+                # Page by page: a fault on one leaves the earlier ones read.
+                values = []
+                for i in range(op.npages):
+                    vpn = self.vpn(op.region, op.page + i)
+                    value = user_read(k, t, vpn)
+                    want = mem.get(vpn, 0)
+                    if value != want:
+                        raise DataCorruption(
+                            "user_read", f"{op.proc} reads {value} at {op.region}[{op.page + i}], wrote {want}")
+                    values.append(value)
+                return read_result(values)
+            if kind in ("write", "poke"):
+                # Page by page, each remembered as soon as it is written.
+                for i in range(op.npages):
+                    vpn = self.vpn(op.region, op.page + i)
+                    if kind == "write":
+                        user_write(k, t, vpn, op.value)
+                    else:
+                        sys_poke(k, t, vpn, op.value)
+                    mem[vpn] = op.value
                 return "ok"
+            if kind == "prctl" and op.advice == "get_merge":
+                return str(sys_prctl_get_memory_merge(k, t))
             start = self.vpn(op.region, op.page) if op.region else 0
             if kind == "mmap":
-                flags = MAP_FIXED if "fixed" in op.flags else MAP_FIXED_NOREPLACE
-                sys_mmap(k, t, start, op.npages, PROTS[op.prot], flags)
+                sys_mmap(k, t, start, op.npages, PROTS[op.prot], mmap_flags(op.flags), mmap_thp(op.flags))
                 self._clear(mem, start, op.npages)
             elif kind == "munmap":
                 sys_munmap(k, t, start, op.npages)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rmapcheck.model.uapi import MADV_NOHUGEPAGE, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_NORESERVE, MAP_POPULATE
+
 __all__ = [
     "ARENA_BASE",
+    "MMAP_FLAGS",
     "MODEL_ONLY_KINDS",
     "OP_KINDS",
     "PROTS",
@@ -20,6 +23,10 @@ __all__ = [
     "Region",
     "Scenario",
     "Settings",
+    "mmap_flags",
+    "mmap_thp",
+    "read_result",
+    "returns_value",
 ]
 
 #: Virtual address of arena page 0, the same in every process. Far below the
@@ -28,12 +35,14 @@ __all__ = [
 ARENA_BASE = 0x100_0000_0000
 
 #: Protection strings of the scenario language and their PROT_* bits.
-PROTS = {"none": 0, "r": 1, "rw": 3, "rx": 5, "rwx": 7, "w": 3}
+PROTS = {"none": 0, "r": 1, "rw": 3, "rx": 5, "rwx": 7}
 
 OP_KINDS = (
     "mmap", "munmap", "mprotect", "mremap", "madvise", "read", "write", "fork", "exit",
     # KSM and migration (issue: KSM and page migration in the model)
     "prctl", "ksm_scan", "ksm_settle", "ksm_set", "migrate",
+    # a forced write, as /proc/self/mem makes it
+    "poke",
     # model only (the model checker's kernel threads): start a migration of one
     # page; advance in-flight kernel work number ``value`` (a migration or a
     # reclaim walk) by one phase; run the reclaim rmap walk
@@ -42,8 +51,42 @@ OP_KINDS = (
     "migrate_start", "kthread", "reclaim", "reclaim_start", "ksmd",
 )
 
+#: the words an ``mmap`` step may add, in the order a step is written:
+#: ``MAP_FIXED`` instead of ``MAP_FIXED_NOREPLACE`` (or the default said
+#: aloud), ``MAP_NORESERVE``, ``MAP_POPULATE``, and the THP choice: the
+#: default ``madvise(MADV_NOHUGEPAGE)`` said aloud, or no madvise at all
+#: (the system's THP setting decides)
+MMAP_FLAGS = ("fixed", "fixed_noreplace", "noreserve", "populate", "nohugepage", "thp_system")
+
 #: steps the model runs but the live kernel cannot be made to run on demand
 MODEL_ONLY_KINDS = ("migrate_start", "kthread", "reclaim", "reclaim_start", "ksmd")
+
+
+def mmap_flags(words: frozenset[str]) -> int:
+    """The ``MAP_*`` flags of an ``mmap`` step's words (``MAP_PRIVATE|MAP_ANONYMOUS`` implied)."""
+    flags = MAP_FIXED if "fixed" in words else MAP_FIXED_NOREPLACE
+    if "noreserve" in words:
+        flags |= MAP_NORESERVE
+    if "populate" in words:
+        flags |= MAP_POPULATE
+    return flags
+
+
+def mmap_thp(words: frozenset[str]) -> int | None:
+    """The advice an ``mmap`` step gives its mapping: ``MADV_NOHUGEPAGE``, or ``None`` with ``thp_system``."""
+    return None if "thp_system" in words else MADV_NOHUGEPAGE
+
+
+def returns_value(op: "Op") -> bool:
+    """True if ``op``'s result is a value (a read, ``prctl P get_merge``), not ``ok``."""
+    return op.kind == "read" or (op.kind == "prctl" and op.advice == "get_merge")
+
+
+def read_result(values: list[int]) -> str:
+    """A read's result: its pages' values in decimal, one if they are all the same, else ``V,V,...``."""
+    if values and all(v == values[0] for v in values):
+        return str(values[0])
+    return ",".join(str(v) for v in values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +105,13 @@ class Op:
     ``page``/``npages`` select pages of ``region``. ``prot`` is a key of
     :data:`PROTS`. ``mremap`` moves to ``to_region[to_page]`` when ``to_region``
     is set (``MREMAP_MAYMOVE|MREMAP_FIXED``) and resizes to ``new_pages`` (0:
-    unchanged). ``flags`` holds ``fixed`` (mmap ``MAP_FIXED``) and ``dontunmap``
-    (mremap ``MREMAP_DONTUNMAP``). ``advice`` is a madvise advice such as
-    ``dontneed``. KSM and migration steps: ``prctl P merge V``
-    (``PR_SET_MEMORY_MERGE``, ``value`` 0 or 1), ``ksm_scan N`` (``value`` full
+    unchanged). ``flags`` holds the words of :data:`MMAP_FLAGS` (mmap) and
+    ``dontunmap`` (mremap ``MREMAP_DONTUNMAP``). ``advice`` is a madvise
+    advice such as ``dontneed``. ``read``, ``write`` and ``poke`` (a write
+    through ``/proc/self/mem``) act on each page of their range in turn. KSM
+    and migration steps: ``prctl P merge V`` (``PR_SET_MEMORY_MERGE``,
+    ``value`` 0 or 1), ``prctl P get_merge`` (``PR_GET_MEMORY_MERGE``:
+    ``advice`` is ``get_merge``), ``ksm_scan N`` (``value`` full
     scans, no process), ``ksm_settle``, ``ksm_set KNOB V`` (``advice`` holds the
     knob of /sys/kernel/mm/ksm, ``value`` its value), ``migrate P R[i]``.
     ``expect`` is the result the file expects (``ok``, an errno
@@ -97,20 +143,21 @@ class Op:
             s = f"fork {self.proc} {self.child}"
         elif k == "exit":
             s = f"exit {self.proc}"
-        elif k == "write":
-            s = f"write {self.proc} {rng} {self.value}"
+        elif k in ("write", "poke"):
+            s = f"{k} {self.proc} {rng} {self.value}"
         elif k == "read":
             s = f"read {self.proc} {rng}"
-        elif k in ("mmap", "mprotect"):
+        elif k == "mmap":
+            s = " ".join([f"{k} {self.proc} {rng} {self.prot}", *(f for f in MMAP_FLAGS if f in self.flags)])
+        elif k == "mprotect":
             s = f"{k} {self.proc} {rng} {self.prot}"
-            if "fixed" in self.flags:
-                s += " fixed"
         elif k == "munmap":
             s = f"munmap {self.proc} {rng}"
         elif k == "madvise":
             s = f"madvise {self.proc} {rng} {self.advice}"
         elif k == "prctl":
-            s = f"prctl {self.proc} merge {self.value}"
+            s = f"prctl {self.proc} get_merge" if self.advice == "get_merge" else \
+                f"prctl {self.proc} merge {self.value}"
         elif k == "ksm_scan":
             s = f"ksm_scan {self.value}"
         elif k == "ksm_settle":
@@ -225,6 +272,19 @@ class Observation:
     #: other outcomes the kernel may legitimately show (the model's prediction
     #: when timing or scan order decides); empty on the live side
     alternatives: tuple["Observation", ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        """The observation as plain data (``--json``): frames and ``ksm_stat`` per process."""
+        d: dict[str, object] = {
+            "result": self.result,
+            "layout": {proc: [list(v) for v in vmas] for proc, vmas in self.layout},
+            "frames": {proc: list(row) for proc, row in self.frames},
+            "ksm": sorted(self.ksm),
+        }
+        if self.counters:
+            d["counters"] = dict(self.counters)
+            d["ksm_stat"] = {proc: dict(fields) for proc, fields in self.ksm_stat}
+        return d
 
     def matches(self, live: "Observation") -> bool:
         """True if ``live`` is this predicted outcome or one of its alternatives."""

@@ -6,20 +6,22 @@ its position and every error names its line::
 
     ScenarioError: my-scenario.yaml:12: unknown region 'C'; the regions are A, B
 
+The file is read with a loader stricter than PyYAML's ``SafeLoader``
+(:class:`_Loader`): integers are decimal ASCII digits only (the YAML 1.1 forms
+``1:30``, ``0x10``, ``1_0`` and ``010`` are strings, so no size is read from
+them), anchors and aliases are refused, and collections nest at most
+:attr:`~rmapcheck.scenario.schema.Limits.nesting` deep.
+
 Checks made here, each a :class:`ScenarioError` naming the file and line:
 
 - YAML syntax; unknown top-level keys, duplicate keys, values of the wrong type;
-- regions: positive page counts, non-negative placements, no two regions
-  overlapping;
-- steps: known operation, argument count, known region, pages inside their
-  region (``R[i:j]`` with ``j > i``), known ``PROT``, known ``madvise`` advice,
-  write values in ``[0, 2**63)``, ``mremap`` destination inside its region,
-  a stated result that the operation can produce; the KSM steps' arguments
-  (``prctl P merge 0|1``, ``ksm_scan N`` with ``N >= 1``, ``ksm_set KNOB V``
-  with a known writable knob of /sys/kernel/mm/ksm, ``migrate P R[i]``);
-- processes: ``P0`` exists at the start, ``fork P C`` creates ``C`` (which must
-  not exist yet), ``exit P`` ends ``P``; a step in a process that does not exist
-  is an error;
+- the shape of each step's tokens: a known operation, the argument count,
+  ranges ``R``, ``R[i]`` or ``R[i:j]`` with ``j > i``, numbers of ASCII digits,
+  known keywords, a stated result that the operation can produce;
+- everything else through the validator shared with traces
+  (:mod:`rmapcheck.scenario.schema`): regions, pages inside their regions,
+  the fields, flags and values each kind takes, the processes' lifetimes, and
+  the limits of :data:`~rmapcheck.scenario.schema.LIMITS`.
 - the header's model settings (:class:`~rmapcheck.scenario.ops.Settings`):
   ``rcu_windows`` and ``ksm_baseline`` are true or false, ``config`` maps
   ``CONFIG_*`` and ``sysctl_*`` switch names to ``y``/``n`` or integers
@@ -39,10 +41,13 @@ from pathlib import Path
 from typing import Callable
 
 import yaml
-from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from rmapcheck.scenario.ops import OP_KINDS, PROTS, Op, Region, Scenario, Settings
+from rmapcheck.scenario.ops import MMAP_FLAGS, OP_KINDS, PROTS, Op, Region, Scenario, Settings, returns_value
+from rmapcheck.scenario.schema import (
+    ADVICES, KSM_SET_KNOBS, LIMITS, SCENARIO_KEYS, ScenarioError, check_name, check_op, check_region,
+    region_of, shown, track_processes, work_error,
+)
 
 __all__ = [
     "ADVICES",
@@ -55,33 +60,25 @@ __all__ = [
     "parse_step",
 ]
 
-#: ``madvise`` advice the step language knows.
-ADVICES = ("dontneed", "mergeable", "unmergeable")
-
-#: The /sys/kernel/mm/ksm knobs ``ksm_set`` may write (``pages_to_scan`` and
-#: ``sleep_millisecs`` drive the scans and stay the runner's; ``run`` is never
-#: 1: ksmd runs only inside ``ksm_scan`` and ``ksm_settle``).
-KSM_SET_KNOBS = ("max_page_sharing", "merge_across_nodes", "run", "smart_scan",
-                 "stable_node_chains_prune_millisecs", "use_zero_pages")
-
 # Steps that act on no process.
 _NO_PROC = ("ksm_scan", "ksm_settle", "ksm_set")
 
 #: Largest arena a scenario may use, in pages (256 MiB).
-MAX_ARENA_PAGES = 1 << 16
+MAX_ARENA_PAGES = LIMITS.arena_pages
 
 #: What each operation takes, for error messages.
 _USAGE = {
-    "mmap": "mmap P R[i:j] PROT [fixed]",
+    "mmap": "mmap P R[i:j] PROT [fixed|fixed_noreplace] [noreserve] [populate] [nohugepage|thp_system]",
     "munmap": "munmap P R[i:j]",
     "mprotect": "mprotect P R[i:j] PROT",
     "mremap": "mremap P R[i:j] [S[k]] [N] [dontunmap]",
     "madvise": "madvise P R[i:j] ADVICE",
-    "read": "read P R[i]",
-    "write": "write P R[i] V",
+    "read": "read P R[i:j]",
+    "write": "write P R[i:j] V",
+    "poke": "poke P R[i:j] V  (a write through /proc/self/mem)",
     "fork": "fork P C",
     "exit": "exit P",
-    "prctl": "prctl P merge 0|1",
+    "prctl": "prctl P merge 0|1, or prctl P get_merge",
     "ksm_scan": "ksm_scan N",
     "ksm_settle": "ksm_settle",
     "ksm_set": "ksm_set KNOB V",
@@ -93,7 +90,6 @@ _USAGE = {
     "reclaim_start": "reclaim_start P R[i]  (model only)",
 }
 
-_TOP_KEYS = ("name", "description", "rcu_windows", "config", "ksm_baseline", "regions", "steps")
 _INITIAL_PROCS = ("P0",)
 
 # Builds the error for the step being parsed.
@@ -104,34 +100,13 @@ _TAG_INT = "tag:yaml.org,2002:int"
 _TAG_NULL = "tag:yaml.org,2002:null"
 _TAG_BOOL = "tag:yaml.org,2002:bool"
 
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # R, R[i] or R[i:j]
 _RANGE_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[([0-9]+)(?::([0-9]+))?\])?\Z")
 _PLAIN_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 _INT_RE = re.compile(r"(?:[0-9]+|0[xX][0-9a-fA-F]+)\Z")
 _SWITCH_RE = re.compile(r"(?:CONFIG|sysctl)_[A-Za-z0-9_]+\Z")
+_DIGITS_RE = re.compile(r"[0-9]+\Z")
 _VALUE_LIMIT = 1 << 63
-
-
-class ScenarioError(Exception):
-    """A scenario file is malformed; ``str()`` is ``FILE:LINE: message``.
-
-    :param source: the file's path (or a name such as ``<string>``).
-    :param line: the 1-based line of the offending node or step; 0 if the
-        error concerns the whole file (then ``str()`` is ``FILE: message``).
-    :param message: what is wrong, on one line.
-    """
-
-    def __init__(self, source: str, line: int, message: str) -> None:
-        super().__init__(source, line, message)
-        self.source = source
-        self.line = line
-        self.message = message
-
-    def __str__(self) -> str:
-        if self.line:
-            return f"{self.source}:{self.line}: {self.message}"
-        return f"{self.source}: {self.message}"
 
 
 def load_scenario(path: str) -> Scenario:
@@ -140,9 +115,17 @@ def load_scenario(path: str) -> Scenario:
     :raises ScenarioError: if the file cannot be read or is malformed.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ScenarioError(str(path), 0, f"cannot read scenario: {_one_line(str(e))}") from None
+        with open(path, "rb") as fh:
+            data = fh.read(LIMITS.scenario_bytes + 1)
+    except OSError as e:
+        raise ScenarioError(str(path), 0, f"cannot read scenario: {e.strerror or type(e).__name__}") from None
+    if len(data) > LIMITS.scenario_bytes:
+        raise ScenarioError(str(path), 0, f"larger than {LIMITS.scenario_bytes} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ScenarioError(str(path), line, f"not UTF-8: {_one_line(e.reason)} at byte {e.start}") from None
     return parse_scenario(text, str(path))
 
 
@@ -154,6 +137,8 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
 
     :raises ScenarioError: on the first error, with its line.
     """
+    if len(text) > LIMITS.scenario_bytes:
+        raise ScenarioError(source, 0, f"longer than {LIMITS.scenario_bytes} characters")
     root = _compose(text, source)
     if root is None:
         raise ScenarioError(source, 1, "empty scenario: expected a mapping with 'steps'")
@@ -161,9 +146,10 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
         raise ScenarioError(
             source, _line(root), "a scenario is a mapping with 'regions' and 'steps'"
         )
-    fields = _mapping(root, source, "the scenario", _TOP_KEYS)
-    if "steps" not in fields:
-        raise ScenarioError(source, _line(root), "the scenario has no 'steps'")
+    fields = _mapping(root, source, "the scenario", tuple(SCENARIO_KEYS))
+    for key, required in SCENARIO_KEYS.items():
+        if required and key not in fields:
+            raise ScenarioError(source, _line(root), f"the scenario has no {key!r}")
 
     name = Path(source).stem
     if "name" in fields:
@@ -186,16 +172,22 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
         procs = set(_INITIAL_PROCS)
         for node in steps_node.value:
             line = _line(node)
+            if len(ops) == LIMITS.steps:
+                raise ScenarioError(source, line, f"more than {LIMITS.steps} steps")
             if _is_null(node):
                 raise ScenarioError(source, line, "empty step")
             if not (isinstance(node, ScalarNode) and node.tag == _TAG_STR):
                 raise ScenarioError(source, line, "a step must be a string such as 'mmap P0 A rw'")
             op = parse_step(node.value, line, regions, source)
-            _track_processes(op, procs, source)
+            track_processes(op, procs, lambda m, line=line: ScenarioError(source, line, m))
             ops.append(op)
     s = Scenario(name=name, regions=regions, ops=ops, source=source, description=description,
                  settings=settings)
     s.lines = {i: op.line for i, op in enumerate(ops)}
+    too_much = work_error(s)
+    if too_much:
+        i, msg = too_much
+        raise ScenarioError(source, ops[i].line, msg)
     return s
 
 
@@ -204,7 +196,8 @@ def parse_step(
 ) -> Op:
     """Parse one step of the step language into an :class:`Op` with ``line``.
 
-    Checks everything but whether the processes exist (see :func:`parse_scenario`).
+    Checks everything but whether the processes exist (see :func:`parse_scenario`):
+    the tokens here, the fields with :func:`~rmapcheck.scenario.schema.check_op`.
 
     :param text: the step, such as ``write P0 A[0] 7 => ok``.
     :param line: the 1-based line the step stands on, for ``Op.line`` and errors.
@@ -224,7 +217,7 @@ def parse_step(
         raise fail("empty step")
     kind, args = toks[0], toks[1:]
     if kind not in OP_KINDS:
-        raise fail(f"unknown operation {kind!r}; expected one of {', '.join(OP_KINDS)}")
+        raise fail(f"unknown operation {shown(kind)}; expected one of {', '.join(OP_KINDS)}")
     usage = _USAGE[kind]
 
     def arity(lo: int, hi: int) -> None:
@@ -234,71 +227,69 @@ def parse_step(
     if kind in ("kthread", "ksmd"):
         arity(1, 1)
         op = Op(kind, "", value=_value(args[0], fail), line=line)
-        if arrow:
-            op = replace(op, expect=_expect(kind, result.strip(), fail))
-        return op
-    if kind in _NO_PROC:
+    elif kind in _NO_PROC:
         op = _ksm_step(kind, args, arity, fail, line)
-        if arrow:
-            op = replace(op, expect=_expect(kind, result.strip(), fail))
-        return op
+    else:
+        op = _proc_step(kind, args, arity, regions, usage, fail, line)
+    if arrow:
+        op = replace(op, expect=_expect(op, result.strip(), fail))
+    return check_op(op, regions, fail)
+
+
+def _proc_step(kind: str, args: list[str], arity: Callable[[int, int], None], regions: dict[str, Region],
+               usage: str, fail: _Fail, line: int) -> Op:
+    # The steps of a process: P is the first argument.
     if kind in ("fork", "exit"):
         arity(2 if kind == "fork" else 1, 2 if kind == "fork" else 1)
     elif kind == "prctl":
-        arity(3, 3)
+        arity(2, 3)
     elif kind in ("migrate", "migrate_start", "reclaim", "reclaim_start"):
         arity(2, 2)
     else:
-        arity(2, 5)
-    proc = _proc(args[0], fail)
-    op = Op(kind, proc, line=line)
+        arity(2, 3 + len(MMAP_FLAGS))
+    op = Op(kind, _proc(args[0], fail), line=line)
 
     if kind == "prctl":
-        if args[1] != "merge":
-            raise fail(f"unknown prctl {args[1]!r}; usage: {usage}")
-        if args[2] not in ("0", "1"):
-            raise fail(f"bad prctl merge value {args[2]!r}: expected 0 or 1")
-        op = replace(op, value=int(args[2]))
-    elif kind in ("migrate", "migrate_start", "reclaim", "reclaim_start"):
-        region, page, npages = _range(args[1], regions, fail)
-        if npages != 1:
-            raise fail(f"{kind} takes one page, such as {region}[{page}]; usage: {usage}")
-        op = replace(op, region=region, page=page, npages=1)
-    elif kind == "fork":
-        op = replace(op, child=_proc(args[1], fail))
-    elif kind != "exit":
-        region, page, npages = _range(args[1], regions, fail)
-        op = replace(op, region=region, page=page, npages=npages)
-        rest = args[2:]
-        if kind in ("read", "write"):
-            arity(2 if kind == "read" else 3, 2 if kind == "read" else 3)
-            if npages != 1:
-                raise fail(f"{kind} takes one page, such as {region}[{page}]; usage: {usage}")
-            if kind == "write":
-                op = replace(op, value=_value(rest[0], fail))
-        elif kind == "munmap":
+        if args[1] == "get_merge":
             arity(2, 2)
-        elif kind in ("mmap", "mprotect"):
-            arity(3, 4 if kind == "mmap" else 3)
-            if rest[0] not in PROTS:
-                raise fail(f"unknown PROT {rest[0]!r}; expected one of none, r, rw, rx, rwx")
-            op = replace(op, prot=rest[0])
-            if len(rest) == 2:
-                if rest[1] != "fixed":
-                    raise fail(f"unknown mmap flag {rest[1]!r}; usage: {usage}")
-                op = replace(op, flags=frozenset({"fixed"}))
-        elif kind == "madvise":
-            arity(3, 3)
-            if rest[0] not in ADVICES:
-                raise fail(
-                    f"unknown madvise advice {rest[0]!r}; expected one of {', '.join(ADVICES)}"
-                )
-            op = replace(op, advice=rest[0])
-        else:
-            op = _mremap(op, rest, regions, usage, fail)
-
-    if arrow:
-        op = replace(op, expect=_expect(kind, result.strip(), fail))
+            return replace(op, advice="get_merge")
+        if args[1] != "merge":
+            raise fail(f"unknown prctl {shown(args[1])}; usage: {usage}")
+        arity(3, 3)
+        if args[2] not in ("0", "1"):
+            raise fail(f"bad prctl merge value {shown(args[2])}: expected 0 or 1")
+        return replace(op, value=int(args[2]))
+    if kind == "fork":
+        return replace(op, child=_proc(args[1], fail))
+    if kind == "exit":
+        return op
+    region, page, npages = _range(args[1], regions, fail)
+    op = replace(op, region=region, page=page, npages=npages)
+    rest = args[2:]
+    if kind in ("read", "write", "poke"):
+        arity(2 if kind == "read" else 3, 2 if kind == "read" else 3)
+        if kind != "read":
+            op = replace(op, value=_value(rest[0], fail))
+    elif kind in ("munmap", "migrate", "migrate_start", "reclaim", "reclaim_start"):
+        arity(2, 2)
+    elif kind in ("mmap", "mprotect"):
+        arity(3, 3 + len(MMAP_FLAGS) if kind == "mmap" else 3)
+        if rest[0] not in PROTS:
+            raise fail(f"unknown PROT {shown(rest[0])}; expected one of {', '.join(PROTS)}")
+        op = replace(op, prot=rest[0])
+        for word in rest[1:]:
+            if word not in MMAP_FLAGS:
+                raise fail(f"unknown mmap flag {shown(word)}; usage: {usage}")
+            if word in op.flags:
+                raise fail(f"mmap flag {word} given twice")
+            op = replace(op, flags=op.flags | {word})
+    elif kind == "madvise":
+        arity(3, 3)
+        if rest[0] not in ADVICES:
+            raise fail(f"unknown madvise advice {shown(rest[0])}; expected one of {', '.join(ADVICES)}")
+        op = replace(op, advice=rest[0])
+    else:
+        op = _mremap(op, rest, regions, usage, fail)
     return op
 
 
@@ -332,10 +323,49 @@ def _one_line(s: str) -> str:
     return " ".join(s.split())
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, stricter: decimal integers only, no aliases, bounded nesting.
+
+    Only nodes are composed (no tag is constructed). The implicit resolvers
+    are YAML 1.2's core schema less floats: ``null``, ``true``/``false`` (and
+    the YAML 1.1 spellings such as ``yes``, which are never a size) and
+    decimal integers; ``1:30``, ``0x10``, ``0o10``, ``010``, ``1_0`` and
+    ``1.5`` stay strings.
+    """
+
+    yaml_implicit_resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+    _depth = 0
+
+    def compose_node(self, parent: Node | None, index: object) -> Node:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            ev = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "anchors and aliases are not supported",
+                                              ev.start_mark)
+        if self._depth >= LIMITS.nesting:
+            raise yaml.composer.ComposerError(None, None, f"nested more than {LIMITS.nesting} deep",
+                                              self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
+
+
+for _tag, _pattern, _first in (
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", r"^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$",
+     list("yYnNtTfFoO")),
+    ("tag:yaml.org,2002:int", r"^[-+]?(?:0|[1-9][0-9]*)$", list("-+0123456789")),
+):
+    _Loader.add_implicit_resolver(_tag, re.compile(_pattern), _first)
+
+
 def _compose(text: str, source: str) -> Node | None:
-    # yaml.compose with the SafeLoader builds nodes only: no tag is constructed.
+    # Nodes only, through the strict loader: no tag is constructed.
+    loader = None
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _Loader(text)
+        return loader.get_single_node()  # type: ignore[no-any-return]
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -346,6 +376,9 @@ def _compose(text: str, source: str) -> Node | None:
         raise ScenarioError(source, line, f"YAML syntax error: {_one_line(e.reason)}") from None
     except yaml.YAMLError as e:
         raise ScenarioError(source, 1, f"YAML syntax error: {_one_line(str(e))}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def _line(node: Node) -> int:
@@ -385,16 +418,24 @@ def _str(node: Node, source: str, what: str) -> str:
 def _int(node: Node, source: str, what: str, least: int) -> int:
     if not (isinstance(node, ScalarNode) and node.tag == _TAG_INT):
         raise ScenarioError(source, _line(node), f"{what} must be an integer")
-    n = int(SafeConstructor().construct_object(node))
+    text = str(node.value).lstrip("+-")
+    if len(text) > LIMITS.digits:
+        raise ScenarioError(source, _line(node), f"{what} has more than {LIMITS.digits} digits")
+    n = int(node.value)
     if n < least:
         raise ScenarioError(source, _line(node), f"{what} must be at least {least}, not {n}")
     return n
 
 
+def _true(node: ScalarNode) -> bool:
+    # The value of a node the strict loader tagged bool (YAML 1.1's words).
+    return node.value.lower() in ("yes", "true", "on")
+
+
 def _bool(node: Node, source: str, what: str) -> bool:
     if not (isinstance(node, ScalarNode) and node.tag == _TAG_BOOL):
         raise ScenarioError(source, _line(node), f"{what} must be true or false")
-    return bool(SafeConstructor().construct_object(node))
+    return _true(node)
 
 
 def _settings(fields: dict[str, tuple[Node, Node]], source: str) -> Settings:
@@ -415,7 +456,7 @@ def _settings(fields: dict[str, tuple[Node, Node]], source: str) -> Settings:
                 raise ScenarioError(source, _line(k), f"duplicate config switch {k.value!r}")
             seen.add(k.value)
             if isinstance(v, ScalarNode) and v.tag == _TAG_BOOL:
-                value = "y" if SafeConstructor().construct_object(v) else "n"
+                value = "y" if _true(v) else "n"
             elif isinstance(v, ScalarNode) and v.tag in (_TAG_STR, _TAG_INT) and re.match(r"-?\w+\Z", v.value):
                 value = v.value
             else:
@@ -436,21 +477,24 @@ def _regions(node: Node, source: str) -> dict[str, Region]:
     lines: dict[str, int] = {}
     next_at = 0
     for k, v in node.value:
-        if not (isinstance(k, ScalarNode) and k.tag == _TAG_STR and _NAME_RE.match(k.value)):
-            raise ScenarioError(
-                source, _line(k), f"bad region name {k.value!r}: use letters, digits and '_'"
-            )
-        name = k.value
+        def fail(m: str, k: Node = k) -> ScenarioError:
+            return ScenarioError(source, _line(k), m)
+        name = check_name(k.value if isinstance(k, ScalarNode) and k.tag == _TAG_STR else k.value,
+                          "region", fail)
         if name in regions:
-            raise ScenarioError(source, _line(k), f"duplicate region {name!r}")
+            raise fail(f"duplicate region {name!r}")
         if isinstance(v, MappingNode):
-            fields = _mapping(v, source, f"region {name}", ("pages", "at"))
+            fields = _mapping(v, source, f"region {name}", ("pages", "at", "after"))
             if "pages" not in fields:
                 raise ScenarioError(source, _line(v), f"region {name} has no 'pages'")
             pages = _int(fields["pages"][1], source, f"pages of region {name}", 1)
             at = next_at
+            if "at" in fields and "after" in fields:
+                raise ScenarioError(source, _line(v), f"region {name} has both 'at' and 'after'")
             if "at" in fields:
-                at = _int(fields["at"][1], source, f"'at' of region {name}", 0)
+                at = _place(fields["at"][1], source, name, "at", regions)
+            elif "after" in fields:
+                at = _place(fields["after"][1], source, name, "after", regions)
         elif isinstance(v, ScalarNode) and v.tag == _TAG_INT:
             pages = _int(v, source, f"pages of region {name}", 1)
             at = next_at
@@ -458,21 +502,40 @@ def _regions(node: Node, source: str) -> dict[str, Region]:
             raise ScenarioError(
                 source, _line(v), f"region {name}: expected a page count or {{pages: N, at: K}}"
             )
-        if at + pages > MAX_ARENA_PAGES:
-            raise ScenarioError(
-                source, _line(k), f"region {name} ends past the arena's {MAX_ARENA_PAGES} pages"
-            )
-        for other in regions.values():
-            if at < other.at + other.pages and other.at < at + pages:
-                raise ScenarioError(
-                    source, _line(k),
-                    f"region {name} (pages {at}..{at + pages - 1}) overlaps region {other.name} "
-                    f"(pages {other.at}..{other.at + other.pages - 1}, line {lines[other.name]})",
-                )
-        regions[name] = Region(name, pages, at)
+        r = Region(name, pages, at)
+        msg = check_region(r, regions.values(), lines)
+        if msg:
+            raise fail(msg)
+        regions[name] = r
         lines[name] = _line(k)
         next_at = at + pages + 1
     return regions
+
+
+_PLACE_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:([+-])\s*([0-9]+))?\Z")
+
+
+def _place(node: Node, source: str, name: str, key: str, regions: dict[str, Region]) -> int:
+    # at: K (a page of the arena), at: R, R+K or R-K (K pages from region R's
+    # first page), after: R or R+K (K pages past R's last page).
+    what = f"{key!r} of region {name}"
+    if key == "at" and isinstance(node, ScalarNode) and node.tag == _TAG_INT:
+        return _int(node, source, what, 0)
+    m = _PLACE_RE.match(node.value) if isinstance(node, ScalarNode) and node.tag == _TAG_STR else None
+    if m is None or (key == "after" and m.group(2) == "-"):
+        form = "R or R+K" if key == "after" else "a page number, R, R+K or R-K"
+        raise ScenarioError(source, _line(node), f"{what} must be {form}, R an earlier region")
+
+    def fail(msg: str) -> ScenarioError:
+        return ScenarioError(source, _line(node), f"{what}: {msg}")
+
+    other = region_of(m.group(1), regions, fail)
+    k = _number(m.group(3), "page count", fail) if m.group(3) else 0
+    base = other.at + other.pages if key == "after" else other.at
+    at = base - k if m.group(2) == "-" else base + k
+    if at < 0:
+        raise fail(f"{node.value} is before the arena's first page")
+    return at
 
 
 def _ksm_step(kind: str, args: list[str], arity: Callable[[int, int], None], fail: _Fail,
@@ -483,39 +546,26 @@ def _ksm_step(kind: str, args: list[str], arity: Callable[[int, int], None], fai
         return Op(kind, "", line=line)
     if kind == "ksm_scan":
         arity(1, 1)
-        if not args[0].isdigit() or int(args[0]) < 1:
-            raise fail(f"bad number of full scans {args[0]!r}: expected an integer of at least 1")
-        return Op(kind, "", value=int(args[0]), line=line)
+        n = _number(args[0], "number of full scans", fail)
+        if n < 1:
+            raise fail(f"bad number of full scans {n}: expected an integer of at least 1")
+        return Op(kind, "", value=n, line=line)
     arity(2, 2)
     if args[0] not in KSM_SET_KNOBS:
-        raise fail(f"unknown KSM knob {args[0]!r}; expected one of {', '.join(KSM_SET_KNOBS)}")
-    value = _value(args[1], fail)
-    if args[0] == "run" and value == 1:
-        raise fail("ksm_set run 1 would let ksmd scan on its own; use ksm_scan N or ksm_settle")
-    return Op(kind, "", advice=args[0], value=value, line=line)
+        raise fail(f"unknown KSM knob {shown(args[0])}; expected one of {', '.join(KSM_SET_KNOBS)}")
+    return Op(kind, "", advice=args[0], value=_value(args[1], fail), line=line)
 
 
-def _track_processes(op: Op, procs: set[str], source: str) -> None:
-    # P0 exists at the start; fork creates the child; exit ends the process.
-    if op.kind in _NO_PROC or op.kind in ("kthread", "ksmd"):
-        return
-    if op.proc not in procs:
-        alive = ", ".join(sorted(procs)) or "none"
-        raise ScenarioError(
-            source, op.line, f"process {op.proc} does not exist here (live processes: {alive})"
-        )
-    if op.kind == "fork":
-        if op.child in procs:
-            raise ScenarioError(source, op.line, f"fork: process {op.child} already exists")
-        procs.add(op.child)
-    elif op.kind == "exit":
-        procs.discard(op.proc)
+def _plain_str(s: str) -> bool:
+    # s, written plain, reads back as the string s
+    node = _compose(s, "<quote>")
+    return isinstance(node, ScalarNode) and node.tag == _TAG_STR and node.value == s
 
 
 def _quote(s: str) -> str:
     # A plain scalar if it reads back as the same string, else a double-quoted
     # one escaped by PyYAML itself.
-    if _PLAIN_RE.match(s) and yaml.safe_load(s) == s:
+    if _PLAIN_RE.match(s) and _plain_str(s):
         return s
     return yaml.safe_dump(s, default_style='"', allow_unicode=True, width=1 << 30).rstrip("\n")
 
@@ -524,38 +574,40 @@ def _quote(s: str) -> str:
 
 
 def _proc(tok: str, fail: _Fail) -> str:
-    if not _NAME_RE.match(tok):
-        raise fail(f"bad process name {tok!r}: use letters, digits and '_', such as P1")
-    return tok
+    return check_name(tok, "process", fail)
+
+
+def _number(tok: str, what: str, fail: _Fail) -> int:
+    # A count: ASCII decimal digits, at most LIMITS.digits of them.
+    if not _DIGITS_RE.match(tok):
+        raise fail(f"bad {what} {shown(tok)}: expected a non-negative decimal integer")
+    if len(tok) > LIMITS.digits:
+        raise fail(f"bad {what} {shown(tok)}: more than {LIMITS.digits} digits")
+    return int(tok)
 
 
 def _range(tok: str, regions: dict[str, Region], fail: _Fail) -> tuple[str, int, int]:
     m = _RANGE_RE.match(tok)
     if m is None:
-        raise fail(f"bad range {tok!r}; expected R, R[i] or R[i:j]")
+        raise fail(f"bad range {shown(tok)}; expected R, R[i] or R[i:j]")
     name, i, j = m.group(1), m.group(2), m.group(3)
-    r = regions.get(name)
-    if r is None:
-        known = ", ".join(regions) if regions else "none"
-        raise fail(f"unknown region {name!r}; the regions are {known}")
+    r = region_of(name, regions, fail)
     if i is None:
         return name, 0, r.pages
-    first = int(i)
-    if first >= r.pages:
-        raise fail(f"page {first} is out of range of region {name} (pages 0..{r.pages - 1})")
+    first = _number(i, "page", fail)
     if j is None:
         return name, first, 1
-    end = int(j)
+    end = _number(j, "page", fail)
     if end <= first:
         raise fail(f"empty range {tok}: in R[i:j], j must be greater than i")
-    if end > r.pages:
-        raise fail(f"{tok} is out of range of region {name} (pages 0..{r.pages - 1})")
     return name, first, end - first
 
 
 def _value(tok: str, fail: _Fail) -> int:
     if not _INT_RE.match(tok):
-        raise fail(f"bad value {tok!r}: expected a non-negative integer")
+        raise fail(f"bad value {shown(tok)}: expected a non-negative integer")
+    if len(tok) > LIMITS.digits:
+        raise fail(f"bad value {shown(tok)}: more than {LIMITS.digits} digits")
     v = int(tok, 0) if tok[:2].lower() == "0x" else int(tok)
     if v >= _VALUE_LIMIT:
         raise fail(f"bad value {tok}: must be below 2**63")
@@ -565,66 +617,63 @@ def _value(tok: str, fail: _Fail) -> int:
 def _mremap(
     op: Op, rest: list[str], regions: dict[str, Region], usage: str, fail: _Fail
 ) -> Op:
-    # mremap P R[i:j] [S[k]] [N] [dontunmap], in this order.
+    # mremap P R[i:j] [S[k]] [N] [dontunmap], in this order; check_op() checks
+    # that the pages lie in the destination region.
     rest = list(rest)
-    dest, first = op.region, op.page
-    if rest and rest[0] != "dontunmap" and not rest[0].isdigit():
+    if rest and rest[0] != "dontunmap" and not _DIGITS_RE.match(rest[0]):
         m = _RANGE_RE.match(rest[0])
         if m is None or m.group(2) is None or m.group(3) is not None:
-            raise fail(f"bad mremap target {rest[0]!r}: expected one page, S[k]; usage: {usage}")
+            raise fail(f"bad mremap target {shown(rest[0])}: expected one page, S[k]; usage: {usage}")
         dest, first, _ = _range(rest.pop(0), regions, fail)
         op = replace(op, to_region=dest, to_page=first)
-    if rest and rest[0].isdigit():
-        new_pages = int(rest.pop(0))
+    if rest and _DIGITS_RE.match(rest[0]):
+        new_pages = _number(rest.pop(0), "page count", fail)
         if new_pages == 0:
             raise fail("mremap to 0 pages: N must be at least 1")
         op = replace(op, new_pages=new_pages)
     if rest and rest[0] == "dontunmap":
         rest.pop(0)
-        if not op.to_region:
-            raise fail("dontunmap needs a target S[k] (MREMAP_DONTUNMAP moves the pages)")
         op = replace(op, flags=frozenset({"dontunmap"}))
     if rest:
-        raise fail(f"unexpected {rest[0]!r} in mremap; usage: {usage}")
-    # The pages the mapping covers afterwards must lie in the destination region.
-    end = first + (op.new_pages or op.npages)
-    r = regions[dest]
-    if end > r.pages:
-        what = "target" if op.to_region else "resized range"
-        raise fail(
-            f"mremap {what} {dest}[{first}:{end}] is out of range of "
-            f"region {dest} (pages 0..{r.pages - 1})"
-        )
+        raise fail(f"unexpected {shown(rest[0])} in mremap; usage: {usage}")
     return op
 
 
-def _expect(kind: str, result: str, fail: _Fail) -> str:
-    # ok | errno name | SIGSEGV | a read's value (kept in decimal, as an
-    # Observation states it).
+def _expect(op: Op, result: str, fail: _Fail) -> str:
+    # ok | errno name | SIGSEGV | the value(s) a read or prctl get_merge gives,
+    # kept in decimal, as an Observation states them (V, or V,V,... for a
+    # range whose pages differ).
+    kind = op.kind
     if len(result.split()) != 1:
         raise fail("expected one result after '=>': ok, an errno name (ENOMEM), SIGSEGV or a value")
     memory = kind in ("read", "write")
+    valued = returns_value(op)
     if result == "ok":
-        if kind == "read":
-            raise fail("a read's result is its value or SIGSEGV, not ok")
+        if valued:
+            raise fail(f"{'a read' if kind == 'read' else kind}'s result is its value"
+                       f"{' or SIGSEGV' if memory else ''}, not ok")
         return result
     if result == "SIGSEGV":
         if not memory:
             raise fail(f"{kind} cannot raise SIGSEGV: only read and write touch memory")
         return result
-    if _INT_RE.match(result):
-        if kind != "read":
-            raise fail(f"only a read returns a value; {kind} results are ok or an errno name")
-        return str(_value(result, fail))
+    values = result.split(",")
+    if all(_INT_RE.match(v) for v in values):
+        if not valued:
+            raise fail(f"only a read or prctl get_merge returns a value; {kind} results are ok or an errno name")
+        if len(values) > 1 and len(values) != op.npages:
+            raise fail(f"{len(values)} values for a read of {op.npages} pages: give one value for every page, "
+                       "or one for them all")
+        return ",".join(str(_value(v, fail)) for v in values)
     if result.startswith("E") and result.isalnum():
         code = getattr(errno, result, None)
-        if not isinstance(code, int):
-            raise fail(f"unknown errno name {result!r}")
+        if not isinstance(code, int) or code not in errno.errorcode:
+            raise fail(f"unknown errno name {shown(result)}")
         if memory:
             raise fail(f"{kind} is a memory access: its result is SIGSEGV, not an errno")
         # An alias (EWOULDBLOCK) becomes the name the kernel's code has (EAGAIN),
         # which is what an observation reports.
         return errno.errorcode[code]
     raise fail(
-        f"bad result {result!r}; expected ok, an errno name (ENOMEM), SIGSEGV or a read's value"
+        f"bad result {shown(result)}; expected ok, an errno name (ENOMEM), SIGSEGV or a read's value"
     )

@@ -55,12 +55,29 @@ from rmapcheck.scenario.ops import ARENA_BASE, Op, Scenario
 
 __all__ = [
     "ARENA_BASE_VPN",
+    "LEGEND",
     "address_map",
     "anon_vma_tree",
     "object_symbol",
     "op_pages",
     "vma_namer",
 ]
+
+#: How to read an address map (docs/scenario-format.md and ``rmapcheck run --help`` show it).
+LEGEND = """\
+P0        A    B      the process; each region's name above its first page
+          0123456     arena pages, in hex (the ruler repeats every 16)
+op:         *         the pages the step acts on
+vma:      AAAA.BB     a letter per VMA of the process, A, B, ... in address
+                      order; '.' nothing mapped
+prot:     wwww.rr     '-' none, 'r' read, 'w' read-write, 'x' read-exec,
+                      'X' read-write-exec
+anon_vma: aaaa...     the VMA's anon_vma, one letter per object, the same in
+                      every process; '.' none yet
+pages:    0z.....     what the page table maps: '.' nothing, 'z' the zero
+                      page, 'm' a migration entry, else a digit or letter per
+                      page frame, the same in every process (a shared frame:
+                      copy-on-write after fork, or a KSM page)"""
 
 #: Virtual page number of arena page 0.
 ARENA_BASE_VPN = ARENA_BASE >> PAGE_SHIFT
