@@ -45,7 +45,7 @@ NOT_REPLACEABLE = {
     "reclaim_prepare", "reclaim_step", "kthreads", "kthread_step", "kthread_holds",
     # system call and sysfs entry points of the scenario language
     "spawn", "sys_mmap", "sys_munmap", "sys_mprotect", "sys_mremap", "sys_madvise", "sys_fork", "sys_exit",
-    "user_read", "user_write", "ksm_full_scans", "ksm_store", "prctl_set_memory_merge",
+    "user_read", "user_write", "sys_poke", "sys_prctl_get_memory_merge", "ksm_full_scans", "ksm_store", "prctl_set_memory_merge",
 }
 
 

@@ -32,7 +32,9 @@ def test_seed_saves_every_trace_in_a_file_of_its_own(tmp_path, monkeypatch):
     assert first.status == 0, first.err
     rows = _saved(first.out)
     paths = [p for _, p in rows]
-    assert len(paths) == len(set(paths)) == len(list((tmp_path / "rmapcheck-traces").iterdir()))
+    # each trace as JSON and as a scenario (.yaml), one directory per path
+    saved = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "rmapcheck-traces").rglob("*.json"))
+    assert len(paths) == len(set(paths)) and sorted(paths) == saved
     for design, path in rows:
         t = load_trace(str(tmp_path / path))
         assert t.design == design
@@ -40,8 +42,8 @@ def test_seed_saves_every_trace_in_a_file_of_its_own(tmp_path, monkeypatch):
     # Run again: the same traces, the same files, nothing else written.
     again = invoke("seed")
     assert _saved(again.out) == rows
-    assert sorted(p.name for p in (tmp_path / "rmapcheck-traces").iterdir()) == sorted(
-        p.split("/")[-1] for p in paths)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "rmapcheck-traces").rglob("*.json")) \
+        == saved
     assert all((tmp_path / p).read_text() == text for p, text in texts.items())
 
 

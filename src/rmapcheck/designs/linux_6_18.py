@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from rmapcheck.model.fork import FORK_OPS
+from rmapcheck.model.gup import GUP_OPS
 from rmapcheck.model.invariants import INVARIANT_OPS
 from rmapcheck.model.kernel import Layer, resolve_ops
 from rmapcheck.model.ksm import KSM_CONFIG, KSM_LAYER, KSM_OPS
@@ -29,7 +30,7 @@ __all__ = ["CONFIG", "FUNCTIONS", "LAYERS", "OPS"]
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     **RMAP_OPS, **MEMORY_OPS, **FORK_OPS, **INVARIANT_OPS,
-    **VMA_INIT_OPS, **VMA_OPS, **MMAP_OPS, **MPROTECT_OPS, **MREMAP_OPS, **MADVISE_OPS,
+    **VMA_INIT_OPS, **VMA_OPS, **MMAP_OPS, **MPROTECT_OPS, **MREMAP_OPS, **MADVISE_OPS, **GUP_OPS,
     # KSM's own functions replace fork's and the invariants' no-KSM hooks.
     **KSM_OPS,
     # Page migration and reclaim walks.

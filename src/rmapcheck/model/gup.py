@@ -19,10 +19,10 @@ writes into the now exclusive anonymous page, whose PTE stays read-only.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from rmapcheck.model.findings import KernelBug, KernelError
-from rmapcheck.model.memory import handle_pte_fault, is_migration_entry
+from rmapcheck.model.memory import is_migration_entry
 from rmapcheck.model.mm_types import (
     VM_EXEC, VM_IO, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_PFNMAP, VM_READ, VM_SHARED,
     VM_WRITE, ZERO_PAGE, folio, mm_struct, vm_area_struct,
@@ -36,6 +36,7 @@ __all__ = [
     "FOLL_FORCE",
     "FOLL_TOUCH",
     "FOLL_WRITE",
+    "GUP_OPS",
     "__get_user_pages",
     "__mm_populate",
     "access_remote_vm",
@@ -139,7 +140,7 @@ def faultin_page(k: Kernel, vma: vm_area_struct, vpn: int, flags: int) -> int:
     :returns: 0 or a negative errno (``-ENOMEM``).
     """
     try:
-        handle_pte_fault(k, vma, vpn, bool(flags & FOLL_WRITE))
+        k.ops.handle_pte_fault(k, vma, vpn, bool(flags & FOLL_WRITE))
     except KernelError as e:
         return -e.errno
     return 0
@@ -166,7 +167,7 @@ def __get_user_pages(k: Kernel, mm: mm_struct, start: int, nr_pages: int, gup_fl
         for _ in range(3):
             if _follow_page_pte(vma, vpn, gup_flags) is not None:
                 break
-            err = faultin_page(k, vma, vpn, gup_flags)
+            err = k.ops.faultin_page(k, vma, vpn, gup_flags)
             if err:
                 return done or err
         else:
@@ -194,7 +195,7 @@ def populate_vma_page_range(k: Kernel, vma: vm_area_struct, start: int, end: int
         gup_flags |= FOLL_WRITE
     else:
         gup_flags |= FOLL_FORCE
-    return __get_user_pages(k, vma.vm_mm, start, end - start, gup_flags)
+    return k.ops.__get_user_pages(k, vma.vm_mm, start, end - start, gup_flags)
 
 
 def __mm_populate(k: Kernel, mm: mm_struct, start: int, npages: int, ignore_errors: bool) -> int:
@@ -220,7 +221,7 @@ def __mm_populate(k: Kernel, mm: mm_struct, start: int, npages: int, ignore_erro
             nstart = nend
             continue
         nstart = max(nstart, vma.vm_start)
-        ret = populate_vma_page_range(k, vma, nstart, nend)
+        ret = k.ops.populate_vma_page_range(k, vma, nstart, nend)
         if ret < 0:
             if ignore_errors:
                 nstart = nend
@@ -239,7 +240,7 @@ def access_remote_vm(k: Kernel, mm: mm_struct, vpn: int, value: int, gup_flags: 
 
     :returns: the bytes written: 8, or 0 if the page could not be had.
     """
-    if __get_user_pages(k, mm, vpn, 1, gup_flags) != 1:
+    if k.ops.__get_user_pages(k, mm, vpn, 1, gup_flags) != 1:
         return 0
     vma = vma_lookup(mm, vpn)
     assert vma is not None
@@ -248,3 +249,13 @@ def access_remote_vm(k: Kernel, mm: mm_struct, vpn: int, value: int, gup_flags: 
         raise KernelBug("access_remote_vm", f"followed page {vpn:#x} is gone or the zero page")
     f.content = value
     return 8
+
+
+#: The kernel functions of mm/gup.c, replaceable by a design.
+GUP_OPS: dict[str, Callable[..., Any]] = {
+    "__get_user_pages": __get_user_pages,
+    "__mm_populate": __mm_populate,
+    "access_remote_vm": access_remote_vm,
+    "faultin_page": faultin_page,
+    "populate_vma_page_range": populate_vma_page_range,
+}

@@ -250,7 +250,7 @@ def handle_mm_fault(k: Kernel, mm: mm_struct, vpn: int, write: bool) -> folio:
     kasan_check(vma, "handle_mm_fault")
     if _access_error(vma, write):
         raise SegmentationFault("handle_mm_fault", "access_error")
-    handle_pte_fault(k, vma, vpn, write)
+    k.ops.handle_pte_fault(k, vma, vpn, write)
     return mm.pgtable[vpn][0]
 
 
@@ -370,6 +370,7 @@ MEMORY_OPS: dict[str, Callable[..., Any]] = {
     "do_anonymous_page": do_anonymous_page,
     "do_wp_page": do_wp_page,
     "handle_mm_fault": handle_mm_fault,
+    "handle_pte_fault": handle_pte_fault,
     "vma_alloc_folio": vma_alloc_folio,
     "wp_can_reuse_anon_folio": wp_can_reuse_anon_folio,
     "wp_page_copy": wp_page_copy,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from rmapcheck.model.findings import KernelError
 from rmapcheck.model.mm_types import task_struct
-from rmapcheck.model.gup import FOLL_FORCE, FOLL_WRITE, __mm_populate, access_remote_vm
+from rmapcheck.model.gup import FOLL_FORCE, FOLL_WRITE
 from rmapcheck.model.ksm import MMF_VM_MERGE_ANY
 from rmapcheck.model.uapi import MADV_NOHUGEPAGE, MAP_POPULATE
 
@@ -58,7 +58,7 @@ def sys_mmap(k: Kernel, t: task_struct, addr: int, npages: int, prot: int, flags
     """
     addr = k.ops.do_mmap(k, t.mm, addr, npages, prot, flags)
     if flags & MAP_POPULATE:
-        __mm_populate(k, t.mm, addr, npages, True)
+        k.ops.__mm_populate(k, t.mm, addr, npages, True)
     if thp is not None:
         k.ops.do_madvise(k, t.mm, addr, npages, thp)
     return addr
@@ -85,7 +85,7 @@ def sys_poke(k: Kernel, t: task_struct, vpn: int, value: int) -> None:
 
     :raises KernelError: ``EIO``: no byte could be written (no VMA there).
     """
-    if access_remote_vm(k, t.mm, vpn, value, FOLL_FORCE | FOLL_WRITE) == 0:
+    if k.ops.access_remote_vm(k, t.mm, vpn, value, FOLL_FORCE | FOLL_WRITE) == 0:
         raise KernelError(errno.EIO, "mem_rw", "access_remote_vm() wrote nothing")
 
 
