@@ -83,3 +83,34 @@ def test_the_live_runner_refuses_model_only_steps():
             live.step(op)
         with pytest.raises(LiveError, match="model-only"):
             live.step(s.ops[3])
+
+
+FAULTS = """
+regions:
+  A: 2
+steps:
+  - mmap P0 A rw
+  - write P0 A[0] 1
+  - fork P0 P1
+  - write P1 A[0] 2
+  - mprotect P1 A[0] r fail=anon_vma_chain_alloc@2* => ENOMEM
+  - mprotect P1 A[0] r fail=anon_vma_chain_alloc@2
+  - fork P1 P2 fail=vm_area_dup => ENOMEM
+"""
+
+
+def test_fault_flags_run_on_the_model():
+    s = parse_scenario(FAULTS, "t.yaml")
+    r = ModelRunner(s)
+    assert [r.step(op).result for op in s.ops] == ["ok"] * 4 + ["ENOMEM", "ok", "ENOMEM"]
+
+
+@requires_live
+@pytest.mark.live
+def test_the_live_runner_refuses_fault_flags():
+    s = parse_scenario(FAULTS, "t.yaml")
+    with LiveRunner(s) as live:
+        for op in s.ops[:4]:
+            live.step(op)
+        with pytest.raises(LiveError, match="injects an allocation failure"):
+            live.step(s.ops[4])

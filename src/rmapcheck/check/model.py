@@ -14,23 +14,25 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from rmapcheck.check.properties import FATAL, SOMETIMES, data_integrity, property_of
-from rmapcheck.check.world import clone, dumps, fingerprint, loads
+from rmapcheck.check.world import Snapshot, clone, dumps, fingerprint, loads
 from rmapcheck.designs import get_design, make_kernel
 from rmapcheck.model.findings import Deadlock, RmapFinding
 from rmapcheck.model.invariants import check_invariants
+from rmapcheck.model.kernel import ALLOC_SITES
 from rmapcheck.model.kthreads import kthread_folio, kthread_holds, kthreads
 from rmapcheck.model.mm_types import VM_EXEC, VM_READ, VM_WRITE, ZERO_PAGE, folio
 from rmapcheck.model.vma_init import vma_lookup
 from rmapcheck.scenario.execute import ModelRunner
-from rmapcheck.scenario.ops import Op, Region, Scenario
+from rmapcheck.scenario.ops import FAIL_FLAG, Op, Region, Scenario, fail_flag
 
-__all__ = ["ALLOC_SITES", "Bounds", "Finding", "KernelModel", "Outcome", "PRESETS"]
+__all__ = ["ALLOC_SITES", "Bounds", "FAULT_MODES", "Finding", "KernelModel", "Outcome", "PRESETS"]
 
-#: kernel allocation sites where a failure can be injected (every site the model
-#: has: ``Kernel.should_fail()`` callers)
-ALLOC_SITES = ("anon_vma_alloc", "anon_vma_chain_alloc", "vm_area_alloc", "vm_area_dup", "vma_alloc_folio",
-               "vma_iter_prealloc", "security_vm_enough_memory_mm", "alloc_rmap_item", "alloc_stable_node",
-               "mm_slot_alloc", "alloc_migration_target")
+#: what the explorer injects into an action at an allocation site it makes
+#: ``a`` attempts at (``Bounds.fault_mode``), each mode including the one
+#: before: ``first`` fails the first attempt (a retry then succeeds),
+#: ``nth`` the N-th attempt alone for N up to ``a``, ``persistent`` also the
+#: N-th and every later attempt (memory stays short from there on)
+FAULT_MODES = ("first", "nth", "persistent")
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,9 @@ class Bounds:
     :param mergeable: the regions are ``MADV_MERGEABLE`` (for KSM).
     :param preemption: most times a kernel thread in the middle of an
         operation is preempted by another action (the preemption bound).
-    :param faults: most injected allocation failures per trace.
+    :param faults: most actions with an injected allocation failure per trace.
+    :param fault_mode: which attempts of a site the explorer fails in one
+        action (:data:`FAULT_MODES`).
     :param forked: the setup also writes every page of the first region in
         the first process and forks a second one (a parent and a child
         sharing anonymous pages); further regions stay unfaulted, without an
@@ -65,6 +69,7 @@ class Bounds:
     mergeable: bool = False
     preemption: int = 2
     faults: int = 0
+    fault_mode: str = "persistent"
     forked: bool = False
     rcu_windows: bool = True
 
@@ -131,6 +136,8 @@ class Outcome:
     #: the action would sleep on a lock a preempted kernel thread holds: it
     #: is not enabled in this state (``state`` is spoilt and must be dropped)
     blocked: bool = False
+    #: allocation attempts the action made, per site (``Kernel.alloc_attempts``)
+    attempts: dict[str, int] | None = None
 
 
 #: the VM_READ/VM_WRITE/VM_EXEC bits of the protections the explorer sets
@@ -312,9 +319,46 @@ class KernelModel:
         if b.faults and r.faults < b.faults:  # type: ignore[attr-defined]
             # A failure injected into a self-loop would only use up the
             # budget: the same kernel state, fewer failures left.
-            out += [(replace(op, flags=op.flags | {f"fail={s}"}), False) for op, loop in list(out)
-                    if not loop and op.kind not in ("read", "exit", "kthread") for s in ALLOC_SITES]
+            out += [(op, False) for op in self.fault_actions(r, [op for op, loop in out if not loop])]
         return out
+
+    def fault_actions(self, r: ModelRunner, ops: list[Op]) -> list[Op]:
+        """``ops`` with an allocation failure injected, in the ways ``bounds.fault_mode`` says.
+
+        Each action is applied to ``r`` once and ``r`` put back
+        (:class:`~rmapcheck.check.world.Snapshot`), to learn at which
+        allocation sites it makes how many attempts (``Kernel.alloc_attempts``);
+        a site it never reaches gets no failure. For a site with ``a``
+        attempts, ``first`` gives ``fail=SITE``; ``nth`` gives ``fail=SITE@N``
+        for N from 1 to ``a``; ``persistent`` adds ``fail=SITE@N*`` for the
+        same N (``fail=SITE*`` for 1). A failure can make the kernel retry
+        (``anon_vma_clone()``'s ``GFP_KERNEL`` after ``GFP_NOWAIT``), so the
+        persistent failure of attempt ``a`` reaches further than the base
+        action did.
+        """
+        mode = self.bounds.fault_mode
+        snap = Snapshot(r)
+        out: list[Op] = []
+        for op in ops:
+            res = self.apply(r, op, judge=False)
+            snap.restore()
+            if res.blocked or not res.attempts:
+                continue
+            for site in sorted(res.attempts):
+                last = 1 if mode == "first" else res.attempts[site]
+                for at in range(1, last + 1):
+                    out.append(self._flagged(op, fail_flag(site, at)))
+                    if mode == "persistent":
+                        out.append(self._flagged(op, fail_flag(site, at, True)))
+        return out
+
+    def _flagged(self, op: Op, flag: str) -> Op:
+        # ``op`` with one more flag, one Op object per distinct result (as _op).
+        key = (op, flag)
+        new = self._ops.get(key)
+        if new is None:
+            new = self._ops[key] = replace(op, flags=op.flags | {flag})
+        return new
 
     def _op(self, kind: str, proc: str, *args: Any, **kw: Any) -> Op:
         # One Op object per distinct action (they are immutable): building a
@@ -341,10 +385,8 @@ class KernelModel:
         k = n.k
         k.clock.step = n.step_no
         k.clock.what = op.text()
-        for f in op.flags:
-            if f.startswith("fail="):
-                k.fail_sites.add(f[5:])
-                n.faults += 1  # type: ignore[attr-defined]
+        if op.flags and any(f.startswith(FAIL_FLAG) for f in op.flags):
+            n.faults += 1  # type: ignore[attr-defined]
         if op.kind == "fork":
             n.born += 1  # type: ignore[attr-defined]
         if op.kind != "kthread" and _inflight(n):
@@ -357,8 +399,8 @@ class KernelModel:
             if e.lock is not None and kthread_holds(k, e.lock):
                 # A task sleeps on the lock until the kernel thread releases
                 # it: the operation cannot start before then.
-                k.fail_sites.clear()
                 k.warnings.clear()
+                k.alloc_attempts.clear()
                 return Outcome(n, [], True, blocked=True)
             findings.append((property_of(e), e.function, e.message, e))
             fatal = True
@@ -370,9 +412,13 @@ class KernelModel:
         except Exception as e:  # a bug of the model, reported as such
             findings.append(("model-error", type(e).__name__, f"{type(e).__name__}: {e}", e))
             fatal = True
-        k.fail_sites.clear()
         self._warnings(k, findings)
         out = Outcome(n, findings, fatal)
+        if k.alloc_attempts:
+            # statistics of this action, not part of the state (a copy: the
+            # dict itself may belong to a Snapshot that puts it back)
+            out.attempts = k.alloc_attempts.copy()
+            k.alloc_attempts.clear()
         if judge and not fatal:
             self.judge(out)
         return out

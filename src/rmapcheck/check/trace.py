@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from rmapcheck.check.model import Finding, KernelModel
 from rmapcheck.designs import DESIGNS, DesignError, config_text, design_config
-from rmapcheck.scenario.ops import OP_KINDS, Op, Region, Scenario
+from rmapcheck.model.kernel import ALLOC_SITES
+from rmapcheck.scenario.ops import FAIL_FLAG, OP_KINDS, Op, Region, Scenario, parse_fail_flag
 
 __all__ = ["TRACE_FORMAT", "TraceError", "load_trace", "replay", "save_trace", "trace_dict"]
 
@@ -131,6 +132,14 @@ def load_trace(path: str) -> Trace:
             if not isinstance(kw["flags"], list) or not all(isinstance(x, str) for x in kw["flags"]):
                 raise bad(f"step {i}: field 'flags' must be a list of strings")
             kw["flags"] = frozenset(kw["flags"])
+            for flag in kw["flags"]:
+                if flag.startswith(FAIL_FLAG):
+                    try:
+                        site = parse_fail_flag(flag)[0]
+                    except ValueError as e:
+                        raise bad(f"step {i}: {e}") from None
+                    if site not in ALLOC_SITES:
+                        raise bad(f"step {i}: unknown allocation site {site!r} in {flag}")
         for name, v in kw.items():
             want = type(getattr(_DEFAULT, name))
             if type(v) is not want:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from rmapcheck.check.checker import Checker, Progress, Result
-from rmapcheck.check.model import PRESETS, Bounds, KernelModel
+from rmapcheck.check.model import FAULT_MODES, PRESETS, Bounds, KernelModel
 from rmapcheck.check.trace import save_trace
 from rmapcheck.commands.common import UserError, check_design
 from rmapcheck.designs import DesignError, config_text, design_config
@@ -108,7 +108,10 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
 @click.option("--ops", default=None, help=f"comma-separated operations ({','.join(OP_CHOICES)})")
 @click.option("--mergeable/--no-mergeable", default=None, help="regions MADV_MERGEABLE")
 @click.option("--preemption", type=int, default=None, help="preemption bound of kernel threads")
-@click.option("--faults", type=int, default=None, help="most injected allocation failures per trace")
+@click.option("--faults", type=int, default=None, help="most actions with an injected allocation failure per trace")
+@click.option("--fault-mode", type=click.Choice(FAULT_MODES), default=None,
+              help="which attempts of an allocation site fail in one action: the first, the N-th, or "
+                   "also the N-th and every later one (persistent, the default)")
 @click.option("--forked/--no-forked", default=None, help="setup: write the pages and fork a child")
 @click.option("--rcu-windows/--no-rcu-windows", default=None,
               help="kernel threads may be preempted between reading folio->mapping and locking or pinning it")
@@ -123,13 +126,15 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
 @click.option("--save-dir", default="rmapcheck-traces", show_default=True, help="where traces are saved")
 def command(design: str, preset: str | None, processes: int | None, regions: int | None,
             pages: int | None, contents: int | None, depth: int | None, ops: str | None,
-            mergeable: bool | None, preemption: int | None, faults: int | None, forked: bool | None,
+            mergeable: bool | None, preemption: int | None, faults: int | None, fault_mode: str | None,
+            forked: bool | None,
             rcu_windows: bool | None, config: tuple[str, ...], strategy: str,
             seed: int, runs: int, first: bool, timeout: float | None, as_json: bool, save_dir: str) -> None:
     """Explore DESIGN within bounds; report every property violated, with a shortest trace."""
     b = bounds_from_options(preset, processes=processes, regions=regions, pages=pages,
                             contents=contents, depth=depth, ops=ops, mergeable=mergeable,
-                            preemption=preemption, faults=faults, forked=forked, rcu_windows=rcu_windows)
+                            preemption=preemption, faults=faults, fault_mode=fault_mode, forked=forked,
+                            rcu_windows=rcu_windows)
     m, res = run_check(design, b, strategy, first, timeout, seed, runs, progress=not as_json, config=config)
     if as_json:
         d = res.as_dict()

@@ -59,7 +59,7 @@ from typing import Any
 from rmapcheck.live import procfs
 from rmapcheck.live.worker import PR_SET_MEMORY_MERGE
 from rmapcheck.model.uapi import MADV_DONTNEED, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE
-from rmapcheck.scenario.ops import ARENA_BASE, MODEL_ONLY_KINDS, Observation, Op, PROTS, Scenario
+from rmapcheck.scenario.ops import ARENA_BASE, FAIL_FLAG, MODEL_ONLY_KINDS, Observation, Op, PROTS, Scenario
 
 __all__ = [
     "ADVICE",
@@ -286,6 +286,8 @@ class LiveRunner:
         kind = op.kind
         if kind in MODEL_ONLY_KINDS:
             raise LiveError(f"'{op.text()}' is a model-only step: the live kernel cannot run it on demand")
+        if any(f.startswith(FAIL_FLAG) for f in op.flags):
+            raise LiveError(f"'{op.text()}' injects an allocation failure: only the model can")
         if _is_ksm_op(op):
             ksm = self._ksm_session()
             if kind in ("ksm_scan", "ksm_settle"):

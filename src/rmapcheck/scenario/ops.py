@@ -8,10 +8,12 @@ the live kernel reduce each step to an :class:`Observation`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 __all__ = [
     "ARENA_BASE",
+    "FAIL_FLAG",
     "MODEL_ONLY_KINDS",
     "OP_KINDS",
     "PROTS",
@@ -19,6 +21,8 @@ __all__ = [
     "Op",
     "Region",
     "Scenario",
+    "fail_flag",
+    "parse_fail_flag",
 ]
 
 #: Virtual address of arena page 0, the same in every process. Far below the
@@ -44,6 +48,35 @@ OP_KINDS = (
 #: steps the model runs but the live kernel cannot be made to run on demand
 MODEL_ONLY_KINDS = ("migrate_start", "kthread", "reclaim", "reclaim_start", "ksmd")
 
+#: the prefix of a step's fault-injection flag (model only)
+FAIL_FLAG = "fail="
+
+_FAIL_RE = re.compile(r"fail=([A-Za-z_][A-Za-z0-9_]*)(?:@([0-9]+))?(\*)?\Z")
+
+
+def fail_flag(site: str, attempt: int = 1, persistent: bool = False) -> str:
+    """The flag that fails allocation ``site`` in one step, as the scenario language writes it.
+
+    ``fail=SITE`` fails the first attempt, ``fail=SITE@N`` the N-th only,
+    ``fail=SITE*`` every attempt, ``fail=SITE@N*`` the N-th and every later
+    one; attempts are counted within the step.
+    """
+    return f"{FAIL_FLAG}{site}{f'@{attempt}' if attempt != 1 else ''}{'*' if persistent else ''}"
+
+
+def parse_fail_flag(flag: str) -> tuple[str, int, bool]:
+    """``(site, attempt, persistent)`` of a flag written as :func:`fail_flag` writes it.
+
+    ``fail=SITE@1`` is accepted for ``fail=SITE``.
+
+    :raises ValueError: the flag is malformed (the message is one line).
+    """
+    m = _FAIL_RE.match(flag)
+    if m is None or (m.group(2) is not None and int(m.group(2)) < 1):
+        raise ValueError(f"bad fault flag {flag!r}: expected fail=SITE, fail=SITE@N, fail=SITE* or "
+                         "fail=SITE@N* (N >= 1)")
+    return m.group(1), int(m.group(2) or 1), m.group(3) is not None
+
 
 @dataclass(frozen=True, slots=True)
 class Region:
@@ -63,7 +96,8 @@ class Op:
     is set (``MREMAP_MAYMOVE|MREMAP_FIXED``) and resizes to ``new_pages`` (0:
     unchanged). ``flags`` holds ``fixed`` (mmap ``MAP_FIXED``) and ``dontunmap``
     (mremap ``MREMAP_DONTUNMAP``). ``advice`` is a madvise advice such as
-    ``dontneed``. KSM and migration steps: ``prctl P merge V``
+    ``dontneed``; and, on any step, fault injection: ``fail=SITE``,
+    ``fail=SITE@N``, ``fail=SITE*``, ``fail=SITE@N*`` (:func:`fail_flag`). KSM and migration steps: ``prctl P merge V``
     (``PR_SET_MEMORY_MERGE``, ``value`` 0 or 1), ``ksm_scan N`` (``value`` full
     scans, no process), ``ksm_settle``, ``ksm_set KNOB V`` (``advice`` holds the
     knob of /sys/kernel/mm/ksm, ``value`` its value), ``migrate P R[i]``.
@@ -130,6 +164,10 @@ class Op:
                 s += " dontunmap"
         else:
             s = f"{k} {self.proc}"
+        if self.flags:
+            for f in sorted(self.flags):
+                if f.startswith(FAIL_FLAG):
+                    s += f" {f}"
         if self.expect is not None:
             s += f" => {self.expect}"
         return s

@@ -17,6 +17,8 @@ Checks made here, each a :class:`ScenarioError` naming the file and line:
   a stated result that the operation can produce; the KSM steps' arguments
   (``prctl P merge 0|1``, ``ksm_scan N`` with ``N >= 1``, ``ksm_set KNOB V``
   with a known writable knob of /sys/kernel/mm/ksm, ``migrate P R[i]``);
+  fault-injection flags (``fail=SITE``, ``fail=SITE@N``, ``fail=SITE*``,
+  ``fail=SITE@N*``) with a known allocation site, at most one per site;
 - processes: ``P0`` exists at the start, ``fork P C`` creates ``C`` (which must
   not exist yet), ``exit P`` ends ``P``; a step in a process that does not exist
   is an error.
@@ -38,7 +40,8 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from rmapcheck.scenario.ops import OP_KINDS, PROTS, Op, Region, Scenario
+from rmapcheck.model.kernel import ALLOC_SITES
+from rmapcheck.scenario.ops import FAIL_FLAG, OP_KINDS, PROTS, Op, Region, Scenario, fail_flag, parse_fail_flag
 
 __all__ = [
     "ADVICES",
@@ -218,6 +221,11 @@ def parse_step(
     if kind not in OP_KINDS:
         raise fail(f"unknown operation {kind!r}; expected one of {', '.join(OP_KINDS)}")
     usage = _USAGE[kind]
+    faults = _fail_flags([a for a in args if a.startswith(FAIL_FLAG)], fail)
+    if faults:
+        args = [a for a in args if not a.startswith(FAIL_FLAG)]
+        op = parse_step(" ".join([kind, *args]) + (f" => {result}" if arrow else ""), line, regions, source)
+        return replace(op, flags=op.flags | faults)
 
     def arity(lo: int, hi: int) -> None:
         if not lo <= len(args) <= hi:
@@ -554,6 +562,23 @@ def _mremap(
             f"region {dest} (pages 0..{r.pages - 1})"
         )
     return op
+
+
+def _fail_flags(toks: list[str], fail: _Fail) -> frozenset[str]:
+    # fail=SITE[@N][*] flags, each in its canonical spelling (fail=SITE@1 is
+    # fail=SITE); one per allocation site.
+    out: dict[str, str] = {}
+    for tok in toks:
+        try:
+            site, attempt, persistent = parse_fail_flag(tok)
+        except ValueError as e:
+            raise fail(str(e)) from None
+        if site not in ALLOC_SITES:
+            raise fail(f"unknown allocation site {site!r} in {tok}; the sites are {', '.join(ALLOC_SITES)}")
+        if site in out:
+            raise fail(f"two fault flags for {site} in one step ({out[site]} and {tok})")
+        out[site] = fail_flag(site, attempt, persistent)
+    return frozenset(out.values())
 
 
 def _expect(kind: str, result: str, fail: _Fail) -> str:
