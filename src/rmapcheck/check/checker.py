@@ -16,7 +16,7 @@ from typing import Callable, Protocol
 
 from rmapcheck.check.model import Finding, KernelModel
 
-__all__ = ["Checker", "Progress", "Reporter", "Result"]
+__all__ = ["STRATEGIES", "Checker", "Progress", "Reporter", "Result"]
 
 
 @dataclass
@@ -137,6 +137,11 @@ class Checker:
         return Runner(lambda: run_simulation(self))
 
 
+    def spawn(self, strategy: str) -> Runner:
+        """The strategy named ``strategy`` (a key of :data:`STRATEGIES`)."""
+        return STRATEGIES[strategy](self)
+
+
 class Runner:
     """A started check; :meth:`join` runs it to the end."""
 
@@ -146,6 +151,15 @@ class Runner:
     def join(self) -> Result:
         """Run the check and return its result."""
         return self.fn()
+
+
+#: the strategies by name (``rmapcheck check --strategy``, a portfolio phase's
+#: ``strategy``); ``random`` walks ``Checker.runs`` times from ``Checker.seed``
+STRATEGIES: dict[str, Callable[[Checker], Runner]] = {
+    "bfs": Checker.spawn_bfs,
+    "dfs": Checker.spawn_dfs,
+    "random": lambda c: c.spawn_simulation(c.seed, c.runs),
+}
 
 
 def _now() -> float:

@@ -25,7 +25,7 @@ from rmapcheck.model.vma_init import vma_lookup
 from rmapcheck.scenario.execute import ModelRunner
 from rmapcheck.scenario.ops import FAIL_FLAG, Op, Region, Scenario, fail_flag
 
-__all__ = ["ALLOC_SITES", "Bounds", "FAULT_MODES", "Finding", "KernelModel", "Outcome", "PRESETS"]
+__all__ = ["ALLOC_SITES", "Bounds", "FAULT_MODES", "Finding", "KernelModel", "Outcome", "PRESETS", "enabled_ops"]
 
 #: what the explorer injects into an action at an allocation site it makes
 #: ``a`` attempts at (``Bounds.fault_mode``), each mode including the one
@@ -78,6 +78,20 @@ class Bounds:
         d = asdict(self)
         d["ops"] = list(self.ops)
         return d
+
+    def text(self) -> str:
+        """The bounds in one line, such as ``2 processes, 1 region × 2 pages (mergeable), depth 6, ...``."""
+        start = [w for w, on in (("forked", self.forked), ("mergeable", self.mergeable)) if on]
+        out = [f"{self.processes} process{'es' if self.processes != 1 else ''}",
+               f"{self.regions} region{'s' if self.regions != 1 else ''} × {self.pages} "
+               f"page{'s' if self.pages != 1 else ''}" + (f" ({', '.join(start)})" if start else ""),
+               f"{self.contents} value{'s' if self.contents != 1 else ''}", f"depth {self.depth}",
+               f"ops {','.join(self.ops)}", f"preemption {self.preemption}"]
+        if self.faults:
+            out.append(f"faults {self.faults} ({self.fault_mode})")
+        if not self.rcu_windows:
+            out.append("RCU windows closed")
+        return ", ".join(out)
 
 
 #: the bounds of ``rmapcheck seed``: the 2010 question, by each path to it
@@ -149,6 +163,19 @@ def _inflight(r: ModelRunner) -> list[Any]:
     return kthreads(r.k)
 
 
+def enabled_ops(ops: tuple[str, ...], config: dict[str, Any]) -> tuple[str, ...]:
+    """The operations of ``ops`` that a kernel built with ``config`` has.
+
+    Without ``CONFIG_KSM`` there is no ksmd (``ksm_scan``, ``ksmd``), without
+    ``CONFIG_MIGRATION`` no page migration (``migrate``).
+    """
+    if not config.get("CONFIG_KSM"):
+        ops = tuple(o for o in ops if o not in ("ksm_scan", "ksmd"))
+    if not config.get("CONFIG_MIGRATION"):
+        ops = tuple(o for o in ops if o != "migrate")
+    return ops
+
+
 class KernelModel:
     """The kernel of ``design`` under ``bounds``, as a model to check."""
 
@@ -157,15 +184,8 @@ class KernelModel:
         self.bounds = bounds
         #: the design's switches set otherwise than its default (``CONFIG_KSM``...)
         self.config = dict(config or {})
-        cfg = {**get_design(design)[1], **self.config}
-        ops = bounds.ops
-        # A kernel built without them has no ksmd and no page migration.
-        if not cfg.get("CONFIG_KSM"):
-            ops = tuple(o for o in ops if o not in ("ksm_scan", "ksmd"))
-        if not cfg.get("CONFIG_MIGRATION"):
-            ops = tuple(o for o in ops if o != "migrate")
         #: the operations of ``bounds.ops`` this kernel has
-        self.ops_enabled = ops
+        self.ops_enabled = enabled_ops(bounds.ops, {**get_design(design)[1], **self.config})
         at = 0
         regions = {}
         for i in range(bounds.regions):
@@ -189,6 +209,11 @@ class KernelModel:
         self._ops: dict[tuple, Op] = {}
         #: region -> the other regions (mremap destinations)
         self._others = {a: [b for b in regions if b != a] for a in regions}
+        # the mremap moves explored: plain, and with MREMAP_DONTUNMAP (the
+        # source VMA stays, empty)
+        self._moves = [flags for kind, flags in (("mremap", frozenset()),
+                                                 ("mremap_dontunmap", frozenset({"dontunmap"})))
+                       if kind in self.ops_enabled]
 
     def init_state(self) -> ModelRunner:
         """The state after the setup operations (each region mapped in ``P0``)."""
@@ -245,6 +270,7 @@ class KernelModel:
         busy = {id(kthread_folio(st)) for st in inflight}
         tasks = sorted(r.k.tasks)
         others = self._others
+        moves = self._moves
         for comm in tasks:
             mm = r.k.tasks[comm].mm
             pt = mm.pgtable
@@ -280,20 +306,22 @@ class KernelModel:
                     out.append((self._op("munmap", comm, reg.name, 0, reg.pages), still and not mapped))
                 if "mmap" in ops:
                     out.append((self._op("mmap", comm, reg.name, 0, reg.pages, prot="rw"), still and mapped))
-                if "mremap" in ops:
+                for flags in moves:
                     if reg.pages > 1:
                         # MREMAP_MAYMOVE|MREMAP_FIXED of one page onto its
                         # neighbour and back: copy_vma(), move_page_tables(),
                         # the pgoff rule.
-                        out.append((self._op("mremap", comm, reg.name, 0, 1, to_region=reg.name, to_page=1), False))
-                        out.append((self._op("mremap", comm, reg.name, 1, 1, to_region=reg.name, to_page=0), False))
+                        out.append((self._op("mremap", comm, reg.name, 0, 1, to_region=reg.name, to_page=1,
+                                             flags=flags), False))
+                        out.append((self._op("mremap", comm, reg.name, 1, 1, to_region=reg.name, to_page=0,
+                                             flags=flags), False))
                     # each page to the same place of every other region: a VMA
                     # moved away and back keeps its vm_pgoff, so it can merge
                     # with what it left (the 2026 mremap use-after-free)
                     for other in others[reg.name]:
                         for page in range(reg.pages):
                             out.append((self._op("mremap", comm, reg.name, page, 1, to_region=other,
-                                                 to_page=page), False))
+                                                 to_page=page, flags=flags), False))
                 if "mprotect" in ops and reg.pages > 1:
                     # the first page and the last: a split at the head and at
                     # the tail, and the merges back

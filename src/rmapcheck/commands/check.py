@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import click
 
-from rmapcheck.check.checker import Checker, Progress, Result
-from rmapcheck.check.model import FAULT_MODES, PRESETS, Bounds, KernelModel
+from rmapcheck.check.checker import STRATEGIES, Checker, Progress, Result
+from rmapcheck.check.model import FAULT_MODES, PRESETS, Bounds, Finding, KernelModel
+from rmapcheck.check.portfolio import DEFAULT_BUDGET, PHASES, PortfolioResult, run_portfolio
 from rmapcheck.check.trace import save_trace
 from rmapcheck.commands.common import UserError, check_design
-from rmapcheck.designs import DesignError, config_text, design_config
+from rmapcheck.designs import DESIGNS, DesignError, config_text, design_config
 from rmapcheck.report.finding import format_finding
 from rmapcheck.scenario.ops import Scenario
 from rmapcheck.scenario.parse import dump_scenario
 
-__all__ = ["OP_CHOICES", "bounds_from_options", "command", "print_result", "run_check"]
+__all__ = ["OP_CHOICES", "bounds_from_options", "command", "print_portfolio", "print_result", "run_check",
+           "run_default"]
 
-OP_CHOICES = ("write", "read", "fork", "exit", "mmap", "munmap", "mprotect", "mremap", "dontneed", "ksm_scan",
-              "ksmd", "migrate", "reclaim")
+OP_CHOICES = ("write", "read", "fork", "exit", "mmap", "munmap", "mprotect", "mremap", "mremap_dontunmap",
+              "dontneed", "ksm_scan", "ksmd", "migrate", "reclaim")
 
 
 def bounds_from_options(preset: str | None, **opts: object) -> Bounds:
@@ -41,11 +46,20 @@ def bounds_from_options(preset: str | None, **opts: object) -> Bounds:
     return Bounds(**{**b.__dict__, **kw})
 
 
-def _progress(p: Progress) -> None:
+def _progress(p: Progress, phase: str = "") -> None:
     end = "\n" if p.done else "\r"
-    click.echo(f"  states {p.states}  distinct {p.distinct}  depth {p.depth}  "
+    click.echo(f"  {phase + ': ' if phase else ''}states {p.states}  distinct {p.distinct}  depth {p.depth}  "
                f"{p.rate:.0f} distinct/s", err=True, nl=False)
     click.echo(end, err=True, nl=False)
+
+
+def _settings(design: str, config: tuple[str, ...]) -> dict[str, object]:
+    # The design's switches as set by --config, with one-line errors.
+    check_design(design)
+    try:
+        return design_config(design, config)
+    except DesignError as e:
+        raise UserError(str(e)) from None
 
 
 def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = False,
@@ -55,51 +69,133 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
 
     :param config: ``NAME=VALUE`` settings of the design's switches.
     """
-    check_design(design)
-    try:
-        settings = design_config(design, config)
-    except DesignError as e:
-        raise UserError(str(e)) from None
-    m = KernelModel(design, bounds, settings)
+    m = KernelModel(design, bounds, _settings(design, config))
     c = Checker(m).first_violation(first).timeout(timeout)
+    c.seed, c.runs = seed, runs
     if progress:
         c.report(_progress)
-    if strategy == "bfs":
-        return m, c.spawn_bfs().join()
-    if strategy == "dfs":
-        return m, c.spawn_dfs().join()
-    return m, c.spawn_simulation(seed, runs).join()
+    return m, c.spawn(strategy).join()
+
+
+def run_default(design: str, strategy: str | None = None, first: bool = False, budget: float | None = None,
+                progress: bool = False, config: tuple[str, ...] = ()) -> PortfolioResult:
+    """Run the default portfolio (:mod:`rmapcheck.check.portfolio`) on ``design``.
+
+    :param strategy: run every phase with this strategy instead of its own.
+    :param budget: seconds for the whole portfolio (default
+        :data:`~rmapcheck.check.portfolio.DEFAULT_BUDGET`).
+    """
+    settings = _settings(design, config)
+    phases = PHASES if strategy is None else tuple(replace(p, strategy=strategy) for p in PHASES)
+    return run_portfolio(design, settings, DEFAULT_BUDGET if budget is None else budget, first, phases,
+                         prepare=(lambda c, p: c.report(partial(_progress, phase=p.name))) if progress else None)
+
+
+def _trace_path(save_dir: Path, design: str, f: Finding) -> Path:
+    return save_dir / f"{design}-{f.property}-{f.function}.json"
+
+
+def _print_finding(m: KernelModel, design: str, f: Finding, save_dir: Path | None, found_by: str = "") -> None:
+    # One finding as the kernel would report it, its trace as a scenario, and
+    # where the trace is saved.
+    texts = [op.text() for op in f.trace]
+    click.echo("")
+    if f.error is not None and hasattr(f.error, "property_name"):
+        click.echo(format_finding(f.error, texts, len(texts)))  # type: ignore[arg-type]
+    else:
+        click.echo(f"{f.property} in {f.function}: {f.message}")
+    click.echo(f"trace ({f.trace_length} steps after {f.setup} setup steps{found_by}), as a scenario:")
+    sc = Scenario(f"{design}-{f.property}", m.scenario.regions, f.trace)
+    for line in dump_scenario(sc).splitlines():
+        click.echo(f"  {line}")
+    if save_dir is not None:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        path = _trace_path(save_dir, design, f)
+        save_trace(str(path), m, f)
+        click.echo(f"saved: {path} (rmapcheck replay {path})")
+
+
+def _summary(res: Result) -> str:
+    return (f"{res.verdict} ({res.strategy}, {res.distinct} distinct states, {res.states} transitions, "
+            f"depth {res.depth}, {res.seconds:.2f} s{', exhaustive' if res.exhausted else ''})")
 
 
 def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
-    """The summary, each finding as the kernel would report it, and its trace."""
+    """The summary, the bounds, each finding as the kernel would report it, and its trace."""
     built = f" with {config_text(res.config)}" if res.config else ""
-    click.echo(f"design {res.design}{built}: {res.verdict} ({res.strategy}, {res.distinct} distinct states, "
-               f"{res.states} transitions, depth {res.depth}, {res.seconds:.2f} s"
-               f"{', exhaustive' if res.exhausted else ''})")
+    click.echo(f"design {res.design}{built}: {_summary(res)}")
+    click.echo(f"bounds: {m.bounds.text()}")
     for w in res.warnings:
         click.echo(f"warning: {w}")
     for f in res.findings:
-        texts = [op.text() for op in f.trace]
-        click.echo("")
-        if f.error is not None and hasattr(f.error, "property_name"):
-            click.echo(format_finding(f.error, texts, len(texts)))  # type: ignore[arg-type]
-        else:
-            click.echo(f"{f.property} in {f.function}: {f.message}")
-        click.echo(f"trace ({f.trace_length} steps after {f.setup} setup steps), as a scenario:")
-        sc = Scenario(f"{res.design}-{f.property}", m.scenario.regions, f.trace)
-        for line in dump_scenario(sc).splitlines():
-            click.echo(f"  {line}")
-        if save_dir is not None:
-            save_dir.mkdir(parents=True, exist_ok=True)
-            path = save_dir / f"{res.design}-{f.property}-{f.function}.json"
-            save_trace(str(path), m, f)
-            click.echo(f"saved: {path} (rmapcheck replay {path})")
+        _print_finding(m, res.design, f, save_dir)
 
 
-@click.command("check")
-@click.option("--design", required=True, help="kernel design to check")
-@click.option("--preset", default=None, help=f"named bounds ({', '.join(PRESETS)})")
+def print_portfolio(pres: PortfolioResult, save_dir: Path | None) -> None:
+    """Each phase with its bounds and verdict, the warnings, then the merged findings."""
+    built = f" with {config_text(pres.config)}" if pres.config else ""
+    click.echo(f"design {pres.design}{built}: {pres.verdict} (the default portfolio: {len(pres.phases)} bound "
+               f"sets, {pres.seconds:.2f} s of a {pres.budget:.0f} s budget"
+               f"{', every one exhaustive' if pres.exhausted else ''})")
+    warned: dict[str, list[str]] = {}
+    for pr in pres.phases:
+        click.echo(f"  {pr.phase.name}: {_summary(pr.result)}")
+        click.echo(f"    bounds: {pr.model.bounds.text()}")
+        click.echo(f"    {pr.phase.why}")
+        for w in pr.result.warnings:
+            warned.setdefault(w, []).append(pr.phase.name)
+    for name, why in pres.skipped:
+        click.echo(f"  {name}: not run ({why})")
+    for w, names in warned.items():
+        where = "" if len(names) == len(pres.phases) else f" ({', '.join(names)})"
+        click.echo(f"warning{where}: {w}")
+    for pr, f in pres.findings:
+        _print_finding(pr.model, pres.design, f, save_dir, f", found by {pr.phase.name}")
+
+
+def _designs_help() -> str:
+    # One line per design: the first line of its module's docstring.
+    lines = []
+    for name, mod in DESIGNS.items():
+        doc = (importlib.import_module(f"rmapcheck.designs.{mod}").__doc__ or "").strip().splitlines()
+        first = doc[0].split(": ", 1)[-1] if doc else ""
+        lines.append(f"  {name:<24}{first}")
+    return "\n".join(lines)
+
+
+def _help() -> str:
+    presets = "\n".join(f"  {n:<13}{b.text()}" for n, b in PRESETS.items())
+    phases = "\n".join(f"  {p.name:<13}{p.why}" for p in PHASES)
+    return f"""Explore DESIGN within bounds; report every property violated, with a shortest trace.
+
+Without bounds (neither --preset nor a bound option) the default portfolio
+runs: one bound set per path the design's switches enable, breadth-first, one
+after another within --timeout seconds (default {DEFAULT_BUDGET:.0f}), the findings merged.
+The output always prints the bounds used.
+
+\b
+Designs:
+{_designs_help()}
+
+\b
+Presets:
+{presets}
+
+\b
+The default portfolio (a phase about KSM or migration runs only if the
+kernel is built with it):
+{phases}
+"""
+
+
+#: the options that are bounds: given any, one check runs at them instead of the portfolio
+_BOUND_OPTIONS = ("processes", "regions", "pages", "contents", "depth", "ops", "mergeable", "preemption", "faults",
+                  "fault_mode", "forked", "rcu_windows")
+
+
+@click.command("check", help=_help())
+@click.option("--design", required=True, help="kernel design to check (listed below)")
+@click.option("--preset", default=None, help=f"named bounds ({', '.join(PRESETS)}; listed below)")
 @click.option("--processes", type=int, default=None, help="most processes alive at once")
 @click.option("--regions", type=int, default=None)
 @click.option("--pages", type=int, default=None, help="pages per region")
@@ -117,39 +213,45 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
               help="kernel threads may be preempted between reading folio->mapping and locking or pinning it")
 @click.option("--config", "config", multiple=True, metavar="NAME=VALUE",
               help="set a switch of the design, such as CONFIG_KSM=n (repeatable)")
-@click.option("--strategy", type=click.Choice(["bfs", "dfs", "random"]), default="bfs", show_default=True)
+@click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default=None,
+              help="search strategy (default bfs; without bounds, each phase's own)")
 @click.option("--seed", default=0, show_default=True, help="seed of --strategy random")
 @click.option("--runs", default=200, show_default=True, help="walks of --strategy random")
 @click.option("--first", is_flag=True, help="stop at the first violation")
-@click.option("--timeout", type=float, default=None, help="stop after this many seconds")
+@click.option("--timeout", type=float, default=None,
+              help=f"stop after this many seconds (without bounds: the portfolio's budget, {DEFAULT_BUDGET:.0f})")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @click.option("--save-dir", default="rmapcheck-traces", show_default=True, help="where traces are saved")
-def command(design: str, preset: str | None, processes: int | None, regions: int | None,
-            pages: int | None, contents: int | None, depth: int | None, ops: str | None,
-            mergeable: bool | None, preemption: int | None, faults: int | None, fault_mode: str | None,
-            forked: bool | None,
-            rcu_windows: bool | None, config: tuple[str, ...], strategy: str,
-            seed: int, runs: int, first: bool, timeout: float | None, as_json: bool, save_dir: str) -> None:
-    """Explore DESIGN within bounds; report every property violated, with a shortest trace."""
-    b = bounds_from_options(preset, processes=processes, regions=regions, pages=pages,
-                            contents=contents, depth=depth, ops=ops, mergeable=mergeable,
-                            preemption=preemption, faults=faults, fault_mode=fault_mode, forked=forked,
-                            rcu_windows=rcu_windows)
-    m, res = run_check(design, b, strategy, first, timeout, seed, runs, progress=not as_json, config=config)
+def command(design: str, preset: str | None, config: tuple[str, ...], strategy: str | None, seed: int, runs: int,
+            first: bool, timeout: float | None, as_json: bool, save_dir: str, **bounds: object) -> None:
+    if preset is None and all(bounds[name] is None for name in _BOUND_OPTIONS):
+        pres = run_default(design, strategy, first, timeout, progress=not as_json, config=config)
+        if as_json:
+            d = pres.as_dict()
+            for fd, (pr, f) in zip(d["findings"], pres.findings):
+                fd["trace"] = _save(Path(save_dir), pr.model, pres.design, f)
+            click.echo(json.dumps(d, sort_keys=True))
+        else:
+            print_portfolio(pres, Path(save_dir))
+        if pres.findings:
+            sys.exit(1)
+        return
+    b = bounds_from_options(preset, **bounds)
+    m, res = run_check(design, b, strategy or "bfs", first, timeout, seed, runs, progress=not as_json,
+                       config=config)
     if as_json:
         d = res.as_dict()
-        if res.findings:
-            paths = []
-            sd = Path(save_dir)
-            sd.mkdir(parents=True, exist_ok=True)
-            for f in res.findings:
-                p = sd / f"{res.design}-{f.property}-{f.function}.json"
-                save_trace(str(p), m, f)
-                paths.append(str(p))
-            for fd, p in zip(d["findings"], paths):
-                fd["trace"] = p
+        for fd, f in zip(d["findings"], res.findings):
+            fd["trace"] = _save(Path(save_dir), m, res.design, f)
         click.echo(json.dumps(d, sort_keys=True))
     else:
         print_result(m, res, Path(save_dir))
     if res.findings:
         sys.exit(1)
+
+
+def _save(save_dir: Path, m: KernelModel, design: str, f: Finding) -> str:
+    save_dir.mkdir(parents=True, exist_ok=True)
+    p = _trace_path(save_dir, design, f)
+    save_trace(str(p), m, f)
+    return str(p)
