@@ -136,7 +136,6 @@ class Checker:
         self.seed, self.runs = seed, runs
         return Runner(lambda: run_simulation(self))
 
-
     def spawn(self, strategy: str) -> Runner:
         """The strategy named ``strategy`` (a key of :data:`STRATEGIES`)."""
         return STRATEGIES[strategy](self)

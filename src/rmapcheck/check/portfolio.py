@@ -54,7 +54,6 @@ class Phase:
     strategy: str = "bfs"
 
 
-
 #: the default portfolio, cheapest first (docs/checker.md, "The default")
 PHASES: tuple[Phase, ...] = (
     Phase("reuse", "one process maps, faults and unmaps again and again: slab reuse of freed anon_vmas",

@@ -13,7 +13,7 @@ import click
 
 from rmapcheck.check.checker import STRATEGIES, Checker, Progress, Result
 from rmapcheck.check.model import FAULT_MODES, PRESETS, Bounds, Finding, KernelModel
-from rmapcheck.check.portfolio import DEFAULT_BUDGET, PHASES, PortfolioResult, run_portfolio
+from rmapcheck.check.portfolio import DEFAULT_BUDGET, PHASES, Phase, PortfolioResult, run_portfolio
 from rmapcheck.check.trace import save_trace
 from rmapcheck.commands.common import UserError, check_design
 from rmapcheck.designs import DESIGNS, DesignError, config_text, design_config
@@ -78,7 +78,8 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
 
 
 def run_default(design: str, strategy: str | None = None, first: bool = False, budget: float | None = None,
-                progress: bool = False, config: tuple[str, ...] = ()) -> PortfolioResult:
+                seed: int = 0, runs: int = 200, progress: bool = False,
+                config: tuple[str, ...] = ()) -> PortfolioResult:
     """Run the default portfolio (:mod:`rmapcheck.check.portfolio`) on ``design``.
 
     :param strategy: run every phase with this strategy instead of its own.
@@ -87,12 +88,12 @@ def run_default(design: str, strategy: str | None = None, first: bool = False, b
     """
     settings = _settings(design, config)
     phases = PHASES if strategy is None else tuple(replace(p, strategy=strategy) for p in PHASES)
-    return run_portfolio(design, settings, DEFAULT_BUDGET if budget is None else budget, first, phases,
-                         prepare=(lambda c, p: c.report(partial(_progress, phase=p.name))) if progress else None)
 
+    def prepare(c: Checker, p: Phase) -> Checker:
+        c.seed, c.runs = seed, runs
+        return c.report(partial(_progress, phase=p.name)) if progress else c
 
-def _trace_path(save_dir: Path, design: str, f: Finding) -> Path:
-    return save_dir / f"{design}-{f.property}-{f.function}.json"
+    return run_portfolio(design, settings, DEFAULT_BUDGET if budget is None else budget, first, phases, prepare)
 
 
 def _print_finding(m: KernelModel, design: str, f: Finding, save_dir: Path | None, found_by: str = "") -> None:
@@ -109,9 +110,7 @@ def _print_finding(m: KernelModel, design: str, f: Finding, save_dir: Path | Non
     for line in dump_scenario(sc).splitlines():
         click.echo(f"  {line}")
     if save_dir is not None:
-        save_dir.mkdir(parents=True, exist_ok=True)
-        path = _trace_path(save_dir, design, f)
-        save_trace(str(path), m, f)
+        path = _save(save_dir, m, design, f)
         click.echo(f"saved: {path} (rmapcheck replay {path})")
 
 
@@ -188,11 +187,6 @@ kernel is built with it):
 """
 
 
-#: the options that are bounds: given any, one check runs at them instead of the portfolio
-_BOUND_OPTIONS = ("processes", "regions", "pages", "contents", "depth", "ops", "mergeable", "preemption", "faults",
-                  "fault_mode", "forked", "rcu_windows")
-
-
 @click.command("check", help=_help())
 @click.option("--design", required=True, help="kernel design to check (listed below)")
 @click.option("--preset", default=None, help=f"named bounds ({', '.join(PRESETS)}; listed below)")
@@ -224,8 +218,11 @@ _BOUND_OPTIONS = ("processes", "regions", "pages", "contents", "depth", "ops", "
 @click.option("--save-dir", default="rmapcheck-traces", show_default=True, help="where traces are saved")
 def command(design: str, preset: str | None, config: tuple[str, ...], strategy: str | None, seed: int, runs: int,
             first: bool, timeout: float | None, as_json: bool, save_dir: str, **bounds: object) -> None:
-    if preset is None and all(bounds[name] is None for name in _BOUND_OPTIONS):
-        pres = run_default(design, strategy, first, timeout, progress=not as_json, config=config)
+    """Explore DESIGN within the bounds given, or run the default portfolio (the help text is :func:`_help`)."""
+    # bounds: the bound options (--processes ... --rcu-windows); given any,
+    # or a preset, one check runs at them instead of the portfolio
+    if preset is None and all(v is None for v in bounds.values()):
+        pres = run_default(design, strategy, first, timeout, seed, runs, progress=not as_json, config=config)
         if as_json:
             d = pres.as_dict()
             for fd, (pr, f) in zip(d["findings"], pres.findings):
@@ -251,7 +248,8 @@ def command(design: str, preset: str | None, config: tuple[str, ...], strategy: 
 
 
 def _save(save_dir: Path, m: KernelModel, design: str, f: Finding) -> str:
+    # Save the trace of finding f of model m; its path.
     save_dir.mkdir(parents=True, exist_ok=True)
-    p = _trace_path(save_dir, design, f)
+    p = save_dir / f"{design}-{f.property}-{f.function}.json"
     save_trace(str(p), m, f)
     return str(p)

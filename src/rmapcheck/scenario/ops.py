@@ -51,7 +51,7 @@ MODEL_ONLY_KINDS = ("migrate_start", "kthread", "reclaim", "reclaim_start", "ksm
 #: the prefix of a step's fault-injection flag (model only)
 FAIL_FLAG = "fail="
 
-_FAIL_RE = re.compile(r"fail=([A-Za-z_][A-Za-z0-9_]*)(?:@([0-9]+))?(\*)?\Z")
+_FAIL_RE = re.compile(re.escape(FAIL_FLAG) + r"([A-Za-z_][A-Za-z0-9_]*)(?:@([0-9]+))?(\*)?\Z")
 
 
 def fail_flag(site: str, attempt: int = 1, persistent: bool = False) -> str:
@@ -94,10 +94,11 @@ class Op:
     ``page``/``npages`` select pages of ``region``. ``prot`` is a key of
     :data:`PROTS`. ``mremap`` moves to ``to_region[to_page]`` when ``to_region``
     is set (``MREMAP_MAYMOVE|MREMAP_FIXED``) and resizes to ``new_pages`` (0:
-    unchanged). ``flags`` holds ``fixed`` (mmap ``MAP_FIXED``) and ``dontunmap``
-    (mremap ``MREMAP_DONTUNMAP``). ``advice`` is a madvise advice such as
-    ``dontneed``; and, on any step, fault injection: ``fail=SITE``,
-    ``fail=SITE@N``, ``fail=SITE*``, ``fail=SITE@N*`` (:func:`fail_flag`). KSM and migration steps: ``prctl P merge V``
+    unchanged). ``flags`` holds ``fixed`` (mmap ``MAP_FIXED``), ``dontunmap``
+    (mremap ``MREMAP_DONTUNMAP``) and, on any step, allocation failures
+    (``fail=SITE``, ``fail=SITE@N``, ``fail=SITE*``, ``fail=SITE@N*``:
+    :func:`fail_flag`). ``advice`` is a madvise advice such as
+    ``dontneed``. KSM and migration steps: ``prctl P merge V``
     (``PR_SET_MEMORY_MERGE``, ``value`` 0 or 1), ``ksm_scan N`` (``value`` full
     scans, no process), ``ksm_settle``, ``ksm_set KNOB V`` (``advice`` holds the
     knob of /sys/kernel/mm/ksm, ``value`` its value), ``migrate P R[i]``.
