@@ -16,16 +16,18 @@ import types
 
 import pytest
 
-from rmapcheck import designs
 import designs_defects as dd
+from rmapcheck import designs
 from rmapcheck.check.checker import Checker
 from rmapcheck.check.model import FAULT_MODES, Bounds, KernelModel
+from rmapcheck.check.trace import load_trace, replay, save_trace
 from rmapcheck.designs.linux_6_18 import CONFIG, OPS
 from rmapcheck.model import rmap
 from rmapcheck.model.invariants import check_invariants
 from rmapcheck.model.ksm import ksm_state_of
 from rmapcheck.scenario.execute import ModelRunner
-from rmapcheck.scenario.parse import parse_scenario, parse_step
+from rmapcheck.scenario.ops import Scenario
+from rmapcheck.scenario.parse import dump_scenario, parse_scenario, parse_step
 
 BOUNDS = Bounds(processes=2, regions=1, pages=2, contents=1, depth=3, ops=("write", "fork", "exit"), faults=1)
 
@@ -185,3 +187,18 @@ def test_an_error_path_behind_a_retry_needs_a_persistent_failure(monkeypatch, mo
     (f,) = res.findings
     assert (f.property, f.function) == ("invariant", "check_invariants")
     assert [op.text() for op in f.trace[f.setup:]] == ["mprotect P1 A[0] r fail=anon_vma_chain_alloc@2*"]
+
+
+def test_a_trace_with_a_persistent_failure_replays_and_runs(monkeypatch, tmp_path):
+    dd.register(monkeypatch, "defect-error-path")
+    m = KernelModel("defect-error-path", dd.ERROR_PATH)
+    (f,) = Checker(m).spawn_bfs().join().findings
+    save_trace(str(tmp_path / "t.json"), m, f)
+    got = replay(load_trace(str(tmp_path / "t.json")), echo=lambda _s: None)
+    assert got is not None and (got.property, got.function) == (f.property, f.function)
+    # printed as a scenario, the trace keeps its flag and runs the same way
+    s = parse_scenario(dump_scenario(Scenario("t", m.scenario.regions, f.trace)), "t.yaml")
+    r = ModelRunner(s, "defect-error-path")
+    assert [r.perform(op) for op in s.ops][-1] == "ENOMEM"
+    with pytest.raises(Exception, match="is on no live VMA's chain"):
+        check_invariants(r.k)
