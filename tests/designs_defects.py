@@ -40,6 +40,11 @@ FORK_EXIT = Bounds(processes=2, regions=1, pages=1, contents=1, depth=5,
 #: one process mapping, faulting and unmapping (slab reuse)
 SOLO = Bounds(processes=1, regions=1, pages=1, contents=1, depth=4, ops=("write", "mmap", "munmap"))
 
+#: a parent and a child sharing two pages, splitting and exiting, with one
+#: allocation failure in any attempt or from any attempt on
+ERROR_PATH = Bounds(processes=2, regions=1, pages=2, contents=1, depth=2, forked=True,
+                    ops=("write", "exit", "mprotect"), faults=1)
+
 
 # -- unlink_anon_vmas variants ------------------------------------------------------
 
@@ -227,6 +232,38 @@ def rmap_walk_anon_skip_first(k, f, rmap_one, locked=False):
             rmap.anon_vma_unlock_read(k, av, fn)
 
 
+# -- error paths ---------------------------------------------------------------------
+
+def clone_unwind_keeps_links(k, dst, src):
+    """``anon_vma_clone`` whose ``enomem_failure`` forgets ``unlink_anon_vmas(dst)``.
+
+    Reached only when both attempts for one chain entry fail (``GFP_NOWAIT``,
+    then ``GFP_KERNEL``) after an earlier entry was linked: a persistent
+    failure from the second attempt on (``fail=anon_vma_chain_alloc@2*``).
+    A failure of one attempt alone is retried and succeeds.
+    """
+    fn = "anon_vma_clone"
+    root = None
+    for pavc in reversed(src.anon_vma_chain):
+        avc = anon_vma_chain_alloc(k, fn)
+        if avc is None:
+            unlock_anon_vma_root(k, root, fn)
+            root = None
+            avc = anon_vma_chain_alloc(k, fn)
+            if avc is None:
+                dst.anon_vma = None
+                return -errno.ENOMEM  # the defect: what was linked to dst stays linked
+        av = pavc.anon_vma
+        root = lock_anon_vma_root(k, root, av, fn)
+        anon_vma_chain_link(k, dst, avc, av)
+        if dst.anon_vma is None and k.ops.anon_vma_reusable(k, av, src):
+            dst.anon_vma = av
+    if dst.anon_vma is not None:
+        dst.anon_vma.num_active_vmas += 1
+    unlock_anon_vma_root(k, root, fn)
+    return 0
+
+
 # -- faults ------------------------------------------------------------------------
 
 def do_wp_page_reuse_shared(k, vma, vpn):
@@ -293,6 +330,9 @@ _add("defect-data-corruption", "data-corruption", "data_integrity",
      Bounds(processes=2, regions=1, pages=1, contents=2, depth=4, ops=("write", "read", "fork")),
      do_wp_page=do_wp_page_reuse_shared)
 _add("defect-model-error", "model-error", "AttributeError", FORK_EXIT, do_anonymous_page=do_anonymous_page_typo)
+# an error path behind a retry: the split of the child's VMA (two chain
+# entries to clone) with chain allocation failing from the second attempt on
+_add("defect-error-path", "invariant", "check_invariants", ERROR_PATH, anon_vma_clone=clone_unwind_keeps_links)
 
 
 def register(monkeypatch, name: str) -> None:

@@ -540,6 +540,8 @@ BAD_TRACES = {
     "unknown-switch": _set(["config"], {"CONFIG_FOO": True}),
     "switch-not-a-bool": _set(["config"], {"CONFIG_KSM": "n"}),
     "config-not-an-object": _set(["config"], ["CONFIG_KSM=n"]),
+    "bad-fault-flag": _set(["steps", 1, "flags"], ["fail=anon_vma_alloc@0"]),
+    "unknown-fault-site": _set(["steps", 1, "flags"], ["fail=kmalloc*"]),
 }
 
 

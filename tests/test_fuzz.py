@@ -151,7 +151,7 @@ REPLAY_CASES = {
     "unknown-key": (lambda d: d.update(zzz=1), "unknown key 'zzz'"),
     "fork-existing": (lambda d: d["steps"].insert(0, {"kind": "fork", "proc": "P0", "child": "P0"}),
                       "step 1: fork: process P0 already exists"),
-    "flag-unknown": (lambda d: _mmap_step(d).update(flags=["fail=nowhere"]), "unknown mmap flag 'fail=nowhere'"),
+    "flag-unknown": (lambda d: _mmap_step(d).update(flags=["fail=nowhere"]), "unknown allocation site 'nowhere' in 'fail=nowhere'"),
     "ksm-scan-billion": (lambda d: d["steps"].append({"kind": "ksm_scan", "proc": "", "value": 10**9}),
                          "bad value 1000000000 for ksm_scan"),
 }

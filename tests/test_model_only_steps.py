@@ -76,10 +76,33 @@ def test_model_only_step_errors_name_the_line():
 
 @requires_live
 @pytest.mark.live
-def test_the_live_runner_refuses_model_only_steps():
-    s = parse_scenario(TEXT, "t.yaml")
+@pytest.mark.parametrize(("text", "first", "message"), [
+    ("model-only", 3, "model-only"), ("faults", 4, "injects an allocation failure")])
+def test_the_live_runner_refuses_what_only_the_model_runs(text, first, message):
+    s = parse_scenario({"model-only": TEXT, "faults": FAULTS}[text], "t.yaml")
     with LiveRunner(s) as live:
-        for op in s.ops[:3]:
+        for op in s.ops[:first]:
             live.step(op)
-        with pytest.raises(LiveError, match="model-only"):
-            live.step(s.ops[3])
+        with pytest.raises(LiveError, match=message):
+            live.step(s.ops[first])
+
+
+FAULTS = """
+regions:
+  A: 2
+steps:
+  - mmap P0 A rw
+  - write P0 A[0] 1
+  - fork P0 P1
+  - write P1 A[0] 2
+  - mprotect P1 A[0] r fail=anon_vma_chain_alloc@2* => ENOMEM
+  - mprotect P1 A[0] r fail=anon_vma_chain_alloc@2
+  - fork P1 P2 fail=vm_area_dup => ENOMEM
+"""
+
+
+def test_fault_flags_run_on_the_model():
+    s = parse_scenario(FAULTS, "t.yaml")
+    r = ModelRunner(s)
+    assert [r.step(op).result for op in s.ops] == ["ok"] * 4 + ["ENOMEM", "ok", "ENOMEM"]
+

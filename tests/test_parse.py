@@ -128,6 +128,18 @@ STEPS = [
     ("poke P0 B[1] 5 => EIO", Op("poke", "P0", region="B", page=1, value=5, expect="EIO")),
     ("prctl P0 get_merge => 1", Op("prctl", "P0", advice="get_merge", expect="1")),
     ("prctl P0 merge 1", Op("prctl", "P0", value=1)),
+    # fault injection: the first attempt, the N-th, every one, the N-th and on
+    ("fork P0 P1 fail=anon_vma_chain_alloc",
+     Op("fork", "P0", child="P1", flags=frozenset({"fail=anon_vma_chain_alloc"}))),
+    ("fork P0 P2 fail=anon_vma_chain_alloc@1 => ENOMEM",
+     Op("fork", "P0", child="P2", flags=frozenset({"fail=anon_vma_chain_alloc"}), expect="ENOMEM")),
+    ("mprotect P0 A[0] r fail=anon_vma_chain_alloc@2*",
+     Op("mprotect", "P0", region="A", prot="r", flags=frozenset({"fail=anon_vma_chain_alloc@2*"}))),
+    ("mmap P0 A rw fixed fail=vm_area_alloc* fail=vma_iter_prealloc@3",
+     Op("mmap", "P0", region="A", npages=4, flags=frozenset({"fixed", "fail=vm_area_alloc*",
+                                                              "fail=vma_iter_prealloc@3"}))),
+    ("ksm_scan 1 fail=alloc_rmap_item*", Op("ksm_scan", "", value=1, flags=frozenset({"fail=alloc_rmap_item*"}))),
+    ("kthread 0 fail=alloc_migration_target", Op("kthread", "", flags=frozenset({"fail=alloc_migration_target"}))),
 ]
 
 
@@ -232,6 +244,14 @@ STEP_ERRORS = [
     ("read P1 A[0]", "process P1 does not exist here (live processes: P0)"),
     ("fork P2 P3", "process P2 does not exist here"),
     ("fork P0 P0", "fork: process P0 already exists"),
+    ("fork P0 P1 fail=kmalloc", "unknown allocation site 'kmalloc' in fail=kmalloc; the sites are anon_vma_alloc"),
+    ("fork P0 P1 fail=anon_vma_alloc@0", "bad fault flag 'fail=anon_vma_alloc@0': expected fail=SITE"),
+    ("fork P0 P1 fail=anon_vma_alloc@", "bad fault flag 'fail=anon_vma_alloc@'"),
+    ("fork P0 P1 fail=anon_vma_alloc**", "bad fault flag 'fail=anon_vma_alloc**'"),
+    ("fork P0 P1 fail=", "bad fault flag 'fail='"),
+    ("fork P0 P1 fail=anon_vma_alloc fail=anon_vma_alloc@2*",
+     "two fault flags for anon_vma_alloc in one step (fail=anon_vma_alloc and fail=anon_vma_alloc@2*)"),
+    ("fork P0 fail=anon_vma_alloc", "wrong number of arguments to fork"),
 ]
 
 

@@ -20,6 +20,7 @@ from rmapcheck.designs import make_kernel
 from rmapcheck.model import rmap
 from rmapcheck.model.findings import KernelError
 from rmapcheck.model.invariants import check_invariants
+from rmapcheck.model.kernel import FailAt
 from rmapcheck.model.mm_types import (
     VM_ACCOUNT,
     VM_DONTEXPAND,
@@ -333,7 +334,7 @@ def test_a15_prealloc_fail_existing_rolls_back(k):
     vma = alloc(k, 3, 5)
     d = new_root(k)
     fault(k, vma, d)
-    k.fail_sites.add("vma_iter_prealloc")
+    k.fail_sites["vma_iter_prealloc"] = FailAt()
     vmg, got = existing(k, prev, vma, 3, 5)
     assert got is None and vmg.state == VMA_MERGE_ERROR_NOMEM
     assert chain(prev) == [] and d.num_active_vmas == 1 and d.num_children == 1
@@ -347,7 +348,7 @@ def test_a16_prealloc_fail_expand_rolls_back(k):
     vma = alloc(k, 3, 5)
     d = new_root(k)
     fault(k, vma, d)
-    k.fail_sites.add("vma_iter_prealloc")
+    k.fail_sites["vma_iter_prealloc"] = FailAt()
     vmg = vma_merge_struct(mm=mm_of(k), start=B, end=B + 5, pgoff=B, vm_flags=TEST_FLAGS,
                            prev=prev, next=vma, target=prev)
     assert vma_expand(k, vmg) == -errno.ENOMEM and vmg.state == VMA_MERGE_ERROR_NOMEM

@@ -5,7 +5,9 @@ copy and canonical fingerprint), :mod:`~rmapcheck.check.model` (init states,
 actions, next state, properties), :mod:`~rmapcheck.check.properties` (named
 properties), one module per strategy (:mod:`~rmapcheck.check.bfs`,
 :mod:`~rmapcheck.check.dfs`, :mod:`~rmapcheck.check.simulation`),
-:mod:`~rmapcheck.check.checker` (the builder and the result), and
-:mod:`~rmapcheck.check.trace` (counterexamples as replayable JSON).
+:mod:`~rmapcheck.check.checker` (the builder and the result),
+:mod:`~rmapcheck.check.portfolio` (the default: focused bound sets run one
+after another) and :mod:`~rmapcheck.check.trace` (counterexamples as
+replayable JSON).
 The checker imports neither click nor rich.
 """

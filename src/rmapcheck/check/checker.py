@@ -16,7 +16,7 @@ from typing import Callable, Protocol
 
 from rmapcheck.check.model import Finding, KernelModel
 
-__all__ = ["Checker", "Progress", "Reporter", "Result", "Stop", "progress"]
+__all__ = ["STRATEGIES", "Checker", "Progress", "Reporter", "Result", "Stop", "finding_dict", "progress"]
 
 
 @dataclass
@@ -77,10 +77,7 @@ class Result:
             "design": self.design,
             "strategy": self.strategy,
             "verdict": self.verdict,
-            "findings": [{"property": f.property, "function": f.function, "message": f.message,
-                          "chain": list(getattr(f.error, "chain", ())),
-                          "found_by": getattr(f.error, "detector", ""),
-                          "trace_length": f.trace_length} for f in self.findings],
+            "findings": [finding_dict(f) for f in self.findings],
             "distinct_states": self.distinct,
             "states": self.states,
             "blocked": self.blocked,
@@ -111,6 +108,13 @@ class Stop:
 
     def __bool__(self) -> bool:
         return self.signum != 0
+
+
+def finding_dict(f: Finding) -> dict:
+    """A finding as plain data: property, function, call chain, who found it, trace length."""
+    return {"property": f.property, "function": f.function, "message": f.message,
+            "chain": list(getattr(f.error, "chain", ())), "found_by": getattr(f.error, "detector", ""),
+            "trace_length": f.trace_length}
 
 
 class Checker:
@@ -167,6 +171,10 @@ class Checker:
         self.seed, self.runs = seed, runs
         return Runner(lambda: run_simulation(self))
 
+    def spawn(self, strategy: str) -> Runner:
+        """The strategy named ``strategy`` (a key of :data:`STRATEGIES`)."""
+        return STRATEGIES[strategy](self)
+
 
 class Runner:
     """A started check; :meth:`join` runs it to the end."""
@@ -177,6 +185,15 @@ class Runner:
     def join(self) -> Result:
         """Run the check and return its result."""
         return self.fn()
+
+
+#: the strategies by name (``rmapcheck check --strategy``, a portfolio phase's
+#: ``strategy``); ``random`` walks ``Checker.runs`` times from ``Checker.seed``
+STRATEGIES: dict[str, Callable[[Checker], Runner]] = {
+    "bfs": Checker.spawn_bfs,
+    "dfs": Checker.spawn_dfs,
+    "random": lambda c: c.spawn_simulation(c.seed, c.runs),
+}
 
 
 def _now() -> float:

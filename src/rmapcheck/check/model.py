@@ -14,23 +14,25 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from rmapcheck.check.properties import FATAL, SOMETIMES, data_integrity, property_of
-from rmapcheck.check.world import clone, dumps, fingerprint, loads
+from rmapcheck.check.world import Snapshot, clone, dumps, fingerprint, loads
 from rmapcheck.designs import load_design, make_kernel
 from rmapcheck.model.findings import Deadlock, RmapFinding
 from rmapcheck.model.invariants import check_invariants
+from rmapcheck.model.kernel import ALLOC_SITES
 from rmapcheck.model.kthreads import kthread_folio, kthread_holds, kthreads
 from rmapcheck.model.mm_types import VM_EXEC, VM_READ, VM_WRITE, ZERO_PAGE, folio
 from rmapcheck.model.vma_init import vma_lookup
 from rmapcheck.scenario.execute import ModelRunner
-from rmapcheck.scenario.ops import Op, Region, Scenario
+from rmapcheck.scenario.ops import FAIL_FLAG, Op, Region, Scenario, fail_flag
+from rmapcheck.scenario.schema import FAULT_MODES
 
-__all__ = ["ALLOC_SITES", "Bounds", "Finding", "KernelModel", "Outcome", "PRESETS"]
+__all__ = ["ALLOC_SITES", "Bounds", "FAULT_MODES", "Finding", "KernelModel", "Outcome", "PRESETS", "enabled_ops"]
 
-#: kernel allocation sites where a failure can be injected (every site the model
-#: has: ``Kernel.should_fail()`` callers)
-ALLOC_SITES = ("anon_vma_alloc", "anon_vma_chain_alloc", "vm_area_alloc", "vm_area_dup", "vma_alloc_folio",
-               "vma_iter_prealloc", "security_vm_enough_memory_mm", "alloc_rmap_item", "alloc_stable_node",
-               "mm_slot_alloc", "alloc_migration_target")
+#: what the explorer injects into an action at an allocation site it makes
+#: ``a`` attempts at (``Bounds.fault_mode``), each mode including the one
+#: before: ``first`` fails the first attempt (a retry then succeeds),
+#: ``nth`` the N-th attempt alone for N up to ``a``, ``persistent`` also the
+#: N-th and every later attempt (memory stays short from there on)
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,9 @@ class Bounds:
     :param mergeable: the regions are ``MADV_MERGEABLE`` (for KSM).
     :param preemption: most times a kernel thread in the middle of an
         operation is preempted by another action (the preemption bound).
-    :param faults: most injected allocation failures per trace.
+    :param faults: most actions with an injected allocation failure per trace.
+    :param fault_mode: which attempts of a site the explorer fails in one
+        action (:data:`FAULT_MODES`).
     :param forked: the setup also writes every page of the first region in
         the first process and forks a second one (a parent and a child
         sharing anonymous pages); further regions stay unfaulted, without an
@@ -65,6 +69,7 @@ class Bounds:
     mergeable: bool = False
     preemption: int = 2
     faults: int = 0
+    fault_mode: str = "persistent"
     forked: bool = False
     rcu_windows: bool = True
 
@@ -73,6 +78,20 @@ class Bounds:
         d = asdict(self)
         d["ops"] = list(self.ops)
         return d
+
+    def text(self) -> str:
+        """The bounds in one line, such as ``2 processes, 1 region × 2 pages (mergeable), depth 6, ...``."""
+        start = [w for w, on in (("forked", self.forked), ("mergeable", self.mergeable)) if on]
+        out = [f"{self.processes} process{'es' if self.processes != 1 else ''}",
+               f"{self.regions} region{'s' if self.regions != 1 else ''} × {self.pages} "
+               f"page{'s' if self.pages != 1 else ''}" + (f" ({', '.join(start)})" if start else ""),
+               f"{self.contents} value{'s' if self.contents != 1 else ''}", f"depth {self.depth}",
+               f"ops {','.join(self.ops)}", f"preemption {self.preemption}"]
+        if self.faults:
+            out.append(f"faults {self.faults} ({self.fault_mode})")
+        if not self.rcu_windows:
+            out.append("RCU windows closed")
+        return ", ".join(out)
 
 
 #: the bounds of ``rmapcheck seed``: the 2010 question, by each path to it
@@ -134,6 +153,8 @@ class Outcome:
     #: the step's result (``ok``, an errno name, ``SIGSEGV``, a read's value;
     #: ``""`` if a finding stopped it)
     result: str = ""
+    #: allocation attempts the action made, per site (``Kernel.alloc_attempts``)
+    attempts: dict[str, int] | None = None
 
 
 #: the VM_READ/VM_WRITE/VM_EXEC bits of the protections the explorer sets
@@ -143,6 +164,19 @@ _PROT_FLAGS = {"r": VM_READ, "rw": VM_READ | VM_WRITE}
 def _inflight(r: ModelRunner) -> list[Any]:
     # In-flight kernel work that runs in phases (migrations, reclaim walks).
     return kthreads(r.k)
+
+
+def enabled_ops(ops: tuple[str, ...], config: dict[str, Any]) -> tuple[str, ...]:
+    """The operations of ``ops`` that a kernel built with ``config`` has.
+
+    Without ``CONFIG_KSM`` there is no ksmd (``ksm_scan``, ``ksmd``), without
+    ``CONFIG_MIGRATION`` no page migration (``migrate``).
+    """
+    if not config.get("CONFIG_KSM"):
+        ops = tuple(o for o in ops if o not in ("ksm_scan", "ksmd"))
+    if not config.get("CONFIG_MIGRATION"):
+        ops = tuple(o for o in ops if o != "migrate")
+    return ops
 
 
 class KernelModel:
@@ -158,14 +192,8 @@ class KernelModel:
         #: ``(path, SHA-256)`` of the design file and of those it bases on (empty for a bundled design)
         self.design_files = self.loaded.files
         cfg = {**self.loaded.config, **self.config}
-        ops = bounds.ops
-        # A kernel built without them has no ksmd and no page migration.
-        if not cfg.get("CONFIG_KSM"):
-            ops = tuple(o for o in ops if o not in ("ksm_scan", "ksmd"))
-        if not cfg.get("CONFIG_MIGRATION"):
-            ops = tuple(o for o in ops if o != "migrate")
         #: the operations of ``bounds.ops`` this kernel has
-        self.ops_enabled = ops
+        self.ops_enabled = enabled_ops(bounds.ops, cfg)
         at = 0
         regions = {}
         for i in range(bounds.regions):
@@ -189,6 +217,11 @@ class KernelModel:
         self._ops: dict[tuple, Op] = {}
         #: region -> the other regions (mremap destinations)
         self._others = {a: [b for b in regions if b != a] for a in regions}
+        # the mremap moves explored: plain, and with MREMAP_DONTUNMAP (the
+        # source VMA stays, empty)
+        self._moves = [flags for kind, flags in (("mremap", frozenset()),
+                                                 ("mremap_dontunmap", frozenset({"dontunmap"})))
+                       if kind in self.ops_enabled]
 
     def init_state(self) -> ModelRunner:
         """The state after the setup operations (each region mapped in ``P0``)."""
@@ -245,6 +278,7 @@ class KernelModel:
         busy = {id(kthread_folio(st)) for st in inflight}
         tasks = sorted(r.k.tasks)
         others = self._others
+        moves = self._moves
         for comm in tasks:
             mm = r.k.tasks[comm].mm
             pt = mm.pgtable
@@ -280,20 +314,22 @@ class KernelModel:
                     out.append((self._op("munmap", comm, reg.name, 0, reg.pages), still and not mapped))
                 if "mmap" in ops:
                     out.append((self._op("mmap", comm, reg.name, 0, reg.pages, prot="rw"), still and mapped))
-                if "mremap" in ops:
+                for flags in moves:
                     if reg.pages > 1:
                         # MREMAP_MAYMOVE|MREMAP_FIXED of one page onto its
                         # neighbour and back: copy_vma(), move_page_tables(),
                         # the pgoff rule.
-                        out.append((self._op("mremap", comm, reg.name, 0, 1, to_region=reg.name, to_page=1), False))
-                        out.append((self._op("mremap", comm, reg.name, 1, 1, to_region=reg.name, to_page=0), False))
+                        out.append((self._op("mremap", comm, reg.name, 0, 1, to_region=reg.name, to_page=1,
+                                             flags=flags), False))
+                        out.append((self._op("mremap", comm, reg.name, 1, 1, to_region=reg.name, to_page=0,
+                                             flags=flags), False))
                     # each page to the same place of every other region: a VMA
                     # moved away and back keeps its vm_pgoff, so it can merge
                     # with what it left (the 2026 mremap use-after-free)
                     for other in others[reg.name]:
                         for page in range(reg.pages):
                             out.append((self._op("mremap", comm, reg.name, page, 1, to_region=other,
-                                                 to_page=page), False))
+                                                 to_page=page, flags=flags), False))
                 if "mprotect" in ops and reg.pages > 1:
                     # the first page and the last: a split at the head and at
                     # the tail, and the merges back
@@ -319,9 +355,46 @@ class KernelModel:
         if b.faults and r.faults < b.faults:  # type: ignore[attr-defined]
             # A failure injected into a self-loop would only use up the
             # budget: the same kernel state, fewer failures left.
-            out += [(replace(op, flags=op.flags | {f"fail={s}"}), False) for op, loop in list(out)
-                    if not loop and op.kind not in ("read", "exit", "kthread") for s in ALLOC_SITES]
+            out += [(op, False) for op in self.fault_actions(r, [op for op, loop in out if not loop])]
         return out
+
+    def fault_actions(self, r: ModelRunner, ops: list[Op]) -> list[Op]:
+        """``ops`` with an allocation failure injected, in the ways ``bounds.fault_mode`` says.
+
+        Each action is applied to ``r`` once and ``r`` put back
+        (:class:`~rmapcheck.check.world.Snapshot`), to learn at which
+        allocation sites it makes how many attempts (``Kernel.alloc_attempts``);
+        a site it never reaches gets no failure. For a site with ``a``
+        attempts, ``first`` gives ``fail=SITE``; ``nth`` gives ``fail=SITE@N``
+        for N from 1 to ``a``; ``persistent`` adds ``fail=SITE@N*`` for the
+        same N (``fail=SITE*`` for 1). A failure can make the kernel retry
+        (``anon_vma_clone()``'s ``GFP_KERNEL`` after ``GFP_NOWAIT``), so the
+        persistent failure of attempt ``a`` reaches further than the base
+        action did.
+        """
+        mode = self.bounds.fault_mode
+        snap = Snapshot(r)
+        out: list[Op] = []
+        for op in ops:
+            res = self.apply(r, op, judge=False)
+            snap.restore()
+            if res.blocked or not res.attempts:
+                continue
+            for site in sorted(res.attempts):
+                last = 1 if mode == "first" else res.attempts[site]
+                for at in range(1, last + 1):
+                    out.append(self._flagged(op, fail_flag(site, at)))
+                    if mode == "persistent":
+                        out.append(self._flagged(op, fail_flag(site, at, True)))
+        return out
+
+    def _flagged(self, op: Op, flag: str) -> Op:
+        # ``op`` with one more flag, one Op object per distinct result (as _op).
+        key = (op, flag)
+        new = self._ops.get(key)
+        if new is None:
+            new = self._ops[key] = replace(op, flags=op.flags | {flag})
+        return new
 
     def _op(self, kind: str, proc: str, *args: Any, **kw: Any) -> Op:
         # One Op object per distinct action (they are immutable): building a
@@ -348,10 +421,8 @@ class KernelModel:
         k = n.k
         k.clock.step = n.step_no
         k.clock.what = op.text()
-        for f in op.flags:
-            if f.startswith("fail="):
-                k.fail_sites.add(f[5:])
-                n.faults += 1  # type: ignore[attr-defined]
+        if op.flags and any(f.startswith(FAIL_FLAG) for f in op.flags):
+            n.faults += 1  # type: ignore[attr-defined]
         if op.kind == "fork":
             n.born += 1  # type: ignore[attr-defined]
         if op.kind != "kthread" and _inflight(n):
@@ -366,8 +437,8 @@ class KernelModel:
                 # A task sleeps on the lock until the kernel thread releases
                 # it: the operation cannot start before then (run in
                 # sequence, nothing releases it: the finding says so).
-                k.fail_sites.clear()
                 k.warnings.clear()
+                k.alloc_attempts.clear()
                 return Outcome(n, [(property_of(e), e.function, e.message, e)], True, blocked=True)
             findings.append((property_of(e), e.function, e.message, e))
             fatal = True
@@ -379,9 +450,13 @@ class KernelModel:
         except Exception as e:  # a bug of the model, reported as such
             findings.append(("model-error", type(e).__name__, f"{type(e).__name__}: {e}", e))
             fatal = True
-        k.fail_sites.clear()
         self._warnings(k, findings)
         out = Outcome(n, findings, fatal, result=result)
+        if k.alloc_attempts:
+            # statistics of this action, not part of the state (a copy: the
+            # dict itself may belong to a Snapshot that puts it back)
+            out.attempts = k.alloc_attempts.copy()
+            k.alloc_attempts.clear()
         if judge and not fatal:
             self.judge(out)
         return out

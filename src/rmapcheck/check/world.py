@@ -32,7 +32,7 @@ __all__ = ["EXCLUDED_FIELDS", "Snapshot", "clone", "dumps", "fingerprint", "load
 EXCLUDED_FIELDS = frozenset({"_slot", "_alloc", "_free", "_cache", "comm", "pid", "owner", "clock",
                              "next_pid", "ops", "design", "scenario", "step_no", "born",
                              # statistics only: they never decide what the kernel does
-                             "pages_scanned"})
+                             "pages_scanned", "alloc_attempts"})
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
 

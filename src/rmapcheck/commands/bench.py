@@ -11,7 +11,7 @@ from rmapcheck.scenario.execute import ModelRunner
 from rmapcheck.scenario.generate import random_scenario
 from rmapcheck.scenario.ops import Scenario
 
-__all__ = ["command", "ksm_model_vs_live", "model_ops_per_s", "model_vs_live"]
+__all__ = ["command", "default_figures", "ksm_model_vs_live", "model_ops_per_s", "model_vs_live"]
 
 
 def model_ops_per_s(seeds: range, check: bool) -> tuple[float, int, float]:
@@ -155,6 +155,24 @@ def checker_figures(echo: Callable[[str], None]) -> None:
     echo(f"bench: symmetry_reduction_ratio {nosym.distinct / sym.distinct:.2f} ratio")  # type: ignore[attr-defined]
 
 
+def default_figures(echo: Callable[[str], None]) -> None:
+    """``rmapcheck check --design X`` without bounds (the default portfolio) on every bundled design.
+
+    Per design: the seconds it takes, the distinct states of all its phases,
+    and the findings after merging (``default_<design>_findings``; on
+    linux-6.18 the figure must be 0).
+    """
+    from rmapcheck.check.portfolio import run_portfolio
+    from rmapcheck.designs import DESIGNS
+
+    for design in DESIGNS:
+        pres = run_portfolio(design)
+        key = design.replace("-", "_").replace(".", "_")
+        echo(f"bench: default_{key}_seconds {pres.seconds:.1f} s")
+        echo(f"bench: default_{key}_distinct_states {sum(pr.result.distinct for pr in pres.phases)} states")
+        echo(f"bench: default_{key}_findings {len(pres.findings)} findings")
+
+
 @click.command("bench")
 @click.option("--scenarios", default=2000, show_default=True, help="random scenarios for the model figure")
 @click.option("--live-scenarios", default=50, show_default=True, help="random scenarios for the live ratio")
@@ -176,3 +194,4 @@ def command(scenarios: int, live_scenarios: int, ksm_scenarios: int) -> None:
     click.echo(f"bench: ksm_scenario_vs_live_time_ratio {ratio:.3f} ratio")
     click.echo(f"bench: ksm_full_scan_pages_per_s {ksm_full_scan_pages_per_s():.0f} pages/s")
     checker_figures(click.echo)
+    default_figures(click.echo)

@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import signal
 import sys
 import threading
 from contextlib import contextmanager
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Iterator
 
 import click
 
-from rmapcheck.check.checker import Checker, Progress, Result, Stop
-from rmapcheck.check.model import PRESETS, Bounds, KernelModel
-from rmapcheck.check.model import Finding
+from rmapcheck.check.checker import STRATEGIES, Checker, Progress, Result, Stop
+from rmapcheck.check.model import FAULT_MODES, PRESETS, Bounds, Finding, KernelModel
+from rmapcheck.check.portfolio import DEFAULT_BUDGET, PHASES, Phase, PortfolioResult, run_portfolio
 from rmapcheck.check.trace import judged_run, save_finding, trace_scenario, unsaid_steps
 from rmapcheck.commands.common import UserError, check_design
-from rmapcheck.designs import DesignError, config_text, design_config
+from rmapcheck.designs import DESIGNS, DesignError, config_text, design_config
 from rmapcheck.report.finding import format_finding
 from rmapcheck.scenario.ops import Scenario
 from rmapcheck.scenario.parse import dump_scenario
 from rmapcheck.scenario.schema import CHECK_OPS, check_bounds, shown
 
-__all__ = ["OP_CHOICES", "bounds_from_options", "command", "interruptible", "print_result", "run_check"]
+__all__ = ["OP_CHOICES", "bounds_from_options", "command", "interruptible", "print_portfolio", "print_result",
+           "run_check", "run_default"]
 
 #: the operations ``--ops`` takes
 OP_CHOICES = CHECK_OPS
@@ -45,11 +49,21 @@ def bounds_from_options(preset: str | None, **opts: object) -> Bounds:
     return Bounds(**{**b.__dict__, **kw})
 
 
-def _progress(p: Progress) -> None:
+def _progress(p: Progress, phase: str = "") -> None:
     end = "\n" if p.done else "\r"
-    click.echo(f"  states {p.states}  distinct {p.distinct}  depth {p.depth}  findings {p.findings}  "
+    click.echo(f"  {phase + ': ' if phase else ''}states {p.states}  distinct {p.distinct}  depth {p.depth}  "
+               f"findings {p.findings}  "
                f"{p.rate:.0f} distinct/s", err=True, nl=False)
     click.echo(end, err=True, nl=False)
+
+
+def _settings(design: str, config: tuple[str, ...]) -> dict[str, object]:
+    # The design's switches as set by --config, with one-line errors.
+    check_design(design)
+    try:
+        return design_config(design, config)
+    except DesignError as e:
+        raise UserError(str(e)) from None
 
 
 def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = False,
@@ -61,22 +75,61 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
     :param config: ``NAME=VALUE`` settings of the design's switches.
     :param stop: ends the check early, with the findings so far, once set.
     """
-    check_design(design)
-    try:
-        settings = design_config(design, config)
-    except DesignError as e:
-        raise UserError(str(e)) from None
-    m = KernelModel(design, bounds, settings)
+    m = KernelModel(design, bounds, _settings(design, config))
     c = Checker(m).first_violation(first).timeout(timeout)
+    c.seed, c.runs = seed, runs
     if stop is not None:
         c.stop_on(stop)
     if progress:
         c.report(_progress)
-    if strategy == "bfs":
-        return m, c.spawn_bfs().join()
-    if strategy == "dfs":
-        return m, c.spawn_dfs().join()
-    return m, c.spawn_simulation(seed, runs).join()
+    return m, c.spawn(strategy).join()
+
+
+def run_default(design: str, strategy: str | None = None, first: bool = False, budget: float | None = None,
+                seed: int = 0, runs: int = 200, progress: bool = False,
+                config: tuple[str, ...] = (), stop: Stop | None = None) -> PortfolioResult:
+    """Run the default portfolio (:mod:`rmapcheck.check.portfolio`) on ``design``.
+
+    :param strategy: run every phase with this strategy instead of its own.
+    :param budget: seconds for the whole portfolio (default
+        :data:`~rmapcheck.check.portfolio.DEFAULT_BUDGET`).
+    :param stop: ends the portfolio early, with the findings so far, once set.
+    """
+    settings = _settings(design, config)
+    phases = PHASES if strategy is None else tuple(replace(p, strategy=strategy) for p in PHASES)
+
+    def prepare(c: Checker, p: Phase) -> Checker:
+        c.seed, c.runs = seed, runs
+        return c.report(partial(_progress, phase=p.name)) if progress else c
+
+    return run_portfolio(design, settings, DEFAULT_BUDGET if budget is None else budget, first, phases, prepare,
+                         stop)
+
+
+def _print_finding(m: KernelModel, design: str, f: Finding, save_dir: Path | None, found_by: str = "") -> None:
+    # One finding as the kernel would report it, its trace as a scenario that
+    # `rmapcheck run` reproduces, and where the trace is saved (as JSON for
+    # replay, and as that scenario).
+    sc = trace_scenario(m, f)
+    click.echo("")
+    click.echo(_report(m, f, sc))
+    click.echo(f"trace ({f.trace_length} steps after {f.setup} setup steps{found_by}), as a scenario:")
+    for line in dump_scenario(sc).splitlines():
+        click.echo(f"  {line}")
+    unsaid = unsaid_steps(sc)
+    if unsaid:
+        click.echo(f"warning: the scenario language cannot write all of step {', '.join(map(str, unsaid))} "
+                   f"({', '.join(sorted(sc.ops[unsaid[0] - 1].flags))}): run it with the trace (replay)")
+    if save_dir is not None:
+        path = save_finding(save_dir, m, f)
+        yaml_path = path.with_suffix(".yaml")
+        click.echo(f"saved: {path} (rmapcheck replay {path})")
+        click.echo(f"saved: {yaml_path} (rmapcheck run {yaml_path} --design {design})")
+
+
+def _summary(res: Result) -> str:
+    return (f"{res.verdict} ({res.strategy}, {res.distinct} distinct states, {res.states} transitions, "
+            f"depth {res.depth}, {res.seconds:.2f} s{', exhaustive' if res.exhausted else ''})")
 
 
 def _report(m: KernelModel, f: Finding, sc: Scenario) -> str:
@@ -93,37 +146,82 @@ def _report(m: KernelModel, f: Finding, sc: Scenario) -> str:
 
 
 def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
-    """The summary, each finding as the kernel would report it, and its trace.
+    """The summary, the bounds, each finding as the kernel would report it, and its trace.
 
     Each trace is saved as JSON (for ``rmapcheck replay``) and as a scenario
     (for ``rmapcheck run``, whose header carries the checker's settings).
     """
     built = f" with {config_text(res.config)}" if res.config else ""
-    click.echo(f"design {res.design}{built}: {res.verdict} ({res.strategy}, {res.distinct} distinct states, "
-               f"{res.states} transitions, depth {res.depth}, {res.seconds:.2f} s"
-               f"{', exhaustive' if res.exhausted else ''})")
+    click.echo(f"design {res.design}{built}: {_summary(res)}")
     if res.interrupted:
         click.echo(f"partial result: the check was interrupted after {res.seconds:.2f} s; "
                    f"{len(res.findings)} findings so far")
+    click.echo(f"bounds: {m.bounds.text()}")
     for w in res.warnings:
         click.echo(f"warning: {w}")
     for f in res.findings:
-        sc = trace_scenario(m, f)
-        click.echo("")
-        click.echo(_report(m, f, sc))
-        click.echo(f"trace ({f.trace_length} steps after {f.setup} setup steps), as a scenario:")
-        text = dump_scenario(sc)
-        for line in text.splitlines():
-            click.echo(f"  {line}")
-        unsaid = unsaid_steps(sc)
-        if unsaid:
-            click.echo(f"warning: the scenario language cannot write all of step {', '.join(map(str, unsaid))} "
-                       f"({', '.join(sorted(sc.ops[unsaid[0] - 1].flags))}): run it with the trace (replay)")
-        if save_dir is not None:
-            path = save_finding(save_dir, m, f)
-            yaml_path = path.with_suffix(".yaml")
-            click.echo(f"saved: {path} (rmapcheck replay {path})")
-            click.echo(f"saved: {yaml_path} (rmapcheck run {yaml_path} --design {res.design})")
+        _print_finding(m, res.design, f, save_dir)
+
+
+def print_portfolio(pres: PortfolioResult, save_dir: Path | None) -> None:
+    """Each phase with its bounds and verdict, the warnings, then the merged findings."""
+    built = f" with {config_text(pres.config)}" if pres.config else ""
+    click.echo(f"design {pres.design}{built}: {pres.verdict} (the default portfolio: {len(pres.phases)} bound "
+               f"sets, {pres.seconds:.2f} s of a {pres.budget:.0f} s budget"
+               f"{', every one exhaustive' if pres.exhausted else ''})")
+    if pres.interrupted:
+        click.echo(f"partial result: the check was interrupted after {pres.seconds:.2f} s; "
+                   f"{len(pres.findings)} findings so far")
+    warned: dict[str, list[str]] = {}
+    for pr in pres.phases:
+        click.echo(f"  {pr.phase.name}: {_summary(pr.result)}")
+        click.echo(f"    bounds: {pr.model.bounds.text()}")
+        click.echo(f"    {pr.phase.why}")
+        for w in pr.result.warnings:
+            warned.setdefault(w, []).append(pr.phase.name)
+    for name, why in pres.skipped:
+        click.echo(f"  {name}: not run ({why})")
+    for w, names in warned.items():
+        where = "" if len(names) == len(pres.phases) else f" ({', '.join(names)})"
+        click.echo(f"warning{where}: {w}")
+    for pr, f in pres.findings:
+        _print_finding(pr.model, pres.design, f, save_dir, f", found by {pr.phase.name}")
+
+
+def _designs_help() -> str:
+    # One line per design: the first line of its module's docstring.
+    lines = []
+    for name, mod in DESIGNS.items():
+        doc = (importlib.import_module(f"rmapcheck.designs.{mod}").__doc__ or "").strip().splitlines()
+        first = doc[0].split(": ", 1)[-1] if doc else ""
+        lines.append(f"  {name:<24}{first}")
+    lines.append(f"  {'PATH.py':<24}a design file: a base design and the kernel functions a patch replaces")
+    return "\n".join(lines)
+
+
+def _help() -> str:
+    presets = "\n".join(f"  {n:<13}{b.text()}" for n, b in PRESETS.items())
+    phases = "\n".join(f"  {p.name:<13}{p.why}" for p in PHASES)
+    return f"""Explore DESIGN within bounds; report every property violated, with a shortest trace.
+
+Without bounds (neither --preset nor a bound option) the default portfolio
+runs: one bound set per path the design's switches enable, breadth-first, one
+after another within --timeout seconds (default {DEFAULT_BUDGET:.0f}), the findings merged.
+The output always prints the bounds used.
+
+\b
+Designs:
+{_designs_help()}
+
+\b
+Presets:
+{presets}
+
+\b
+The default portfolio (a phase about KSM or migration runs only if the
+kernel is built with it):
+{phases}
+"""
 
 
 @contextmanager
@@ -149,10 +247,11 @@ def interruptible(stop: Stop) -> Iterator[Stop]:
             signal.signal(s, h)
 
 
-@click.command("check")
+
+@click.command("check", help=_help())
 @click.option("--design", required=True, metavar="NAME|PATH.py",
-              help="kernel design: a name (rmapcheck designs lists them) or a design file")
-@click.option("--preset", default=None, help=f"named bounds ({', '.join(PRESETS)})")
+              help="kernel design: a name (listed below) or a design file")
+@click.option("--preset", default=None, help=f"named bounds ({', '.join(PRESETS)}; listed below)")
 @click.option("--processes", type=int, default=None, help="most processes alive at once")
 @click.option("--regions", type=int, default=None)
 @click.option("--pages", type=int, default=None, help="pages per region")
@@ -161,29 +260,31 @@ def interruptible(stop: Stop) -> Iterator[Stop]:
 @click.option("--ops", default=None, help=f"comma-separated operations ({','.join(OP_CHOICES)})")
 @click.option("--mergeable/--no-mergeable", default=None, help="regions MADV_MERGEABLE")
 @click.option("--preemption", type=int, default=None, help="preemption bound of kernel threads")
-@click.option("--faults", type=int, default=None, help="most injected allocation failures per trace")
+@click.option("--faults", type=int, default=None, help="most actions with an injected allocation failure per trace")
+@click.option("--fault-mode", type=click.Choice(FAULT_MODES), default=None,
+              help="which attempts of an allocation site fail in one action: the first, the N-th, or "
+                   "also the N-th and every later one (persistent, the default)")
 @click.option("--forked/--no-forked", default=None, help="setup: write the pages and fork a child")
 @click.option("--rcu-windows/--no-rcu-windows", default=None,
               help="kernel threads may be preempted between reading folio->mapping and locking or pinning it")
 @click.option("--config", "config", multiple=True, metavar="NAME=VALUE",
               help="set a switch of the design, such as CONFIG_KSM=n (repeatable)")
-@click.option("--strategy", type=click.Choice(["bfs", "dfs", "random"]), default="bfs", show_default=True)
+@click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default=None,
+              help="search strategy (default bfs; without bounds, each phase's own)")
 @click.option("--seed", default=0, show_default=True, help="seed of --strategy random")
 @click.option("--runs", default=200, show_default=True, type=click.IntRange(1, 10_000_000),
               help="walks of --strategy random")
 @click.option("--first", is_flag=True, help="stop at the first violation")
-@click.option("--timeout", type=float, default=None, help="stop after this many seconds")
+@click.option("--timeout", type=float, default=None,
+              help=f"stop after this many seconds (without bounds: the portfolio's budget, {DEFAULT_BUDGET:.0f})")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @click.option("--progress/--no-progress", default=None,
               help="report progress on stderr about once a second (default: without --json)")
 @click.option("--save-dir", default="rmapcheck-traces", show_default=True, help="where traces are saved")
-def command(design: str, preset: str | None, processes: int | None, regions: int | None,
-            pages: int | None, contents: int | None, depth: int | None, ops: str | None,
-            mergeable: bool | None, preemption: int | None, faults: int | None, forked: bool | None,
-            rcu_windows: bool | None, config: tuple[str, ...], strategy: str,
-            seed: int, runs: int, first: bool, timeout: float | None, as_json: bool, progress: bool | None,
-            save_dir: str) -> None:
-    """Explore DESIGN within bounds; report every property violated, with a shortest trace.
+def command(design: str, preset: str | None, config: tuple[str, ...], strategy: str | None, seed: int, runs: int,
+            first: bool, timeout: float | None, as_json: bool, progress: bool | None, save_dir: str,
+            **bounds: object) -> None:
+    """Explore DESIGN within the bounds given, or run the default portfolio (the help text is :func:`_help`).
 
     Ctrl-C (SIGINT) or SIGTERM ends the exploration early: the findings so far
     are reported and their traces saved, with a line saying the result is
@@ -191,20 +292,37 @@ def command(design: str, preset: str | None, processes: int | None, regions: int
     Exit status: 1 with findings, else 128 + the signal's number if
     interrupted, else 0.
     """
+    # bounds: the bound options (--processes ... --rcu-windows); given any,
+    # or a preset, one check runs at them instead of the portfolio
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         raise UserError(f"--timeout must be a positive number of seconds, not {timeout}")
-    b = bounds_from_options(preset, processes=processes, regions=regions, pages=pages,
-                            contents=contents, depth=depth, ops=ops, mergeable=mergeable,
-                            preemption=preemption, faults=faults, forked=forked, rcu_windows=rcu_windows)
+    show = not as_json if progress is None else progress
+    if preset is None and all(v is None for v in bounds.values()):
+        with interruptible(Stop()) as stop:
+            pres = run_default(design, strategy, first, timeout, seed, runs, progress=show, config=config,
+                               stop=stop)
+            if as_json:
+                d = pres.as_dict()
+                for fd, (pr, f) in zip(d["findings"], pres.findings):
+                    path = save_finding(save_dir, pr.model, f)
+                    fd["trace"], fd["scenario"] = str(path), str(path.with_suffix(".yaml"))
+                click.echo(json.dumps(d, sort_keys=True))
+            else:
+                print_portfolio(pres, Path(save_dir))
+        if pres.findings:
+            sys.exit(1)
+        if pres.interrupted:
+            sys.exit(128 + pres.interrupted)
+        return
+    b = bounds_from_options(preset, **bounds)
     with interruptible(Stop()) as stop:
-        m, res = run_check(design, b, strategy, first, timeout, seed, runs,
-                           progress=not as_json if progress is None else progress, config=config, stop=stop)
+        m, res = run_check(design, b, strategy or "bfs", first, timeout, seed, runs, progress=show,
+                           config=config, stop=stop)
         if as_json:
             d = res.as_dict()
             for fd, f in zip(d["findings"], res.findings):
                 path = save_finding(save_dir, m, f)
-                fd["trace"] = str(path)
-                fd["scenario"] = str(path.with_suffix(".yaml"))
+                fd["trace"], fd["scenario"] = str(path), str(path.with_suffix(".yaml"))
             click.echo(json.dumps(d, sort_keys=True))
         else:
             print_result(m, res, Path(save_dir))

@@ -62,7 +62,7 @@ from rmapcheck.model.uapi import (
     PR_SET_MEMORY_MERGE,
 )
 from rmapcheck.scenario.ops import (
-    ARENA_BASE, MODEL_ONLY_KINDS, Observation, Op, PROTS, Scenario, mmap_flags, mmap_thp, read_result,
+    ARENA_BASE, FAIL_FLAG, MODEL_ONLY_KINDS, Observation, Op, PROTS, Scenario, mmap_flags, mmap_thp, read_result,
 )
 
 __all__ = [
@@ -311,6 +311,8 @@ class LiveRunner:
         kind = op.kind
         if kind in MODEL_ONLY_KINDS:
             raise LiveError(f"'{op.text()}' is a model-only step: the live kernel cannot run it on demand")
+        if any(f.startswith(FAIL_FLAG) for f in op.flags):
+            raise LiveError(f"'{op.text()}' injects an allocation failure: only the model can")
         if _is_ksm_op(op):
             ksm = self._ksm_session()
             if kind in ("ksm_scan", "ksm_settle"):

@@ -19,13 +19,13 @@ therefore keeps the wrapper.
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 from rmapcheck.model.findings import register_kernel_functions
 from rmapcheck.model.mm_types import anon_vma, anon_vma_chain, folio, mm_struct, task_struct, vm_area_struct
 from rmapcheck.model.slab import SLAB_TYPESAFE_BY_RCU, StepClock, kmem_cache
 
-__all__ = ["Kernel", "Layer", "resolve_ops"]
+__all__ = ["ALLOC_SITES", "FailAt", "Kernel", "Layer", "resolve_ops"]
 
 
 class Layer:
@@ -75,6 +75,28 @@ def resolve_ops(functions: Mapping[str, Callable[..., Any]], layers: Iterable[La
     return table
 
 
+#: the allocation sites of the model: the ``site`` of every
+#: :meth:`Kernel.should_fail` call (the anon_vma and chain allocations, VMAs,
+#: folios, the maple tree preallocation, memory accounting, KSM's rmap_items,
+#: stable nodes and mm slots, and the migration target)
+ALLOC_SITES = ("anon_vma_alloc", "anon_vma_chain_alloc", "vm_area_alloc", "vm_area_dup", "vma_alloc_folio",
+               "vma_iter_prealloc", "security_vm_enough_memory_mm", "alloc_rmap_item", "alloc_stable_node",
+               "mm_slot_alloc", "alloc_migration_target")
+
+
+class FailAt(NamedTuple):
+    """Which attempts of one allocation site fail within one operation.
+
+    :param attempt: the first attempt that fails, counted from 1 within the
+        operation.
+    :param persistent: every later attempt fails too (memory stays short);
+        otherwise only ``attempt`` does, and a retry succeeds.
+    """
+
+    attempt: int = 1
+    persistent: bool = False
+
+
 def anon_vma_ctor(av: anon_vma) -> None:
     """``anon_vma_ctor()`` (mm/rmap.c, v6.18): runs on fresh slab slots only.
 
@@ -116,8 +138,12 @@ class Kernel:
         self.page_alloc: kmem_cache[folio] = kmem_cache("page", folio, self.clock)
         self.tasks: dict[str, task_struct] = {}
         self.next_pid = 1
-        #: allocation sites at which the next allocation fails (fault injection)
-        self.fail_sites: set[str] = set()
+        #: fault injection for the operation being run: allocation site →
+        #: the attempts there that fail (empty between operations)
+        self.fail_sites: dict[str, FailAt] = {}
+        #: allocation attempts per site in the operation being run (what
+        #: :meth:`should_fail` was asked); the operation's runner resets it
+        self.alloc_attempts: dict[str, int] = {}
         #: findings recorded by WARN-style checks that do not stop the kernel
         self.warnings: list[Exception] = []
         #: KSM's globals (``ksm_state``, mm/ksm.c), created on first use
@@ -133,8 +159,15 @@ class Kernel:
         self.rcu_windows = True
 
     def should_fail(self, site: str) -> bool:
-        """Fault injection: True once for each site in :attr:`fail_sites`."""
-        if site in self.fail_sites:
-            self.fail_sites.discard(site)
-            return True
-        return False
+        """Fault injection: whether this allocation attempt at ``site`` fails.
+
+        Each call is one attempt; :attr:`alloc_attempts` counts them per site.
+        The attempt fails if :attr:`fail_sites` names the site with this
+        attempt, or with an earlier one and ``persistent``: a kernel retry
+        (``anon_vma_clone()``'s ``GFP_KERNEL`` after ``GFP_NOWAIT``) then
+        fails too, and the error path behind it runs.
+        """
+        n = self.alloc_attempts.get(site, 0) + 1
+        self.alloc_attempts[site] = n
+        at = self.fail_sites.get(site)
+        return at is not None and (n == at.attempt or (at.persistent and n > at.attempt))

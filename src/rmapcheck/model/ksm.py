@@ -1264,7 +1264,11 @@ def ksm_full_scans(k: Kernel, n: int) -> int:
 
     ksmd runs with ``run=1`` for the duration and is stopped afterwards, as
     the live runner does (docs/kernel-rules.md §L). With no mm on KSM's list
-    ksmd does not run (``ksmd_should_run()``) and no scan completes.
+    ksmd does not run (``ksmd_should_run()``) and no scan completes. A batch
+    that moves the scan on by nothing (``alloc_rmap_item()`` failing on every
+    attempt: ``scan_get_next_rmap_item()`` returns ``NULL`` where it stood)
+    ends the run: ksmd would sleep and retry until memory comes back, which
+    within one step it does not.
 
     :returns: the number of full scans completed (0 without ``CONFIG_KSM``:
         there is no ksmd).
@@ -1280,7 +1284,11 @@ def ksm_full_scans(k: Kernel, n: int) -> int:
                 break
             start = st.seqnr
             while st.seqnr == start and st.mm_list:
+                where = (st.pages_scanned, st.scan_mm_slot, st.scan_address, st.scan_rmap_pos)
                 k.ops.ksm_do_scan(k, max(1, int(_cfg(k, "ksm_thread_pages_to_scan"))))
+                if st.seqnr == start and where == (st.pages_scanned, st.scan_mm_slot, st.scan_address,
+                                                   st.scan_rmap_pos):
+                    return done  # no progress: ksmd sleeps
             if st.seqnr != start:
                 done += 1
     finally:

@@ -21,7 +21,7 @@ import errno
 from rmapcheck.designs import make_kernel
 from rmapcheck.model.findings import DataCorruption, KernelError, SegmentationFault
 from rmapcheck.model.invariants import check_invariants
-from rmapcheck.model.kernel import Kernel
+from rmapcheck.model.kernel import FailAt, Kernel
 from rmapcheck.model.ksm import (
     ksm_counters, ksm_full_scans, ksm_stat, ksm_state_of, ksm_store, prctl_set_memory_merge,
 )
@@ -35,7 +35,9 @@ from rmapcheck.model.uapi import (
     MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PROT_READ, PROT_WRITE,
 )
 from rmapcheck.model.vma_init import vma_lookup
-from rmapcheck.scenario.ops import ARENA_BASE, PROTS, Observation, Op, Scenario, mmap_flags, mmap_thp, read_result
+from rmapcheck.scenario.ops import (
+    ARENA_BASE, FAIL_FLAG, PROTS, Observation, Op, Scenario, mmap_flags, mmap_thp, parse_fail_flag, read_result,
+)
 
 __all__ = [
     "ADVICE",
@@ -165,7 +167,27 @@ class ModelRunner:
         return model_observation(self.k, self.scenario, result)
 
     def perform(self, op: Op) -> str:
-        """Perform ``op``; return ``ok``, the errno name, ``SIGSEGV`` or a read's value."""
+        """Perform ``op``; return ``ok``, the errno name, ``SIGSEGV`` or a read's value.
+
+        The step's ``fail=`` flags arm :attr:`Kernel.fail_sites` for this step
+        only; :attr:`Kernel.alloc_attempts` counts the step's allocation
+        attempts afresh.
+        """
+        k = self.k
+        if k.alloc_attempts:
+            k.alloc_attempts.clear()
+        if not op.flags:
+            return self._perform(op)
+        for f in op.flags:
+            if f.startswith(FAIL_FLAG):
+                site, attempt, persistent = parse_fail_flag(f)
+                k.fail_sites[site] = FailAt(attempt, persistent)
+        try:
+            return self._perform(op)
+        finally:
+            k.fail_sites.clear()
+
+    def _perform(self, op: Op) -> str:
         k = self.k
         kind = op.kind
         if kind in ("ksm_scan", "ksm_settle", "ksm_set"):

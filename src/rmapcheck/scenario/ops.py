@@ -8,12 +8,14 @@ the live kernel reduce each step to an :class:`Observation`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from rmapcheck.model.uapi import MADV_NOHUGEPAGE, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_NORESERVE, MAP_POPULATE
 
 __all__ = [
     "ARENA_BASE",
+    "FAIL_FLAG",
     "MMAP_FLAGS",
     "MODEL_ONLY_KINDS",
     "OP_KINDS",
@@ -23,8 +25,10 @@ __all__ = [
     "Region",
     "Scenario",
     "Settings",
+    "fail_flag",
     "mmap_flags",
     "mmap_thp",
+    "parse_fail_flag",
     "read_result",
     "returns_value",
 ]
@@ -60,6 +64,35 @@ MMAP_FLAGS = ("fixed", "fixed_noreplace", "noreserve", "populate", "nohugepage",
 
 #: steps the model runs but the live kernel cannot be made to run on demand
 MODEL_ONLY_KINDS = ("migrate_start", "kthread", "reclaim", "reclaim_start", "ksmd")
+
+#: the prefix of a step's fault-injection flag (model only)
+FAIL_FLAG = "fail="
+
+_FAIL_RE = re.compile(re.escape(FAIL_FLAG) + r"([A-Za-z_][A-Za-z0-9_]*)(?:@([0-9]+))?(\*)?\Z")
+
+
+def fail_flag(site: str, attempt: int = 1, persistent: bool = False) -> str:
+    """The flag that fails allocation ``site`` in one step, as the scenario language writes it.
+
+    ``fail=SITE`` fails the first attempt, ``fail=SITE@N`` the N-th only,
+    ``fail=SITE*`` every attempt, ``fail=SITE@N*`` the N-th and every later
+    one; attempts are counted within the step.
+    """
+    return f"{FAIL_FLAG}{site}{f'@{attempt}' if attempt != 1 else ''}{'*' if persistent else ''}"
+
+
+def parse_fail_flag(flag: str) -> tuple[str, int, bool]:
+    """``(site, attempt, persistent)`` of a flag written as :func:`fail_flag` writes it.
+
+    ``fail=SITE@1`` is accepted for ``fail=SITE``.
+
+    :raises ValueError: the flag is malformed (the message is one line).
+    """
+    m = _FAIL_RE.match(flag)
+    if m is None or (m.group(2) is not None and int(m.group(2)) < 1):
+        raise ValueError(f"bad fault flag {flag!r}: expected fail=SITE, fail=SITE@N, fail=SITE* or "
+                         "fail=SITE@N* (N >= 1)")
+    return m.group(1), int(m.group(2) or 1), m.group(3) is not None
 
 
 def mmap_flags(words: frozenset[str]) -> int:
@@ -106,7 +139,9 @@ class Op:
     :data:`PROTS`. ``mremap`` moves to ``to_region[to_page]`` when ``to_region``
     is set (``MREMAP_MAYMOVE|MREMAP_FIXED``) and resizes to ``new_pages`` (0:
     unchanged). ``flags`` holds the words of :data:`MMAP_FLAGS` (mmap) and
-    ``dontunmap`` (mremap ``MREMAP_DONTUNMAP``). ``advice`` is a madvise
+    ``dontunmap`` (mremap ``MREMAP_DONTUNMAP``) and, on any step, allocation
+    failures (``fail=SITE``, ``fail=SITE@N``, ``fail=SITE*``, ``fail=SITE@N*``:
+    :func:`fail_flag`). ``advice`` is a madvise
     advice such as ``dontneed``. ``read``, ``write`` and ``poke`` (a write
     through ``/proc/self/mem``) act on each page of their range in turn. KSM
     and migration steps: ``prctl P merge V`` (``PR_SET_MEMORY_MERGE``,
@@ -178,6 +213,10 @@ class Op:
                 s += " dontunmap"
         else:
             s = f"{k} {self.proc}"
+        if self.flags:
+            for f in sorted(self.flags):
+                if f.startswith(FAIL_FLAG):
+                    s += f" {f}"
         if self.expect is not None:
             s += f" => {self.expect}"
         return s

@@ -29,12 +29,14 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Iterable
 
-from rmapcheck.scenario.ops import MMAP_FLAGS, PROTS, Op, Region, Scenario
+from rmapcheck.model.kernel import ALLOC_SITES
+from rmapcheck.scenario.ops import FAIL_FLAG, MMAP_FLAGS, PROTS, Op, Region, Scenario, parse_fail_flag
 
 __all__ = [
     "ADVICES",
     "BOUNDS",
     "CHECK_OPS",
+    "FAULT_MODES",
     "KINDS",
     "KSM_SET_KNOBS",
     "LIMITS",
@@ -188,11 +190,15 @@ TRACE_KEYS: dict[str, tuple[type, bool]] = {
 }
 
 #: the operations ``rmapcheck check --ops`` explores
-CHECK_OPS = ("write", "read", "fork", "exit", "mmap", "munmap", "mprotect", "mremap", "dontneed", "ksm_scan",
-             "ksmd", "migrate", "reclaim")
+CHECK_OPS = ("write", "read", "fork", "exit", "mmap", "munmap", "mprotect", "mremap", "mremap_dontunmap",
+             "dontneed", "ksm_scan", "ksmd", "migrate", "reclaim")
+
+#: which attempts of an allocation site ``rmapcheck check --faults`` fails in
+#: one action: the first, the N-th, or the N-th and every later one
+FAULT_MODES = ("first", "nth", "persistent")
 
 #: the checker's bounds (:class:`rmapcheck.check.model.Bounds`): name ->
-#: ``(least, largest)`` for integers, ``bool`` or ``CHECK_OPS`` for the others.
+#: ``(least, largest)`` for integers, ``bool``, ``CHECK_OPS`` or ``FAULT_MODES`` for the others.
 #: Regions are named A to Z; the others keep an exhaustive search finite.
 BOUNDS: dict[str, tuple[int, int] | type | tuple[str, ...]] = {
     "processes": (1, 16),
@@ -204,6 +210,7 @@ BOUNDS: dict[str, tuple[int, int] | type | tuple[str, ...]] = {
     "mergeable": bool,
     "preemption": (0, 16),
     "faults": (0, 16),
+    "fault_mode": FAULT_MODES,
     "forked": bool,
     "rcu_windows": bool,
 }
@@ -301,6 +308,9 @@ def check_op(op: Op, regions: dict[str, Region], fail: _Fail) -> Op:
     default = _DEFAULT
     for name in OP_FIELDS:
         if name not in ("kind", "proc") and name not in kind.fields and getattr(op, name) != getattr(default, name):
+            # any step may carry allocation failures (fail=SITE...)
+            if name == "flags" and all(f.startswith(FAIL_FLAG) for f in op.flags):
+                continue
             raise fail(f"{op.kind} takes no {name}")
     if kind.proc:
         check_name(op.proc, "process", fail)
@@ -319,8 +329,11 @@ def check_op(op: Op, regions: dict[str, Region], fail: _Fail) -> Op:
             raise fail(f"{op.kind} takes one page, such as {r.name}[{op.page}]")
     if "prot" in kind.fields and op.prot not in PROTS:
         raise fail(f"unknown PROT {shown(op.prot)}; expected one of {', '.join(PROTS)}")
+    sites: set[str] = set()
     for f in op.flags:
-        if f not in kind.flags and not _injected(f):
+        if f.startswith(FAIL_FLAG):
+            sites.add(_injected(f, sites, fail))
+        elif f not in kind.flags:
             known = ", ".join(kind.flags) or "none"
             raise fail(f"unknown {op.kind} flag {shown(f)}; known: {known}")
     for pair in _EXCLUSIVE_FLAGS:
@@ -371,14 +384,18 @@ def _check_mremap(op: Op, regions: dict[str, Region], fail: _Fail) -> None:
                    f"region {dest.name} (pages 0..{dest.pages - 1})")
 
 
-def _injected(flag: str) -> bool:
-    # fail=SITE: the model checker injects an allocation failure at SITE
-    # (traces only: the step language has no such word).
-    if not flag.startswith("fail="):
-        return False
-    from rmapcheck.check.model import ALLOC_SITES
-
-    return flag[5:] in ALLOC_SITES
+def _injected(flag: str, sites: set[str], fail: _Fail) -> str:
+    # fail=SITE[@N][*]: an allocation failure injected at SITE (the N-th
+    # attempt, or every attempt from it on); one flag per site. The site.
+    try:
+        site = parse_fail_flag(flag)[0]
+    except ValueError as e:
+        raise fail(str(e)) from None
+    if site not in ALLOC_SITES:
+        raise fail(f"unknown allocation site {shown(site)} in {shown(flag)}; the sites are {', '.join(ALLOC_SITES)}")
+    if site in sites:
+        raise fail(f"two fault flags for {site} in one step")
+    return site
 
 
 def track_processes(op: Op, procs: set[str], fail: _Fail) -> None:
@@ -485,6 +502,9 @@ def check_bounds(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
                 if o not in CHECK_OPS:
                     raise ValueError(f"unknown operation {shown(o)} in {name} (known: {', '.join(CHECK_OPS)})")
             v = tuple(v)
+        elif rule is FAULT_MODES:
+            if v not in FAULT_MODES:
+                raise ValueError(f"{name} must be one of {', '.join(FAULT_MODES)}, not {shown(v)}")
         else:
             lo, hi = rule  # type: ignore[misc]
             if type(v) is not int:
