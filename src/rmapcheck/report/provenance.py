@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import rmapcheck
 
 from rmapcheck.designs import DesignError, config_text, load_design
 
-__all__ = ["FindingSummary", "Provenance", "design_line", "file_hash", "provenance"]
+__all__ = ["FindingSummary", "Provenance", "design_line", "file_hash", "provenance", "shown_path"]
 
 #: the design of the running kernel, which the live comparison checks
 RUNNING = "linux-6.18"
@@ -86,7 +89,7 @@ class Provenance:
 
     def lines(self) -> list[str]:
         """The header lines: source and hash, design, settings, verdict."""
-        out = [f"{self.kind} {self.source} (sha256 {self.hash}, {self.sha256})",
+        out = [f"{self.kind} {shown_path(self.source)} (sha256 {self.hash}, {self.sha256})",
                f"design: {design_line(self.design, self.design_doc, self.based_on)}"]
         if self.settings:
             out.append("model settings: " + "; ".join(self.settings))
@@ -104,6 +107,14 @@ def design_line(design: str, doc: str, based_on: tuple[str, ...]) -> str:
     if based_on:
         bits.append("based on " + ", based on ".join(based_on))
     return f"{design} ({'; '.join(bits)})" if bits else design
+
+
+def shown_path(path: str) -> str:
+    """``path`` as a page or program shows it: a file of the package (a bundled trace or
+    scenario) as ``rmapcheck/traces/NAME.json``, anything else as given."""
+    package = Path(rmapcheck.__file__).resolve().parent
+    p = Path(path).resolve()
+    return str(p.relative_to(package.parent)) if p.is_relative_to(package) else path
 
 
 def file_hash(path: str) -> str:
