@@ -168,5 +168,64 @@ def test_reproducers_agree_with_the_model_on_the_live_kernel(tmp_path, capsys):
     assert not failures, "\n".join(failures)
     assert after == before
     assert not SAVE_FILE.exists()
+    assert [pid for exe in built.values() for pid in _leftovers(exe.resolve())] == []
     with capsys.disabled():
         print(f"\n  repro: {len(built)} programs built in {t_build:.1f} s, run in {t_run:.1f} s")
+
+
+def _leftovers(exe: Path) -> list[int]:
+    # Processes still running the program (a worker or racer not reaped).
+    out = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry.name}/exe") == str(exe):
+                    out.append(int(entry.name))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.mark.live
+@requires_live
+@requires_cc
+def test_sigterm_restores_the_knobs_and_reaps_every_worker(tmp_path):
+    import select
+    import signal
+
+    from rmapcheck.live.ksm import KSM_DIR, LOCK_FD_ENV, SAVE_FILE, WRITABLE, exclusive, read_knob
+
+    if not (KSM_DIR / "run").exists():
+        pytest.skip("kernel without KSM (no /sys/kernel/mm/ksm)")
+    scen = tmp_path / "long.yaml"
+    scen.write_text("name: long\nregions:\n  A: 2\nsteps:\n  - mmap P0 A rw\n  - madvise P0 A mergeable\n"
+                    "  - write P0 A 5\n  - fork P0 P1\n" + "  - ksm_scan 100\n" * 20)
+    o = invoke("repro", str(scen), "-o", str(tmp_path / "long.c"))
+    assert o.status == 0, o.err
+    assert _compile(tmp_path / "long.c").returncode == 0
+    exe = (tmp_path / "long").resolve()
+    have = [k for k in WRITABLE if (KSM_DIR / k).exists()]
+    with exclusive() as fd:
+        before = {k: read_knob(k) for k in have}
+        p = subprocess.Popen([str(exe)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, **{LOCK_FD_ENV: str(fd)}), pass_fds=(fd,))
+        try:
+            # Wait (bounded) until the scans have begun: the knobs are changed then.
+            deadline = time.monotonic() + 30
+            seen = ""
+            while "step 5 " not in seen and time.monotonic() < deadline:
+                if select.select([p.stdout], [], [], 1)[0]:
+                    seen += p.stdout.readline()
+            assert "step 5 " in seen, seen
+            assert read_knob("sleep_millisecs") != before["sleep_millisecs"] or read_knob("run") == "0"
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=30)
+        after = {k: read_knob(k) for k in have}
+    assert p.returncode == -signal.SIGTERM
+    assert after == before
+    assert not SAVE_FILE.exists()
+    assert _leftovers(exe) == []

@@ -23,6 +23,10 @@ BUNDLED = Path(__file__).resolve().parent.parent / "scenarios"
 BUNDLED_TRACES = Path(__file__).resolve().parent.parent / "traces"
 
 
+class UserError(Exception):
+    """Bad input: printed as one line, exit status 2."""
+
+
 def trace_path(path: str) -> str:
     """``path``, or the bundled trace it names without its directory or ``.json``."""
     if not Path(path).exists():
@@ -40,12 +44,8 @@ def write_output(path: str, text: str) -> None:
     try:
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(text)
-    except OSError as e:
-        raise UserError(f"{path}: cannot write: {e.strerror or e}") from None
-
-
-class UserError(Exception):
-    """Bad input: printed as one line, exit status 2."""
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot write: {getattr(e, 'strerror', None) or e}") from None
 
 
 def load(path: str) -> Scenario:

@@ -111,7 +111,8 @@ def design_line(design: str, doc: str, based_on: tuple[str, ...]) -> str:
 
 def shown_path(path: str) -> str:
     """``path`` as a page or program shows it: a file of the package (a bundled trace or
-    scenario) as ``rmapcheck/traces/NAME.json``, anything else as given."""
+    scenario) relative to the package's parent (``rmapcheck/scenarios/fork-cow-child.yaml``),
+    anything else as given, so no path of the machine that wrote it shows."""
     package = Path(rmapcheck.__file__).resolve().parent
     p = Path(path).resolve()
     return str(p.relative_to(package.parent)) if p.is_relative_to(package) else path
