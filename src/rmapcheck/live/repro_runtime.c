@@ -1003,6 +1003,8 @@ static void rc_race(int id, int migrate, int ch, uint64_t page)
 		double end = rc_now() + RC_RACE_SECONDS;
 		rc_is_worker = 1;
 		signal(SIGINT, SIG_IGN);
+		for (int c = 0; c < RC_CHANNELS; c++)  /* workers see end of file when the controller goes */
+			close(rc_procs[c].fd);
 		while (rc_now() < end) {
 			if (migrate)
 				rc_move_page(pid, addr, nodes[i++ % n], &status);
