@@ -320,19 +320,19 @@ def _model_only(i: int, op: Op, ch: int, page: int, race: _Race | None, notes: l
                   "after it with the result \"model-only\"."]
     if k == "migrate_start":
         stop = f"step {race.stop}" if race is not None else "the end"
-        lines = [f"\t * The model's migration of this page runs in phases (isolate, pin the anon_vma,",
-                 f"\t * unmap, move, remap, unpin), each at a 'kthread' step. A program cannot",
-                 f"\t * stop the kernel's migration between them: a racer migrates the page over and",
-                 f"\t * over (between the online nodes; with one node the kernel leaves it in place)",
+        lines = ["\t * The model's migration of this page runs in phases (isolate, pin the anon_vma,",
+                 "\t * unmap, move, remap, unpin), each at a 'kthread' step. A program cannot",
+                 "\t * stop the kernel's migration between them: a racer migrates the page over and",
+                 "\t * over (between the online nodes; with one node the kernel leaves it in place)",
                  f"\t * while the steps that follow run, until {stop}. */"]
         call = f"rc_race({race.number if race else 0}, 1, {ch}, {page});"
         what = "a racer migrates the page meanwhile"
     elif k == "reclaim_start":
         stop = f"step {race.stop}" if race is not None else "the end"
-        lines = [f"\t * The model's reclaim walk of this page (folio_referenced()) runs in phases,",
-                 f"\t * each at a 'kthread' step. A program cannot stop reclaim between them: a racer",
-                 f"\t * walks the page's rmap over and over (a write to page_idle/bitmap with",
-                 f"\t * CONFIG_IDLE_PAGE_TRACKING; MADV_PAGEOUT by process_madvise(), which walks it",
+        lines = ["\t * The model's reclaim walk of this page (folio_referenced()) runs in phases,",
+                 "\t * each at a 'kthread' step. A program cannot stop reclaim between them: a racer",
+                 "\t * walks the page's rmap over and over (a write to page_idle/bitmap with",
+                 "\t * CONFIG_IDLE_PAGE_TRACKING; MADV_PAGEOUT by process_madvise(), which walks it",
                  f"\t * when the kernel has swap) while the steps that follow run, until {stop}. */"]
         call = f"rc_race({race.number if race else 0}, 0, {ch}, {page});"
         what = "a racer walks the page's rmap meanwhile"
