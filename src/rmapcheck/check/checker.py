@@ -5,7 +5,8 @@ Usage, after Stateright's ``CheckerBuilder``::
     result = Checker(KernelModel("linux-2.6.36-pre", bounds)).symmetry().spawn_bfs().join()
 
 Each strategy (:mod:`~rmapcheck.check.bfs`, :mod:`~rmapcheck.check.dfs`,
-:mod:`~rmapcheck.check.simulation`) fills one :class:`Result`.
+:mod:`~rmapcheck.check.simulation`, :mod:`~rmapcheck.check.hunt`) fills one
+:class:`Result`.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class Result:
     config: dict = field(default_factory=dict)
     #: actions not started because they would sleep on a kernel thread's lock
     blocked: int = 0
+    #: stopped by Ctrl-C (the hunt returns what it found so far)
+    interrupted: bool = False
 
     @property
     def verdict(self) -> str:
@@ -80,6 +83,7 @@ class Result:
             "blocked": self.blocked,
             "depth": self.depth,
             "exhausted": self.exhausted,
+            "interrupted": self.interrupted,
             "seconds": round(self.seconds, 3),
             "bounds": self.bounds,
             "config": {k: v for k, v in sorted(self.config.items())},
@@ -99,6 +103,8 @@ class Checker:
         self.max_seconds: float | None = None
         self.seed = 0
         self.runs = 100
+        self.hunt_budget: float | None = None
+        self.hunt_workers: int | None = None
 
     def symmetry(self, on: bool = True) -> Checker:
         """Use symmetry reduction (canonical fingerprints; on by default)."""
@@ -135,6 +141,18 @@ class Checker:
         from rmapcheck.check.simulation import run_simulation
         self.seed, self.runs = seed, runs
         return Runner(lambda: run_simulation(self))
+
+
+    def spawn_hunt(self, budget: float | None = None, workers: int | None = None, seed: int = 0) -> Runner:
+        """Bug hunting: novelty-guided random searches on ``workers`` cores for ``budget`` seconds.
+
+        Not exhaustive; for depths breadth-first search cannot reach
+        (:mod:`~rmapcheck.check.hunt`). ``workers`` defaults to every core,
+        ``budget`` to :data:`~rmapcheck.check.hunt.HUNT_BUDGET`.
+        """
+        from rmapcheck.check.hunt import run_hunt
+        self.seed, self.hunt_workers, self.hunt_budget = seed, workers, budget
+        return Runner(lambda: run_hunt(self))
 
 
 class Runner:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from rmapcheck.check.checker import Checker, Progress, Result
+from rmapcheck.check.hunt import HUNT_BUDGET, HUNT_DEPTH
 from rmapcheck.check.model import PRESETS, Bounds, KernelModel
 from rmapcheck.check.trace import save_trace
 from rmapcheck.commands.common import UserError, check_design
@@ -50,11 +51,19 @@ def _progress(p: Progress) -> None:
 
 def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = False,
               timeout: float | None = None, seed: int = 0, runs: int = 200,
-              progress: bool = False, config: tuple[str, ...] = ()) -> tuple[KernelModel, Result]:
+              progress: bool = False, config: tuple[str, ...] = (), budget: float | None = None,
+              workers: int | None = None) -> tuple[KernelModel, Result]:
     """Run one check and return the model and its result.
 
     :param config: ``NAME=VALUE`` settings of the design's switches.
+    :param budget: seconds of ``strategy`` ``hunt`` (default
+        :data:`~rmapcheck.check.hunt.HUNT_BUDGET`).
+    :param workers: worker processes of ``hunt`` (default: one per core).
     """
+    if budget is not None and budget <= 0:
+        raise UserError("--budget must be more than 0 seconds")
+    if workers is not None and workers < 1:
+        raise UserError("--workers must be at least 1")
     check_design(design)
     try:
         settings = design_config(design, config)
@@ -68,14 +77,19 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
         return m, c.spawn_bfs().join()
     if strategy == "dfs":
         return m, c.spawn_dfs().join()
+    if strategy == "hunt":
+        return m, c.spawn_hunt(budget, workers, seed).join()
     return m, c.spawn_simulation(seed, runs).join()
 
 
 def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
     """The summary, each finding as the kernel would report it, and its trace."""
     built = f" with {config_text(res.config)}" if res.config else ""
-    click.echo(f"design {res.design}{built}: {res.verdict} ({res.strategy}, {res.distinct} distinct states, "
-               f"{res.states} transitions, depth {res.depth}, {res.seconds:.2f} s"
+    # a hunt revisits states and does not count distinct ones
+    states = f"{res.states} states checked" if res.strategy == "hunt" else \
+        f"{res.distinct} distinct states, {res.states} transitions"
+    click.echo(f"design {res.design}{built}: {res.verdict} ({res.strategy}, {states}, depth {res.depth}, "
+               f"{res.seconds:.2f} s"
                f"{', exhaustive' if res.exhausted else ''})")
     for w in res.warnings:
         click.echo(f"warning: {w}")
@@ -114,8 +128,12 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
               help="kernel threads may be preempted between reading folio->mapping and locking or pinning it")
 @click.option("--config", "config", multiple=True, metavar="NAME=VALUE",
               help="set a switch of the design, such as CONFIG_KSM=n (repeatable)")
-@click.option("--strategy", type=click.Choice(["bfs", "dfs", "random"]), default="bfs", show_default=True)
-@click.option("--seed", default=0, show_default=True, help="seed of --strategy random")
+@click.option("--strategy", type=click.Choice(["bfs", "dfs", "random", "hunt"]), default="bfs", show_default=True,
+              help="hunt: novelty-guided random searches in parallel, for bugs deeper than bfs reaches")
+@click.option("--seed", default=0, show_default=True, help="seed of --strategy random and hunt")
+@click.option("--budget", type=float, default=None,
+              help=f"seconds of --strategy hunt (default {HUNT_BUDGET:.0f}; --first stops at a finding)")
+@click.option("--workers", type=int, default=None, help="worker processes of --strategy hunt (default: every core)")
 @click.option("--runs", default=200, show_default=True, help="walks of --strategy random")
 @click.option("--first", is_flag=True, help="stop at the first violation")
 @click.option("--timeout", type=float, default=None, help="stop after this many seconds")
@@ -125,12 +143,16 @@ def command(design: str, preset: str | None, processes: int | None, regions: int
             pages: int | None, contents: int | None, depth: int | None, ops: str | None,
             mergeable: bool | None, preemption: int | None, faults: int | None, forked: bool | None,
             rcu_windows: bool | None, config: tuple[str, ...], strategy: str,
-            seed: int, runs: int, first: bool, timeout: float | None, as_json: bool, save_dir: str) -> None:
+            seed: int, budget: float | None, workers: int | None, runs: int, first: bool, timeout: float | None,
+            as_json: bool, save_dir: str) -> None:
     """Explore DESIGN within bounds; report every property violated, with a shortest trace."""
+    if strategy == "hunt" and depth is None:
+        depth = HUNT_DEPTH  # the hunt is for what lies beyond the presets' depths
     b = bounds_from_options(preset, processes=processes, regions=regions, pages=pages,
                             contents=contents, depth=depth, ops=ops, mergeable=mergeable,
                             preemption=preemption, faults=faults, forked=forked, rcu_windows=rcu_windows)
-    m, res = run_check(design, b, strategy, first, timeout, seed, runs, progress=not as_json, config=config)
+    m, res = run_check(design, b, strategy, first, timeout, seed, runs, progress=not as_json, config=config,
+                       budget=budget, workers=workers)
     if as_json:
         d = res.as_dict()
         if res.findings:
@@ -148,3 +170,5 @@ def command(design: str, preset: str | None, processes: int | None, regions: int
         print_result(m, res, Path(save_dir))
     if res.findings:
         sys.exit(1)
+    if res.interrupted:
+        sys.exit(130)
