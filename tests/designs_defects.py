@@ -7,7 +7,10 @@ replaced by a subtly broken copy, so that one property of
 design name to ``(module, property, function, bounds, also)``: the property and
 the function its shortest finding must name, the small bounds at which the
 defect is reachable, and what else the same defect makes the kernel report
-there (empty for all but one). :func:`register` makes the designs known to
+there (empty for all but one). :data:`DEEP_DEFECTS` has the same shape for
+defects that need at least eight actions from the empty start, beyond what
+breadth-first search reaches (``tests/test_hunt.py`` hunts them).
+:func:`register` makes the designs of both known to
 :func:`rmapcheck.designs.get_design` for one test.
 """
 
@@ -18,6 +21,7 @@ import sys
 import types
 from typing import Any
 
+from rmapcheck.check.hunt import HUNT_DEPTH
 from rmapcheck.check.model import Bounds
 from rmapcheck.designs import linux_6_18
 from rmapcheck.model import rmap
@@ -282,6 +286,33 @@ def do_anonymous_page_typo(k, vma, vpn, write):
     return vma.anon_vma_chian  # noqa: the planted typo
 
 
+# -- deep defects -------------------------------------------------------------------
+
+def _generation(av):
+    # hops from an anon_vma to its root
+    n = 0
+    while av.parent is not av:
+        av = av.parent
+        n += 1
+    return n
+
+
+def fork_deep_uncounted(k, vma, pvma):
+    """``anon_vma_fork`` that forgets to count the child's VMA in ``num_active_vmas``, but only
+    for a split parent VMA whose new anon_vma is six generations below a root no VMA uses any more.
+
+    It needs nine actions from the empty start: a write (the root), six forks in
+    a line (one generation each; reuse on fork only ever gives a child an older
+    anon_vma), the exit of the root's process and an ``mprotect`` split.
+    """
+    err = rmap.anon_vma_fork(k, vma, pvma)
+    av = vma.anon_vma
+    if not err and av is not None and _generation(av) >= 6 and av.root.num_active_vmas == 0 \
+            and len(pvma.vm_mm.mmap) > 1:
+        av.num_active_vmas -= 1
+    return err
+
+
 # -- the designs ----------------------------------------------------------------------
 
 def _design(name: str, config: dict[str, Any] | None = None, **replace: Any) -> types.ModuleType:
@@ -297,9 +328,13 @@ def _design(name: str, config: dict[str, Any] | None = None, **replace: Any) -> 
 DEFECTS: dict[str, tuple[types.ModuleType, str, str, Bounds, frozenset[str]]] = {}
 
 
-def _add(name, prop, function, bounds, config=None, also=(), **replace):
+#: the same for defects beyond breadth-first reach (at least eight actions from the empty start)
+DEEP_DEFECTS: dict[str, tuple[types.ModuleType, str, str, Bounds, frozenset[str]]] = {}
+
+
+def _add(name, prop, function, bounds, config=None, also=(), table=DEFECTS, **replace):
     mod = _design("test_" + name.replace("-", "_"), config, **replace)
-    DEFECTS[name] = (mod, prop, function, bounds, frozenset(also))
+    table[name] = (mod, prop, function, bounds, frozenset(also))
 
 
 # the child's unmap frees the root under the parent's VMA (the design counts
@@ -335,10 +370,16 @@ _add("defect-model-error", "model-error", "AttributeError", FORK_EXIT, do_anonym
 _add("defect-error-path", "invariant", "check_invariants", ERROR_PATH, anon_vma_clone=clone_unwind_keeps_links)
 
 
+# six processes, forks, exits and splits, as deep as the hunt goes
+_add("defect-deep-fork", "invariant", "check_invariants",
+     Bounds(processes=6, regions=1, pages=2, contents=1, depth=HUNT_DEPTH, ops=("write", "fork", "exit", "mprotect")),
+     table=DEEP_DEFECTS, anon_vma_fork=fork_deep_uncounted)
+
+
 def register(monkeypatch, name: str) -> None:
-    """Make design ``name`` of :data:`DEFECTS` known to :mod:`rmapcheck.designs` for one test."""
+    """Make design ``name`` of :data:`DEFECTS` or :data:`DEEP_DEFECTS` known to :mod:`rmapcheck.designs` for one test."""
     import rmapcheck.designs as designs
 
-    mod = DEFECTS[name][0]
+    mod = {**DEFECTS, **DEEP_DEFECTS}[name][0]
     monkeypatch.setitem(designs.DESIGNS, name, mod.__name__.rsplit(".", 1)[1])
     monkeypatch.setitem(sys.modules, mod.__name__, mod)

@@ -7,11 +7,12 @@ from collections.abc import Callable
 
 import click
 
+from rmapcheck.check.hunt import HUNT_BUDGET
 from rmapcheck.scenario.execute import ModelRunner
 from rmapcheck.scenario.generate import random_scenario
 from rmapcheck.scenario.ops import Scenario
 
-__all__ = ["command", "default_figures", "ksm_model_vs_live", "model_ops_per_s", "model_vs_live"]
+__all__ = ["command", "default_figures", "hunt_figures", "ksm_model_vs_live", "model_ops_per_s", "model_vs_live"]
 
 
 def model_ops_per_s(seeds: range, check: bool) -> tuple[float, int, float]:
@@ -173,12 +174,42 @@ def default_figures(echo: Callable[[str], None]) -> None:
         echo(f"bench: default_{key}_findings {len(pres.findings)} findings")
 
 
+def hunt_figures(echo: Callable[[str], None], budget: float, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
+    """The hunting strategy from the empty start: CVE-2022-42703 found, linux-6.18 clean.
+
+    The operations a user would pick (``--ops write,fork,exit,mprotect
+    --processes 6``, one region of two pages, no ``--forked`` start), every
+    core, ``--first``: the seconds to the first finding on
+    ``linux-6.18-degree`` (shrinking included; the median over ``seeds``,
+    ``inf`` for a run that found nothing within ``budget``), then
+    ``linux-6.18`` for the whole ``budget``: the states it checked and what
+    it found (nothing, if the model has no false alarm there).
+    """
+    import statistics
+
+    from rmapcheck.check.checker import Checker
+    from rmapcheck.check.hunt import HUNT_DEPTH
+    from rmapcheck.check.model import Bounds, KernelModel
+
+    b = Bounds(processes=6, regions=1, pages=2, contents=1, depth=HUNT_DEPTH, ops=("write", "fork", "exit", "mprotect"))
+    times = []
+    for seed in seeds:
+        res = Checker(KernelModel("linux-6.18-degree", b)).first_violation().spawn_hunt(budget, None, seed).join()
+        times.append(res.seconds if res.findings else float("inf"))
+    echo(f"bench: cve_2022_42703_seconds {statistics.median(times):.1f} s")
+    clean = Checker(KernelModel("linux-6.18", b)).spawn_hunt(budget, None, seeds[0]).join()
+    echo(f"bench: hunt_linux_6_18_states {clean.states} states")
+    echo(f"bench: hunt_linux_6_18_findings {len(clean.findings)} findings")
+
+
 @click.command("bench")
 @click.option("--scenarios", default=2000, show_default=True, help="random scenarios for the model figure")
 @click.option("--live-scenarios", default=50, show_default=True, help="random scenarios for the live ratio")
 @click.option("--ksm-scenarios", default=50, show_default=True,
               help="random KSM scenarios for the KSM live ratio")
-def command(scenarios: int, live_scenarios: int, ksm_scenarios: int) -> None:
+@click.option("--hunt-budget", default=HUNT_BUDGET, show_default=True,
+              help="seconds of each hunt (the CVE-2022-42703 runs stop at their finding)")
+def command(scenarios: int, live_scenarios: int, ksm_scenarios: int, hunt_budget: float) -> None:
     """Measure the model's speed and its speed against the live kernel."""
     # The median of three runs over the same scenarios: one run on a shared
     # machine varies by a fifth.
@@ -195,3 +226,4 @@ def command(scenarios: int, live_scenarios: int, ksm_scenarios: int) -> None:
     click.echo(f"bench: ksm_full_scan_pages_per_s {ksm_full_scan_pages_per_s():.0f} pages/s")
     checker_figures(click.echo)
     default_figures(click.echo)
+    hunt_figures(click.echo, hunt_budget)
