@@ -142,7 +142,6 @@ class Checker:
         self.seed, self.runs = seed, runs
         return Runner(lambda: run_simulation(self))
 
-
     def spawn_hunt(self, budget: float | None = None, workers: int | None = None, seed: int = 0) -> Runner:
         """Bug hunting: novelty-guided random searches on ``workers`` cores for ``budget`` seconds.
 
