@@ -84,6 +84,27 @@ def test_hunt_is_clean_on_linux_6_18_and_stops_at_the_budget():
     assert res.verdict == "clean", [(f.property, f.function, f.message) for f in res.findings]
     assert res.states > 0 and res.depth > 0 and not res.exhausted and not res.interrupted
     assert res.warnings[0].startswith("hunting is not exhaustive: 2 workers")
+    assert res.warnings[1].startswith("breadth-first search (worker 0, first 0.3 s) checked every trace of up to ")
+
+
+def test_bounds_explored_whole_end_the_hunt_exhaustive():
+    res = _hunt("linux-6.18", Bounds(processes=2, regions=1, pages=1, ops=("write", "fork", "exit")), first=False)
+    assert _children(os.getpid()) == []
+    assert res.verdict == "clean" and res.exhausted
+    assert "explored every state within the bounds" in res.warnings[0]
+    bounds = Bounds(**{**res.bounds, "ops": tuple(res.bounds["ops"])})
+    assert res.distinct == Checker(KernelModel("linux-6.18", bounds)).spawn_bfs().join().distinct
+
+
+@pytest.mark.parametrize("name", ["defect-double-free", "defect-leak"])
+def test_a_shallow_defect_gets_its_shortest_trace(monkeypatch, name):
+    _mod, prop, function, bounds, _also = dd.DEFECTS[name]
+    dd.register(monkeypatch, name)
+    key = (prop, function)
+    shortest = next(f for f in Checker(KernelModel(name, bounds)).spawn_bfs().join().findings
+                    if (f.property, f.function) == key)
+    f = next(f for f in _hunt(name, bounds).findings if (f.property, f.function) == key)
+    assert f.trace_length == shortest.trace_length
 
 
 def test_one_worker_with_first_is_deterministic(monkeypatch):

@@ -178,7 +178,6 @@ class Checker:
         """The strategy named ``strategy`` (a key of :data:`STRATEGIES`)."""
         return STRATEGIES[strategy](self)
 
-
     def spawn_hunt(self, budget: float | None = None, workers: int | None = None, seed: int = 0) -> Runner:
         """Bug hunting: novelty-guided random searches on ``workers`` cores for ``budget`` seconds.
 

@@ -21,6 +21,11 @@ repeats:
    kernel threads' state, counted up to three), so that the walks grow from
    every new shape of the anon_vma forest rather than from the start again.
 
+With two workers or more, the first begins with breadth-first search for a
+tenth of the budget (at most 30 s): shallow bugs get their shortest traces
+there, a clean run can say that every trace up to some depth was checked,
+and small bounds are explored whole, which ends the hunt.
+
 A finding's trace is the shortest any worker reported, shrunk
 (:func:`shrink`, delta debugging: steps, pieces of kernel work and whole
 processes removed while a replay on the model still reports the same
@@ -74,6 +79,11 @@ _EPOCH = 20000
 _POLL = 256
 #: the most states a worker's corpus keeps (a few kilobytes each)
 _CORPUS_MAX = 50000
+#: with two workers or more, the first spends this share of the budget, and
+#: at most _BFS_MAX seconds, on breadth-first search (a few hundred
+#: megabytes at most: the queue grows by some 3 kB per state)
+_BFS_SHARE = 0.1
+_BFS_MAX = 30.0
 
 
 # -- features ---------------------------------------------------------------------
@@ -115,7 +125,8 @@ def state_features(r: ModelRunner) -> set[tuple]:
 
     Each feature is a shape and how many times it occurs (1, 2, 3 or more):
     each anon_vma's generation, ``num_children``, ``num_active_vmas``, chains
-    and ``refcount``; each VMA's size, protection, chain length, how many
+    and ``refcount``; each VMA's size, flags, whether ``mremap`` moved it
+    (its page offset against its address), chain length, how many
     generations its ``anon_vma`` lies above the deepest anon_vma of its chain
     (an anon_vma reused on fork lies above) and how many VMAs of its mm share
     it; each page table entry's folio (mapcount, write bit, KSM, exclusive,
@@ -143,12 +154,14 @@ def state_features(r: ModelRunner) -> set[tuple]:
         for v in mm.mmap:
             a = v.anon_vma
             chain = v.anon_vma_chain
+            # moved (mremap): its page offset no longer its address
+            moved = (v.vm_pgoff > v.vm_start) - (v.vm_pgoff < v.vm_start)
             if a is None:
-                add(("vma", v.vm_end - v.vm_start, v.vm_flags & 7, None, _c(len(chain))))
+                add(("vma", v.vm_end - v.vm_start, v.vm_flags, moved, None, _c(len(chain))))
             else:
                 g = gen.get(id(a), -1)
                 deepest = max([gen.get(id(c.anon_vma), -1) for c in chain], default=g)
-                add(("vma", v.vm_end - v.vm_start, v.vm_flags & 7, _c(g), _c(len(chain)), _c(deepest - g),
+                add(("vma", v.vm_end - v.vm_start, v.vm_flags, moved, _c(g), _c(len(chain)), _c(deepest - g),
                      _c(users[id(a)])))
         for f, w in mm.pgtable.values():
             if f is ZERO_PAGE:
@@ -189,7 +202,7 @@ def state_features(r: ModelRunner) -> set[tuple]:
 def _category(op: Op) -> str:
     # the kind an action is weighted by: an injected failure is a kind of its own
     for f in op.flags:
-        if f.startswith("fail="):
+        if f.startswith("fail"):
             return "fail"
     if op.kind == "madvise":
         return op.advice
@@ -332,12 +345,43 @@ class _Search:
                 sorted(self.sometimes))
 
 
-def _worker(m: KernelModel, seed: int, index: int, depth: int, first: bool, deadline: float, stop: Any,
-            q: Any, parent: int) -> None:
+class _Stopped(Exception):
+    """The parent asked the workers to stop during breadth-first search."""
+
+
+def _bfs_phase(m: KernelModel, index: int, first: bool, seconds: float, stop: Any, q: Any) -> bool:
+    # Breadth-first search for ``seconds``: the shortest traces of shallow
+    # bugs, and every trace up to the depth it completes. True if nothing is
+    # left to hunt: every state within the bounds explored, or a finding
+    # with ``first``, or the parent said stop.
+    from rmapcheck.check.bfs import run_bfs
+
+    def report(p: Progress) -> None:
+        if stop.is_set() and not p.done:
+            raise _Stopped
+
+    c = Checker(m).first_violation(first).timeout(seconds).report(report)
+    try:
+        res = run_bfs(c)
+    except _Stopped:
+        return True
+    for f in res.findings:
+        q.put(("finding", index, f.property, f.function, f.message, list(f.trace)))
+    # Cut short, it was expanding the states of the level before its deepest.
+    complete = res.depth if res.exhausted else max(res.depth - 1, 0)
+    q.put(("bfs", index, res.states, res.distinct, complete, res.exhausted))
+    return res.exhausted or (first and bool(res.findings))
+
+
+def _worker(m: KernelModel, seed: int, index: int, depth: int, first: bool, bfs_seconds: float, deadline: float,
+            stop: Any, q: Any, parent: int) -> None:
     # A worker process: the parent alone answers Ctrl-C; a worker stops at the
     # deadline, when the parent sets ``stop``, or when the parent is gone.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
+        if bfs_seconds > 0 and _bfs_phase(m, index, first, bfs_seconds, stop, q):
+            q.put(("done", index))
+            return
         s = _Search(m, seed, index, depth, q.put, first)
         next_stats = time.monotonic() + 1.0
 
@@ -541,9 +585,12 @@ def run_hunt(c: Checker) -> Result:
     stop = ctx.Event()
     budget = c.hunt_budget if c.hunt_budget is not None else c.max_seconds
     deadline = time.monotonic() + (HUNT_BUDGET if budget is None else budget)
-    procs = [ctx.Process(target=_worker, args=(m, c.seed, i, depth, c.stop_on_first, deadline, stop, q,
-                                                           os.getpid()),
+    # With two workers or more, the first begins with breadth-first search.
+    bfs_seconds = min(_BFS_SHARE * (deadline - time.monotonic()), _BFS_MAX) if workers > 1 else 0.0
+    procs = [ctx.Process(target=_worker, args=(m, c.seed, i, depth, c.stop_on_first, bfs_seconds if i == 0 else 0.0,
+                                               deadline, stop, q, os.getpid()),
                          name=f"rmapcheck-hunt-{i}", daemon=True) for i in range(workers)]
+    bfs: tuple | None = None
     best: dict[tuple[str, str], tuple[str, list[Op]]] = {}
     stats: dict[int, tuple] = {}
     errors: list[str] = []
@@ -580,6 +627,10 @@ def run_hunt(c: Checker) -> Result:
                         stop.set()
                 elif kind == "stats":
                     stats[msg[1]] = msg
+                elif kind == "bfs":
+                    bfs = msg
+                    if msg[5]:  # every state within the bounds explored: nothing left to hunt
+                        stop.set()
                 elif kind == "done":
                     running.discard(msg[1])
                 elif kind == "error":
@@ -612,6 +663,11 @@ def run_hunt(c: Checker) -> Result:
         res.depth = max(res.depth, d)
         for p in hit:
             res.sometimes[p] = True
+    if bfs is not None:
+        _, _i, states, distinct, complete, exhausted = bfs
+        res.states += states
+        res.distinct = distinct
+        res.exhausted = exhausted
     setup = list(m.setup)
     for (prop, fn), (text, trace) in best.items():
         path = shrink(m, trace[len(setup):], (prop, fn))
@@ -621,18 +677,22 @@ def run_hunt(c: Checker) -> Result:
         f = got[1]
         res.findings.append(Finding(prop, fn, f[2], setup + path, len(setup), f[3]))
     res.seconds = time.perf_counter() - t0
-    res.exhausted = False
     if c.reporter is not None:
         c.reporter(_progress(stats, res.seconds, done=True))
-    res = finish(c, res, exhaustive=False)
+    res = finish(c, res, exhaustive=res.exhausted)
     res.warnings[:0] = errors
     if interrupted and not res.interrupted:
         res.interrupted = interrupted
         res.warnings.insert(0, f"interrupted by {signal.Signals(interrupted).name}: the result is partial, the "
                                "findings are those found so far")
-    res.warnings.insert(0, f"hunting is not exhaustive: {workers} workers (seed {c.seed}) checked {res.states} "
-                           f"states in {searched:.1f} s, revisiting some; a clean verdict means only that "
-                           "none of them violated a property")
+    if bfs is not None:
+        res.warnings.insert(0, f"breadth-first search (worker 0, first {bfs_seconds:.3g} s) "
+                               + ("explored every state within the bounds" if res.exhausted else
+                                  f"checked every trace of up to {bfs[4]} actions") + f" ({bfs[3]} distinct states)")
+    if not res.exhausted:
+        res.warnings.insert(0, f"hunting is not exhaustive: {workers} workers (seed {c.seed}) checked {res.states} "
+                               f"states in {searched:.1f} s, revisiting some; a clean verdict means only that "
+                               "none of them violated a property")
     return res
 
 
