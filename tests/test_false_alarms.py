@@ -21,6 +21,7 @@ shows the property still fires on a KSM folio whose walk misses a mapping.
 from __future__ import annotations
 
 import errno
+from dataclasses import replace
 
 import pytest
 
@@ -160,3 +161,42 @@ def test_a_walk_of_a_ksm_folio_with_a_stable_node_must_reach_everything():
     f = folio_at(r, "P1", 0)
     assert f.ksm and f.stable_node is not None and rmap_walk_reaches_all(f)
     assert rmap_walk_reaches_all(folio_at(r, "P0", 0))
+
+
+def test_a_failed_stable_tree_insert_leaves_a_half_ksm_folio_in_the_child():
+    # "If we fail to insert the page into the stable tree, we will have 2
+    # virtual addresses that are pointing to a ksm page left outside the stable
+    # tree, in which case we need to break_cow on both": both are the parent's,
+    # and the child's mapping keeps the folio (--preset standard --faults 1).
+    m = KernelModel("linux-6.18", replace(FORKED, faults=1))
+    r = m.init_state()
+    replay(m, r, [SCAN, replace(SCAN, flags=frozenset({"fail=alloc_stable_node"}))])
+    f = folio_at(r, "P1", 1)
+    assert f.ksm and f.stable_node is None
+    assert folio_at(r, "P0", 0) is not f and folio_at(r, "P0", 1) is not f
+    replay(m, r, [Op("reclaim_start", "P1", "A", 1, 1), Op("migrate_start", "P1", "A", 1, 1), kthread(0)])
+    assert folio_at(r, "P1", 1) is f and r.k.migrations[0].rc == -errno.EAGAIN
+
+
+# -- the exhaustive runs in make bench ---------------------------------------------------
+
+def test_bench_runs_the_three_neighbours_of_the_standard_preset():
+    from rmapcheck.check.model import PRESETS
+    from rmapcheck.commands.bench import STANDARD_NEIGHBOURS
+    from rmapcheck.commands.check import bounds_from_options
+
+    std = PRESETS["standard"]
+    got = {name: bounds_from_options("standard", **opts) for name, opts in STANDARD_NEIGHBOURS.items()}
+    assert got == {"forked": replace(std, forked=True), "faults1": replace(std, faults=1),
+                   "mremap_regions2": replace(std, regions=2, ops=(*std.ops, "mremap"))}
+
+
+def test_bench_prints_states_seconds_and_findings_of_each(monkeypatch):
+    import rmapcheck.commands.bench as bench
+
+    monkeypatch.setattr(bench, "STANDARD_NEIGHBOURS", {"tiny": {"depth": 2, "forked": True}})
+    lines: list[str] = []
+    bench.standard_neighbours(lines.append)
+    assert [line.split()[1] for line in lines] == ["standard_tiny_states", "standard_tiny_seconds",
+                                                   "standard_tiny_findings"]
+    assert int(lines[0].split()[2]) > 1 and lines[2] == "bench: standard_tiny_findings 0 findings"
