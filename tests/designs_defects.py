@@ -268,6 +268,26 @@ def clone_unwind_keeps_links(k, dst, src):
     return 0
 
 
+def rmap_walk_ksm_no_new_forks(k, f, rmap_one, locked=False):
+    """``rmap_walk_ksm`` without its second pass: forks made since ksmd passed are not searched."""
+    fn = "rmap_walk_ksm"
+    kasan_check(f, fn)
+    node = f.stable_node
+    if node is None:
+        return
+    for item in list(node.hlist):
+        av = item.anon_vma
+        rmap.anon_vma_lock_read(k, av, fn)
+        try:
+            for avc in list(av.rb_root):
+                vma = avc.vma
+                if vma.vm_start <= item.address < vma.vm_end and vma.vm_mm is item.mm:
+                    if rmap_one(vma, item.address) is False:
+                        return
+        finally:
+            rmap.anon_vma_unlock_read(k, av, fn)
+
+
 # -- faults ------------------------------------------------------------------------
 
 def do_wp_page_reuse_shared(k, vma, vpn):
@@ -358,6 +378,12 @@ _add("defect-lock-misuse", "lock-misuse", "check_invariants", FORK_EXIT, __anon_
 _add("defect-missed-rmap-walk", "missed-rmap-walk", "try_to_migrate",
      Bounds(processes=2, regions=1, pages=1, contents=1, depth=3, forked=True, ops=("write", "exit", "migrate")),
      rmap_walk_anon=rmap_walk_anon_skip_first)
+# the same property on a KSM folio: a child forked after the merge has no
+# rmap_item of its own yet, and only the second pass would find its mapping
+_add("defect-missed-rmap-walk-ksm", "missed-rmap-walk", "folio_check_references",
+     Bounds(processes=2, regions=1, pages=2, contents=1, depth=5, forked=True, mergeable=True,
+            ops=("exit", "fork", "ksm_scan", "reclaim")),
+     rmap_walk_ksm=rmap_walk_ksm_no_new_forks)
 _add("defect-invariant", "invariant", "check_invariants",
      Bounds(processes=2, regions=1, pages=1, contents=1, depth=3, ops=("write", "fork")),
      anon_vma_fork=fork_no_active)

@@ -12,7 +12,8 @@ from rmapcheck.scenario.execute import ModelRunner
 from rmapcheck.scenario.generate import random_scenario
 from rmapcheck.scenario.ops import Scenario
 
-__all__ = ["command", "default_figures", "hunt_figures", "ksm_model_vs_live", "model_ops_per_s", "model_vs_live"]
+__all__ = ["STANDARD_NEIGHBOURS", "command", "default_figures", "hunt_figures", "ksm_model_vs_live",
+           "model_ops_per_s", "model_vs_live", "standard_neighbours"]
 
 
 def model_ops_per_s(seeds: range, check: bool) -> tuple[float, int, float]:
@@ -202,6 +203,32 @@ def hunt_figures(echo: Callable[[str], None], budget: float, seeds: tuple[int, .
     echo(f"bench: hunt_linux_6_18_findings {len(clean.findings)} findings")
 
 
+#: the neighbours of the standard preset at which linux-6.18 must be clean,
+#: exhaustively (no false alarms): name → the ``rmapcheck check --preset
+#: standard`` options that make it
+STANDARD_NEIGHBOURS: dict[str, dict[str, object]] = {
+    "forked": {"forked": True},
+    "faults1": {"faults": 1},
+    "mremap_regions2": {"ops": "write,read,fork,exit,mmap,munmap,mprotect,dontneed,ksm_scan,migrate,reclaim,mremap",
+                        "regions": 2},
+}
+
+
+def standard_neighbours(echo: Callable[[str], None]) -> None:
+    """linux-6.18 at each of :data:`STANDARD_NEIGHBOURS`: distinct states, seconds, findings (0: clean)."""
+    from rmapcheck.check.checker import Checker
+    from rmapcheck.check.model import KernelModel
+    from rmapcheck.commands.check import bounds_from_options
+
+    for name, opts in STANDARD_NEIGHBOURS.items():
+        res = Checker(KernelModel("linux-6.18", bounds_from_options("standard", **opts))).spawn_bfs().join()
+        echo(f"bench: standard_{name}_states {res.distinct} states")
+        echo(f"bench: standard_{name}_seconds {res.seconds:.1f} s")
+        echo(f"bench: standard_{name}_findings {len(res.findings)} findings")
+        for f in res.findings:
+            echo(f"  {f.property} in {f.function}: {f.message}")
+
+
 @click.command("bench")
 @click.option("--scenarios", default=2000, show_default=True, help="random scenarios for the model figure")
 @click.option("--live-scenarios", default=50, show_default=True, help="random scenarios for the live ratio")
@@ -209,7 +236,9 @@ def hunt_figures(echo: Callable[[str], None], budget: float, seeds: tuple[int, .
               help="random KSM scenarios for the KSM live ratio")
 @click.option("--hunt-budget", default=HUNT_BUDGET, show_default=True,
               help="seconds of each hunt (the CVE-2022-42703 runs stop at their finding)")
-def command(scenarios: int, live_scenarios: int, ksm_scenarios: int, hunt_budget: float) -> None:
+@click.option("--neighbours/--no-neighbours", default=True, show_default=True,
+              help="the exhaustive runs of linux-6.18 next to the standard preset (the longest part)")
+def command(scenarios: int, live_scenarios: int, ksm_scenarios: int, hunt_budget: float, neighbours: bool) -> None:
     """Measure the model's speed and its speed against the live kernel."""
     # The median of three runs over the same scenarios: one run on a shared
     # machine varies by a fifth.
@@ -227,3 +256,5 @@ def command(scenarios: int, live_scenarios: int, ksm_scenarios: int, hunt_budget
     checker_figures(click.echo)
     default_figures(click.echo)
     hunt_figures(click.echo, hunt_budget)
+    if neighbours:
+        standard_neighbours(click.echo)
