@@ -7,7 +7,10 @@ replaced by a subtly broken copy, so that one property of
 design name to ``(module, property, function, bounds, also)``: the property and
 the function its shortest finding must name, the small bounds at which the
 defect is reachable, and what else the same defect makes the kernel report
-there (empty for all but one). :func:`register` makes the designs known to
+there (empty for all but one). :data:`DEEP_DEFECTS` has the same shape for
+defects that need at least eight actions from the empty start, beyond what
+breadth-first search reaches (``tests/test_hunt.py`` hunts them).
+:func:`register` makes the designs of both known to
 :func:`rmapcheck.designs.get_design` for one test.
 """
 
@@ -18,6 +21,7 @@ import sys
 import types
 from typing import Any
 
+from rmapcheck.check.hunt import HUNT_DEPTH
 from rmapcheck.check.model import Bounds
 from rmapcheck.designs import linux_6_18
 from rmapcheck.model import rmap
@@ -264,6 +268,26 @@ def clone_unwind_keeps_links(k, dst, src):
     return 0
 
 
+def rmap_walk_ksm_no_new_forks(k, f, rmap_one, locked=False):
+    """``rmap_walk_ksm`` without its second pass: forks made since ksmd passed are not searched."""
+    fn = "rmap_walk_ksm"
+    kasan_check(f, fn)
+    node = f.stable_node
+    if node is None:
+        return
+    for item in list(node.hlist):
+        av = item.anon_vma
+        rmap.anon_vma_lock_read(k, av, fn)
+        try:
+            for avc in list(av.rb_root):
+                vma = avc.vma
+                if vma.vm_start <= item.address < vma.vm_end and vma.vm_mm is item.mm:
+                    if rmap_one(vma, item.address) is False:
+                        return
+        finally:
+            rmap.anon_vma_unlock_read(k, av, fn)
+
+
 # -- faults ------------------------------------------------------------------------
 
 def do_wp_page_reuse_shared(k, vma, vpn):
@@ -282,6 +306,33 @@ def do_anonymous_page_typo(k, vma, vpn, write):
     return vma.anon_vma_chian  # noqa: the planted typo
 
 
+# -- deep defects -------------------------------------------------------------------
+
+def _generation(av):
+    # hops from an anon_vma to its root
+    n = 0
+    while av.parent is not av:
+        av = av.parent
+        n += 1
+    return n
+
+
+def fork_deep_uncounted(k, vma, pvma):
+    """``anon_vma_fork`` that forgets to count the child's VMA in ``num_active_vmas``, but only
+    for a split parent VMA whose new anon_vma is six generations below a root no VMA uses any more.
+
+    It needs nine actions from the empty start: a write (the root), six forks in
+    a line (one generation each; reuse on fork only ever gives a child an older
+    anon_vma), the exit of the root's process and an ``mprotect`` split.
+    """
+    err = rmap.anon_vma_fork(k, vma, pvma)
+    av = vma.anon_vma
+    if not err and av is not None and _generation(av) >= 6 and av.root.num_active_vmas == 0 \
+            and len(pvma.vm_mm.mmap) > 1:
+        av.num_active_vmas -= 1
+    return err
+
+
 # -- the designs ----------------------------------------------------------------------
 
 def _design(name: str, config: dict[str, Any] | None = None, **replace: Any) -> types.ModuleType:
@@ -297,9 +348,13 @@ def _design(name: str, config: dict[str, Any] | None = None, **replace: Any) -> 
 DEFECTS: dict[str, tuple[types.ModuleType, str, str, Bounds, frozenset[str]]] = {}
 
 
-def _add(name, prop, function, bounds, config=None, also=(), **replace):
+#: the same for defects beyond breadth-first reach (at least eight actions from the empty start)
+DEEP_DEFECTS: dict[str, tuple[types.ModuleType, str, str, Bounds, frozenset[str]]] = {}
+
+
+def _add(name, prop, function, bounds, config=None, also=(), table=DEFECTS, **replace):
     mod = _design("test_" + name.replace("-", "_"), config, **replace)
-    DEFECTS[name] = (mod, prop, function, bounds, frozenset(also))
+    table[name] = (mod, prop, function, bounds, frozenset(also))
 
 
 # the child's unmap frees the root under the parent's VMA (the design counts
@@ -323,6 +378,12 @@ _add("defect-lock-misuse", "lock-misuse", "check_invariants", FORK_EXIT, __anon_
 _add("defect-missed-rmap-walk", "missed-rmap-walk", "try_to_migrate",
      Bounds(processes=2, regions=1, pages=1, contents=1, depth=3, forked=True, ops=("write", "exit", "migrate")),
      rmap_walk_anon=rmap_walk_anon_skip_first)
+# the same property on a KSM folio: a child forked after the merge has no
+# rmap_item of its own yet, and only the second pass would find its mapping
+_add("defect-missed-rmap-walk-ksm", "missed-rmap-walk", "folio_check_references",
+     Bounds(processes=2, regions=1, pages=2, contents=1, depth=5, forked=True, mergeable=True,
+            ops=("exit", "fork", "ksm_scan", "reclaim")),
+     rmap_walk_ksm=rmap_walk_ksm_no_new_forks)
 _add("defect-invariant", "invariant", "check_invariants",
      Bounds(processes=2, regions=1, pages=1, contents=1, depth=3, ops=("write", "fork")),
      anon_vma_fork=fork_no_active)
@@ -335,10 +396,16 @@ _add("defect-model-error", "model-error", "AttributeError", FORK_EXIT, do_anonym
 _add("defect-error-path", "invariant", "check_invariants", ERROR_PATH, anon_vma_clone=clone_unwind_keeps_links)
 
 
+# six processes, forks, exits and splits, as deep as the hunt goes
+_add("defect-deep-fork", "invariant", "check_invariants",
+     Bounds(processes=6, regions=1, pages=2, contents=1, depth=HUNT_DEPTH, ops=("write", "fork", "exit", "mprotect")),
+     table=DEEP_DEFECTS, anon_vma_fork=fork_deep_uncounted)
+
+
 def register(monkeypatch, name: str) -> None:
-    """Make design ``name`` of :data:`DEFECTS` known to :mod:`rmapcheck.designs` for one test."""
+    """Make design ``name`` of :data:`DEFECTS` or :data:`DEEP_DEFECTS` known to :mod:`rmapcheck.designs` for one test."""
     import rmapcheck.designs as designs
 
-    mod = DEFECTS[name][0]
+    mod = {**DEFECTS, **DEEP_DEFECTS}[name][0]
     monkeypatch.setitem(designs.DESIGNS, name, mod.__name__.rsplit(".", 1)[1])
     monkeypatch.setitem(sys.modules, mod.__name__, mod)

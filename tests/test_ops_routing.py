@@ -34,6 +34,8 @@ CALLERS = [f"rmapcheck.model.{m}" for m in MODEL_MODULES] + ["rmapcheck.scenario
 NOT_REPLACEABLE = {
     # rwsem primitives: the lock semantics of the model (deadlock, misuse)
     "down_write", "up_write", "up_read",
+    # the folio lock: its semantics (sleeping on a kernel thread's lock, deadlock)
+    "folio_lock", "folio_unlock",
     # the page allocator's reference count
     "folio_put",
     # the maple tree's node preallocation (a fault-injection site)

@@ -244,13 +244,13 @@ STEP_ERRORS = [
     ("read P1 A[0]", "process P1 does not exist here (live processes: P0)"),
     ("fork P2 P3", "process P2 does not exist here"),
     ("fork P0 P0", "fork: process P0 already exists"),
-    ("fork P0 P1 fail=kmalloc", "unknown allocation site 'kmalloc' in fail=kmalloc; the sites are anon_vma_alloc"),
+    ("fork P0 P1 fail=kmalloc", "unknown allocation site 'kmalloc' in 'fail=kmalloc'; the sites are anon_vma_alloc"),
     ("fork P0 P1 fail=anon_vma_alloc@0", "bad fault flag 'fail=anon_vma_alloc@0': expected fail=SITE"),
     ("fork P0 P1 fail=anon_vma_alloc@", "bad fault flag 'fail=anon_vma_alloc@'"),
     ("fork P0 P1 fail=anon_vma_alloc**", "bad fault flag 'fail=anon_vma_alloc**'"),
     ("fork P0 P1 fail=", "bad fault flag 'fail='"),
     ("fork P0 P1 fail=anon_vma_alloc fail=anon_vma_alloc@2*",
-     "two fault flags for anon_vma_alloc in one step (fail=anon_vma_alloc and fail=anon_vma_alloc@2*)"),
+     "two fault flags for anon_vma_alloc in one step (fail=anon_vma_alloc and 'fail=anon_vma_alloc@2*')"),
     ("fork P0 fail=anon_vma_alloc", "wrong number of arguments to fork"),
 ]
 

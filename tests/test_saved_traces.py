@@ -28,7 +28,7 @@ def _saved(out: str) -> list[tuple[str, str]]:
 
 def test_seed_saves_every_trace_in_a_file_of_its_own(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    first = invoke("seed")
+    first = invoke("seed", limit=600)
     assert first.status == 0, first.err
     rows = _saved(first.out)
     paths = [p for _, p in rows]
@@ -40,7 +40,7 @@ def test_seed_saves_every_trace_in_a_file_of_its_own(tmp_path, monkeypatch):
         assert t.design == design
     texts = {p: (tmp_path / p).read_text() for p in paths}
     # Run again: the same traces, the same files, nothing else written.
-    again = invoke("seed")
+    again = invoke("seed", limit=600)
     assert _saved(again.out) == rows
     assert sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "rmapcheck-traces").rglob("*.json")) \
         == saved

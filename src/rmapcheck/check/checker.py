@@ -5,7 +5,8 @@ Usage, after Stateright's ``CheckerBuilder``::
     result = Checker(KernelModel("linux-2.6.36-pre", bounds)).symmetry().spawn_bfs().join()
 
 Each strategy (:mod:`~rmapcheck.check.bfs`, :mod:`~rmapcheck.check.dfs`,
-:mod:`~rmapcheck.check.simulation`) fills one :class:`Result`.
+:mod:`~rmapcheck.check.simulation`, :mod:`~rmapcheck.check.hunt`) fills one
+:class:`Result`.
 """
 
 from __future__ import annotations
@@ -129,6 +130,8 @@ class Checker:
         self.seed = 0
         self.runs = 100
         self.stop = Stop()
+        self.hunt_budget: float | None = None
+        self.hunt_workers: int | None = None
 
     def symmetry(self, on: bool = True) -> Checker:
         """Use symmetry reduction (canonical fingerprints; on by default)."""
@@ -175,6 +178,17 @@ class Checker:
         """The strategy named ``strategy`` (a key of :data:`STRATEGIES`)."""
         return STRATEGIES[strategy](self)
 
+    def spawn_hunt(self, budget: float | None = None, workers: int | None = None, seed: int = 0) -> Runner:
+        """Bug hunting: novelty-guided random searches on ``workers`` cores for ``budget`` seconds.
+
+        Not exhaustive; for depths breadth-first search cannot reach
+        (:mod:`~rmapcheck.check.hunt`). ``workers`` defaults to every core,
+        ``budget`` to :data:`~rmapcheck.check.hunt.HUNT_BUDGET`.
+        """
+        from rmapcheck.check.hunt import run_hunt
+        self.seed, self.hunt_workers, self.hunt_budget = seed, workers, budget
+        return Runner(lambda: run_hunt(self))
+
 
 class Runner:
     """A started check; :meth:`join` runs it to the end."""
@@ -193,6 +207,7 @@ STRATEGIES: dict[str, Callable[[Checker], Runner]] = {
     "bfs": Checker.spawn_bfs,
     "dfs": Checker.spawn_dfs,
     "random": lambda c: c.spawn_simulation(c.seed, c.runs),
+    "hunt": lambda c: c.spawn_hunt(c.hunt_budget, c.hunt_workers, c.seed),
 }
 
 

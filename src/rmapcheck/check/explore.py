@@ -73,20 +73,24 @@ def record(res: Result, seen: dict[tuple[str, str], Finding], out: Outcome, trac
     return new
 
 
-def finish(c: Checker, res: Result) -> Result:
-    """Add the warnings a person must read before trusting a clean verdict."""
+def finish(c: Checker, res: Result, exhaustive: bool = True) -> Result:
+    """Add the warnings a person must read before trusting a clean verdict.
+
+    :param exhaustive: the strategy explores every state when not cut short
+        (not so the hunt, which says so itself and uses no fingerprints).
+    """
     b = c.model.bounds
     if c.stop and not res.exhausted:
         res.interrupted = c.stop.signum
         res.exhausted = False
         res.warnings.append(f"interrupted by {_signame(c.stop.signum)}: the result is partial, the findings are "
                             "those found so far")
-    elif not res.exhausted:
+    elif not res.exhausted and exhaustive:
         res.warnings.append("the exploration was cut short (time limit or first violation): "
                             "not every state within the bounds was checked")
     if res.depth >= b.depth:
         res.warnings.append(f"the depth bound {b.depth} was reached: longer traces were not explored")
-    if c.use_symmetry:
+    if c.use_symmetry and exhaustive:
         res.warnings.append("symmetry reduction is on: states equal up to renaming of processes and "
                             "objects are explored once (sound; a model whose behaviour depends on names "
                             "would be under-explored)")

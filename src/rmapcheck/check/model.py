@@ -425,7 +425,11 @@ class KernelModel:
             n.faults += 1  # type: ignore[attr-defined]
         if op.kind == "fork":
             n.born += 1  # type: ignore[attr-defined]
-        if op.kind != "kthread" and _inflight(n):
+        running = None  # the kernel thread this action steps
+        if op.kind == "kthread":
+            work = _inflight(n)
+            running = work[op.value] if 0 <= op.value < len(work) else None
+        elif _inflight(n):
             n.preempt = getattr(n, "preempt", 0) + 1  # type: ignore[attr-defined]
         findings: list[tuple[str, str, str, BaseException]] = []
         fatal = False
@@ -433,7 +437,7 @@ class KernelModel:
         try:
             result = n.perform(op)
         except Deadlock as e:
-            if e.lock is not None and kthread_holds(k, e.lock):
+            if e.lock is not None and kthread_holds(k, e.lock, running):
                 # A task sleeps on the lock until the kernel thread releases
                 # it: the operation cannot start before then (run in
                 # sequence, nothing releases it: the finding says so).

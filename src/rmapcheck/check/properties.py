@@ -47,7 +47,9 @@ ALWAYS = (
     Property(KernelWarning.property_name, "always", "no VM_WARN_ON/WARN_ON_ONCE at a kernel site fires"),
     Property(LockMisuse.property_name, "always",
              "no release of a lock not held, no lock held on return to user space, no deadlock"),
-    Property(MissedRmapWalk.property_name, "always", "an rmap walk visits every mapping of its folio"),
+    Property(MissedRmapWalk.property_name, "always",
+             "an rmap walk visits every mapping of its folio (none promised for a KSM folio a failed merge "
+             "left without a stable node)"),
     Property(InvariantViolation.property_name, "always",
              "the invariants of the anon_vma hierarchy (docs/history.md §5) hold"),
     Property(DataCorruption.property_name, "always",

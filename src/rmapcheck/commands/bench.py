@@ -8,11 +8,13 @@ from pathlib import Path
 
 import click
 
+from rmapcheck.check.hunt import HUNT_BUDGET
 from rmapcheck.scenario.execute import ModelRunner
 from rmapcheck.scenario.generate import random_scenario
 from rmapcheck.scenario.ops import Scenario
 
-__all__ = ["command", "default_figures", "ksm_model_vs_live", "model_ops_per_s", "model_vs_live", "planted_figures"]
+__all__ = ["STANDARD_NEIGHBOURS", "command", "default_figures", "hunt_figures", "ksm_model_vs_live",
+           "model_ops_per_s", "model_vs_live", "planted_figures", "standard_neighbours"]
 
 
 def model_ops_per_s(seeds: range, check: bool) -> tuple[float, int, float]:
@@ -174,6 +176,60 @@ def default_figures(echo: Callable[[str], None]) -> None:
         echo(f"bench: default_{key}_findings {len(pres.findings)} findings")
 
 
+def hunt_figures(echo: Callable[[str], None], budget: float, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
+    """The hunting strategy from the empty start: CVE-2022-42703 found, linux-6.18 clean.
+
+    The operations a user would pick (``--ops write,fork,exit,mprotect
+    --processes 6``, one region of two pages, no ``--forked`` start), every
+    core, ``--first``: the seconds to the first finding on
+    ``linux-6.18-degree`` (shrinking included; the median over ``seeds``,
+    ``inf`` for a run that found nothing within ``budget``), then
+    ``linux-6.18`` for the whole ``budget``: the states it checked and what
+    it found (nothing, if the model has no false alarm there).
+    """
+    import statistics
+
+    from rmapcheck.check.checker import Checker
+    from rmapcheck.check.hunt import HUNT_DEPTH
+    from rmapcheck.check.model import Bounds, KernelModel
+
+    b = Bounds(processes=6, regions=1, pages=2, contents=1, depth=HUNT_DEPTH, ops=("write", "fork", "exit", "mprotect"))
+    times = []
+    for seed in seeds:
+        res = Checker(KernelModel("linux-6.18-degree", b)).first_violation().spawn_hunt(budget, None, seed).join()
+        times.append(res.seconds if res.findings else float("inf"))
+    echo(f"bench: cve_2022_42703_seconds {statistics.median(times):.1f} s")
+    clean = Checker(KernelModel("linux-6.18", b)).spawn_hunt(budget, None, seeds[0]).join()
+    echo(f"bench: hunt_linux_6_18_states {clean.states} states")
+    echo(f"bench: hunt_linux_6_18_findings {len(clean.findings)} findings")
+
+
+#: the neighbours of the standard preset at which linux-6.18 must be clean,
+#: exhaustively (no false alarms): name → the ``rmapcheck check --preset
+#: standard`` options that make it
+STANDARD_NEIGHBOURS: dict[str, dict[str, object]] = {
+    "forked": {"forked": True},
+    "faults1": {"faults": 1},
+    "mremap_regions2": {"ops": "write,read,fork,exit,mmap,munmap,mprotect,dontneed,ksm_scan,migrate,reclaim,mremap",
+                        "regions": 2},
+}
+
+
+def standard_neighbours(echo: Callable[[str], None]) -> None:
+    """linux-6.18 at each of :data:`STANDARD_NEIGHBOURS`: distinct states, seconds, findings (0: clean)."""
+    from rmapcheck.check.checker import Checker
+    from rmapcheck.check.model import KernelModel
+    from rmapcheck.commands.check import bounds_from_options
+
+    for name, opts in STANDARD_NEIGHBOURS.items():
+        res = Checker(KernelModel("linux-6.18", bounds_from_options("standard", **opts))).spawn_bfs().join()
+        echo(f"bench: standard_{name}_states {res.distinct} states")
+        echo(f"bench: standard_{name}_seconds {res.seconds:.1f} s")
+        echo(f"bench: standard_{name}_findings {len(res.findings)} findings")
+        for f in res.findings:
+            echo(f"  {f.property} in {f.function}: {f.message}")
+
+
 def planted_figures(echo: Callable[[str], None], root: Path | None = None) -> None:
     """The proofs of the planted-defect corpus (``tests/planted/``, docs/checker.md "Planted defects").
 
@@ -231,7 +287,11 @@ def planted_figures(echo: Callable[[str], None], root: Path | None = None) -> No
 @click.option("--live-scenarios", default=50, show_default=True, help="random scenarios for the live ratio")
 @click.option("--ksm-scenarios", default=50, show_default=True,
               help="random KSM scenarios for the KSM live ratio")
-def command(scenarios: int, live_scenarios: int, ksm_scenarios: int) -> None:
+@click.option("--hunt-budget", default=HUNT_BUDGET, show_default=True,
+              help="seconds of each hunt (the CVE-2022-42703 runs stop at their finding)")
+@click.option("--neighbours/--no-neighbours", default=True, show_default=True,
+              help="the exhaustive runs of linux-6.18 next to the standard preset (the longest part)")
+def command(scenarios: int, live_scenarios: int, ksm_scenarios: int, hunt_budget: float, neighbours: bool) -> None:
     """Measure the model's speed and its speed against the live kernel."""
     # The median of three runs over the same scenarios: one run on a shared
     # machine varies by a fifth.
@@ -249,3 +309,6 @@ def command(scenarios: int, live_scenarios: int, ksm_scenarios: int) -> None:
     checker_figures(click.echo)
     planted_figures(click.echo)
     default_figures(click.echo)
+    hunt_figures(click.echo, hunt_budget)
+    if neighbours:
+        standard_neighbours(click.echo)

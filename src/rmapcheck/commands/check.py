@@ -17,6 +17,7 @@ from typing import Iterator
 import click
 
 from rmapcheck.check.checker import STRATEGIES, Checker, Progress, Result, Stop
+from rmapcheck.check.hunt import HUNT_BUDGET, HUNT_DEPTH
 from rmapcheck.check.model import FAULT_MODES, PRESETS, Bounds, Finding, KernelModel
 from rmapcheck.check.portfolio import DEFAULT_BUDGET, PHASES, Phase, PortfolioResult, run_portfolio
 from rmapcheck.check.trace import judged_run, save_finding, trace_scenario, unsaid_steps
@@ -69,12 +70,20 @@ def _settings(design: str, config: tuple[str, ...]) -> dict[str, object]:
 def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = False,
               timeout: float | None = None, seed: int = 0, runs: int = 200,
               progress: bool = False, config: tuple[str, ...] = (),
-              stop: Stop | None = None) -> tuple[KernelModel, Result]:
+              stop: Stop | None = None, budget: float | None = None,
+              workers: int | None = None) -> tuple[KernelModel, Result]:
     """Run one check and return the model and its result.
 
     :param config: ``NAME=VALUE`` settings of the design's switches.
     :param stop: ends the check early, with the findings so far, once set.
+    :param budget: seconds of ``strategy`` ``hunt`` (default
+        :data:`~rmapcheck.check.hunt.HUNT_BUDGET`).
+    :param workers: worker processes of ``hunt`` (default: one per core).
     """
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
+        raise UserError(f"--budget must be a positive number of seconds, not {budget}")
+    if workers is not None and workers < 1:
+        raise UserError("--workers must be at least 1")
     m = KernelModel(design, bounds, _settings(design, config))
     c = Checker(m).first_violation(first).timeout(timeout)
     c.seed, c.runs = seed, runs
@@ -82,6 +91,7 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
         c.stop_on(stop)
     if progress:
         c.report(_progress)
+    c.hunt_budget, c.hunt_workers = budget, workers
     return m, c.spawn(strategy).join()
 
 
@@ -128,8 +138,11 @@ def _print_finding(m: KernelModel, design: str, f: Finding, save_dir: Path | Non
 
 
 def _summary(res: Result) -> str:
-    return (f"{res.verdict} ({res.strategy}, {res.distinct} distinct states, {res.states} transitions, "
-            f"depth {res.depth}, {res.seconds:.2f} s{', exhaustive' if res.exhausted else ''})")
+    # a hunt revisits states and does not count distinct ones
+    states = f"{res.states} states checked" if res.strategy == "hunt" else \
+        f"{res.distinct} distinct states, {res.states} transitions"
+    return (f"{res.verdict} ({res.strategy}, {states}, depth {res.depth}, {res.seconds:.2f} s"
+            f"{', exhaustive' if res.exhausted else ''})")
 
 
 def _report(m: KernelModel, f: Finding, sc: Scenario) -> str:
@@ -206,7 +219,9 @@ def _help() -> str:
 
 Without bounds (neither --preset nor a bound option) the default portfolio
 runs: one bound set per path the design's switches enable, breadth-first, one
-after another within --timeout seconds (default {DEFAULT_BUDGET:.0f}), the findings merged.
+after another within --timeout seconds (default {DEFAULT_BUDGET:.0f}), then a hunt (--strategy
+hunt, not exhaustive) for bugs deeper than breadth-first search reaches; the
+findings merged.
 The output always prints the bounds used.
 
 \b
@@ -270,8 +285,12 @@ def interruptible(stop: Stop) -> Iterator[Stop]:
 @click.option("--config", "config", multiple=True, metavar="NAME=VALUE",
               help="set a switch of the design, such as CONFIG_KSM=n (repeatable)")
 @click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default=None,
-              help="search strategy (default bfs; without bounds, each phase's own)")
-@click.option("--seed", default=0, show_default=True, help="seed of --strategy random")
+              help="search strategy (default bfs; without bounds, each phase's own); hunt: novelty-guided "
+                   "random searches in parallel, for bugs deeper than bfs reaches")
+@click.option("--seed", default=0, show_default=True, help="seed of --strategy random and hunt")
+@click.option("--budget", type=float, default=None,
+              help=f"seconds of --strategy hunt (default {HUNT_BUDGET:.0f}; --first stops at a finding)")
+@click.option("--workers", type=int, default=None, help="worker processes of --strategy hunt (default: every core)")
 @click.option("--runs", default=200, show_default=True, type=click.IntRange(1, 10_000_000),
               help="walks of --strategy random")
 @click.option("--first", is_flag=True, help="stop at the first violation")
@@ -281,9 +300,9 @@ def interruptible(stop: Stop) -> Iterator[Stop]:
 @click.option("--progress/--no-progress", default=None,
               help="report progress on stderr about once a second (default: without --json)")
 @click.option("--save-dir", default="rmapcheck-traces", show_default=True, help="where traces are saved")
-def command(design: str, preset: str | None, config: tuple[str, ...], strategy: str | None, seed: int, runs: int,
-            first: bool, timeout: float | None, as_json: bool, progress: bool | None, save_dir: str,
-            **bounds: object) -> None:
+def command(design: str, preset: str | None, config: tuple[str, ...], strategy: str | None, seed: int,
+            budget: float | None, workers: int | None, runs: int, first: bool, timeout: float | None,
+            as_json: bool, progress: bool | None, save_dir: str, **bounds: object) -> None:
     """Explore DESIGN within the bounds given, or run the default portfolio (the help text is :func:`_help`).
 
     Ctrl-C (SIGINT) or SIGTERM ends the exploration early: the findings so far
@@ -314,10 +333,12 @@ def command(design: str, preset: str | None, config: tuple[str, ...], strategy: 
         if pres.interrupted:
             sys.exit(128 + pres.interrupted)
         return
+    if strategy == "hunt" and bounds.get("depth") is None:
+        bounds["depth"] = HUNT_DEPTH  # the hunt is for what lies beyond the presets' depths
     b = bounds_from_options(preset, **bounds)
     with interruptible(Stop()) as stop:
         m, res = run_check(design, b, strategy or "bfs", first, timeout, seed, runs, progress=show,
-                           config=config, stop=stop)
+                           config=config, stop=stop, budget=budget, workers=workers)
         if as_json:
             d = res.as_dict()
             for fd, f in zip(d["findings"], res.findings):

@@ -13,14 +13,39 @@ from rmapcheck.designs import DesignError, get_design
 from rmapcheck.scenario.ops import Observation, Op, Scenario
 from rmapcheck.scenario.parse import ScenarioError, load_scenario
 
-__all__ = ["BUNDLED", "ScenarioReport", "UserError", "check_design", "expectation_error", "load"]
+__all__ = ["BUNDLED", "BUNDLED_TRACES", "ScenarioReport", "UserError", "check_design", "expectation_error", "load",
+           "trace_path", "write_output"]
 
 #: the scenarios shipped with the package
 BUNDLED = Path(__file__).resolve().parent.parent / "scenarios"
 
+#: the counterexamples shipped with the package (traces saved by ``rmapcheck check``)
+BUNDLED_TRACES = Path(__file__).resolve().parent.parent / "traces"
+
 
 class UserError(Exception):
     """Bad input: printed as one line, exit status 2."""
+
+
+def trace_path(path: str) -> str:
+    """``path``, or the bundled trace it names without its directory or ``.json``."""
+    if not Path(path).exists():
+        for p in (BUNDLED_TRACES / path, BUNDLED_TRACES / f"{path}.json"):
+            if p.is_file():
+                return str(p)
+    return path
+
+
+def write_output(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` (``-``: standard output); a path that cannot be written is bad input."""
+    if path == "-":
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot write: {getattr(e, 'strerror', None) or e}") from None
 
 
 def load(path: str) -> Scenario:

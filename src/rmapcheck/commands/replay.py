@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from rmapcheck.check.trace import TraceError, load_trace, replay
-from rmapcheck.commands.common import UserError
+from rmapcheck.commands.common import UserError, trace_path, write_output
 from rmapcheck.designs import DesignError, config_text
 from rmapcheck.report.finding import format_finding
 from rmapcheck.report.holders import Namer, find_object, format_holders, involved_objects
@@ -28,8 +28,14 @@ __all__ = ["command"]
 @click.command("replay")
 @click.argument("trace")
 @click.option("--quiet", is_flag=True, help="print only the report")
-def command(trace: str, quiet: bool) -> None:
-    """Replay TRACE (saved by `rmapcheck check`) with address maps, anon_vmas and who holds them."""
+@click.option("--html", "html_out", metavar="OUT.html",
+              help="also write a self-contained page that steps through the trace (docs/html.md)")
+def command(trace: str, quiet: bool, html_out: str | None) -> None:
+    """Replay TRACE (saved by `rmapcheck check`) with address maps, anon_vmas and who holds them.
+
+    TRACE may name a bundled trace without its directory or .json.
+    """
+    trace = trace_path(trace)
     try:
         t = load_trace(trace)
         # A first pass finds the object of the finding, the second shows it.
@@ -55,6 +61,10 @@ def command(trace: str, quiet: bool) -> None:
             if o is not None:
                 click.echo(format_holders(r.k, o, name, indent=""))
 
+    if html_out:
+        from rmapcheck.report.html import trace_page
+
+        write_output(html_out, trace_page(trace, t))
     if not quiet:
         f, state = replay(t, show)
     if f is None:

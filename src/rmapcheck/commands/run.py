@@ -15,7 +15,9 @@ import sys
 import click
 
 from rmapcheck.check.trace import judged_run
-from rmapcheck.commands.common import ScenarioReport, UserError, check_design, expectation_error, load
+from rmapcheck.commands.common import (
+    ScenarioReport, UserError, check_design, expectation_error, load, write_output,
+)
 from rmapcheck.designs import DesignError
 from rmapcheck.report.finding import format_finding
 from rmapcheck.report.observation import ksm_summary
@@ -49,10 +51,19 @@ frames, KSM pages, counters, ksm_stat), as `rmapcheck live --json` does."""
               help="kernel design: a name (rmapcheck designs lists them) or a design file")
 @click.option("--quiet", is_flag=True, help="print only the final state")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object with each step's observation")
-def command(file: str, design: str, quiet: bool, as_json: bool) -> None:
+@click.option("--html", "html_out", metavar="OUT.html",
+              help="also write a self-contained page that steps through the run (docs/html.md)")
+def command(file: str, design: str, quiet: bool, as_json: bool, html_out: str | None) -> None:
     """Run scenario FILE on the model, printing each step with its address map."""
     s = load(file)
     check_design(design)
+    if html_out:
+        from rmapcheck.report.html import scenario_page
+
+        try:
+            write_output(html_out, scenario_page(s.source, s, design))
+        except DesignError as e:
+            raise UserError(f"{s.source}: {e}") from None
     report = ScenarioReport(s, design, enabled=as_json)
     steps: list[str] = []
     found = False

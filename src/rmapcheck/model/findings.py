@@ -171,8 +171,9 @@ class LockMisuse(RmapFinding):
 class Deadlock(LockMisuse):
     """A lock taken that is held already: the model runs one thread at a time, so nothing releases it.
 
-    :param lock: the ``struct anon_vma *`` whose rwsem is held (``None`` for
-        another lock). When a preempted kernel thread of the model checker
+    :param lock: the object whose lock is held: a ``struct anon_vma *`` for
+        its root's rwsem, a ``struct folio *`` for ``PG_locked`` (``None``
+        for another lock). When a preempted kernel thread of the model checker
         holds it, the operation is not a deadlock but a task that would sleep
         until the thread runs on; the checker then does not start it.
     """

@@ -10,7 +10,8 @@ Each check raises the finding of its kind, naming the objects involved:
   ``num_children`` the anon_vmas whose ``->parent`` points at it and whose tree
   is not empty, ``refcount`` the tree's own reference plus one per child pinning
   it as root plus external holders (KSM, migration);
-* I4 no rwsem is held on return to user space;
+* I4 no rwsem and no folio lock is held on return to user space, but by a
+  preempted kernel thread of the model checker (a reclaim walk, a migration);
 * I5 KSM (through the ``ksm_invariants`` hook, :func:`rmapcheck.model.ksm.validate_ksm`):
   a mapped KSM folio's stable node is live and points back to it, the stable
   tree holds no content duplicates (docs/kernel-rules.md I25), KSM's counters
@@ -32,6 +33,7 @@ from rmapcheck.model.findings import (
     InvariantViolation, Leak, LockMisuse, RefcountUnderflow, RmapFinding, UseAfterFree,
 )
 from rmapcheck.model.mm_types import ZERO_PAGE, anon_vma, folio, vm_area_struct
+from rmapcheck.model.kthreads import kthread_locked_folios, kthreads
 from rmapcheck.model.vmscan import reclaim_held_roots
 
 if TYPE_CHECKING:
@@ -187,6 +189,8 @@ def check_invariants(k: Kernel) -> None:
                 _live(f.mapping, "KSM folio->mapping")
     fext = k.ops.folio_external_refs(k)
     for f in k.page_alloc.live():
+        if f.locked and not any(f is g for st in kthreads(k) for g in kthread_locked_folios(st)):
+            raise LockMisuse(fn, f"page {f.pfn()} locked on return to user space", f)
         mapped = maps.get(f, 0)
         if f._mapcount != mapped:
             raise _broken("page counts", InvariantViolation(

@@ -30,9 +30,12 @@ What the model reduces, and why the outcome is the kernel's:
 * Time does not pass inside a scenario: ``stable_node_chains_prune_millisecs``
   elapses only when it is 0, so ``chain_prune()`` prunes (walks every dup and
   picks the fullest candidate) only then; the live runner sets an hour.
-* Folio locks are not taken (one thread); the stable node keeps a ``kpfn``
-  (the folio's slot in the page allocator) and ``ksm_get_folio()`` checks the
-  keyhole (``folio->mapping == stable_node``) on whatever occupies that slot.
+* The stable node keeps a ``kpfn`` (the folio's slot in the page allocator)
+  and ``ksm_get_folio()`` checks the keyhole (``folio->mapping ==
+  stable_node``) on whatever occupies that slot. Folio locks are taken where
+  the kernel takes them; one that in-flight kernel work (a migration, a
+  reclaim walk) holds is a :class:`~rmapcheck.model.findings.Deadlock` that
+  the model checker turns into a wait (``folio_lock()``).
 * A KSM-placed zero page is the kernel's dirty special zero PTE
   (``pte_mkdirty(pte_mkspecial(...))``, ``is_ksm_zero_pte()``): a
   :class:`ksm_zero_pte`, a 2-tuple that compares equal to the plain PTE.
@@ -55,7 +58,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from rmapcheck.model.findings import InvariantViolation, KernelBug, KernelError, KernelWarning
 from rmapcheck.model.kernel import Layer
-from rmapcheck.model.memory import folio_put
+from rmapcheck.model.memory import folio_lock, folio_put, folio_unlock
 from rmapcheck.model.mm_types import (
     VM_DONTEXPAND, VM_IO, VM_MAYSHARE, VM_MERGEABLE, VM_MIXEDMAP, VM_PFNMAP, VM_SHARED, ZERO_PAGE,
     anon_vma, folio, mm_struct, vm_area_struct,
@@ -69,6 +72,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KSM_CONFIG",
+    "KSM_GET_FOLIO_LOCK",
+    "KSM_GET_FOLIO_NOLOCK",
+    "KSM_GET_FOLIO_TRYLOCK",
     "KSM_KNOBS",
     "KSM_LAYER",
     "KSM_OPS",
@@ -478,24 +484,48 @@ def _pfn_folio(k: Kernel, pfn: int) -> folio | None:
     return objs[pfn] if 0 <= pfn < len(objs) else None  # type: ignore[no-any-return]
 
 
-def ksm_get_folio(k: Kernel, node: ksm_stable_node, trylock: bool = False) -> folio | None:
+# enum ksm_get_folio_flags (mm/ksm.c, v6.18)
+KSM_GET_FOLIO_NOLOCK = 0
+KSM_GET_FOLIO_LOCK = 1
+KSM_GET_FOLIO_TRYLOCK = 2
+
+
+def ksm_get_folio(k: Kernel, node: ksm_stable_node, flags: int = KSM_GET_FOLIO_NOLOCK) -> folio | None:
     """``ksm_get_folio()`` (mm/ksm.c, v6.18): the node's KSM folio, through the keyhole.
 
     "access to the ksm page from the stable node peeps out through its keyhole
     to see if that page still holds the right key, pointing back to this
     stable node." A stale node is removed from the stable tree.
 
-    :returns: ``struct folio *`` with a reference taken (the caller puts it),
-        or ``None`` if the node was stale (and is now freed).
+    With ``KSM_GET_FOLIO_LOCK`` the folio is returned locked, after sleeping
+    in ``folio_lock()`` while someone else (a migration between its unmap and
+    its remap, a reclaim walk) holds it; the kernel then looks through the
+    keyhole again, and a node whose folio was migrated meanwhile follows
+    ``stable_node->kpfn`` to the new folio. The model does not sleep inside a
+    step: ``folio_lock()`` raises :class:`~rmapcheck.model.findings.Deadlock`
+    and the model checker runs the step once the holder has let go, when the
+    second look finds what the first does.
+
+    :param flags: ``KSM_GET_FOLIO_NOLOCK``, ``KSM_GET_FOLIO_LOCK`` or
+        ``KSM_GET_FOLIO_TRYLOCK``.
+    :returns: ``struct folio *`` with a reference taken (the caller puts it;
+        locked unless ``NOLOCK``, the caller unlocks it), or ``None`` if the
+        node was stale (and is now freed).
     :raises KernelError: ``EBUSY`` for a trylock of a locked folio.
+    :raises Deadlock: ``KSM_GET_FOLIO_LOCK`` of a locked folio.
     """
-    kasan_check(node, "ksm_get_folio")
+    fn = "ksm_get_folio"
+    kasan_check(node, fn)
     f = _pfn_folio(k, node.kpfn)
     if f is None or not f._live or not f.ksm or f.stable_node is not node:
         k.ops.remove_node_from_stable_tree(k, node)  # stale
         return None
-    if trylock and f.locked:
-        raise KernelError(errno.EBUSY, "ksm_get_folio", "folio_trylock failed")
+    if flags == KSM_GET_FOLIO_TRYLOCK:
+        if f.locked:  # !folio_trylock(): folio_put() and ERR_PTR(-EBUSY)
+            raise KernelError(errno.EBUSY, fn, "folio_trylock failed")
+        f.locked = True
+    elif flags == KSM_GET_FOLIO_LOCK:
+        folio_lock(k, f, fn)
     f._refcount += 1  # folio_try_get()
     return f
 
@@ -625,9 +655,10 @@ def stable_tree_search(k: Kernel, page: folio) -> folio | None:
         # "Lock and unlock the stable_node's page (which might already have
         # been migrated) so that page migration is sure to notice its raised
         # count."
-        tree_folio = k.ops.ksm_get_folio(k, dup, trylock=True)
+        tree_folio = k.ops.ksm_get_folio(k, dup, KSM_GET_FOLIO_TRYLOCK)
         if tree_folio is None:
             continue  # "The tree may have been rebalanced, so re-evaluate parent and new."
+        folio_unlock(k, tree_folio, "stable_tree_search")
         return tree_folio
 
 
@@ -716,10 +747,11 @@ def remove_rmap_item_from_tree(k: Kernel, item: ksm_rmap_item) -> None:
         node = item.head
         if node is None:  # the kernel would oops on a NULL pointer here
             raise KernelBug("remove_rmap_item_from_tree", "NULL pointer dereference: node")
-        f = k.ops.ksm_get_folio(k, node)
+        f = k.ops.ksm_get_folio(k, node, KSM_GET_FOLIO_LOCK)
         if f is None:
             return  # remove_node_from_stable_tree() did it all
         node.hlist.remove(item)
+        folio_unlock(k, f, fn)
         _put(k, f)
         if node.hlist:
             st.pages_sharing -= 1
@@ -1010,6 +1042,7 @@ def cmp_and_merge_page(k: Kernel, page: folio, item: ksm_rmap_item) -> None:
     first show an unchanged checksum (and may merge with the zero page) before
     the stable tree is searched.
     """
+    fn = "cmp_and_merge_page"
     bypass = False
     node = _folio_stable_node(page)
     if node is not None:
@@ -1051,10 +1084,12 @@ def cmp_and_merge_page(k: Kernel, page: folio, item: ksm_rmap_item) -> None:
         if not err:
             # "The page was successfully merged: add its rmap_item to the
             # stable tree."
+            folio_lock(k, kfolio, fn)
             knode = _folio_stable_node(kfolio)
             if knode is None:  # the kernel would oops on a NULL pointer here
                 raise KernelBug("cmp_and_merge_page", "NULL pointer dereference: knode")
             k.ops.stable_tree_append(k, item, knode, bypass)
+            folio_unlock(k, kfolio, fn)
         _put(k, kfolio)
         return
 
@@ -1067,11 +1102,13 @@ def cmp_and_merge_page(k: Kernel, page: folio, item: ksm_rmap_item) -> None:
         if kf is not None:
             # "The pages were successfully merged: insert new node in the
             # stable tree and add both rmap_items."
+            folio_lock(k, kf, fn)
             snode = k.ops.stable_tree_insert(k, kf)
             if snode is not None:
                 k.ops.stable_tree_append(k, tree_item, snode, False)
                 k.ops.stable_tree_append(k, item, snode, False)
-            else:
+            folio_unlock(k, kf, fn)
+            if snode is None:
                 # "If we fail to insert the page into the stable tree, we will
                 # have 2 virtual addresses that are pointing to a ksm page left
                 # outside the stable tree, in which case we need to break_cow
@@ -1364,9 +1401,11 @@ def unmerge_ksm_pages(k: Kernel, vma: vm_area_struct, start: int, end: int) -> i
 def remove_stable_node(k: Kernel, node: ksm_stable_node) -> int:
     """``remove_stable_node()`` (mm/ksm.c, v6.18): drop a node unless its KSM page is still mapped.
 
+    The folio is locked while its node goes (``KSM_GET_FOLIO_LOCK``).
+
     :returns: 0, or ``-EBUSY``.
     """
-    f = k.ops.ksm_get_folio(k, node)
+    f = k.ops.ksm_get_folio(k, node, KSM_GET_FOLIO_LOCK)
     if f is None:
         return 0  # ksm_get_folio did remove_node_from_stable_tree itself.
     err = -errno.EBUSY
@@ -1374,6 +1413,7 @@ def remove_stable_node(k: Kernel, node: ksm_stable_node) -> int:
         _folio_set_stable_node(f, None)
         k.ops.remove_node_from_stable_tree(k, node)
         err = 0
+    folio_unlock(k, f, "remove_stable_node")
     _put(k, f)
     return err
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rmapcheck.model.migrate import MigrationState, migrate_step
-from rmapcheck.model.vmscan import reclaim_held_roots, reclaim_step
+from rmapcheck.model.vmscan import reclaim_step
 
 if TYPE_CHECKING:
     from rmapcheck.model.kernel import Kernel
 
-__all__ = ["kthread_folio", "kthread_holds", "kthread_step", "kthreads"]
+__all__ = ["kthread_folio", "kthread_holds", "kthread_locked_folios", "kthread_step", "kthreads"]
 
 
 def kthreads(k: Kernel) -> list[Any]:
@@ -35,6 +35,35 @@ def kthread_folio(st: Any) -> Any:
     return st.src if isinstance(st, MigrationState) else st.folio
 
 
-def kthread_holds(k: Kernel, lock: object) -> bool:
-    """A preempted kernel thread holds the rwsem of the anon_vma ``lock``."""
-    return id(lock) in reclaim_held_roots(k)
+def kthread_locked_folios(st: Any) -> list[Any]:
+    """The folios whose ``PG_locked`` the kernel thread ``st`` holds.
+
+    A migration holds the old folio's lock from its pin to its end (or to an
+    undo) and the new folio's from its allocation to its unpin; a reclaim
+    walk holds its folio's from ``folio_trylock()`` to its put-back.
+    """
+    if isinstance(st, MigrationState):
+        out = [st.src] if st.src_locked else []
+        if st.dst_locked and st.dst is not None:
+            out.append(st.dst)
+        return out
+    return [st.folio]
+
+
+def kthread_holds(k: Kernel, lock: object, running: Any = None) -> bool:
+    """A preempted kernel thread other than ``running`` holds ``lock``.
+
+    :param lock: a ``struct anon_vma *`` (the rwsem of the root a reclaim
+        walk locked) or a ``struct folio *`` (its ``PG_locked``), as
+        :class:`~rmapcheck.model.findings.Deadlock` names it.
+    :param running: the kernel thread whose step asks for the lock: a thread
+        waiting for a lock it holds itself is a deadlock, not a wait.
+    """
+    for st in kthreads(k):
+        if st is running:
+            continue
+        if any(f is lock for f in kthread_locked_folios(st)):
+            return True
+        if not isinstance(st, MigrationState) and st.root is lock:
+            return True
+    return False

@@ -22,7 +22,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any, Callable
 
-from rmapcheck.model.findings import KernelBug, KernelError, SegmentationFault
+from rmapcheck.model.findings import Deadlock, KernelBug, KernelError, SegmentationFault
 from rmapcheck.model.mm_types import (
     VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, ZERO_PAGE, folio, mm_struct, vm_area_struct,
 )
@@ -38,7 +38,9 @@ __all__ = [
     "copy_page_range",
     "do_anonymous_page",
     "do_wp_page",
+    "folio_lock",
     "folio_put",
+    "folio_unlock",
     "handle_mm_fault",
     "handle_pte_fault",
     "is_migration_entry",
@@ -131,6 +133,37 @@ def folio_put(k: Kernel, f: folio, function: str = "folio_put") -> None:
         k.page_alloc.free(f, function)
     elif f._refcount < 0:
         raise KernelBug(function, f"VM_BUG_ON_FOLIO(folio_ref_count(folio) == 0) page {f.pfn()}")
+
+
+def folio_lock(k: Kernel, f: folio, function: str) -> None:
+    """``folio_lock()`` (include/linux/pagemap.h, v6.18): take ``PG_locked``, sleeping while it is held.
+
+    The model runs one thread at a time, so a folio locked already is a
+    :class:`~rmapcheck.model.findings.Deadlock` naming the folio: run in
+    sequence nothing would unlock it; in the model checker, where a preempted
+    kernel thread (a migration, a reclaim walk) holds it, the task would sleep
+    until the thread runs on, and the action is not started
+    (:func:`~rmapcheck.model.kthreads.kthread_holds`).
+
+    :param f: ``struct folio *``.
+    :raises Deadlock: ``f`` is locked.
+    """
+    kasan_check(f, function)
+    if f.locked:
+        raise Deadlock(function, f"deadlock: folio_lock() of locked page {f.pfn()}", f)
+    f.locked = True
+
+
+def folio_unlock(k: Kernel, f: folio, function: str) -> None:
+    """``folio_unlock()`` (mm/filemap.c, v6.18).
+
+    :param f: ``struct folio *``, locked.
+    :raises KernelBug: ``VM_BUG_ON_FOLIO(!folio_test_locked(folio), folio)``.
+    """
+    kasan_check(f, function)
+    if not f.locked:
+        raise KernelBug(function, f"VM_BUG_ON_FOLIO(!folio_test_locked(folio)) page {f.pfn()}")
+    f.locked = False
 
 
 def _access_error(vma: vm_area_struct, write: bool) -> bool:

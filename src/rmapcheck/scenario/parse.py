@@ -45,13 +45,11 @@ from typing import Callable
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from rmapcheck.model.kernel import ALLOC_SITES
 from rmapcheck.scenario.ops import (
-    FAIL_FLAG, MMAP_FLAGS, OP_KINDS, PROTS, Op, Region, Scenario, Settings, fail_flag, parse_fail_flag,
-    returns_value,
+    FAIL_FLAG, MMAP_FLAGS, OP_KINDS, PROTS, Op, Region, Scenario, Settings, returns_value,
 )
 from rmapcheck.scenario.schema import (
-    ADVICES, KSM_SET_KNOBS, LIMITS, SCENARIO_KEYS, ScenarioError, check_name, check_op, check_region,
+    ADVICES, KSM_SET_KNOBS, LIMITS, SCENARIO_KEYS, ScenarioError, check_name, check_op, check_region, fail_flags,
     region_of, shown, track_processes, work_error,
 )
 
@@ -225,7 +223,7 @@ def parse_step(
     if kind not in OP_KINDS:
         raise fail(f"unknown operation {shown(kind)}; expected one of {', '.join(OP_KINDS)}")
     usage = _USAGE[kind]
-    faults = _fail_flags([a for a in args if a.startswith(FAIL_FLAG)], fail)
+    faults = fail_flags([a for a in args if a.startswith(FAIL_FLAG)], fail)
     if faults:
         args = [a for a in args if not a.startswith(FAIL_FLAG)]
         op = parse_step(" ".join([kind, *args]) + (f" => {result}" if arrow else ""), line, regions, source)
@@ -648,23 +646,6 @@ def _mremap(
     if rest:
         raise fail(f"unexpected {shown(rest[0])} in mremap; usage: {usage}")
     return op
-
-
-def _fail_flags(toks: list[str], fail: _Fail) -> frozenset[str]:
-    # fail=SITE[@N][*] flags, each in its canonical spelling (fail=SITE@1 is
-    # fail=SITE); one per allocation site.
-    out: dict[str, str] = {}
-    for tok in toks:
-        try:
-            site, attempt, persistent = parse_fail_flag(tok)
-        except ValueError as e:
-            raise fail(str(e)) from None
-        if site not in ALLOC_SITES:
-            raise fail(f"unknown allocation site {site!r} in {tok}; the sites are {', '.join(ALLOC_SITES)}")
-        if site in out:
-            raise fail(f"two fault flags for {site} in one step ({out[site]} and {tok})")
-        out[site] = fail_flag(site, attempt, persistent)
-    return frozenset(out.values())
 
 
 def _expect(op: Op, result: str, fail: _Fail) -> str:

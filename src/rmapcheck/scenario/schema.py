@@ -30,7 +30,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Iterable
 
 from rmapcheck.model.kernel import ALLOC_SITES
-from rmapcheck.scenario.ops import FAIL_FLAG, MMAP_FLAGS, PROTS, Op, Region, Scenario, parse_fail_flag
+from rmapcheck.scenario.ops import FAIL_FLAG, MMAP_FLAGS, PROTS, Op, Region, Scenario, fail_flag, parse_fail_flag
 
 __all__ = [
     "ADVICES",
@@ -49,6 +49,7 @@ __all__ = [
     "ScenarioError",
     "check_bounds",
     "check_op",
+    "fail_flags",
     "check_name",
     "check_region",
     "region_of",
@@ -329,11 +330,9 @@ def check_op(op: Op, regions: dict[str, Region], fail: _Fail) -> Op:
             raise fail(f"{op.kind} takes one page, such as {r.name}[{op.page}]")
     if "prot" in kind.fields and op.prot not in PROTS:
         raise fail(f"unknown PROT {shown(op.prot)}; expected one of {', '.join(PROTS)}")
-    sites: set[str] = set()
+    fail_flags([f for f in op.flags if f.startswith(FAIL_FLAG)], fail)
     for f in op.flags:
-        if f.startswith(FAIL_FLAG):
-            sites.add(_injected(f, sites, fail))
-        elif f not in kind.flags:
+        if not f.startswith(FAIL_FLAG) and f not in kind.flags:
             known = ", ".join(kind.flags) or "none"
             raise fail(f"unknown {op.kind} flag {shown(f)}; known: {known}")
     for pair in _EXCLUSIVE_FLAGS:
@@ -384,18 +383,25 @@ def _check_mremap(op: Op, regions: dict[str, Region], fail: _Fail) -> None:
                    f"region {dest.name} (pages 0..{dest.pages - 1})")
 
 
-def _injected(flag: str, sites: set[str], fail: _Fail) -> str:
-    # fail=SITE[@N][*]: an allocation failure injected at SITE (the N-th
-    # attempt, or every attempt from it on); one flag per site. The site.
-    try:
-        site = parse_fail_flag(flag)[0]
-    except ValueError as e:
-        raise fail(str(e)) from None
-    if site not in ALLOC_SITES:
-        raise fail(f"unknown allocation site {shown(site)} in {shown(flag)}; the sites are {', '.join(ALLOC_SITES)}")
-    if site in sites:
-        raise fail(f"two fault flags for {site} in one step")
-    return site
+def fail_flags(flags: Iterable[str], fail: _Fail) -> frozenset[str]:
+    """The ``fail=SITE[@N][*]`` flags of a step, each in its canonical spelling, else ``fail``.
+
+    One flag per allocation site, each a site the model has
+    (``fail=SITE@1`` is ``fail=SITE``). Scenario files and traces alike.
+    """
+    out: dict[str, str] = {}
+    for flag in flags:
+        try:
+            site, attempt, persistent = parse_fail_flag(flag)
+        except ValueError as e:
+            raise fail(str(e)) from None
+        if site not in ALLOC_SITES:
+            raise fail(f"unknown allocation site {shown(site)} in {shown(flag)}; "
+                       f"the sites are {', '.join(ALLOC_SITES)}")
+        if site in out:
+            raise fail(f"two fault flags for {site} in one step ({out[site]} and {shown(flag)})")
+        out[site] = fail_flag(site, attempt, persistent)
+    return frozenset(out.values())
 
 
 def track_processes(op: Op, procs: set[str], fail: _Fail) -> None:

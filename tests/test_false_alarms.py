@@ -1,0 +1,205 @@
+"""linux-6.18 raises no alarm where the kernel waits or tolerates (mm/ksm.c, mm/migrate.c, v6.18).
+
+Each test replays a trace the checker once reported on linux-6.18 at a
+neighbour of the standard preset (``--forked``), and states what the kernel
+does there instead:
+
+* ksmd removing the rmap_items of a KSM folio takes the folio lock
+  (``remove_rmap_item_from_tree()`` → ``ksm_get_folio(..,
+  KSM_GET_FOLIO_LOCK)``), so it sleeps while a migration holds that lock
+  between its unmap and its remap, and ``remove_migration_ptes()`` still
+  finds every migration entry through the stable node;
+* a merge that fails half-way leaves a KSM folio without a stable node mapped
+  in a fork; the kernel's rmap walk finds nothing there and promises nothing
+  (``rmap_walk_ksm()``: ``if (!stable_node) return``), reclaim leaves the
+  folio and migration retries.
+
+The planted defect ``defect-missed-rmap-walk-ksm`` (tests/designs_defects.py)
+shows the property still fires on a KSM folio whose walk misses a mapping.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import replace
+
+import pytest
+
+from rmapcheck.check.model import Bounds, KernelModel
+from rmapcheck.model.findings import Deadlock, LockMisuse
+from rmapcheck.model.invariants import check_invariants
+from rmapcheck.model.kthreads import kthread_holds
+from rmapcheck.model.memory import folio_lock
+from rmapcheck.model.vmscan import page_table_mappings, rmap_walk_reaches_all
+from rmapcheck.scenario.ops import Op
+
+#: a parent and a child sharing two written pages of a mergeable region:
+#: ``--preset standard --forked``
+FORKED = Bounds(processes=2, regions=1, pages=2, contents=1, depth=6, forked=True, mergeable=True,
+                ops=("write", "read", "fork", "exit", "mmap", "munmap", "mprotect", "dontneed",
+                     "ksm_scan", "migrate", "reclaim"))
+
+SCAN = Op("ksm_scan", "", value=1)
+
+
+def kthread(n):
+    return Op("kthread", "", value=n)
+
+
+def replay(m, r, ops):
+    for op in ops:
+        out = m.apply(r, op)
+        assert out.findings == [] and not out.blocked, (op.text(), out.findings)
+
+
+def folio_at(r, proc, page):
+    return r.k.tasks[proc].mm.pgtable[r.vpn("A", page)][0]
+
+
+# -- ksmd sleeps on a folio lock that a migration holds --------------------------------
+
+def migrating_ksm_folio():
+    """Both pages merged into one KSM folio, whose migration stopped after its unmap."""
+    m = KernelModel("linux-6.18", FORKED)
+    r = m.init_state()
+    replay(m, r, [SCAN, SCAN, Op("migrate_start", "P0", "A", 0, 1), kthread(0)])
+    st = r.k.migrations[0]
+    assert st.phase == "unmapped" and st.src.ksm and st.src.locked
+    assert len(page_table_mappings(r.k, st.src, migration=True)) == 4
+    return m, r
+
+
+def test_ksmd_does_not_run_past_the_folio_lock_of_a_migration():
+    # ksmd finds no present page (migration entries) and removes the
+    # trailing rmap_items; remove_rmap_item_from_tree() locks the KSM folio.
+    m, r = migrating_ksm_folio()
+    node = r.k.migrations[0].src.stable_node
+    out = m.apply(m.loads(m.dumps(r)), SCAN)
+    # blocked: the explorer does not start it (the Deadlock it carries is
+    # what `rmapcheck run` would report, where nothing releases the lock)
+    assert out.blocked and [f[:2] for f in out.findings] == [("lock-misuse", "folio_lock")]
+    assert SCAN in m.actions(r)
+    # The migration runs on; once it has let go of the lock ksmd runs, and
+    # every migration entry was found through the stable node.
+    while r.k.migrations:
+        replay(m, r, [kthread(0)])
+    replay(m, r, [SCAN])
+    f = folio_at(r, "P0", 1)
+    assert f.ksm and f.stable_node is node and node.kpfn == f.pfn()
+    assert len(page_table_mappings(r.k, f)) == 4
+
+
+def test_run_in_sequence_ksmd_on_a_locked_folio_is_a_deadlock():
+    # Nothing would release the lock: a scenario has no other thread.
+    m, r = migrating_ksm_folio()
+    src = r.k.migrations[0].src
+    with pytest.raises(Deadlock, match=rf"folio_lock: deadlock: folio_lock\(\) of locked page {src.pfn()}") as e:
+        r.perform(SCAN)
+    assert "ksm_get_folio" in e.value.chain
+
+
+def test_a_kernel_thread_waiting_for_its_own_folio_lock_is_a_deadlock():
+    m, r = migrating_ksm_folio()
+    st = r.k.migrations[0]
+    assert kthread_holds(r.k, st.src) and kthread_holds(r.k, st.dst)
+    assert not kthread_holds(r.k, st.src, running=st)
+    with pytest.raises(Deadlock) as e:
+        folio_lock(r.k, st.src, "migrate_folio_move")
+    assert e.value.lock is st.src
+
+
+def test_a_folio_left_locked_on_return_to_user_space_is_lock_misuse():
+    m, r = migrating_ksm_folio()
+    while r.k.migrations:
+        replay(m, r, [kthread(0)])
+    f = folio_at(r, "P0", 0)
+    f.locked = True  # as a KSM function that forgot its folio_unlock() would leave it
+    with pytest.raises(LockMisuse, match=f"page {f.pfn()} locked on return to user space"):
+        check_invariants(r.k)
+
+
+# -- a merge that failed half-way ---------------------------------------------------------
+
+def half_ksm_folio():
+    """The parent's first page locked by a migration, ksmd's merge of the second page with it fails.
+
+    ``try_to_merge_one_page()`` made the second page KSM with a ``NULL``
+    stable node; the merge with the locked first page failed (its trylock),
+    and ``break_cow()`` unshared the parent's mapping only: the child's
+    mapping keeps the half-KSM folio.
+    """
+    m = KernelModel("linux-6.18", FORKED)
+    r = m.init_state()
+    replay(m, r, [SCAN, Op("migrate_start", "P0", "A", 0, 1), SCAN])
+    f = folio_at(r, "P1", 1)
+    assert f.ksm and f.stable_node is None and not rmap_walk_reaches_all(f)
+    assert folio_at(r, "P0", 1) is not f
+    assert [(mm.owner, vpn) for mm, vpn in page_table_mappings(r.k, f)] == [("P1", r.vpn("A", 1))]
+    return m, r, f
+
+
+def test_reclaim_of_a_half_ksm_folio_finds_nothing_and_keeps_it():
+    m, r, f = half_ksm_folio()
+    replay(m, r, [Op("reclaim_start", "P1", "A", 1, 1)])
+    assert r.k.walks == [] and folio_at(r, "P1", 1) is f and not f.locked
+
+
+def test_migration_of_a_half_ksm_folio_fails_and_is_retried():
+    m, r, f = half_ksm_folio()
+    replay(m, r, [Op("migrate_start", "P1", "A", 1, 1), kthread(1)])
+    st = r.k.migrations[1]
+    # try_to_migrate() found no mapping: the folio stays mapped, migrate_folio_unmap()
+    # undoes and the next pass of migrate_pages_batch() tries again
+    assert st.src is f and st.phase == "isolated" and st.rc == -errno.EAGAIN
+    assert folio_at(r, "P1", 1) is f and not f.locked
+    # a write copies it: do_wp_page() never reuses a KSM folio
+    replay(m, r, [Op("write", "P1", "A", 1, 1, value=1)])
+    assert folio_at(r, "P1", 1) is not f
+
+
+def test_a_walk_of_a_ksm_folio_with_a_stable_node_must_reach_everything():
+    m, r = migrating_ksm_folio()
+    while r.k.migrations:
+        replay(m, r, [kthread(0)])
+    f = folio_at(r, "P1", 0)
+    assert f.ksm and f.stable_node is not None and rmap_walk_reaches_all(f)
+    assert rmap_walk_reaches_all(folio_at(r, "P0", 0))
+
+
+def test_a_failed_stable_tree_insert_leaves_a_half_ksm_folio_in_the_child():
+    # "If we fail to insert the page into the stable tree, we will have 2
+    # virtual addresses that are pointing to a ksm page left outside the stable
+    # tree, in which case we need to break_cow on both": both are the parent's,
+    # and the child's mapping keeps the folio (--preset standard --faults 1).
+    m = KernelModel("linux-6.18", replace(FORKED, faults=1))
+    r = m.init_state()
+    replay(m, r, [SCAN, replace(SCAN, flags=frozenset({"fail=alloc_stable_node"}))])
+    f = folio_at(r, "P1", 1)
+    assert f.ksm and f.stable_node is None
+    assert folio_at(r, "P0", 0) is not f and folio_at(r, "P0", 1) is not f
+    replay(m, r, [Op("reclaim_start", "P1", "A", 1, 1), Op("migrate_start", "P1", "A", 1, 1), kthread(0)])
+    assert folio_at(r, "P1", 1) is f and r.k.migrations[0].rc == -errno.EAGAIN
+
+
+# -- the exhaustive runs in make bench ---------------------------------------------------
+
+def test_bench_runs_the_three_neighbours_of_the_standard_preset():
+    from rmapcheck.check.model import PRESETS
+    from rmapcheck.commands.bench import STANDARD_NEIGHBOURS
+    from rmapcheck.commands.check import bounds_from_options
+
+    std = PRESETS["standard"]
+    got = {name: bounds_from_options("standard", **opts) for name, opts in STANDARD_NEIGHBOURS.items()}
+    assert got == {"forked": replace(std, forked=True), "faults1": replace(std, faults=1),
+                   "mremap_regions2": replace(std, regions=2, ops=(*std.ops, "mremap"))}
+
+
+def test_bench_prints_states_seconds_and_findings_of_each(monkeypatch):
+    import rmapcheck.commands.bench as bench
+
+    monkeypatch.setattr(bench, "STANDARD_NEIGHBOURS", {"tiny": {"depth": 2, "forked": True}})
+    lines: list[str] = []
+    bench.standard_neighbours(lines.append)
+    assert [line.split()[1] for line in lines] == ["standard_tiny_states", "standard_tiny_seconds",
+                                                   "standard_tiny_findings"]
+    assert int(lines[0].split()[2]) > 1 and lines[2] == "bench: standard_tiny_findings 0 findings"
