@@ -38,6 +38,8 @@ NOT_REPLACEABLE = {
     "folio_lock", "folio_unlock",
     # the page allocator's reference count
     "folio_put",
+    # the maple tree's node preallocation (a fault-injection site)
+    "vma_iter_prealloc",
     # debug checks and the model's views of the state
     "validate_mm", "check_invariants", "page_table_mappings", "check_rmap_walk",
     "migration_anon_vma_refs", "migration_folio_refs", "reclaim_folio_refs", "reclaim_held_roots",

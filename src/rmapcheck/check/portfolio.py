@@ -9,7 +9,7 @@ the shortest trace any phase found. One bound set large enough for every
 path at once would be out of reach; each phase is small in every dimension
 but the one its path needs (the forked start that KSM and migration need,
 two regions for ``mremap``, depth for reuse chains from an empty start, an
-allocation failure for error paths).
+allocation failure for error paths, two values and reads for copy-on-write).
 
 A further strategy joins as a phase: register it in
 :data:`rmapcheck.check.checker.STRATEGIES` and add a :class:`Phase` with its
@@ -70,9 +70,19 @@ PHASES: tuple[Phase, ...] = (
           Bounds(processes=2, regions=1, pages=1, contents=1, depth=9, forked=True,
                  ops=("write", "exit", "migrate")),
           focus=("migrate",)),
+    Phase("cow", "from an empty start a parent and a child write two values, read, fork and exit while a page "
+          "migrates in phases: copy-on-write, and the migration entries fork copies",
+          Bounds(processes=2, regions=1, pages=1, contents=2, depth=8,
+                 ops=("write", "read", "fork", "exit", "migrate")),
+          focus=("migrate",)),
     Phase("ksm", "a parent and a child share a page; KSM merges it while they write, unmap, exit and fork",
           Bounds(processes=2, regions=1, pages=1, contents=1, depth=8, forked=True, mergeable=True,
                  ops=("write", "fork", "exit", "munmap", "ksm_scan")),
+          focus=("ksm_scan",)),
+    Phase("ksm-fork", "from an empty start a parent and a child write, fork and exit while ksmd merges; reclaim "
+          "walks the merged page, mapped by processes forked since ksmd passed",
+          Bounds(processes=2, regions=1, pages=1, contents=1, depth=8, mergeable=True,
+                 ops=("write", "fork", "exit", "ksm_scan", "reclaim")),
           focus=("ksm_scan",)),
     Phase("mremap-fork", "two processes move pages between two regions and back, with and without "
           "MREMAP_DONTUNMAP",
@@ -82,10 +92,10 @@ PHASES: tuple[Phase, ...] = (
           "runs in phases while they write, unmap and exit",
           Bounds(processes=2, regions=2, pages=1, contents=1, depth=7, forked=True,
                  ops=("write", "exit", "munmap", "reclaim"))),
-    Phase("faults", "a parent and a child split, move, fork, unmap and exit; one allocation fails at any "
-          "attempt, or at every attempt from one on",
+    Phase("faults", "a parent and a child split, move, fork, unmap, exit and read; one allocation fails at "
+          "any attempt, or at every attempt from one on",
           Bounds(processes=3, regions=1, pages=2, contents=1, depth=3, forked=True, faults=1,
-                 ops=("write", "fork", "exit", "munmap", "mprotect", "mremap"))),
+                 ops=("write", "read", "fork", "exit", "munmap", "mprotect", "mremap"))),
     Phase("mremap", "one process moves pages between two regions and back, deeper",
           Bounds(processes=1, regions=2, pages=2, contents=1, depth=5,
                  ops=("write", "munmap", "mremap", "mremap_dontunmap"))),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
@@ -13,7 +14,7 @@ from rmapcheck.scenario.generate import random_scenario
 from rmapcheck.scenario.ops import Scenario
 
 __all__ = ["STANDARD_NEIGHBOURS", "command", "default_figures", "hunt_figures", "ksm_model_vs_live",
-           "model_ops_per_s", "model_vs_live", "standard_neighbours"]
+           "model_ops_per_s", "model_vs_live", "planted_figures", "standard_neighbours"]
 
 
 def model_ops_per_s(seeds: range, check: bool) -> tuple[float, int, float]:
@@ -229,6 +230,58 @@ def standard_neighbours(echo: Callable[[str], None]) -> None:
             echo(f"  {f.property} in {f.function}: {f.message}")
 
 
+def planted_figures(echo: Callable[[str], None], root: Path | None = None) -> None:
+    """The proofs of the planted-defect corpus (``tests/planted/``, docs/checker.md "Planted defects").
+
+    Each ``deep_*`` design is searched breadth-first and exhaustively at the
+    bounds of the phase that finds it, the depth cut to seven: clean means
+    it needs eight actions or more from the empty start
+    (``planted_deep_depth7_clean`` of ``planted_deep_defects``, with the
+    distinct states and the seconds of those searches). Each
+    ``persistent_*`` design is searched exhaustively at its phase's bounds
+    with ``--fault-mode first`` and with ``nth``: clean under both means
+    only a failure of every attempt from the N-th on reaches it
+    (``planted_persistent_single_failure_clean`` of
+    ``planted_persistent_defects``). The corpus lives in the source
+    checkout, beside the tests; without it nothing is measured and a note
+    says so.
+
+    :param root: the checkout (by default the one this module is in).
+    """
+    import importlib.util
+    from dataclasses import replace
+
+    from rmapcheck.check.checker import Checker
+    from rmapcheck.check.model import Bounds, KernelModel
+    from rmapcheck.check.portfolio import PHASES
+
+    planted = (root or Path(__file__).resolve().parents[3]) / "tests" / "planted"
+    spec = importlib.util.spec_from_file_location("planted_corpus", planted / "corpus.py")
+    if spec is None or spec.loader is None or not (planted / "corpus.py").is_file():
+        echo(f"note: no planted-defect corpus at {planted}: planted_* not measured")
+        return
+    corpus = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(corpus)
+    bounds = {p.name: p.bounds for p in PHASES}
+
+    def clean(name: str, b: Bounds) -> tuple[bool, int]:
+        res = Checker(KernelModel(str(planted / name), b)).spawn_bfs().join()
+        return res.verdict == "clean" and res.exhausted, res.distinct
+
+    t0 = time.perf_counter()
+    runs = [clean(name, replace(bounds[phase], depth=7)) for name, (_prop, phase) in sorted(corpus.DEEP.items())]
+    echo(f"bench: planted_deep_defects {len(runs)} defects")
+    echo(f"bench: planted_deep_depth7_clean {sum(ok for ok, _n in runs)} defects")
+    echo(f"bench: planted_deep_depth7_states {sum(n for _ok, n in runs)} states")
+    echo(f"bench: planted_deep_depth7_seconds {time.perf_counter() - t0:.1f} s")
+    t0 = time.perf_counter()
+    single = [all(clean(name, replace(bounds[phase], fault_mode=mode))[0] for mode in ("first", "nth"))
+              for name, (_prop, phase) in sorted(corpus.PERSISTENT.items())]
+    echo(f"bench: planted_persistent_defects {len(single)} defects")
+    echo(f"bench: planted_persistent_single_failure_clean {sum(single)} defects")
+    echo(f"bench: planted_persistent_single_failure_seconds {time.perf_counter() - t0:.1f} s")
+
+
 @click.command("bench")
 @click.option("--scenarios", default=2000, show_default=True, help="random scenarios for the model figure")
 @click.option("--live-scenarios", default=50, show_default=True, help="random scenarios for the live ratio")
@@ -254,6 +307,7 @@ def command(scenarios: int, live_scenarios: int, ksm_scenarios: int, hunt_budget
     click.echo(f"bench: ksm_scenario_vs_live_time_ratio {ratio:.3f} ratio")
     click.echo(f"bench: ksm_full_scan_pages_per_s {ksm_full_scan_pages_per_s():.0f} pages/s")
     checker_figures(click.echo)
+    planted_figures(click.echo)
     default_figures(click.echo)
     hunt_figures(click.echo, hunt_budget)
     if neighbours:

@@ -34,7 +34,7 @@ from rmapcheck.model.mm_types import (
     vm_area_struct,
 )
 from rmapcheck.model.uapi import MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_NORESERVE, PROT_EXEC, PROT_READ, PROT_WRITE
-from rmapcheck.model.vma import _TASK_SIZE_PAGES, vma_merge_struct, vma_munmap_struct, validate_mm
+from rmapcheck.model.vma import _TASK_SIZE_PAGES, validate_mm, vma_iter_prealloc, vma_merge_struct, vma_munmap_struct
 from rmapcheck.model.vma_init import find_vma_intersection, find_vma_prev, vma_iter_store
 
 if TYPE_CHECKING:
@@ -259,7 +259,7 @@ def __mmap_new_vma(k: Kernel, mm: mm_struct, addr: int, end: int, pgoff: int,
     vma.vm_pgoff = pgoff
     vma.vm_flags = vm_flags
     # vma_set_anonymous(); vma_iter_prealloc()
-    if k.should_fail("vma_iter_prealloc"):
+    if vma_iter_prealloc(k):
         k.ops.vm_area_free(k, vma, fn)
         return None, -errno.ENOMEM
     vma_iter_store(mm, vma)  # vma_iter_store_new(); map_count++

@@ -85,6 +85,7 @@ __all__ = [
     "vma_complete",
     "vma_expand",
     "vma_is_fork_child",
+    "vma_iter_prealloc",
     "vma_merge_copied_range",
     "vma_merge_existing_range",
     "vma_merge_extend",
@@ -167,8 +168,15 @@ def _list_is_singular(vma: vm_area_struct) -> bool:
     return len(vma.anon_vma_chain) == 1
 
 
-def _vma_iter_prealloc(k: Kernel) -> int:
-    # vma_iter_prealloc(): the maple tree node preallocation, GFP_KERNEL.
+def vma_iter_prealloc(k: Kernel) -> int:
+    """``vma_iter_prealloc()`` (mm/vma.h, v6.18): the maple tree's node preallocation, ``GFP_KERNEL``.
+
+    A primitive of the VMA tree, not replaceable; public so that a design
+    copying a function that preallocates (``__split_vma()``, ``copy_vma()``)
+    can call it.
+
+    :returns: 0, or ``-ENOMEM`` (an injected failure of ``vma_iter_prealloc``).
+    """
     return -errno.ENOMEM if k.should_fail("vma_iter_prealloc") else 0
 
 
@@ -440,7 +448,7 @@ def __split_vma(k: Kernel, vma: vm_area_struct, addr: int, new_below: int) -> in
         new.vm_start = addr
         new.vm_pgoff += addr - vma.vm_start
 
-    err = _vma_iter_prealloc(k)
+    err = vma_iter_prealloc(k)
     if err:
         # out_free_vma
         k.ops.vm_area_free(k, new, fn)
@@ -539,7 +547,7 @@ def commit_merge(k: Kernel, vmg: vma_merge_struct) -> int:
     if vma is None:  # the kernel would oops on a NULL pointer here
         raise KernelBug("commit_merge", "NULL pointer dereference: vma")
     vp = k.ops.init_multi_vma_prep(k, vma, vmg)
-    if _vma_iter_prealloc(k):
+    if vma_iter_prealloc(k):
         return -errno.ENOMEM
     k.ops.vma_prepare(k, vp)
     vma_set_range(vma, vmg.start, vmg.end, vmg.pgoff)
@@ -954,7 +962,7 @@ def copy_vma(k: Kernel, vma: vm_area_struct, addr: int, npages: int,
         k.ops.vm_area_free(k, new_vma, fn)
         return None, vma, False
     # vma_link()
-    if _vma_iter_prealloc(k):
+    if vma_iter_prealloc(k):
         # out_vma_link:
         k.ops.unlink_anon_vmas(k, new_vma)
         k.ops.vm_area_free(k, new_vma, fn)
