@@ -177,7 +177,7 @@ def state_features(r: ModelRunner) -> set[tuple]:
     caches = [(n, v) for n, v in vars(k).items() if type(v) is kmem_cache]
     ksm = k.ksm
     if ksm is not None:
-        for n, v in vars(ksm).items():
+        for n, v in getattr(ksm, "__dict__", {}).items():
             if type(v) is kmem_cache:
                 caches.append((n, v))
                 for o in v.live():
