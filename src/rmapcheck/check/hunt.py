@@ -3,9 +3,9 @@
 Breadth-first search proves a design clean within its bounds, but the states
 it must visit grow several times over with each action, and with six
 processes it does not get far from the empty start, while the degree
-ambiguity of CVE-2022-42703 shows after nine actions from there (``docs/checker.md``,
-"Hunting"). The hunt gives up the proof for depth. Each worker process
-repeats:
+ambiguity of CVE-2022-42703 shows after nine actions from there
+(``docs/checker.md``, "Hunting"). The hunt gives up the proof for depth.
+Each worker process repeats:
 
 1. pick a state from its *corpus* (at first only the start state), favouring
    states picked less often;
