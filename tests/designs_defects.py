@@ -403,7 +403,8 @@ _add("defect-deep-fork", "invariant", "check_invariants",
 
 
 def register(monkeypatch, name: str) -> None:
-    """Make design ``name`` of :data:`DEFECTS` or :data:`DEEP_DEFECTS` known to :mod:`rmapcheck.designs` for one test."""
+    """Make design ``name`` of :data:`DEFECTS` or :data:`DEEP_DEFECTS` known to :mod:`rmapcheck.designs`
+    for one test."""
     import rmapcheck.designs as designs
 
     mod = {**DEFECTS, **DEEP_DEFECTS}[name][0]

@@ -3,9 +3,9 @@
 Breadth-first search proves a design clean within its bounds, but the states
 it must visit grow several times over with each action, and with six
 processes it does not get far from the empty start, while the degree
-ambiguity of CVE-2022-42703 shows after nine actions from there (``docs/checker.md``,
-"Hunting"). The hunt gives up the proof for depth. Each worker process
-repeats:
+ambiguity of CVE-2022-42703 shows after nine actions from there
+(``docs/checker.md``, "Hunting"). The hunt gives up the proof for depth.
+Each worker process repeats:
 
 1. pick a state from its *corpus* (at first only the start state), favouring
    states picked less often;
@@ -47,6 +47,7 @@ import os
 import queue as queue_mod
 import random
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -177,7 +178,7 @@ def state_features(r: ModelRunner) -> set[tuple]:
     caches = [(n, v) for n, v in vars(k).items() if type(v) is kmem_cache]
     ksm = k.ksm
     if ksm is not None:
-        for n, v in vars(ksm).items():
+        for n, v in getattr(ksm, "__dict__", {}).items():
             if type(v) is kmem_cache:
                 caches.append((n, v))
                 for o in v.live():
@@ -563,6 +564,54 @@ def shrink(m: KernelModel, path: Sequence[Op], key: tuple[str, str],
 
 # -- the parent ---------------------------------------------------------------------
 
+@dataclass
+class _Inbox:
+    """What the workers told the parent."""
+
+    #: workers not done yet
+    running: set[int]
+    #: (property, function) -> (message, shortest trace, setup included)
+    best: dict[tuple[str, str], tuple[str, list[Op]]] = field(default_factory=dict)
+    #: worker -> its last ``stats`` message
+    stats: dict[int, tuple] = field(default_factory=dict)
+    #: the breadth-first phase's ``bfs`` message
+    bfs: tuple | None = None
+    errors: list[str] = field(default_factory=list)
+    #: when the workers asked to stop are terminated if not done
+    grace: float | None = None
+
+    def receive(self, q: Any, procs: list[Any], first: bool, stop: Any) -> None:
+        """Take one message (waiting a fifth of a second at most) and look for dead workers."""
+        try:
+            msg = q.get(timeout=0.2)
+        except queue_mod.Empty:
+            msg = None
+        if msg is not None:
+            kind, i = msg[0], msg[1]
+            if kind == "finding":
+                _, _i, prop, fn, text, trace = msg
+                old = self.best.get((prop, fn))
+                if old is None or len(trace) < len(old[1]):
+                    self.best[(prop, fn)] = (text, trace)
+                if first:
+                    stop.set()
+            elif kind == "stats":
+                self.stats[i] = msg
+            elif kind == "bfs":
+                self.bfs = msg
+                if msg[5]:  # every state within the bounds explored: nothing left to hunt
+                    stop.set()
+            elif kind == "done":
+                self.running.discard(i)
+            elif kind == "error":
+                self.errors.append(f"hunt worker {i} failed: {msg[2].strip().splitlines()[-1]}")
+                self.running.discard(i)
+        for i in list(self.running):
+            if not procs[i].is_alive() and procs[i].exitcode not in (None, 0):
+                self.errors.append(f"hunt worker {i} died (exit status {procs[i].exitcode})")
+                self.running.discard(i)
+
+
 def run_hunt(c: Checker) -> Result:
     """Hunt for violations of ``c.model`` with ``c.hunt_workers`` workers for ``c.hunt_budget`` seconds.
 
@@ -571,13 +620,15 @@ def run_hunt(c: Checker) -> Result:
 
     The result's ``states`` counts the states checked (every action taken by
     every worker; the walks revisit states, so this is not a count of
-    distinct states, and ``distinct`` is not counted), ``depth`` the longest
-    walk. Each finding keeps the shortest trace any worker reported,
-    shrunk by :func:`shrink`.
+    distinct states), ``distinct`` the distinct states of the breadth-first
+    phase, ``depth`` the longest walk; it is ``exhausted`` when the
+    breadth-first phase explored every state within the bounds. Each
+    finding keeps the shortest trace any worker reported, shrunk by
+    :func:`shrink`.
     """
     m = c.model
     res = new_result(c, "hunt")
-    workers = c.hunt_workers or os.cpu_count() or 1
+    workers = c.hunt_workers or len(os.sched_getaffinity(0)) or 1
     depth = m.bounds.depth
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("fork")
@@ -590,72 +641,47 @@ def run_hunt(c: Checker) -> Result:
     procs = [ctx.Process(target=_worker, args=(m, c.seed, i, depth, c.stop_on_first, bfs_seconds if i == 0 else 0.0,
                                                deadline, stop, q, os.getpid()),
                          name=f"rmapcheck-hunt-{i}", daemon=True) for i in range(workers)]
-    bfs: tuple | None = None
-    best: dict[tuple[str, str], tuple[str, list[Op]]] = {}
-    stats: dict[int, tuple] = {}
-    errors: list[str] = []
-    interrupted = 0
-    running = set(range(workers))
+    box = _Inbox(set(range(workers)))
+    #: the signals that asked the hunt to stop (SIGINT here, SIGTERM through Checker.stop_on)
+    interrupted: list[int] = []
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        # Ctrl-C: stop the workers, keep what they found
+        interrupted.append(signum)
+        stop.set()
+
+    # Only the main thread may set a handler; elsewhere Ctrl-C stays KeyboardInterrupt.
+    main = threading.current_thread() is threading.main_thread()
+    old_handler = signal.signal(signal.SIGINT, on_sigint) if main else None
     try:
         for p in procs:
             p.start()
         next_report = time.perf_counter() + 1.0
-        grace: float | None = None
-        while running:
-            try:
-                msg = q.get(timeout=0.2)
-            except queue_mod.Empty:
-                msg = None
-            except KeyboardInterrupt:
-                # a second Ctrl-C (or one with no handler of rmapcheck
-                # check's): stop the workers, keep what they found
-                interrupted = interrupted or signal.SIGINT
-                stop.set()
-                continue
+        while box.running:
+            box.receive(q, procs, c.stop_on_first, stop)
             if c.stop and not interrupted:
-                # the first SIGINT or SIGTERM (Checker.stop_on): the same
-                interrupted = c.stop.signum
+                # SIGTERM (or SIGINT) through rmapcheck check's handler
+                interrupted.append(c.stop.signum)
                 stop.set()
-            if msg is not None:
-                kind = msg[0]
-                if kind == "finding":
-                    _, _i, prop, fn, text, trace = msg
-                    old = best.get((prop, fn))
-                    if old is None or len(trace) < len(old[1]):
-                        best[(prop, fn)] = (text, trace)
-                    if c.stop_on_first:
-                        stop.set()
-                elif kind == "stats":
-                    stats[msg[1]] = msg
-                elif kind == "bfs":
-                    bfs = msg
-                    if msg[5]:  # every state within the bounds explored: nothing left to hunt
-                        stop.set()
-                elif kind == "done":
-                    running.discard(msg[1])
-                elif kind == "error":
-                    errors.append(f"hunt worker {msg[1]} failed: {msg[2].strip().splitlines()[-1]}")
-                    running.discard(msg[1])
             now = time.perf_counter()
             if stop.is_set() or time.monotonic() >= deadline:
                 stop.set()
-                if grace is None:
-                    grace = now + 10.0
-            for i in list(running):
-                if not procs[i].is_alive() and procs[i].exitcode not in (None, 0):
-                    errors.append(f"hunt worker {i} died (exit status {procs[i].exitcode})")
-                    running.discard(i)
-            if grace is not None and now > grace:
-                break  # the stragglers are terminated below
-            if c.reporter is not None and now >= next_report:
-                c.reporter(_progress(stats, now - t0))
+                if box.grace is None:
+                    box.grace = now + 10.0
+            elif c.reporter is not None and now >= next_report:
+                c.reporter(_progress(box.stats, now - t0))
                 next_report = now + 1.0
+            if box.grace is not None and now > box.grace:
+                break  # the stragglers are terminated below
     finally:
         stop.set()
         _reap(procs)
         q.close()
         q.join_thread()
+        if old_handler is not None:
+            signal.signal(signal.SIGINT, old_handler)
     searched = time.perf_counter() - t0
+    stats, bfs, best = box.stats, box.bfs, box.best
     for st in stats.values():
         _, _i, states, blocked, d, _corpus, hit = st
         res.states += states
@@ -663,13 +689,12 @@ def run_hunt(c: Checker) -> Result:
         res.depth = max(res.depth, d)
         for p in hit:
             res.sometimes[p] = True
+    complete = 0
     if bfs is not None:
-        _, _i, states, distinct, complete, exhausted = bfs
+        _, _i, states, res.distinct, complete, res.exhausted = bfs
         res.states += states
-        res.distinct = distinct
-        res.exhausted = exhausted
     setup = list(m.setup)
-    for (prop, fn), (text, trace) in best.items():
+    for (prop, fn), (_text, trace) in best.items():
         path = shrink(m, trace[len(setup):], (prop, fn))
         got = reproduce(m, path, (prop, fn))
         if got is None:  # shrink() returns only paths that reproduce
@@ -680,15 +705,16 @@ def run_hunt(c: Checker) -> Result:
     if c.reporter is not None:
         c.reporter(_progress(stats, res.seconds, done=True))
     res = finish(c, res, exhaustive=res.exhausted)
-    res.warnings[:0] = errors
+    res.warnings[:0] = box.errors
     if interrupted and not res.interrupted:
-        res.interrupted = interrupted
-        res.warnings.insert(0, f"interrupted by {signal.Signals(interrupted).name}: the result is partial, the "
+        res.interrupted = interrupted[0]
+        res.warnings.insert(0, f"interrupted by {signal.Signals(interrupted[0]).name}: the result is partial, the "
                                "findings are those found so far")
     if bfs is not None:
         res.warnings.insert(0, f"breadth-first search (worker 0, first {bfs_seconds:.3g} s) "
                                + ("explored every state within the bounds" if res.exhausted else
-                                  f"checked every trace of up to {bfs[4]} actions") + f" ({bfs[3]} distinct states)")
+                                  f"checked every trace of up to {complete} actions")
+                               + f" ({res.distinct} distinct states)")
     if not res.exhausted:
         res.warnings.insert(0, f"hunting is not exhaustive: {workers} workers (seed {c.seed}) checked {res.states} "
                                f"states in {searched:.1f} s, revisiting some; a clean verdict means only that "

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from rmapcheck.check.hunt import HUNT_BUDGET
+from rmapcheck.check.hunt import HUNT_BUDGET, HUNT_DEPTH
 from rmapcheck.scenario.execute import ModelRunner
 from rmapcheck.scenario.generate import random_scenario
 from rmapcheck.scenario.ops import Scenario
@@ -190,7 +190,6 @@ def hunt_figures(echo: Callable[[str], None], budget: float, seeds: tuple[int, .
     import statistics
 
     from rmapcheck.check.checker import Checker
-    from rmapcheck.check.hunt import HUNT_DEPTH
     from rmapcheck.check.model import Bounds, KernelModel
 
     b = Bounds(processes=6, regions=1, pages=2, contents=1, depth=HUNT_DEPTH, ops=("write", "fork", "exit", "mprotect"))
