@@ -194,6 +194,8 @@ def migrate_pages(k: Kernel, st: MigrationState) -> int:
 def migrate_page_at(k: Kernel, mm: mm_struct, vpn: int) -> int:
     """``move_pages(pid, 1, &addr, &node, &status, MPOL_MF_MOVE_ALL)`` for the page at ``vpn``.
 
+    ``do_pages_move()`` and ``add_folio_for_migration()`` (mm/migrate.c, v6.18).
+
     ``add_folio_for_migration()``: no VMA → ``-EFAULT``; no page mapped (or a
     migration entry, which ``folio_walk_start()`` does not return) →
     ``-ENOENT``; the zero page → ``-EFAULT``; a folio already isolated →

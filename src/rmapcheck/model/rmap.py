@@ -841,9 +841,10 @@ def up_read(k: Kernel, root: anon_vma, function: str, rcu: bool = False) -> None
 def page_unlock_anon_vma(k: Kernel, av: anon_vma, function: str = "page_unlock_anon_vma") -> None:
     """Unlock what ``folio_lock_anon_vma_read()`` locked: ``anon_vma_unlock_read(anon_vma)``.
 
-    In v6.18 ``rmap_walk_anon()`` calls ``anon_vma_unlock_read()`` itself;
+    (mm/rmap.c: ``page_unlock_anon_vma()`` of v2.6.36; in v6.18
+    ``rmap_walk_anon()`` calls ``anon_vma_unlock_read()`` itself;
     the function was ``page_unlock_anon_vma()`` in v2.6.36 and
-    ``page_unlock_anon_vma_read()`` from v3.8. It reads ``anon_vma->root``
+    ``page_unlock_anon_vma_read()`` from v3.8.) It reads ``anon_vma->root``
     again: safe because the folio was mapped under the lock, so the anon_vma
     cannot be freed and reused before the unlock.
     """

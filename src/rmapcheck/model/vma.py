@@ -886,7 +886,10 @@ def vma_modify_flags(k: Kernel, prev: vm_area_struct | None, vma: vm_area_struct
 
 
 def vma_merge_copied_range(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct | None:
-    """``vma_merge_copied_range()`` (mm/vma.c, 2026 mremap fix): merge a VMA copied by mremap().
+    """``vma_merge_copied_range()`` (mm/vma.c): merge a VMA copied by mremap().
+
+    Linux kernel commit 61f67c230a5e ("mm/vma: fix anon_vma UAF on mremap()
+    faulted, unfaulted merge") (in v6.19, stable 6.18.y; docs/history.md).
 
     "vmg->prev, next, start, end, pgoff should all be relative to the COPIED TO
     range, i.e. the target range for the VMA." ``vmg->middle`` holds the
