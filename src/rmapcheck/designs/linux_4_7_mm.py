@@ -41,12 +41,13 @@ from __future__ import annotations
 import errno
 from typing import Any
 
+from rmapcheck.designs import linux_6_0
 from rmapcheck.model.findings import KernelBug
 from rmapcheck.model.kernel import Kernel
 from rmapcheck.model.ksm import ksm_rmap_item
 from rmapcheck.model.mm_types import anon_vma, folio
 
-__all__ = ["BASE", "HISTORY", "REPLACE", "try_to_merge_with_ksm_page"]
+__all__ = ["BASE", "HISTORY", "REPLACE", "SCENARIO_DIFFERS", "try_to_merge_with_ksm_page"]
 
 BASE = "linux-6.0"
 
@@ -78,3 +79,23 @@ def try_to_merge_with_ksm_page(k: Kernel, item: ksm_rmap_item, page: folio, kpag
 
 
 REPLACE: dict[str, Any] = {"try_to_merge_with_ksm_page": try_to_merge_with_ksm_page}
+
+#: Catalog rows this design is the buggy side of (``rmapcheck history``).
+HISTORY = (
+    {
+        "bug": "B14",
+        "title": "KSM pins vma->anon_vma but records the page's anon_vma (mmotm, July 2016)",
+        "fixed": "linux-6.0",
+        # a parent writes, forks and writes again (copy-on-write): the
+        # child's page stays filed under the parent's anon_vma; ksmd merges
+        "args": ("--processes", "2", "--pages", "1", "--mergeable", "--ops", "write,fork,exit,ksm_scan",
+                 "--depth", "6"),
+        "property": "invariant",
+        "tuned": "",
+        "fast": True,
+    },
+)
+
+#: Bundled scenarios whose outcome on this design differs from linux-6.18's (those of its base:
+#: no bundled KSM scenario merges a page filed under another anon_vma than its VMA's).
+SCENARIO_DIFFERS: dict[str, tuple[str, str]] = dict(linux_6_0.SCENARIO_DIFFERS)

@@ -45,12 +45,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from rmapcheck.designs import linux_6_0
 from rmapcheck.model import rmap
 from rmapcheck.model.findings import KernelBug
 from rmapcheck.model.kernel import Kernel
 from rmapcheck.model.mm_types import vm_area_struct
 
-__all__ = ["BASE", "HISTORY", "REPLACE", "anon_vma_clone", "vm_prev"]
+__all__ = ["BASE", "HISTORY", "REPLACE", "SCENARIO_DIFFERS", "anon_vma_clone", "vm_prev"]
 
 BASE = "linux-6.0"
 
@@ -83,3 +84,26 @@ def anon_vma_clone(k: Kernel, dst: vm_area_struct, src: vm_area_struct) -> int:
 
 
 REPLACE: dict[str, Any] = {"anon_vma_clone": anon_vma_clone}
+
+#: Catalog rows this design is the buggy side of (``rmapcheck history``).
+HISTORY = (
+    {
+        "bug": "B15",
+        "title": "a merge's anon_vma_clone() takes prev's predecessor's anon_vma (linux-next, October 2019)",
+        "fixed": "linux-6.0",
+        # three pages a region: an unfaulted page moved between an unfaulted
+        # and a faulted VMA joins them, as syzbot's mmap() did
+        "args": ("--processes", "1", "--regions", "2", "--pages", "3", "--ops", "write,mremap", "--depth", "4"),
+        "property": "vm-bug-on",
+        "tuned": "",
+        "fast": True,
+    },
+)
+
+#: Bundled scenarios whose outcome on this design differs from linux-6.18's.
+SCENARIO_DIFFERS: dict[str, tuple[str, str]] = {
+    **linux_6_0.SCENARIO_DIFFERS,
+    "mremap-move-unfaulted-merges": (
+        "vm-bug-on", "4e4a9eb92133 (linux-next, 2019): the merge's anon_vma_clone() gives prev its predecessor's "
+                     "anon_vma, VM_BUG_ON_VMA in anon_vma_merge()"),
+}

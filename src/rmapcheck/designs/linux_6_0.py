@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rmapcheck.designs import linux_6_15
 from rmapcheck.designs.linux_6_18_degree import anon_vma_reusable
 
 __all__ = ["BASE", "HISTORY", "REPLACE", "SCENARIO_DIFFERS", "anon_vma_reusable"]
@@ -36,3 +37,30 @@ __all__ = ["BASE", "HISTORY", "REPLACE", "SCENARIO_DIFFERS", "anon_vma_reusable"
 BASE = "linux-6.15"
 
 REPLACE: dict[str, Any] = {"anon_vma_reusable": anon_vma_reusable}
+
+#: Catalog rows this design is the buggy side of (``rmapcheck history``).
+HISTORY = (
+    {
+        "bug": "B16",
+        "title": "CVE-2022-42703: degree ambiguity, an anon_vma reused twice (7a3ef208e662 to 2555283eb40d)",
+        "fixed": "linux-6.1",
+        # from the empty start; one worker and a fixed seed make the walks,
+        # the finding and its shrunk trace the same on every run (the
+        # finding comes after some 2,000 states, under a second); the fixed
+        # design is hunted for the whole budget
+        "args": ("--processes", "6", "--ops", "write,fork,exit,mprotect", "--strategy", "hunt", "--first",
+                 "--seed", "1", "--workers", "1", "--budget", "10"),
+        "property": "invariant",
+        "tuned": "",
+        "fast": True,
+    },
+)
+
+_DEGREE = "the degree reuse of 7a3ef208e662 (v3.19) reuses an anon_vma twice, fixed by 2555283eb40d (v6.1)"
+
+#: Bundled scenarios whose outcome on this design differs from linux-6.18's.
+SCENARIO_DIFFERS: dict[str, tuple[str, str]] = {
+    **linux_6_15.SCENARIO_DIFFERS,
+    "anon-vma-double-reuse": ("invariant", _DEGREE),
+    "fork-g3-double-reuse": ("maps", _DEGREE),
+}

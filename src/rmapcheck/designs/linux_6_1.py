@@ -25,10 +25,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from rmapcheck.designs.linux_6_15 import SCENARIO_DIFFERS
 from rmapcheck.model.rmap import anon_vma_reusable
 
-__all__ = ["BASE", "REPLACE", "anon_vma_reusable"]
+__all__ = ["BASE", "REPLACE", "SCENARIO_DIFFERS", "anon_vma_reusable"]
 
 BASE = "linux-6.0"
 
 REPLACE: dict[str, Any] = {"anon_vma_reusable": anon_vma_reusable}
+
+# SCENARIO_DIFFERS (imported): linux-6.15's, the merge rule before 879bca0a2c4f.

@@ -65,3 +65,32 @@ def is_mergeable_anon_vma(k: Kernel, vmg: vma_merge_struct, merge_next: bool) ->
 
 
 REPLACE: dict[str, Any] = {"is_mergeable_anon_vma": is_mergeable_anon_vma}
+
+#: Catalog rows this design is the buggy side of (``rmapcheck history``).
+HISTORY = (
+    {
+        "bug": "B18",
+        "title": "a faulted VMA never merges into an unfaulted neighbour (965f55dea0e3 to 879bca0a2c4f)",
+        "fixed": "linux-6.18",
+        # the bounds of the 2026 mremap use-after-free, which 879bca0a2c4f
+        # made possible: a faulted page moved away and back next to an
+        # unfaulted one of its region
+        "args": ("--processes", "1", "--regions", "2", "--ops", "write,mremap", "--depth", "4",
+                 "--require", "anon-merge-into-unfaulted"),
+        "property": "anon-merge-into-unfaulted",
+        "tuned": "",
+        "fast": True,
+    },
+)
+
+_MERGE_RULE = "a faulted range never merges into an unfaulted VMA before 879bca0a2c4f (v6.16)"
+
+#: Bundled scenarios whose outcome on this design differs from linux-6.18's.
+SCENARIO_DIFFERS: dict[str, tuple[str, str]] = {
+    name: ("maps", _MERGE_RULE) for name in (
+        "fork-child-refuses-existing-merge", "merge-mprotect-both", "merge-mprotect-faulted-left-unfaulted-right",
+        "merge-mprotect-next", "merge-mprotect-prev", "merge-mprotect-unfaulted-both",
+        "merge-mprotect-unfaulted-left", "merge-mprotect-unfaulted-left-faulted-right",
+        "merge-mprotect-unfaulted-right", "mremap-faulted-unfaulted-merge",
+        "mremap-fork-child-no-merge-at-destination")
+}
