@@ -73,6 +73,9 @@ def run_bfs(c: Checker) -> Result:
             if out.blocked:
                 res.blocked += 1
                 continue
+            if n.k.events and not out.fatal:  # an event counts on every transition
+                for p in m.reached(n):
+                    res.sometimes[p] = True
             nfp = None
             if not out.fatal:
                 nfp = m.fingerprint(n, c.use_symmetry)

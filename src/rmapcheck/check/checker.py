@@ -66,11 +66,18 @@ class Result:
     blocked: int = 0
     #: the signal that stopped the check early (0 if none): the result is partial
     interrupted: int = 0
+    #: the sometimes-properties required (``Checker.require``)
+    required: list[str] = field(default_factory=list)
+    #: required sometimes-properties an exhaustive exploration never reached:
+    #: each is a finding of its own (a merge that must happen did not)
+    never_reached: list[str] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
-        """``violation`` if any property failed, else ``interrupted`` if the check was, else ``clean``."""
-        return "violation" if self.findings else "interrupted" if self.interrupted else "clean"
+        """``violation`` if any property failed (or a required one was never reached), else
+        ``interrupted`` if the check was, else ``clean``."""
+        return "violation" if self.findings or self.never_reached else \
+            "interrupted" if self.interrupted else "clean"
 
     def as_dict(self) -> dict:
         """The result as plain data (``rmapcheck check --json``)."""
@@ -88,6 +95,8 @@ class Result:
             "bounds": self.bounds,
             "config": {k: v for k, v in sorted(self.config.items())},
             "sometimes": self.sometimes,
+            "required": self.required,
+            "never_reached": self.never_reached,
             "warnings": self.warnings,
             "interrupted": bool(self.interrupted),
         }
@@ -132,6 +141,7 @@ class Checker:
         self.stop = Stop()
         self.hunt_budget: float | None = None
         self.hunt_workers: int | None = None
+        self.required: tuple[str, ...] = ()
 
     def symmetry(self, on: bool = True) -> Checker:
         """Use symmetry reduction (canonical fingerprints; on by default)."""
@@ -151,6 +161,17 @@ class Checker:
     def timeout(self, seconds: float | None) -> Checker:
         """Stop after ``seconds`` (the result then is not exhaustive)."""
         self.max_seconds = seconds
+        return self
+
+    def require(self, *names: str) -> Checker:
+        """Require the sometimes-properties ``names``: an exhaustive run that never reaches one reports it.
+
+        :raises KeyError: a name that is not a sometimes-property.
+        """
+        from rmapcheck.check.properties import sometimes_property
+        for name in names:
+            sometimes_property(name)
+        self.required = tuple(names)
         return self
 
     def stop_on(self, stop: Stop) -> Checker:

@@ -42,6 +42,9 @@ def run_dfs(c: Checker) -> Result:
             if out.blocked:
                 res.blocked += 1
                 continue
+            if n.k.events and not out.fatal:  # an event counts on every transition
+                for p in m.reached(n):
+                    res.sometimes[p] = True
             nfp = None
             depth = len(path) + 1
             if not out.fatal:

@@ -7,7 +7,7 @@ from typing import Any
 
 from rmapcheck.check.checker import Checker, Result
 from rmapcheck.check.model import Finding, Outcome
-from rmapcheck.check.properties import SEVERITY, SOMETIMES
+from rmapcheck.check.properties import SEVERITY, SOMETIMES, sometimes_property
 from rmapcheck.check.world import Snapshot
 from rmapcheck.designs import config_text
 from rmapcheck.scenario.ops import Op
@@ -111,10 +111,22 @@ def finish(c: Checker, res: Result, exhaustive: bool = True) -> Result:
         res.warnings.append(f"{res.blocked} actions would have slept on a lock held by a preempted kernel "
                             "thread and were not started then: an operation that sleeps half-way through is "
                             "not interleaved, it runs whole once the thread has released the lock")
+    res.required = list(c.required)
     for name, hit in res.sometimes.items():
-        if not hit and _relevant(name, ops):
+        if hit or name in c.required:
+            continue
+        if sometimes_property(name).vacuity and _relevant(name, ops):
             res.warnings.append(f"sometimes-property {name!r} was never reached: the bounds may be too "
                                 "small for what it stands for")
+    for name in c.required:
+        if res.sometimes.get(name):
+            continue
+        if res.exhausted and not res.findings:
+            res.never_reached.append(name)
+        else:
+            why = "a finding cut the exploration short" if res.findings and res.exhausted else \
+                "the exploration was not exhaustive"
+            res.warnings.append(f"required property {name!r} was not reached, but {why}: no verdict on it")
     res.findings.sort(key=lambda f: (SEVERITY.index(f.property) if f.property in SEVERITY else 99,
                                      f.trace_length))
     return res

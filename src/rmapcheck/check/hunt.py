@@ -294,7 +294,7 @@ class _Search:
         m, rng, setup = self.m, self.rng, self.m.setup
         next_poll = self.states + _POLL
         next_epoch = self.states + _EPOCH
-        n_sometimes = len(SOMETIMES)
+        of_state = {p.name for p in SOMETIMES if p.check is not None}
         while True:
             if self.states >= next_poll:
                 next_poll = self.states + _POLL
@@ -322,6 +322,8 @@ class _Search:
                     r = m.loads(saved)  # type: ignore[arg-type]
                     continue
                 path.append(op)
+                if r.k.events and not out.fatal:  # an event counts on every transition
+                    self.sometimes.update(m.reached(r))
                 if out.findings:
                     for prop, fn, msg, _err in out.findings:
                         best = self.sent.get((prop, fn))
@@ -338,7 +340,7 @@ class _Search:
                     self.seen |= fs
                     if len(path) < self.depth and len(self.corpus) < _CORPUS_MAX:
                         self.corpus.append(_Entry(m.dumps(r), tuple(path)))
-                if len(self.sometimes) < n_sometimes:
+                if not of_state <= self.sometimes:
                     self.sometimes.update(m.sometimes(r))
 
     def stats(self) -> tuple:
@@ -370,7 +372,8 @@ def _bfs_phase(m: KernelModel, index: int, first: bool, seconds: float, stop: An
         q.put(("finding", index, f.property, f.function, f.message, list(f.trace)))
     # Cut short, it was expanding the states of the level before its deepest.
     complete = res.depth if res.exhausted else max(res.depth - 1, 0)
-    q.put(("bfs", index, res.states, res.distinct, complete, res.exhausted))
+    q.put(("bfs", index, res.states, res.distinct, complete, res.exhausted,
+           sorted(p for p, hit in res.sometimes.items() if hit)))
     return res.exhausted or (first and bool(res.findings))
 
 
@@ -691,7 +694,9 @@ def run_hunt(c: Checker) -> Result:
             res.sometimes[p] = True
     complete = 0
     if bfs is not None:
-        _, _i, states, res.distinct, complete, res.exhausted = bfs
+        _, _i, states, res.distinct, complete, res.exhausted, hit = bfs
+        for p in hit:
+            res.sometimes[p] = True
         res.states += states
     setup = list(m.setup)
     for (prop, fn), (_text, trace) in best.items():

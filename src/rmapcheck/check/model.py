@@ -11,14 +11,16 @@ deterministic order), :meth:`KernelModel.next_state` and the properties of
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from types import SimpleNamespace
 from typing import Any
 
-from rmapcheck.check.properties import FATAL, SOMETIMES, data_integrity, property_of
+from rmapcheck.check.properties import EVENTS, FATAL, SOMETIMES, data_integrity, property_of
 from rmapcheck.check.world import Snapshot, clone, dumps, fingerprint, loads
 from rmapcheck.designs import load_design, make_kernel
 from rmapcheck.model.findings import Deadlock, RmapFinding
 from rmapcheck.model.invariants import check_invariants
-from rmapcheck.model.kernel import ALLOC_SITES
+from rmapcheck.model.events import EVENTS_LAYER
+from rmapcheck.model.kernel import ALLOC_SITES, resolve_ops
 from rmapcheck.model.kthreads import kthread_folio, kthread_holds, kthreads
 from rmapcheck.model.mm_types import VM_EXEC, VM_READ, VM_WRITE, ZERO_PAGE, folio
 from rmapcheck.model.vma_init import vma_lookup
@@ -213,7 +215,10 @@ class KernelModel:
                     self.setup.append(Op("write", "P0", r.name, p, 1, value=1))
             self.setup.append(Op("fork", "P0", child="P1"))
         self.scenario = Scenario(f"check-{design}", regions, [], source=f"<check {design}>")
-        self.ops_table = make_kernel(self.loaded).ops
+        # the design's table with the checker's observation of events over it
+        # (rmapcheck.model.events): the kernel functions are the design's
+        make_kernel(self.loaded)  # names the design's functions in call chains
+        self.ops_table = SimpleNamespace(**resolve_ops(self.loaded.ops, (EVENTS_LAYER,)))
         self._ops: dict[tuple, Op] = {}
         #: region -> the other regions (mremap destinations)
         self._others = {a: [b for b in regions if b != a] for a in regions}
@@ -227,6 +232,7 @@ class KernelModel:
         """The state after the setup operations (each region mapped in ``P0``)."""
         r = ModelRunner(self.scenario, self.design, check=False,
                         kernel=make_kernel(self.loaded, **self.config))
+        r.k.ops = self.ops_table
         r.k.rcu_windows = self.bounds.rcu_windows
         r.born = 1  # type: ignore[attr-defined]
         r.faults = 0  # type: ignore[attr-defined]
@@ -419,6 +425,7 @@ class KernelModel:
         """
         n.step_no += 1
         k = n.k
+        k.events.clear()
         k.clock.step = n.step_no
         k.clock.what = op.text()
         if op.flags and any(f.startswith(FAIL_FLAG) for f in op.flags):
@@ -486,8 +493,13 @@ class KernelModel:
             findings.append((property_of(w), getattr(w, "function", "?"), str(w), w))
 
     def sometimes(self, r: ModelRunner) -> list[str]:
-        """The sometimes-properties that hold in ``r``."""
+        """The sometimes-properties of the state that hold in ``r``."""
         return [p.name for p in SOMETIMES if p.check is not None and p.check(r)]
+
+    @staticmethod
+    def reached(r: ModelRunner) -> list[str]:
+        """The sometimes-properties that are events of the action that led to ``r`` (every transition)."""
+        return [EVENTS[e] for e in r.k.events if e in EVENTS]
 
     # re-exported for the strategies
     dumps = staticmethod(dumps)

@@ -3,9 +3,16 @@
 ``always`` properties must hold in every reachable state; each is violated by
 one class of finding (:mod:`rmapcheck.model.findings`) that the model raises
 at the site that detects it, or by a check of the state here. ``sometimes``
-properties must hold in at least one reachable state; they are vacuity checks
+properties must hold in at least one reachable state; most are vacuity checks
 (the exploration did reach KSM merges, child anon_vmas, frees...), and the
-summary warns when one was never reached.
+summary warns when one was never reached. A sometimes-property may be an
+*event* instead, something an action did rather than a shape of the state
+after it (:mod:`rmapcheck.model.events`); it holds once any transition had
+it. Any sometimes-property can be *required* (``rmapcheck check --require
+NAME``): an exhaustive exploration that never reaches it reports ``never
+reached: NAME`` as a finding (exit 1). That is how a property of liveness
+rather than safety is checked, such as a merge that must happen
+(docs/history.md B18).
 
 Limits: properties are judged on states between actions (and at the sites
 inside actions that raise findings); a property of the middle of a kernel
@@ -21,20 +28,31 @@ from rmapcheck.model.findings import (
     DataCorruption, DoubleFree, InvariantViolation, KernelBug, KernelWarning, Leak, LockMisuse,
     MissedRmapWalk, RefcountUnderflow, RmapFinding, UseAfterFree,
 )
+from rmapcheck.model.events import ANON_MERGE_INTO_UNFAULTED
 from rmapcheck.model.mm_types import ZERO_PAGE
 from rmapcheck.scenario.execute import ModelRunner
 
-__all__ = ["ALWAYS", "FATAL", "SEVERITY", "Property", "SOMETIMES", "data_integrity", "property_of"]
+__all__ = ["ALWAYS", "EVENTS", "FATAL", "SEVERITY", "Property", "SOMETIMES", "data_integrity", "property_of",
+           "sometimes_property"]
 
 
 @dataclass(frozen=True, slots=True)
 class Property:
-    """A named property: ``kind`` is ``always`` or ``sometimes``."""
+    """A named property: ``kind`` is ``always`` or ``sometimes``.
+
+    :param check: a sometimes-property of the state: whether it holds in a state.
+    :param event: a sometimes-property that is an event: the name a kernel
+        function adds to ``Kernel.events`` when it happens.
+    :param vacuity: the summary warns when the exploration never reached it
+        (a sanity check of the bounds); otherwise only when it is required.
+    """
 
     name: str
     kind: str
     doc: str
     check: Callable[[ModelRunner], bool] | None = None
+    event: str = ""
+    vacuity: bool = True
 
 
 #: always-properties, each named by the finding class that violates it
@@ -89,7 +107,24 @@ SOMETIMES = (
     Property("ksm-page", "sometimes", "ksmd merged a page", _ksm_page),
     Property("anon-vma-held-without-vma", "sometimes",
              "an anon_vma outlives its VMAs, held by KSM or migration", _pinned_without_vma),
+    Property(ANON_MERGE_INTO_UNFAULTED, "sometimes",
+             "a merge extended an unfaulted VMA over a range with an anon_vma (mprotect, mremap; "
+             "refused before v6.16, docs/history.md B18)", event=ANON_MERGE_INTO_UNFAULTED, vacuity=False),
 )
+
+#: the sometimes-properties that are events, by the event's name
+EVENTS = {p.event: p.name for p in SOMETIMES if p.event}
+
+
+def sometimes_property(name: str) -> Property:
+    """The sometimes-property called ``name``.
+
+    :raises KeyError: with the known names, if there is none.
+    """
+    for p in SOMETIMES:
+        if p.name == name:
+            return p
+    raise KeyError(f"unknown sometimes-property {name!r} (known: {', '.join(p.name for p in SOMETIMES)})")
 
 
 def property_of(e: BaseException) -> str:

@@ -46,6 +46,9 @@ def run_simulation(c: Checker) -> Result:
                 continue
             path.append(op)
             res.states += 1
+            if r.k.events and not out.fatal:  # an event counts on every transition
+                for p in m.reached(r):
+                    res.sometimes[p] = True
             if out.findings and record(res, seen, out, setup + list(path), len(setup)) and c.stop_on_first:
                 stop = True
             if out.fatal or stop:

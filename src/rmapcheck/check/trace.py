@@ -345,6 +345,7 @@ def judged_run(scenario: Scenario, design: str) -> Iterator[tuple[int, Op, Outco
     base = scenario if st.ksm_baseline else Scenario(scenario.name, scenario.regions, [], scenario.source)
     r = ModelRunner(base, design, check=False, kernel=make_kernel(m.loaded, **config))
     r.scenario = scenario
+    r.k.ops = m.ops_table  # the checker's table: its events are observed too
     r.k.rcu_windows = st.rcu_windows
     r.born, r.faults, r.preempt = 1, 0, 0  # type: ignore[attr-defined]
     for i, op in enumerate(scenario.ops, 1):

@@ -32,7 +32,9 @@ __all__ = ["EXCLUDED_FIELDS", "Snapshot", "clone", "dumps", "fingerprint", "load
 EXCLUDED_FIELDS = frozenset({"_slot", "_alloc", "_free", "_cache", "comm", "pid", "owner", "clock",
                              "next_pid", "ops", "design", "scenario", "step_no", "born",
                              # statistics only: they never decide what the kernel does
-                             "pages_scanned", "alloc_attempts"})
+                             "pages_scanned", "alloc_attempts",
+                             # what the last action did (rmapcheck.model.events)
+                             "events"})
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
 

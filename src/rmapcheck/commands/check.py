@@ -20,6 +20,7 @@ from rmapcheck.check.checker import STRATEGIES, Checker, Progress, Result, Stop
 from rmapcheck.check.hunt import HUNT_BUDGET, HUNT_DEPTH
 from rmapcheck.check.model import FAULT_MODES, PRESETS, Bounds, Finding, KernelModel
 from rmapcheck.check.portfolio import DEFAULT_BUDGET, PHASES, Phase, PortfolioResult, run_portfolio
+from rmapcheck.check.properties import SOMETIMES, sometimes_property
 from rmapcheck.check.trace import judged_run, save_finding, trace_scenario, unsaid_steps
 from rmapcheck.commands.common import UserError, check_design
 from rmapcheck.designs import DESIGNS, DesignError, config_text, design_config
@@ -71,10 +72,12 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
               timeout: float | None = None, seed: int = 0, runs: int = 200,
               progress: bool = False, config: tuple[str, ...] = (),
               stop: Stop | None = None, budget: float | None = None,
-              workers: int | None = None) -> tuple[KernelModel, Result]:
+              workers: int | None = None, require: tuple[str, ...] = ()) -> tuple[KernelModel, Result]:
     """Run one check and return the model and its result.
 
     :param config: ``NAME=VALUE`` settings of the design's switches.
+    :param require: sometimes-properties that must be reached: an exhaustive
+        run that never reaches one reports it in ``Result.never_reached``.
     :param stop: ends the check early, with the findings so far, once set.
     :param budget: seconds of ``strategy`` ``hunt`` (default
         :data:`~rmapcheck.check.hunt.HUNT_BUDGET`).
@@ -86,6 +89,10 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
         raise UserError("--workers must be at least 1")
     m = KernelModel(design, bounds, _settings(design, config))
     c = Checker(m).first_violation(first).timeout(timeout)
+    try:
+        c.require(*require)
+    except KeyError as e:
+        raise UserError(f"--require: {e.args[0]}") from None
     c.seed, c.runs = seed, runs
     if stop is not None:
         c.stop_on(stop)
@@ -172,6 +179,9 @@ def print_result(m: KernelModel, res: Result, save_dir: Path | None) -> None:
     click.echo(f"bounds: {m.bounds.text()}")
     for w in res.warnings:
         click.echo(f"warning: {w}")
+    for name in res.never_reached:
+        click.echo(f"never reached: {name} ({sometimes_property(name).doc}): required, and no state or "
+                   f"transition within the bounds has it (the exploration was exhaustive)")
     for f in res.findings:
         _print_finding(m, res.design, f, save_dir)
 
@@ -294,6 +304,10 @@ def interruptible(stop: Stop) -> Iterator[Stop]:
 @click.option("--runs", default=200, show_default=True, type=click.IntRange(1, 10_000_000),
               help="walks of --strategy random")
 @click.option("--first", is_flag=True, help="stop at the first violation")
+@click.option("--require", "require", multiple=True, metavar="PROPERTY",
+              help="a sometimes-property that must be reached (repeatable; "
+                   f"{', '.join(p.name for p in SOMETIMES)}): an exhaustive run that never reaches it "
+                   "reports 'never reached' and exits 1")
 @click.option("--timeout", type=float, default=None,
               help=f"stop after this many seconds (without bounds: the portfolio's budget, {DEFAULT_BUDGET:.0f})")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
@@ -301,15 +315,16 @@ def interruptible(stop: Stop) -> Iterator[Stop]:
               help="report progress on stderr about once a second (default: without --json)")
 @click.option("--save-dir", default="rmapcheck-traces", show_default=True, help="where traces are saved")
 def command(design: str, preset: str | None, config: tuple[str, ...], strategy: str | None, seed: int,
-            budget: float | None, workers: int | None, runs: int, first: bool, timeout: float | None,
-            as_json: bool, progress: bool | None, save_dir: str, **bounds: object) -> None:
+            budget: float | None, workers: int | None, runs: int, first: bool, require: tuple[str, ...],
+            timeout: float | None, as_json: bool, progress: bool | None, save_dir: str,
+            **bounds: object) -> None:
     """Explore DESIGN within the bounds given, or run the default portfolio (the help text is :func:`_help`).
 
     Ctrl-C (SIGINT) or SIGTERM ends the exploration early: the findings so far
     are reported and their traces saved, with a line saying the result is
     partial (``"interrupted": true`` with --json). A second one stops at once.
-    Exit status: 1 with findings, else 128 + the signal's number if
-    interrupted, else 0.
+    Exit status: 1 with findings (a required sometimes-property never
+    reached is one), else 128 + the signal's number if interrupted, else 0.
     """
     # bounds: the bound options (--processes ... --rcu-windows); given any,
     # or a preset, one check runs at them instead of the portfolio
@@ -317,6 +332,9 @@ def command(design: str, preset: str | None, config: tuple[str, ...], strategy: 
         raise UserError(f"--timeout must be a positive number of seconds, not {timeout}")
     show = not as_json if progress is None else progress
     if preset is None and all(v is None for v in bounds.values()):
+        if require:
+            raise UserError("--require needs bounds (--preset or bound options): the default portfolio's "
+                            "phases explore different bounds, and a hunt is not exhaustive")
         with interruptible(Stop()) as stop:
             pres = run_default(design, strategy, first, timeout, seed, runs, progress=show, config=config,
                                stop=stop)
@@ -338,7 +356,7 @@ def command(design: str, preset: str | None, config: tuple[str, ...], strategy: 
     b = bounds_from_options(preset, **bounds)
     with interruptible(Stop()) as stop:
         m, res = run_check(design, b, strategy or "bfs", first, timeout, seed, runs, progress=show,
-                           config=config, stop=stop, budget=budget, workers=workers)
+                           config=config, stop=stop, budget=budget, workers=workers, require=require)
         if as_json:
             d = res.as_dict()
             for fd, f in zip(d["findings"], res.findings):
@@ -347,7 +365,7 @@ def command(design: str, preset: str | None, config: tuple[str, ...], strategy: 
             click.echo(json.dumps(d, sort_keys=True))
         else:
             print_result(m, res, Path(save_dir))
-    if res.findings:
+    if res.findings or res.never_reached:
         sys.exit(1)
     if res.interrupted:
         sys.exit(128 + res.interrupted)

@@ -235,7 +235,8 @@ class SegmentationFault(Exception):
 #: module prefixes whose functions are kernel functions
 _KERNEL_PACKAGES = ("rmapcheck.model.", "rmapcheck.designs.")
 #: modules of the kernel packages that are the model's machinery, not the kernel
-_MACHINERY = frozenset({"rmapcheck.model.findings", "rmapcheck.model.slab", "rmapcheck.model.kthreads"})
+_MACHINERY = frozenset({"rmapcheck.model.findings", "rmapcheck.model.slab", "rmapcheck.model.kthreads",
+                        "rmapcheck.model.events"})
 #: modules of the model's checks between steps: a finding made there is no kernel access
 _DETECTORS = frozenset({"rmapcheck.model.invariants", "rmapcheck.check.properties"})
 #: modules outside the project that gave a kernel an ``ops`` entry (a design file)

@@ -146,6 +146,9 @@ class Kernel:
         self.alloc_attempts: dict[str, int] = {}
         #: findings recorded by WARN-style checks that do not stop the kernel
         self.warnings: list[Exception] = []
+        #: events of the operation being run, for the checker's event
+        #: sometimes-properties (:mod:`rmapcheck.model.events`); not state
+        self.events: set[str] = set()
         #: KSM's globals (``ksm_state``, mm/ksm.c), created on first use
         self.ksm: Any = None
         #: page migrations in flight (``MigrationState``, mm/migrate.c)
