@@ -49,7 +49,7 @@ from rmapcheck.model.slab import kasan_check
 from rmapcheck.model.vma import validate_mm, vma_iter_prealloc
 
 __all__ = ["ADD", "BASE", "HISTORY", "REPLACE", "SCENARIO_DIFFERS", "__anon_vma_prepare", "__put_anon_vma",
-           "__split_vma", "anon_vma_alloc", "anon_vma_clone", "anon_vma_fork", "clone_chain", "counter_invariants",
+           "__split_vma", "anon_vma_alloc", "anon_vma_clone", "anon_vma_fork", "clone_chain", "counter_invariants", "fork_own_anon_vma",
            "dup_anon_vma", "unlink_anon_vmas"]
 
 BASE = "linux-6.18"
@@ -182,7 +182,12 @@ def anon_vma_fork(k: Kernel, vma: vm_area_struct, pvma: vm_area_struct) -> int:
     # find non-COWed pages in child processes.
     if k.ops.anon_vma_clone(k, vma, pvma):
         return -errno.ENOMEM
-    # Then add our own anon_vma.
+    return fork_own_anon_vma(k, vma, pvma)
+
+
+def fork_own_anon_vma(k: Kernel, vma: vm_area_struct, pvma: vm_area_struct) -> int:
+    """The second half of ``anon_vma_fork()`` (mm/rmap.c, v3.15 to v4.0): "Then add our own anon_vma"."""
+    fn = "anon_vma_fork"
     av = k.ops.anon_vma_alloc(k, fn)
     if av is None:
         k.ops.unlink_anon_vmas(k, vma)  # out_error

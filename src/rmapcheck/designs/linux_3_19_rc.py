@@ -41,10 +41,10 @@ degree it never incremented (B13, fixed by 3fe89b3e2a7b in ``linux-4.0``).
 
 from __future__ import annotations
 
-import errno
 from typing import Any
 
 from rmapcheck.designs.linux_3_16_rc import counter_invariants as refcount_invariants
+from rmapcheck.designs.linux_3_16_rc import fork_own_anon_vma
 from rmapcheck.model.findings import KernelBug, RefcountUnderflow
 from rmapcheck.model.invariants import _broken
 from rmapcheck.model.kernel import Kernel
@@ -119,7 +119,6 @@ def anon_vma_unlink_check(k: Kernel, av: anon_vma) -> None:
 
 def anon_vma_fork(k: Kernel, vma: vm_area_struct, pvma: vm_area_struct) -> int:
     """``anon_vma_fork()`` (mm/rmap.c, 7a3ef208e662): reuse an anon_vma of the parent's chain, or a new one."""
-    fn = "anon_vma_fork"
     # Don't bother if the parent process has no anon_vma here.
     if pvma.anon_vma is None:
         return 0
@@ -133,32 +132,12 @@ def anon_vma_fork(k: Kernel, vma: vm_area_struct, pvma: vm_area_struct) -> int:
     # An existing anon_vma has been reused, all done then.
     if vma.anon_vma is not None:
         return 0
-    # Then add our own anon_vma.
-    av = k.ops.anon_vma_alloc(k, fn)
-    if av is None:
-        k.ops.unlink_anon_vmas(k, vma)  # out_error
-        return -errno.ENOMEM
-    avc = k.ops.anon_vma_chain_alloc(k, fn)
-    if avc is None:
-        k.ops.put_anon_vma(k, av, fn)  # out_error_free_anon_vma
-        k.ops.unlink_anon_vmas(k, vma)
-        return -errno.ENOMEM
-    # The root anon_vma's spinlock is the lock actually used when we lock
-    # any of the anon_vmas in this anon_vma tree.
-    kasan_check(pvma.anon_vma, fn)
-    av.root = pvma.anon_vma.root
-    av.parent = pvma.anon_vma
-    # With refcounts, an anon_vma can stay around longer than the process it
-    # belongs to. The root anon_vma needs to be pinned until this anon_vma is
-    # freed, because the lock lives in the root.
-    k.ops.get_anon_vma(k, av.root, fn)
-    # Mark this anon_vma as the one where our new (COWed) pages go.
-    vma.anon_vma = av
-    k.ops.anon_vma_lock_write(k, av, fn)
-    k.ops.anon_vma_chain_link(k, vma, avc, av)
-    av.parent.num_active_vmas += 1  # anon_vma->parent->degree++
-    k.ops.anon_vma_unlock_write(k, av, fn)
-    return 0
+    return fork_own_anon_vma(k, vma, pvma)
+
+
+def _fork_parent_degree(k: Kernel, av: anon_vma) -> None:
+    # anon_vma_fork(): anon_vma->parent->degree++
+    av.parent.num_active_vmas += 1
 
 
 def counter_invariants(k: Kernel, a: anon_vma, active: int, children: int, pins: int,
@@ -182,6 +161,7 @@ REPLACE: dict[str, Any] = {
     "anon_vma_clone_reuse": anon_vma_clone_reuse,
     "anon_vma_clone_linked": anon_vma_clone_linked,
     "anon_vma_fork": anon_vma_fork,
+    "anon_vma_fork_linked": _fork_parent_degree,
     "anon_vma_unlink_emptied": _parent_degree_dec,
     "anon_vma_unlink_vma": _degree_dec,
     "anon_vma_unlink_check": anon_vma_unlink_check,
