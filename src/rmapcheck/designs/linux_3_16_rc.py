@@ -6,8 +6,9 @@ migration take their own), the root's rwsem, read-locked rmap walks, and no
 reuse of an anon_vma on fork: every child VMA gets a new anon_vma
 (``anon_vma_fork()``), and ``struct anon_vma`` has neither ``degree`` nor
 ``num_children``/``num_active_vmas`` (the model's two counters stay 0).
-Read from mm/rmap.c of torvalds/linux at 00170fdd0846 (a 3.1x tree:
-``rmap_walk_control``, rwsem, interval tree, no ``degree``).
+Read from mm/rmap.c of torvalds/linux at 00170fdd0846 (a v3.15-era tree:
+``rmap_walk_control``, rwsem, interval tree, no ``degree``, the root freed
+first).
 
 Two bugs of the era live here:
 
@@ -49,8 +50,8 @@ from rmapcheck.model.slab import kasan_check
 from rmapcheck.model.vma import validate_mm, vma_iter_prealloc
 
 __all__ = ["ADD", "BASE", "HISTORY", "REPLACE", "SCENARIO_DIFFERS", "__anon_vma_prepare", "__put_anon_vma",
-           "__split_vma", "anon_vma_alloc", "anon_vma_clone", "anon_vma_fork", "clone_chain", "counter_invariants", "fork_own_anon_vma",
-           "dup_anon_vma", "unlink_anon_vmas"]
+           "__split_vma", "anon_vma_alloc", "anon_vma_clone", "anon_vma_fork", "clone_chain",
+           "counter_invariants", "dup_anon_vma", "fork_own_anon_vma", "unlink_anon_vmas"]
 
 BASE = "linux-6.18"
 
