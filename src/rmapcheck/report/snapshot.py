@@ -40,9 +40,13 @@ _ARENA_VPN = ARENA_BASE >> PAGE_SHIFT
 #: name for it)``, by the design its line of designs starts from: the 2010
 #: root series (``linux-2.6.36-pre`` and the designs based on it) kept one
 #: ``external_refcount`` and had no ``num_children`` or ``num_active_vmas``
-#: (the model keeps it in ``refcount``); every other design has v6.18's three.
+#: (the model keeps it in ``refcount``); the 3.x designs had ``refcount`` only,
+#: and from ``linux-3.19-rc`` ``degree`` too (the model keeps it in
+#: ``num_active_vmas``); every other design has v6.18's three.
 ERA_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "linux-2.6.36-pre": (("refcount", "external_refcount"),),
+    "linux-3.16-rc": (("refcount", "refcount"),),
+    "linux-3.19-rc": (("refcount", "refcount"), ("num_active_vmas", "degree")),
     "linux-6.18": (("refcount", "refcount"), ("num_children", "num_children"),
                    ("num_active_vmas", "num_active_vmas")),
 }

@@ -214,8 +214,17 @@ class ModelRunner:
                 values = []
                 for i in range(op.npages):
                     vpn = self.vpn(op.region, op.page + i)
-                    value = user_read(k, t, vpn)
                     want = mem.get(vpn, 0)
+                    try:
+                        value = user_read(k, t, vpn)
+                    except SegmentationFault:
+                        # No VMA where the process wrote and unmapped
+                        # nothing: the kernel dropped its mapping.
+                        if want and vma_lookup(t.mm, vpn) is None:
+                            raise DataCorruption(
+                                "user_read", f"{op.proc} finds nothing mapped at {op.region}[{op.page + i}], "
+                                             f"where it wrote {want} and never unmapped it") from None
+                        raise
                     if value != want:
                         raise DataCorruption(
                             "user_read", f"{op.proc} reads {value} at {op.region}[{op.page + i}], wrote {want}")
@@ -324,6 +333,12 @@ class ModelRunner:
             else:
                 raise ValueError(f"unknown operation {kind!r}")
         except KernelError as e:
+            if kind in ("mmap", "munmap", "mremap"):
+                # A failed call may have unmapped what it was to replace or
+                # move (mmap_region()'s abort after clearing the old PTEs):
+                # what is no longer mapped was not lost by a kernel bug.
+                for vpn in [v for v in mem if vma_lookup(t.mm, v) is None]:
+                    del mem[vpn]
             return e.name
         except SegmentationFault:
             return "SIGSEGV"
