@@ -317,3 +317,34 @@ ADD: dict[str, Any] = {
     "anon_vma_unlink_drop_root": _no_root_drop,
     "drop_anon_vma": drop_anon_vma,
 }
+
+#: Catalog rows this design is the buggy side of (``rmapcheck history``).
+HISTORY = (
+    {
+        "bug": "B0",
+        "title": "the root freed under a child anon_vma that KSM holds (KSM path)",
+        "fixed": "linux-2.6.36",
+        "args": ("--phase", "ksm"),
+        "property": "use-after-free",
+        "tuned": "",
+        "fast": True,
+    },
+    {
+        "bug": "B0",
+        "title": "the root freed under a child anon_vma that a migration holds (migration path)",
+        "fixed": "linux-2.6.36",
+        "args": ("--phase", "migration", "--no-rcu-windows"),
+        "property": "use-after-free",
+        "tuned": "RCU windows closed: open, they also show B6 (fixed in 2.6.37) on linux-2.6.36",
+        "fast": True,
+    },
+    {
+        "bug": "B4",
+        "title": "page_unlock_anon_vma() unlocks a root it never locked (the hang on anon_vma->root->lock)",
+        "fixed": "linux-2.6.36",
+        "args": ("--phase", "reclaim"),
+        "property": "lock-misuse",
+        "tuned": "",
+        "fast": True,
+    },
+)

@@ -87,3 +87,16 @@ REPLACE: dict[str, Any] = {
     "drop_anon_vma": drop_anon_vma,
     "anon_vma_counter_invariants": counter_invariants,
 }
+
+#: Catalog rows this design is the buggy side of (``rmapcheck history``).
+HISTORY = (
+    {
+        "bug": "B1",
+        "title": "anon_vma_unlink() drops the root's reference on the root itself: a leak after slab reuse",
+        "fixed": "linux-2.6.36",
+        "args": ("--phase", "reuse"),
+        "property": "leak",
+        "tuned": "",
+        "fast": True,
+    },
+)

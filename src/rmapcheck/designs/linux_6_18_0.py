@@ -39,3 +39,16 @@ def vma_merge_copied_range(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct |
 
 
 REPLACE: dict[str, Any] = {"vma_merge_copied_range": vma_merge_copied_range}
+
+#: Catalog rows this design is the buggy side of (``rmapcheck history``).
+HISTORY = (
+    {
+        "bug": "mremap-2026",
+        "title": "mremap() merges a faulted range into an unfaulted VMA without its anon_vma (61f67c230a5e)",
+        "fixed": "linux-6.18",
+        "args": ("--processes", "1", "--regions", "2", "--ops", "write,mremap", "--depth", "4"),
+        "property": "use-after-free",
+        "tuned": "",
+        "fast": True,
+    },
+)
