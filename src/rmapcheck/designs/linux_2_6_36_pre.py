@@ -36,7 +36,7 @@ from rmapcheck.model.slab import kasan_check
 
 __all__ = ["ADD", "BASE", "REPLACE", "anon_vma_alloc", "anon_vma_clone", "anon_vma_fork",
            "anon_vma_free", "anon_vma_prepare", "anon_vma_unlink", "atomic_dec_and_lock", "drop_anon_vma",
-           "folio_get_anon_vma_pin", "get_anon_vma", "page_lock_anon_vma", "page_unlock_anon_vma", "spin_lock_rcu",
+           "folio_get_anon_vma_pin", "get_anon_vma", "is_mergeable_anon_vma", "page_lock_anon_vma", "page_unlock_anon_vma", "spin_lock_rcu",
            "unlink_anon_vmas"]
 
 BASE = "linux-6.18"
@@ -286,6 +286,23 @@ def anon_vma_merge(k: Kernel, vma: vm_area_struct, next: vm_area_struct) -> None
     k.ops.unlink_anon_vmas(k, next)
 
 
+def is_mergeable_anon_vma(k: Kernel, vmg: Any, merge_next: bool) -> bool:
+    """``is_mergeable_anon_vma()`` (mm/mmap.c, v2.6.36): ``!anon_vma1 || !anon_vma2 || (anon_vma1 == anon_vma2)``.
+
+    No test of the VMA's chain: a VMA cloned from a parent (a fork child's)
+    merges with a neighbour that has no anon_vma, in either direction, and
+    ``vma_adjust()`` clones the exporter's chain into the importer. Linux
+    kernel commit 965f55dea0e3 ("mmap: avoid merging cloned VMAs", v3.0)
+    added the ``list_is_singular(&vma->anon_vma_chain)`` test that v6.18's
+    ``vma_is_fork_child()`` carries on (docs/history.md B18).
+
+    :param vmg: ``struct vma_merge_struct *`` (the merge in v6.18's terms).
+    :param merge_next: true to test against ``vmg->next``, else ``vmg->prev``.
+    """
+    tgt = vmg.next if merge_next else vmg.prev
+    return tgt.anon_vma is None or vmg.anon_vma is None or tgt.anon_vma is vmg.anon_vma
+
+
 def counter_invariants(k: Kernel, av: anon_vma, active: int, children: int, pins: int, ext: int) -> str | None:
     """What ``external_refcount`` must be in this design: the external holders only."""
     want = ext
@@ -309,6 +326,7 @@ REPLACE: dict[str, Any] = {
     "folio_lock_anon_vma_root": page_lock_anon_vma,
     "page_unlock_anon_vma": page_unlock_anon_vma,
     "anon_vma_counter_invariants": counter_invariants,
+    "is_mergeable_anon_vma": is_mergeable_anon_vma,
 }
 
 #: Functions of this era that later designs of the series replace.
@@ -316,6 +334,14 @@ ADD: dict[str, Any] = {
     "anon_vma_fork_pin_root": _no_root_pin,
     "anon_vma_unlink_drop_root": _no_root_drop,
     "drop_anon_vma": drop_anon_vma,
+}
+
+#: Bundled scenarios whose outcome on this design differs from linux-6.18's.
+SCENARIO_DIFFERS = {
+    name: ("maps", "a fork child's VMA merges with a neighbour that has no anon_vma: the list_is_singular() test "
+                   "came with 965f55dea0e3 (v3.0)")
+    for name in ("fork-child-refuses-existing-merge", "fork-child-refuses-new-merge", "merge-forked-source-vma",
+                 "merge-forked-target-vma", "mremap-fork-child-no-merge-at-destination", "munmap-after-fork")
 }
 
 #: Catalog rows this design is the buggy side of (``rmapcheck history``).

@@ -88,6 +88,13 @@ REPLACE: dict[str, Any] = {
     "anon_vma_counter_invariants": counter_invariants,
 }
 
+#: Bundled scenarios whose outcome on this design differs from linux-6.18's.
+SCENARIO_DIFFERS = {
+    **pre.SCENARIO_DIFFERS,
+    "mmap-fixed-noreplace": ("counter-underflow", "anon_vma_unlink() drops the root's pin on the root itself "
+                                                  "(B1); the fix was folded into 76545066c852"),
+}
+
 #: Catalog rows this design is the buggy side of (``rmapcheck history``).
 HISTORY = (
     {

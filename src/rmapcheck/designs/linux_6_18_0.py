@@ -40,6 +40,16 @@ def vma_merge_copied_range(k: Kernel, vmg: vma_merge_struct) -> vm_area_struct |
 
 REPLACE: dict[str, Any] = {"vma_merge_copied_range": vma_merge_copied_range}
 
+#: Bundled scenarios whose outcome on this design differs from linux-6.18's.
+SCENARIO_DIFFERS = {
+    "mremap-faulted-unfaulted-merge": (
+        "use-after-free", "the moved range merges without its anon_vma, which is freed under mapped folios; "
+                          "fixed by 61f67c230a5e"),
+    "mremap-fork-child-no-merge-at-destination": (
+        "use-after-free", "a fork child's moved range merges at its destination without its anon_vma; "
+                          "refused since 61f67c230a5e and 3b617fd3d317"),
+}
+
 #: Catalog rows this design is the buggy side of (``rmapcheck history``).
 HISTORY = (
     {
