@@ -18,6 +18,21 @@ not exist (they stay 0). Fork never reuses an anon_vma; ``anon_vma_prepare()``
 reuses a neighbour's anon_vma only when the neighbour's chain is singular
 (Linux kernel commit d0e9fe1758f2, in v2.6.34), which the 6.18
 ``find_mergeable_anon_vma()`` the design keeps does as well.
+
+BASE is ``linux-6.18``: the model's v6.18 code with the anon_vma lifetime,
+locking and merge test of this era put in. Replaced (mm/rmap.c, mm/ksm.c,
+mm/migrate.c as of the series): ``anon_vma_alloc()``, ``anon_vma_free()``,
+``anon_vma_prepare()``, ``anon_vma_clone()`` and ``anon_vma_fork()`` (no
+reuse, no counters), ``unlink_anon_vmas()``, ``anon_vma_merge()``,
+``get_anon_vma()`` and the drop (``put_anon_vma`` is KSM's and migration's
+``drop_anon_vma()``), migration's pin (``folio_get_anon_vma_pin``),
+``page_lock_anon_vma()`` and ``page_unlock_anon_vma()`` (the root's
+spinlock), the refcount invariant, and ``is_mergeable_anon_vma()`` (mm/mmap.c,
+no fork-child test before 965f55dea0e3 in v3.0). Added for the later designs
+of the series to replace: ``anon_vma_fork_pin_root``,
+``anon_vma_unlink_drop_root``, ``drop_anon_vma``. The rest (VMA splitting and
+merging but for that test, mremap, KSM's scan, migration's and reclaim's
+walks) is v6.18's.
 """
 
 from __future__ import annotations

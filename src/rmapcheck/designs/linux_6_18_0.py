@@ -1,19 +1,22 @@
 """Design ``linux-6.18.0``: v6.18 as released, before the January 2026 mremap fix.
 
-"mm/vma: fix anon_vma UAF on mremap() faulted, unfaulted merge" (Cc: stable,
-carried by the live 6.18.44 kernel and by design ``linux-6.18``) made
-``copy_vma()`` merge through a new ``vma_merge_copied_range()``, which sets
+Linux kernel commit 61f67c230a5e ("mm/vma: fix anon_vma UAF on mremap()
+faulted, unfaulted merge", January 2026, Cc: stable; carried by the live
+6.18.44 kernel and by design ``linux-6.18``) made ``copy_vma()`` merge
+through a new ``vma_merge_copied_range()``, which sets
 ``vmg->copied_from``: ``vma_expand()`` then gives the merged VMA the copied
-VMA's anon_vmas, and ``is_mergeable_anon_vma()`` refuses a fork child's.
-Without it, an mremap() that moves a faulted VMA next to an unfaulted one
-with contiguous ``vm_pgoff`` merges them into a VMA that has no anon_vma
-while the moved folios still point to the source's anon_vma (docs/history.md: the 2026
-mremap use-after-free).
+VMA's anon_vmas, and ``is_mergeable_anon_vma()`` refuses a fork child's
+(with the follow-up 3b617fd3d317, "mm/vma: enforce VMA fork limit on
+unfaulted,faulted mremap merge too"). Without it, an mremap() that moves a
+faulted VMA next to an unfaulted one with contiguous ``vm_pgoff`` merges
+them into a VMA that has no anon_vma while the moved folios still point to
+the source's anon_vma (docs/history.md: the 2026 mremap use-after-free).
 
 The fix reverted: ``copy_vma()`` of v6.18 merged the copied range as a new
 one, ``vmg.middle = NULL; new_vma = vma_merge_new_range(&vmg);``. With
-``copied_from`` never set, the fix's other two hunks do nothing, so the
-revert is one function.
+``copied_from`` never set, the fix's other two hunks and the follow-up's
+test do nothing, so the revert is one function: BASE ``linux-6.18`` with
+``vma_merge_copied_range()`` replaced.
 """
 
 from __future__ import annotations
