@@ -199,3 +199,24 @@ def test_ctrl_c_prints_the_partial_table():
     assert text.splitlines()[0].startswith("bug ")
     assert p.returncode == 128 + signal.SIGINT, (p.returncode, text)
     assert re.search(rf"^\d+ of {total} rows reproduced .*; interrupted after \d+ rows$", text, re.M), text
+
+
+def test_a_sometimes_row_is_found_by_a_complete_search_that_never_reaches_it():
+    from rmapcheck.check.catalog import RowResult, SideResult
+    from rmapcheck.check.properties import SOMETIMES
+
+    prop = SOMETIMES[0].name
+    row = Row("X5", "t", "linux-2.6.36", "linux-6.18", (), prop)
+
+    def side(design, reached, complete=True, findings=()):
+        return SideResult(design, "bfs", "b", list(findings), 10, 20, 0.1, complete, {prop: reached})
+
+    assert RowResult(row, side("linux-2.6.36", False), side("linux-6.18", True)).reproduced
+    # a cut search proves nothing about what it did not reach
+    assert RowResult(row, side("linux-2.6.36", False, complete=False), side("linux-6.18", True)).status \
+        == f"{prop} not found"
+    # the fix must reach it
+    assert RowResult(row, side("linux-2.6.36", False), side("linux-6.18", False)).status == "fix not clean"
+    assert not RowResult(row, side("linux-2.6.36", True), side("linux-6.18", True)).reproduced
+    lines = table_lines([RowResult(row, side("linux-2.6.36", False), side("linux-6.18", False))], 0.2, 1)
+    assert f"{prop} never reached" in lines[2]

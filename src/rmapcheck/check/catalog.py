@@ -202,7 +202,7 @@ class SideResult:
         if prop in {p.name for p in SOMETIMES}:
             if self.complete and self.sometimes.get(prop) is False:
                 return {"property": prop, "function": "", "message": f"no state reached {prop}", "chain": [],
-                        "found_by": "sometimes", "trace_length": None}
+                        "found_by": "", "trace_length": None}
             return None
         hits = [f for f in self.findings if f["property"] == prop]
         return min(hits, key=lambda f: f["trace_length"]) if hits else None

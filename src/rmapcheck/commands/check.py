@@ -318,9 +318,14 @@ def check_options(design: str, args: tuple[str, ...] | list[str]) -> dict[str, o
     ARGS are parsed by the ``check`` command itself; the output options
     (``--json``, ``--progress``, ``--save-dir``) are dropped.
 
-    :raises click.UsageError: ARGS are not ``check`` options.
+    :raises UserError: ARGS are not ``check`` options, or ask for its help.
     """
-    ctx = command.make_context("check", ["--design", design, *args])
+    try:
+        ctx = command.make_context("check", ["--design", design, *args])
+    except click.ClickException as e:
+        raise UserError(e.format_message()) from None
+    except click.exceptions.Exit:
+        raise UserError("--help: not an option to run with") from None
     params = dict(ctx.params)
     for out in ("as_json", "progress", "save_dir"):
         params.pop(out, None)
@@ -366,8 +371,8 @@ def check_options(design: str, args: tuple[str, ...] | list[str]) -> dict[str, o
 @click.option("--progress/--no-progress", default=None,
               help="report progress on stderr about once a second (default: without --json)")
 @click.option("--save-dir", default="rmapcheck-traces", show_default=True, help="where traces are saved")
-def command(design: str, preset: str | None, phase: str | None, config: tuple[str, ...], strategy: str | None, seed: int,
-            budget: float | None, workers: int | None, runs: int, first: bool, timeout: float | None,
+def command(design: str, preset: str | None, phase: str | None, config: tuple[str, ...], strategy: str | None,
+            seed: int, budget: float | None, workers: int | None, runs: int, first: bool, timeout: float | None,
             as_json: bool, progress: bool | None, save_dir: str, **bounds: object) -> None:
     """Explore DESIGN within the bounds given, or run the default portfolio (the help text is :func:`_help`).
 

@@ -41,8 +41,8 @@ def history_rows(bugs: tuple[str, ...] = (), fast: bool = False) -> list[tuple[R
     for row in rows:
         try:
             params = check_options(row.design, row.args)
-        except click.ClickException as e:
-            raise UserError(f"{row.bug} ({row.design}): args {' '.join(row.args)}: {e.format_message()}") from None
+        except UserError as e:
+            raise UserError(f"{row.bug} ({row.design}): args {' '.join(row.args)}: {e}") from None
         out.append((row, params))
     return out
 
@@ -99,13 +99,15 @@ def table_lines(results: list[RowResult], seconds: float, total: int) -> list[st
     :param total: the rows selected (more than ``results`` after an interruption).
     """
     heads = ("bug", "buggy design", "fixed design", "found on the buggy design", "trace", "states", "s",
-             "on the fix", "states", "s", "")
+             "on the fix", "states", "s", "tuned", "")
     lines: list[list[str]] = []
     for rr in results:
         f = rr.finding
         if f is not None:
-            what = f"{f['property']} {_place(f)}".rstrip()
-            trace = "-" if f["trace_length"] is None else str(f["trace_length"])
+            if f["trace_length"] is None:  # a sometimes property: no state reached it
+                what, trace = f"{f['property']} never reached", "-"
+            else:
+                what, trace = f"{f['property']} {_place(f)}".rstrip(), str(f["trace_length"])
         elif rr.buggy is not None and rr.buggy.findings:
             other = rr.buggy.findings[0]
             what, trace = f"(only {other['property']} {_place(other)})", "-"
@@ -118,9 +120,11 @@ def table_lines(results: list[RowResult], seconds: float, total: int) -> list[st
             fixed = f"{rr.fixed.findings[0]['property']}" + (f" (+{len(rr.fixed.findings) - 1})"
                                                               if len(rr.fixed.findings) > 1 else "")
         else:
-            fixed = "clean" if rr.fixed_clean else "interrupted" if rr.fixed.interrupted else "not to the end"
+            fixed = ("clean" if rr.fixed_clean else "interrupted" if rr.fixed.interrupted
+                     else "not to the end" if not rr.fixed.complete else f"{rr.row.property} never reached")
         fs, fsec = _side(rr.fixed)
-        lines.append([rr.row.bug, rr.row.design, rr.row.fixed, what, trace, bs, bsec, fixed, fs, fsec, rr.status])
+        lines.append([rr.row.bug, rr.row.design, rr.row.fixed, what, trace, bs, bsec, fixed, fs, fsec,
+                      "yes" if rr.row.tuned else "", rr.status])
     widths = [max([len(h)] + [len(r[i]) for r in lines]) for i, h in enumerate(heads)]
     right = {4, 5, 6, 8, 9}
 
