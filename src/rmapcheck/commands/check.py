@@ -336,7 +336,7 @@ def check_options(design: str, args: tuple[str, ...] | list[str]) -> dict[str, o
 @click.option("--design", required=True, metavar="NAME|PATH.py",
               help="kernel design: a name (listed below) or a design file")
 @click.option("--preset", default=None, help=f"named bounds ({', '.join(PRESETS)}; listed below)")
-@click.option("--phase", default=None,
+@click.option("--phase", default=None, metavar="NAME",
               help="the bounds and strategy of one phase of the default portfolio (listed below)")
 @click.option("--processes", type=int, default=None, help="most processes alive at once")
 @click.option("--regions", type=int, default=None)

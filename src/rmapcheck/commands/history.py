@@ -167,7 +167,7 @@ def _cut(results: list[RowResult]) -> bool:
 @click.option("--timeout", type=float, default=None, help="the most seconds of each side of a row")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @click.option("--progress/--no-progress", default=None,
-              help="say on stderr which row runs (default: without --json)")
+              help="say on stderr how each row ended, as it ends (default: without --json)")
 def command(bugs: tuple[str, ...], fast: bool, timeout: float | None, as_json: bool, progress: bool | None) -> None:
     """Run the catalog of real bugs: each found by the checker on its buggy design, and the fix clean.
 
