@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
-import time
 import types
 
 import pytest
+from test_interrupt import interrupt, start, wait_for
 
 from rmapcheck.check.catalog import CatalogError, Row, catalog_rows, select_rows
 from rmapcheck.check.checker import Stop
@@ -173,31 +172,14 @@ def test_stop_ends_with_the_rows_so_far():
     assert f"1 of {len(selected)} rows reproduced" in text and "interrupted after 1 rows" in text
 
 
-def test_ctrl_c_prints_the_partial_table():
-    env = dict(os.environ, NO_COLOR="1", TERM="dumb")
+def test_ctrl_c_prints_the_partial_table(tmp_path):
     total = len(select_rows(catalog_rows(), ("B0", "B4")))
-    p = subprocess.Popen([sys.executable, "-m", "rmapcheck", "history", "--bug", "B0", "--bug", "B4",
-                          "--progress"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    seen, deadline = b"", time.monotonic() + 120
-    while b"reproduced" not in seen and time.monotonic() < deadline:
-        ready, _, _ = select.select([p.stderr], [], [], 1.0)
-        if ready:
-            chunk = os.read(p.stderr.fileno(), 4096)
-            if not chunk:
-                break
-            seen += chunk
-    assert b"reproduced" in seen, seen
-    p.send_signal(signal.SIGINT)
-    try:
-        out, err = p.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.communicate()
-        pytest.fail("history did not end within 60 s of Ctrl-C")
-    assert "Traceback" not in err.decode()
-    text = out.decode()
+    p = start(["history", "--bug", "B0", "--bug", "B4", "--progress"], tmp_path)
+    wait_for(p, lambda seen: b"reproduced" in seen, "row reproduced")
+    status, text, err = interrupt(p, signal.SIGINT)
+    assert "Traceback" not in err
     assert text.splitlines()[0].startswith("bug ")
-    assert p.returncode == 128 + signal.SIGINT, (p.returncode, text)
+    assert status == 128 + signal.SIGINT, (status, text)
     assert re.search(rf"^\d+ of {total} rows reproduced .*; interrupted after \d+ rows$", text, re.M), text
 
 
