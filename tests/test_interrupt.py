@@ -38,8 +38,8 @@ def start(args: list[str], cwd) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def wait_for_progress(p: subprocess.Popen, findings: int) -> str:
-    """Read stderr until a progress report shows at least ``findings`` findings; what was read."""
+def wait_for(p: subprocess.Popen, done, what: str) -> str:
+    """Read stderr until ``done(what was read)`` holds; what was read (the test fails after a bounded wait)."""
     seen = b""
     deadline = time.monotonic() + _WAIT
     while time.monotonic() < deadline:
@@ -49,12 +49,20 @@ def wait_for_progress(p: subprocess.Popen, findings: int) -> str:
             if not chunk:
                 break
             seen += chunk
-            counts = [int(n) for n in re.findall(rb"findings (\d+)", seen)]
-            if counts and counts[-1] >= findings:
+            if done(seen):
                 return seen.decode()
     p.kill()
     p.wait(10)
-    pytest.fail(f"no progress report with {findings} findings within {_WAIT} s: {seen[-500:]!r}")
+    pytest.fail(f"no {what} within {_WAIT} s: {seen[-500:]!r}")
+
+
+def wait_for_progress(p: subprocess.Popen, findings: int) -> str:
+    """Read stderr until a progress report shows at least ``findings`` findings; what was read."""
+    def done(seen: bytes) -> bool:
+        counts = [int(n) for n in re.findall(rb"findings (\d+)", seen)]
+        return bool(counts) and counts[-1] >= findings
+
+    return wait_for(p, done, f"progress report with {findings} findings")
 
 
 def interrupt(p: subprocess.Popen, signum: int) -> tuple[int, str, str]:

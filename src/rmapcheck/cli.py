@@ -24,7 +24,7 @@ from pathlib import Path
 
 import click
 
-from rmapcheck.commands import bench, check, conform, demo, designs, diff, live, replay, repro, run, seed
+from rmapcheck.commands import bench, check, conform, demo, designs, diff, history, live, replay, repro, run, seed
 from rmapcheck.commands.common import UserError
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FINDING", "EXIT_INTERNAL", "crash_dir", "main", "run_cli"]
@@ -46,7 +46,7 @@ def cli() -> None:
     """
 
 
-for _mod in (run, live, diff, conform, check, replay, repro, designs, seed, bench, demo):
+for _mod in (run, live, diff, conform, check, replay, repro, designs, seed, history, bench, demo):
     cli.add_command(_mod.command)
 
 

@@ -146,6 +146,8 @@ class PortfolioResult:
     seconds: float = 0.0
     #: the signal that interrupted the portfolio (0: none)
     interrupted: int = 0
+    #: required sometimes-properties never reached: none, since a portfolio takes no ``--require``
+    never_reached: tuple[str, ...] = ()
 
     @property
     def verdict(self) -> str:

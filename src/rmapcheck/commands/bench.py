@@ -13,7 +13,7 @@ from rmapcheck.scenario.execute import ModelRunner
 from rmapcheck.scenario.generate import random_scenario
 from rmapcheck.scenario.ops import Scenario
 
-__all__ = ["STANDARD_NEIGHBOURS", "command", "default_figures", "hunt_figures", "ksm_model_vs_live",
+__all__ = ["STANDARD_NEIGHBOURS", "command", "default_figures", "history_figures", "hunt_figures", "ksm_model_vs_live",
            "model_ops_per_s", "model_vs_live", "planted_figures", "standard_neighbours"]
 
 
@@ -156,6 +156,23 @@ def checker_figures(echo: Callable[[str], None]) -> None:
     nosym = run("linux-2.6.36", SEED_BOUNDS["ksm"], symmetry=False)
     sym = run("linux-2.6.36", SEED_BOUNDS["ksm"])
     echo(f"bench: symmetry_reduction_ratio {nosym.distinct / sym.distinct:.2f} ratio")  # type: ignore[attr-defined]
+
+
+def history_figures(echo: Callable[[str], None]) -> None:
+    """``rmapcheck history``: the whole catalog, every row's two sides one after another.
+
+    ``history_bugs_found N of M``: of the M rows, N found on their buggy
+    design and clean on their fix at the same bounds; ``history_seconds``:
+    the time of the whole table. A row not reproduced is named.
+    """
+    from rmapcheck.commands.history import history_rows, run_history
+
+    results, seconds = run_history(history_rows())
+    echo(f"bench: history_bugs_found {sum(rr.reproduced for rr in results)} of {len(results)}")
+    echo(f"bench: history_seconds {seconds:.1f} s")
+    for rr in results:
+        if not rr.reproduced:
+            echo(f"  {rr.row.bug} ({rr.row.design} -> {rr.row.fixed}): {rr.status}")
 
 
 def default_figures(echo: Callable[[str], None]) -> None:
@@ -306,6 +323,7 @@ def command(scenarios: int, live_scenarios: int, ksm_scenarios: int, hunt_budget
     click.echo(f"bench: ksm_scenario_vs_live_time_ratio {ratio:.3f} ratio")
     click.echo(f"bench: ksm_full_scan_pages_per_s {ksm_full_scan_pages_per_s():.0f} pages/s")
     checker_figures(click.echo)
+    history_figures(click.echo)
     planted_figures(click.echo)
     default_figures(click.echo)
     hunt_figures(click.echo, hunt_budget)

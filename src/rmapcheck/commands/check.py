@@ -29,18 +29,24 @@ from rmapcheck.scenario.ops import Scenario
 from rmapcheck.scenario.parse import dump_scenario
 from rmapcheck.scenario.schema import CHECK_OPS, check_bounds, shown
 
-__all__ = ["OP_CHOICES", "bounds_from_options", "command", "interruptible", "print_portfolio", "print_result",
-           "run_check", "run_default"]
+__all__ = ["OP_CHOICES", "CheckRun", "bounds_from_options", "check_options", "command", "interruptible",
+           "phase_named", "print_portfolio", "print_result", "run_check", "run_default", "run_options"]
 
 #: the operations ``--ops`` takes
 OP_CHOICES = CHECK_OPS
 
 
-def bounds_from_options(preset: str | None, **opts: object) -> Bounds:
-    """Bounds from a preset, overridden by the options given, each checked by the shared schema."""
+def bounds_from_options(preset: str | None, phase: str | None = None, **opts: object) -> Bounds:
+    """Bounds from a preset or a phase of the default portfolio, overridden by the options given.
+
+    Each option is checked by the shared schema; a preset and a phase
+    together are bad input.
+    """
+    if preset is not None and phase is not None:
+        raise UserError("--preset and --phase: give one of them")
     if preset is not None and preset not in PRESETS:
         raise UserError(f"unknown preset {shown(preset)} (known: {', '.join(sorted(PRESETS))})")
-    b = PRESETS[preset] if preset else Bounds()
+    b = PRESETS[preset] if preset else phase_named(phase).bounds if phase else Bounds()
     kw = {k: v for k, v in opts.items() if v is not None}
     if "ops" in kw:
         kw["ops"] = tuple(x.strip() for x in str(kw["ops"]).split(",") if x.strip())
@@ -49,6 +55,14 @@ def bounds_from_options(preset: str | None, **opts: object) -> Bounds:
     except ValueError as e:
         raise UserError(str(e)) from None
     return Bounds(**{**b.__dict__, **kw})
+
+
+def phase_named(name: str) -> Phase:
+    """The phase ``name`` of the default portfolio (:data:`~rmapcheck.check.portfolio.PHASES`)."""
+    for p in PHASES:
+        if p.name == name:
+            return p
+    raise UserError(f"unknown phase {shown(name)} (known: {', '.join(p.name for p in PHASES)})")
 
 
 def _progress(p: Progress, phase: str = "") -> None:
@@ -244,7 +258,7 @@ Presets:
 
 \b
 The default portfolio (a phase about KSM or migration runs only if the
-kernel is built with it):
+kernel is built with it; --phase NAME runs one phase's bounds and strategy):
 {phases}
 """
 
@@ -273,10 +287,71 @@ def interruptible(stop: Stop) -> Iterator[Stop]:
 
 
 
+#: what one ``rmapcheck check`` returns: the default portfolio's result, or one check's model and result
+CheckRun = PortfolioResult | tuple[KernelModel, Result]
+
+
+def run_options(design: str, preset: str | None = None, phase: str | None = None, config: tuple[str, ...] = (),
+                strategy: str | None = None, seed: int = 0, budget: float | None = None, workers: int | None = None,
+                runs: int = 200, first: bool = False, timeout: float | None = None, progress: bool = False,
+                stop: Stop | None = None, require: tuple[str, ...] = (), **bounds: object) -> CheckRun:
+    """Run what ``rmapcheck check`` runs for its options (the keyword arguments are its parameters).
+
+    Without bounds (no preset, phase or bound option) the default portfolio
+    runs; else one check at the bounds given: a preset's or a phase's,
+    overridden by the bound options. A phase brings its own strategy
+    (``--strategy`` replaces it) and, for a hunt, its seconds as the budget.
+
+    :param require: sometimes-properties that must be reached (``--require``); needs bounds.
+    :param bounds: the bound options (``processes`` ... ``rcu_windows``), ``None`` where not given.
+    """
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise UserError(f"--timeout must be a positive number of seconds, not {timeout}")
+    if preset is None and phase is None and all(v is None for v in bounds.values()):
+        if require:
+            raise UserError("--require needs bounds (--preset, --phase or bound options): the default portfolio's "
+                            "phases explore different bounds, and a hunt is not exhaustive")
+        return run_default(design, strategy, first, timeout, seed, runs, progress=progress, config=config,
+                           stop=stop)
+    if phase is not None:
+        ph = phase_named(phase)
+        if strategy is None:
+            strategy = ph.strategy
+            if budget is None and strategy == "hunt":
+                budget = ph.seconds
+    elif strategy == "hunt" and bounds.get("depth") is None:
+        bounds["depth"] = HUNT_DEPTH  # the hunt is for what lies beyond the presets' depths
+    b = bounds_from_options(preset, phase, **bounds)
+    return run_check(design, b, strategy or "bfs", first, timeout, seed, runs, progress=progress, config=config,
+                     stop=stop, budget=budget, workers=workers, require=require)
+
+
+def check_options(design: str, args: tuple[str, ...] | list[str]) -> dict[str, object]:
+    """The parameters ``rmapcheck check --design DESIGN ARGS`` runs with (:func:`run_options` takes them).
+
+    ARGS are parsed by the ``check`` command itself; the output options
+    (``--json``, ``--progress``, ``--save-dir``) are dropped.
+
+    :raises UserError: ARGS are not ``check`` options, or ask for its help.
+    """
+    try:
+        ctx = command.make_context("check", ["--design", design, *args])
+    except click.ClickException as e:
+        raise UserError(e.format_message()) from None
+    except click.exceptions.Exit:
+        raise UserError("--help: not an option to run with") from None
+    params = dict(ctx.params)
+    for out in ("as_json", "progress", "save_dir"):
+        params.pop(out, None)
+    return params
+
+
 @click.command("check", help=_help())
 @click.option("--design", required=True, metavar="NAME|PATH.py",
               help="kernel design: a name (listed below) or a design file")
 @click.option("--preset", default=None, help=f"named bounds ({', '.join(PRESETS)}; listed below)")
+@click.option("--phase", default=None, metavar="NAME",
+              help="the bounds and strategy of one phase of the default portfolio (listed below)")
 @click.option("--processes", type=int, default=None, help="most processes alive at once")
 @click.option("--regions", type=int, default=None)
 @click.option("--pages", type=int, default=None, help="pages per region")
@@ -314,10 +389,9 @@ def interruptible(stop: Stop) -> Iterator[Stop]:
 @click.option("--progress/--no-progress", default=None,
               help="report progress on stderr about once a second (default: without --json)")
 @click.option("--save-dir", default="rmapcheck-traces", show_default=True, help="where traces are saved")
-def command(design: str, preset: str | None, config: tuple[str, ...], strategy: str | None, seed: int,
-            budget: float | None, workers: int | None, runs: int, first: bool, require: tuple[str, ...],
-            timeout: float | None, as_json: bool, progress: bool | None, save_dir: str,
-            **bounds: object) -> None:
+def command(design: str, preset: str | None, phase: str | None, config: tuple[str, ...], strategy: str | None,
+            seed: int, budget: float | None, workers: int | None, runs: int, first: bool, require: tuple[str, ...],
+            timeout: float | None, as_json: bool, progress: bool | None, save_dir: str, **bounds: object) -> None:
     """Explore DESIGN within the bounds given, or run the default portfolio (the help text is :func:`_help`).
 
     Ctrl-C (SIGINT) or SIGTERM ends the exploration early: the findings so far
@@ -327,42 +401,25 @@ def command(design: str, preset: str | None, config: tuple[str, ...], strategy: 
     reached is one), else 128 + the signal's number if interrupted, else 0.
     """
     # bounds: the bound options (--processes ... --rcu-windows); given any,
-    # or a preset, one check runs at them instead of the portfolio
-    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
-        raise UserError(f"--timeout must be a positive number of seconds, not {timeout}")
+    # or a preset or phase, one check runs at them instead of the portfolio
     show = not as_json if progress is None else progress
-    if preset is None and all(v is None for v in bounds.values()):
-        if require:
-            raise UserError("--require needs bounds (--preset or bound options): the default portfolio's "
-                            "phases explore different bounds, and a hunt is not exhaustive")
-        with interruptible(Stop()) as stop:
-            pres = run_default(design, strategy, first, timeout, seed, runs, progress=show, config=config,
-                               stop=stop)
-            if as_json:
-                d = pres.as_dict()
-                for fd, (pr, f) in zip(d["findings"], pres.findings):
-                    path = save_finding(save_dir, pr.model, f)
-                    fd["trace"], fd["scenario"] = str(path), str(path.with_suffix(".yaml"))
-                click.echo(json.dumps(d, sort_keys=True))
-            else:
-                print_portfolio(pres, Path(save_dir))
-        if pres.findings:
-            sys.exit(1)
-        if pres.interrupted:
-            sys.exit(128 + pres.interrupted)
-        return
-    if strategy == "hunt" and bounds.get("depth") is None:
-        bounds["depth"] = HUNT_DEPTH  # the hunt is for what lies beyond the presets' depths
-    b = bounds_from_options(preset, **bounds)
     with interruptible(Stop()) as stop:
-        m, res = run_check(design, b, strategy or "bfs", first, timeout, seed, runs, progress=show,
-                           config=config, stop=stop, budget=budget, workers=workers, require=require)
+        run = run_options(design, preset, phase, config, strategy, seed, budget, workers, runs, first, timeout,
+                          progress=show, stop=stop, require=require, **bounds)
+        if isinstance(run, PortfolioResult):
+            res: PortfolioResult | Result = run
+            found = [(pr.model, f) for pr, f in run.findings]
+        else:
+            m, res = run
+            found = [(m, f) for f in res.findings]
         if as_json:
             d = res.as_dict()
-            for fd, f in zip(d["findings"], res.findings):
-                path = save_finding(save_dir, m, f)
+            for fd, (fm, f) in zip(d["findings"], found):
+                path = save_finding(save_dir, fm, f)
                 fd["trace"], fd["scenario"] = str(path), str(path.with_suffix(".yaml"))
             click.echo(json.dumps(d, sort_keys=True))
+        elif isinstance(run, PortfolioResult):
+            print_portfolio(run, Path(save_dir))
         else:
             print_result(m, res, Path(save_dir))
     if res.findings or res.never_reached:

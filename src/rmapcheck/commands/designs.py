@@ -31,6 +31,8 @@ def describe(d: Design, changed_only: bool = False) -> list[str]:
     """The lines ``rmapcheck designs DESIGN`` prints."""
     base = f" (base {d.base})" if d.base else ""
     out = [f"design {d.spec}{base}: {_summary(d)}"]
+    # what it is: its kernel version and commits, and what differs from its base
+    out += [f"  {line}".rstrip() for line in d.about.replace("``", "").splitlines()]
     for path, sha in d.files:
         out.append(f"file: {path} sha256 {sha}")
     if d.changed:

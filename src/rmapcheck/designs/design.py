@@ -23,6 +23,16 @@ mybug.py``). It declares, at module level:
     name *after* the layers, dropping their wrappers there (only for a patch
     that changes what a layer does too).
 
+A registered design may also declare, as plain data read by the tests and
+``rmapcheck history`` rather than by the kernel:
+
+``HISTORY``
+    the catalog rows it is the buggy side of (:mod:`rmapcheck.check.catalog`).
+``SCENARIO_DIFFERS``
+    ``{"scenario": (what, reason)}``: the bundled scenarios whose outcome on
+    it differs from linux-6.18's, ``what`` being ``"maps"`` or a property,
+    ``reason`` citing the commit (``tests/test_design_eras.py``).
+
 The root design (``linux-6.18``) declares ``FUNCTIONS`` (the plain kernel
 functions), ``LAYERS`` and ``CONFIG`` instead of ``BASE``. A module with a flat
 ``OPS`` table and ``CONFIG`` (how designs were written before) still loads, as
@@ -59,7 +69,8 @@ __all__ = ["DECLARATIONS", "Design", "DesignError", "design_label", "file_sha256
            "load_design", "registered", "signature"]
 
 #: The names a design module may declare.
-DECLARATIONS = ("BASE", "REPLACE", "ADD", "CONFIG", "LAYERS", "REPLACE_OUTER", "FUNCTIONS", "OPS")
+DECLARATIONS = ("BASE", "REPLACE", "ADD", "CONFIG", "LAYERS", "REPLACE_OUTER", "FUNCTIONS", "OPS", "HISTORY",
+                "SCENARIO_DIFFERS")
 
 
 class DesignError(ValueError):
@@ -84,6 +95,8 @@ class Design:
         design file it bases on, this one first (empty for a bundled design).
     :param changed: the kernel functions this design replaced or added.
     :param doc: the first line of the module's docstring.
+    :param about: the rest of the docstring: which kernel version and
+        commits the design is, and which functions differ from its base.
     """
 
     spec: str
@@ -95,6 +108,7 @@ class Design:
     files: tuple[tuple[str, str], ...] = ()
     changed: frozenset[str] = field(default_factory=frozenset)
     doc: str = ""
+    about: str = ""
 
     @cached_property
     def ops(self) -> dict[str, Callable[..., Any]]:
@@ -260,8 +274,9 @@ def _from_namespace(ns: Mapping[str, Any], spec: str, where: str, source: str | 
         line = _line_of(source, declaration, key) if declaration else None
         return DesignError(f"{where}:{line}: {msg}" if line else f"{where}: {msg}")
 
-    doc = (ns.get("__doc__") or "").strip().splitlines()
+    doc = inspect.cleandoc(ns.get("__doc__") or "").splitlines()
     first = doc[0] if doc else ""
+    about = "\n".join(doc[1:]).strip()
     for name in ns:
         if name.isupper() and name not in DECLARATIONS:
             close = difflib.get_close_matches(name, DECLARATIONS, 1, 0.85)
@@ -272,7 +287,7 @@ def _from_namespace(ns: Mapping[str, Any], spec: str, where: str, source: str | 
             if whole in ns:
                 raise bad(f"{whole} with BASE: a design based on another replaces kernel functions in "
                           f"REPLACE; a whole table is not read", whole)
-        return _derive(ns, spec, source, loading, bad, first)
+        return replace(_derive(ns, spec, source, loading, bad, first), about=about)
     if "FUNCTIONS" in ns or "OPS" in ns:
         key = "FUNCTIONS" if "FUNCTIONS" in ns else "OPS"
         functions = _table(ns[key], key, bad)
@@ -280,7 +295,7 @@ def _from_namespace(ns: Mapping[str, Any], spec: str, where: str, source: str | 
         config = ns.get("CONFIG", {})
         if not isinstance(config, dict):
             raise bad("CONFIG must be a dict of switch: value", "CONFIG")
-        return Design(spec, None, functions, layers, {}, dict(config), (), frozenset(), first)
+        return Design(spec, None, functions, layers, {}, dict(config), (), frozenset(), first, about)
     raise bad("no BASE: a design file names the design it changes, such as BASE = \"linux-6.18\", "
               "and the kernel functions it replaces, such as REPLACE = {\"anon_vma_clone\": anon_vma_clone}")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rmapcheck.designs import linux_2_6_36_pre as pre
 from rmapcheck.designs.linux_2_6_36_pre import spin_lock_rcu
 from rmapcheck.model.kernel import Kernel
 from rmapcheck.model.mm_types import anon_vma, folio
@@ -58,3 +59,6 @@ def page_lock_anon_vma(k: Kernel, f: folio, av: anon_vma, rwc: Any = None) -> an
 
 REPLACE: dict[str, Any] = {"anon_vma_unlink_drop_root": anon_vma_unlink_drop_root,
                            "folio_lock_anon_vma_root": page_lock_anon_vma}
+
+#: Bundled scenarios whose outcome on this design differs from linux-6.18's.
+SCENARIO_DIFFERS = dict(pre.SCENARIO_DIFFERS)

@@ -18,6 +18,21 @@ not exist (they stay 0). Fork never reuses an anon_vma; ``anon_vma_prepare()``
 reuses a neighbour's anon_vma only when the neighbour's chain is singular
 (Linux kernel commit d0e9fe1758f2, in v2.6.34), which the 6.18
 ``find_mergeable_anon_vma()`` the design keeps does as well.
+
+BASE is ``linux-6.18``: the model's v6.18 code with the anon_vma lifetime,
+locking and merge test of this era put in. Replaced (mm/rmap.c, mm/ksm.c,
+mm/migrate.c as of the series): ``anon_vma_alloc()``, ``anon_vma_free()``,
+``anon_vma_prepare()``, ``anon_vma_clone()`` and ``anon_vma_fork()`` (no
+reuse, no counters), ``unlink_anon_vmas()``, ``anon_vma_merge()``,
+``get_anon_vma()`` and the drop (``put_anon_vma`` is KSM's and migration's
+``drop_anon_vma()``), migration's pin (``folio_get_anon_vma_pin``),
+``page_lock_anon_vma()`` and ``page_unlock_anon_vma()`` (the root's
+spinlock), the refcount invariant, and ``is_mergeable_anon_vma()`` (mm/mmap.c,
+no fork-child test before 965f55dea0e3 in v3.0). Added for the later designs
+of the series to replace: ``anon_vma_fork_pin_root``,
+``anon_vma_unlink_drop_root``, ``drop_anon_vma``. The rest (VMA splitting and
+merging but for that test, mremap, KSM's scan, migration's and reclaim's
+walks) is v6.18's.
 """
 
 from __future__ import annotations
@@ -36,7 +51,7 @@ from rmapcheck.model.slab import kasan_check
 
 __all__ = ["ADD", "BASE", "REPLACE", "anon_vma_alloc", "anon_vma_clone", "anon_vma_fork",
            "anon_vma_free", "anon_vma_prepare", "anon_vma_unlink", "atomic_dec_and_lock", "drop_anon_vma",
-           "folio_get_anon_vma_pin", "get_anon_vma", "page_lock_anon_vma", "page_unlock_anon_vma", "spin_lock_rcu",
+           "folio_get_anon_vma_pin", "get_anon_vma", "is_mergeable_anon_vma", "page_lock_anon_vma", "page_unlock_anon_vma", "spin_lock_rcu",
            "unlink_anon_vmas"]
 
 BASE = "linux-6.18"
@@ -286,6 +301,23 @@ def anon_vma_merge(k: Kernel, vma: vm_area_struct, next: vm_area_struct) -> None
     k.ops.unlink_anon_vmas(k, next)
 
 
+def is_mergeable_anon_vma(k: Kernel, vmg: Any, merge_next: bool) -> bool:
+    """``is_mergeable_anon_vma()`` (mm/mmap.c, v2.6.36): ``!anon_vma1 || !anon_vma2 || (anon_vma1 == anon_vma2)``.
+
+    No test of the VMA's chain: a VMA cloned from a parent (a fork child's)
+    merges with a neighbour that has no anon_vma, in either direction, and
+    ``vma_adjust()`` clones the exporter's chain into the importer. Linux
+    kernel commit 965f55dea0e3 ("mmap: avoid merging cloned VMAs", v3.0)
+    added the ``list_is_singular(&vma->anon_vma_chain)`` test that v6.18's
+    ``vma_is_fork_child()`` carries on (docs/history.md B18).
+
+    :param vmg: ``struct vma_merge_struct *`` (the merge in v6.18's terms).
+    :param merge_next: true to test against ``vmg->next``, else ``vmg->prev``.
+    """
+    tgt = vmg.next if merge_next else vmg.prev
+    return tgt.anon_vma is None or vmg.anon_vma is None or tgt.anon_vma is vmg.anon_vma
+
+
 def counter_invariants(k: Kernel, av: anon_vma, active: int, children: int, pins: int, ext: int) -> str | None:
     """What ``external_refcount`` must be in this design: the external holders only."""
     want = ext
@@ -309,6 +341,7 @@ REPLACE: dict[str, Any] = {
     "folio_lock_anon_vma_root": page_lock_anon_vma,
     "page_unlock_anon_vma": page_unlock_anon_vma,
     "anon_vma_counter_invariants": counter_invariants,
+    "is_mergeable_anon_vma": is_mergeable_anon_vma,
 }
 
 #: Functions of this era that later designs of the series replace.
@@ -317,3 +350,42 @@ ADD: dict[str, Any] = {
     "anon_vma_unlink_drop_root": _no_root_drop,
     "drop_anon_vma": drop_anon_vma,
 }
+
+#: Bundled scenarios whose outcome on this design differs from linux-6.18's.
+SCENARIO_DIFFERS = {
+    name: ("maps", "a fork child's VMA merges with a neighbour that has no anon_vma: the list_is_singular() test "
+                   "came with 965f55dea0e3 (v3.0)")
+    for name in ("fork-child-refuses-existing-merge", "fork-child-refuses-new-merge", "merge-forked-source-vma",
+                 "merge-forked-target-vma", "mremap-fork-child-no-merge-at-destination", "munmap-after-fork")
+}
+
+#: Catalog rows this design is the buggy side of (``rmapcheck history``).
+HISTORY = (
+    {
+        "bug": "B0",
+        "title": "the root freed under a child anon_vma that KSM holds (KSM path)",
+        "fixed": "linux-2.6.36",
+        "args": ("--phase", "ksm"),
+        "property": "use-after-free",
+        "tuned": "",
+        "fast": True,
+    },
+    {
+        "bug": "B0",
+        "title": "the root freed under a child anon_vma that a migration holds (migration path)",
+        "fixed": "linux-2.6.36",
+        "args": ("--phase", "migration", "--no-rcu-windows"),
+        "property": "use-after-free",
+        "tuned": "RCU windows closed: open, they also show B6 (fixed in 2.6.37) on linux-2.6.36",
+        "fast": True,
+    },
+    {
+        "bug": "B4",
+        "title": "page_unlock_anon_vma() unlocks a root it never locked (the hang on anon_vma->root->lock)",
+        "fixed": "linux-2.6.36",
+        "args": ("--phase", "reclaim"),
+        "property": "lock-misuse",
+        "tuned": "",
+        "fast": True,
+    },
+)

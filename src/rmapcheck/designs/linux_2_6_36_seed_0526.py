@@ -87,3 +87,23 @@ REPLACE: dict[str, Any] = {
     "drop_anon_vma": drop_anon_vma,
     "anon_vma_counter_invariants": counter_invariants,
 }
+
+#: Bundled scenarios whose outcome on this design differs from linux-6.18's.
+SCENARIO_DIFFERS = {
+    **pre.SCENARIO_DIFFERS,
+    "mmap-fixed-noreplace": ("counter-underflow", "anon_vma_unlink() drops the root's pin on the root itself "
+                                                  "(B1); the fix was folded into 76545066c852"),
+}
+
+#: Catalog rows this design is the buggy side of (``rmapcheck history``).
+HISTORY = (
+    {
+        "bug": "B1",
+        "title": "anon_vma_unlink() drops the root's reference on the root itself: a leak after slab reuse",
+        "fixed": "linux-2.6.36",
+        "args": ("--phase", "reuse"),
+        "property": "leak",
+        "tuned": "",
+        "fast": True,
+    },
+)

@@ -188,6 +188,7 @@ _B16 = "degree ambiguity: an anon_vma reused while a VMA still uses it (7a3ef208
 #: Bundled scenarios whose outcome on this design differs from linux-6.18's.
 SCENARIO_DIFFERS: dict[str, tuple[str, str]] = {
     "anon-vma-double-reuse": ("invariant", _B16),
+    "fork-g3-double-reuse": ("maps", _B16),
     "fork-child-refuses-existing-merge": ("invariant", _B12),
     "merge-mprotect-both": ("invariant", _B12),
     "merge-mprotect-faulted-next": ("invariant", _B12),

@@ -59,4 +59,9 @@ SCENARIO_DIFFERS: dict[str, tuple[str, str]] = {
         "degree ambiguity: an anon_vma reused while a VMA still uses it (7a3ef208e662, v3.19), "
         "fixed by 2555283eb40d (v6.1)",
     ),
+    "fork-g3-double-reuse": (
+        "maps",
+        "the degree rule of 7a3ef208e662 (v3.19) lets two of T's pieces reuse one anon_vma, so mprotect merges "
+        "them back; since 2555283eb40d (v6.1) the second piece gets a fresh anon_vma and they stay apart",
+    ),
 }

@@ -48,3 +48,13 @@ def anon_vma_reusable(k: Kernel, av: anon_vma, src: vm_area_struct) -> bool:
 
 
 REPLACE: dict[str, Any] = {"anon_vma_reusable": anon_vma_reusable}
+
+#: Bundled scenarios whose outcome on this design differs from linux-6.18's.
+SCENARIO_DIFFERS = {
+    "anon-vma-double-reuse": (
+        "use-after-free", "fork reuses an anon_vma still tied to another VMA; a merge leaves page->mapping "
+                          "dangling (B16, CVE-2022-42703), fixed by 2555283eb40d"),
+    "fork-g3-double-reuse": (
+        "maps", "the degree rule of 7a3ef208e662 lets two of T's pieces reuse one anon_vma, so mprotect merges "
+                "them back; since 2555283eb40d the second piece gets a fresh anon_vma and they stay apart"),
+}
