@@ -186,7 +186,7 @@ def folio_check_references(k: Kernel, f: folio) -> int:
 
 
 def reclaim_walk_checked(mapcount: int, found: int, vm_flags: int) -> bool:
-    """Whether ``folio_referenced()``'s walk ran to its end, so it must have reached what it promises.
+    """Whether a reclaim walk ran to its end, so that it must have reached what it promises.
 
     ``folio_referenced()`` (mm/rmap.c, v6.18) stops at a ``VM_LOCKED`` VMA
     and once it has found ``folio_mapcount()`` mappings, counting each time
