@@ -160,10 +160,11 @@ def folio_check_references(k: Kernel, f: folio) -> int:
     rmap lock, or ``folio_mapcount()`` mappings seen (``folio_referenced_one()``:
     "if (!pra->mapcount) return false; /* To break the loop */"). The last is
     a heuristic's shortcut: the walk counts what it finds, not which mapping
-    it is, and ``rmap_walk_ksm()``'s second pass can find one mapping twice
-    (through the rmap_item of its own mm and through that of the mm it was
-    forked from, exited but not yet passed by ksmd), so the count can run
-    out before the walk has seen every mapping (:func:`reclaim_walk_checked`).
+    it is, and ``rmap_walk_ksm()``'s second pass finds a fork that ksmd has
+    scanned a second time (through its own rmap_item in the first pass,
+    through that of the mm it was forked from in the second), so the count
+    can run out before the walk has seen every mapping
+    (:func:`reclaim_walk_checked`).
 
     :param f: ``struct folio *``, mapped.
     :returns: ``folio_referenced()``'s result: referencing mappings, or -1.
