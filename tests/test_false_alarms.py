@@ -226,6 +226,27 @@ def test_reclaim_stops_at_mapcount_when_the_ksm_walk_finds_a_mapping_twice():
     assert folio_check_references(r.k, f) == 2
 
 
+def test_reclaim_stops_at_mapcount_after_finding_a_scanned_fork_twice():
+    # No exit needed: P0's two pages merged, P1 forked and scanned (its A[0]
+    # is a page of its own by then), P2 forked: five mappings. The first
+    # pass finds P1's A[1] and P0's two through their own rmap_items; the
+    # second finds P1's A[1] again through P0's rmap_item, then P2's A[1],
+    # and the count of five is used up before P2's A[0].
+    m = KernelModel("linux-6.18", Bounds(processes=3, regions=1, pages=2, contents=1, depth=7, mergeable=True,
+                                         ops=("write", "fork", "ksm_scan", "reclaim")))
+    r = m.init_state()
+    replay(m, r, [Op("write", "P0", "A", 0, 1, value=1), Op("write", "P0", "A", 1, 1, value=1), SCAN,
+                  Op("fork", "P0", child="P1"), SCAN, Op("fork", "P0", child="P2")])
+    f = folio_at(r, "P0", 0)
+    assert f._mapcount == 5 and len(rmap_walk_promised(r.k, f, page_table_mappings(r.k, f))) == 5
+    visited = []
+    f.locked = True
+    assert r.k.ops.folio_referenced(r.k, f, True, [0], visited) == 5
+    f.locked = False
+    assert len(set(visited)) == 4 and (r.k.tasks["P2"].mm, r.vpn("A", 0)) not in visited
+    replay(m, r, [Op("reclaim_start", "P0", "A", 0, 1)])
+
+
 def test_reclaim_reports_a_walk_that_ends_short_of_mapcount():
     # The same state with rmap_walk_ksm()'s second pass gone (the planted
     # deep_missed_rmap_walk.py): the walk finds P1 once, 1 of mapcount 2,
