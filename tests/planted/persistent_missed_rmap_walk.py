@@ -27,8 +27,10 @@ before, so the bug needs the move to fall between a migration's unmap and
 its remap.
 
 Found by the ``migration-faults`` phase: a page shared by a parent and a
-child migrates; between the unmap and the remap the child moves it to a
-second region with the clone failing.
+child migrates; between the unmap and the remap one of them moves it to a
+second region with the clone failing, and its write there waits for the
+migration, whose remap misses the entry (four actions from the forked
+start).
 """
 
 from rmapcheck.model.findings import KernelBug
