@@ -135,3 +135,10 @@ def test_help_lists_designs_presets_and_phases():
     for section, names in ((designs, DESIGNS), (presets, PRESETS), (phases, [ph.name for ph in PHASES])):
         firsts = [ln.split()[0] for ln in section.splitlines()[1:] if ln.startswith("    ")]
         assert firsts == list(names) + (["PATH.py"] if names is DESIGNS else [])
+
+
+def test_linux_6_18_is_clean_where_failures_meet_a_migration():
+    # the phase of persistent_missed_rmap_walk.py (tests/planted/), whole
+    pres = run_portfolio("linux-6.18", phases=_phases("migration-faults"))
+    (pr,) = pres.phases
+    assert pres.verdict == "clean" and pres.exhausted and pr.result.distinct > 1000

@@ -12,7 +12,13 @@ does there instead:
 * a merge that fails half-way leaves a KSM folio without a stable node mapped
   in a fork; the kernel's rmap walk finds nothing there and promises nothing
   (``rmap_walk_ksm()``: ``if (!stable_node) return``), reclaim leaves the
-  folio and migration retries.
+  folio and migration retries;
+* ``folio_referenced()`` stops once it has found ``folio_mapcount()``
+  mappings, and ``rmap_walk_ksm()``'s second pass can find one mapping twice
+  (``--phase ksm-fork`` bounds at depth 10);
+* a fork of a KSM page made since ksmd passed, whose rmap_item has gone, is
+  found by no walk (docs/history.md B17): reclaim misses it, and migration
+  misses it, backs out and fails with ``-EBUSY``.
 
 The planted defect ``defect-missed-rmap-walk-ksm`` (tests/designs_defects.py)
 shows the property still fires on a KSM folio whose walk misses a mapping.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +37,7 @@ from rmapcheck.model.findings import Deadlock, LockMisuse
 from rmapcheck.model.invariants import check_invariants
 from rmapcheck.model.kthreads import kthread_holds
 from rmapcheck.model.memory import folio_lock
-from rmapcheck.model.vmscan import page_table_mappings, rmap_walk_reaches_all
+from rmapcheck.model.vmscan import folio_check_references, page_table_mappings, rmap_walk_promised
 from rmapcheck.scenario.ops import Op
 
 #: a parent and a child sharing two written pages of a mergeable region:
@@ -132,7 +139,7 @@ def half_ksm_folio():
     r = m.init_state()
     replay(m, r, [SCAN, Op("migrate_start", "P0", "A", 0, 1), SCAN])
     f = folio_at(r, "P1", 1)
-    assert f.ksm and f.stable_node is None and not rmap_walk_reaches_all(f)
+    assert f.ksm and f.stable_node is None and rmap_walk_promised(r.k, f, page_table_mappings(r.k, f)) == []
     assert folio_at(r, "P0", 1) is not f
     assert [(mm.owner, vpn) for mm, vpn in page_table_mappings(r.k, f)] == [("P1", r.vpn("A", 1))]
     return m, r, f
@@ -161,9 +168,10 @@ def test_a_walk_of_a_ksm_folio_with_a_stable_node_must_reach_everything():
     m, r = migrating_ksm_folio()
     while r.k.migrations:
         replay(m, r, [kthread(0)])
-    f = folio_at(r, "P1", 0)
-    assert f.ksm and f.stable_node is not None and rmap_walk_reaches_all(f)
-    assert rmap_walk_reaches_all(folio_at(r, "P0", 0))
+    for proc in ("P0", "P1"):
+        f = folio_at(r, proc, 0)
+        assert f.ksm and f.stable_node is not None
+        assert len(rmap_walk_promised(r.k, f, page_table_mappings(r.k, f))) == 4
 
 
 def test_a_failed_stable_tree_insert_leaves_a_half_ksm_folio_in_the_child():
@@ -179,6 +187,139 @@ def test_a_failed_stable_tree_insert_leaves_a_half_ksm_folio_in_the_child():
     assert folio_at(r, "P0", 0) is not f and folio_at(r, "P0", 1) is not f
     replay(m, r, [Op("reclaim_start", "P1", "A", 1, 1), Op("migrate_start", "P1", "A", 1, 1), kthread(0)])
     assert folio_at(r, "P1", 1) is f and r.k.migrations[0].rc == -errno.EAGAIN
+
+
+# -- folio_referenced() stops at folio_mapcount() ---------------------------------------
+
+#: the ``ksm-fork`` phase of the default (check/portfolio.py) at depth 10
+KSM_FORK = Bounds(processes=2, regions=1, pages=1, contents=1, depth=10, mergeable=True,
+                  ops=("write", "fork", "exit", "ksm_scan", "reclaim"))
+
+
+def w(proc, value=1):
+    return Op("write", proc, "A", 0, 1, value=value)
+
+
+def test_reclaim_stops_at_mapcount_when_the_ksm_walk_finds_a_mapping_twice():
+    # P0 and P1 share a KSM page, each with an rmap_item; P0 exits and its
+    # rmap_item stays on the stable node until ksmd's next pass; P1 forks P2.
+    # rmap_walk_ksm(): the first pass finds P1 through P1's rmap_item, the
+    # second finds P1 again through P0's (P1's VMA is chained to P0's
+    # anon_vma), and folio_referenced_one() stops there: two of mapcount 2.
+    m = KernelModel("linux-6.18", KSM_FORK)
+    r = m.init_state()
+    replay(m, r, [w("P0"), Op("fork", "P0", child="P1"), w("P0"), SCAN, SCAN, w("P0"), SCAN,
+                  Op("exit", "P0"), Op("fork", "P1", child="P2")])
+    f = folio_at(r, "P1", 0)
+    node = f.stable_node
+    assert f.ksm and f._mapcount == 2 and folio_at(r, "P2", 0) is f
+    assert sorted(item.mm.owner for item in node.hlist) == ["P0", "P1"]
+    assert not r.k.tasks.get("P0") and len(rmap_walk_promised(r.k, f, page_table_mappings(r.k, f))) == 2
+    # the walk, as the kernel's: P1 twice, P2 never
+    visited = []
+    f.locked = True
+    assert r.k.ops.folio_referenced(r.k, f, True, [0], visited) == 2
+    f.locked = False
+    assert [mm.owner for mm, _vpn in visited] == ["P1", "P1"]
+    # so no finding: the walk ended by folio_referenced()'s own rule
+    replay(m, r, [Op("reclaim_start", "P1", "A", 0, 1)])
+    assert folio_check_references(r.k, f) == 2
+
+
+def test_reclaim_stops_at_mapcount_after_finding_a_scanned_fork_twice():
+    # No exit needed: P0's two pages merged, P1 forked and scanned (its A[0]
+    # is a page of its own by then), P2 forked: five mappings. The first
+    # pass finds P1's A[1] and P0's two through their own rmap_items; the
+    # second finds P1's A[1] again through P0's rmap_item, then P2's A[1],
+    # and the count of five is used up before P2's A[0].
+    m = KernelModel("linux-6.18", Bounds(processes=3, regions=1, pages=2, contents=1, depth=7, mergeable=True,
+                                         ops=("write", "fork", "ksm_scan", "reclaim")))
+    r = m.init_state()
+    replay(m, r, [Op("write", "P0", "A", 0, 1, value=1), Op("write", "P0", "A", 1, 1, value=1), SCAN,
+                  Op("fork", "P0", child="P1"), SCAN, Op("fork", "P0", child="P2")])
+    f = folio_at(r, "P0", 0)
+    assert f._mapcount == 5 and len(rmap_walk_promised(r.k, f, page_table_mappings(r.k, f))) == 5
+    visited = []
+    f.locked = True
+    assert r.k.ops.folio_referenced(r.k, f, True, [0], visited) == 5
+    f.locked = False
+    assert len(set(visited)) == 4 and (r.k.tasks["P2"].mm, r.vpn("A", 0)) not in visited
+    replay(m, r, [Op("reclaim_start", "P0", "A", 0, 1)])
+
+
+def test_reclaim_reports_a_walk_that_ends_short_of_mapcount():
+    # The same state with rmap_walk_ksm()'s second pass gone (the planted
+    # deep_missed_rmap_walk.py): the walk finds P1 once, 1 of mapcount 2,
+    # and misses P2, which P1's rmap_item covers.
+    m = KernelModel(str(Path(__file__).parent / "planted" / "deep_missed_rmap_walk.py"), KSM_FORK)
+    r = m.init_state()
+    replay(m, r, [w("P0"), Op("fork", "P0", child="P1"), w("P0"), SCAN, SCAN, w("P0"), SCAN,
+                  Op("exit", "P0"), Op("fork", "P1", child="P2")])
+    out = m.apply(r, Op("reclaim_start", "P1", "A", 0, 1))
+    assert [(p, fn) for p, fn, msg, _e in out.findings] == [("missed-rmap-walk", "folio_check_references")]
+    assert "missed its mapping in P2" in out.findings[0][2]
+
+
+# -- B17: a fork of a KSM page made since ksmd passed -------------------------------------
+
+def b17(m):
+    """docs/history.md B17: P1 maps the KSM page at A[1] with no rmap_item covering it.
+
+    P0's two pages merged into one KSM page; P0 forks P1 and exits; ksmd,
+    one page on, has dropped P0's rmap_items and given P1 one for A[0],
+    not yet for A[1].
+    """
+    r = m.init_state()
+    replay(m, r, [Op("write", "P0", "A", 0, 1, value=1), Op("write", "P0", "A", 1, 1, value=1),
+                  replace(SCAN, value=2), Op("fork", "P0", child="P1"), Op("exit", "P0"),
+                  Op("ksmd", "", value=1)])
+    f = folio_at(r, "P1", 0)
+    assert f.ksm and folio_at(r, "P1", 1) is f and f._mapcount == 2
+    assert [(item.mm.owner, item.address) for item in f.stable_node.hlist] == [("P1", r.vpn("A", 0))]
+    mapped = page_table_mappings(r.k, f)
+    assert [(mm.owner, vpn) for mm, vpn in rmap_walk_promised(r.k, f, mapped)] == [("P1", r.vpn("A", 0))]
+    return r, f
+
+
+B17 = Bounds(processes=2, regions=1, pages=2, contents=1, depth=10, mergeable=True,
+             ops=("write", "fork", "exit", "ksmd", "migrate", "reclaim"))
+
+
+def test_b17_migration_misses_the_fork_backs_out_and_fails():
+    m = KernelModel("linux-6.18", B17)
+    r, f = b17(m)
+    # try_to_migrate() unmaps A[0] only: the folio stays mapped, every pass
+    # backs out (the migration entry at A[0] restored) and the tenth gives up
+    out = m.apply(r, Op("migrate", "P1", "A", 0, 1))
+    assert out.findings == [] and out.result == "EBUSY"
+    assert folio_at(r, "P1", 0) is f and folio_at(r, "P1", 1) is f
+    assert page_table_mappings(r.k, f, migration=True) == [] and r.k.migrations == []
+    assert not f.locked and f._mapcount == 2
+    check_invariants(r.k)
+
+
+def test_b17_reclaim_misses_the_fork_and_keeps_the_page():
+    m = KernelModel("linux-6.18", B17)
+    r, f = b17(m)
+    visited = []
+    f.locked = True
+    assert r.k.ops.folio_referenced(r.k, f, True, [0], visited) == 1
+    f.locked = False
+    assert [(mm.owner, vpn) for mm, vpn in visited] == [("P1", r.vpn("A", 0))]
+    replay(m, r, [Op("reclaim_start", "P1", "A", 1, 1)])
+    assert folio_at(r, "P1", 1) is f
+
+
+def test_b17_with_the_fork_scanned_every_mapping_is_promised_and_reached():
+    # ksmd one page further gives P1 its rmap_item for A[1]: both mappings
+    # are covered, and the migration moves the page
+    m = KernelModel("linux-6.18", B17)
+    r, f = b17(m)
+    replay(m, r, [Op("ksmd", "", value=1)])
+    assert len(rmap_walk_promised(r.k, f, page_table_mappings(r.k, f))) == 2
+    out = m.apply(r, Op("migrate", "P1", "A", 0, 1))
+    assert out.findings == [] and out.result in ("", "ok", "0")
+    assert folio_at(r, "P1", 0) is not f and folio_at(r, "P1", 1) is folio_at(r, "P1", 0)
 
 
 # -- the exhaustive runs in make bench ---------------------------------------------------

@@ -41,7 +41,7 @@ NOT_REPLACEABLE = {
     # the maple tree's node preallocation (a fault-injection site)
     "vma_iter_prealloc",
     # debug checks and the model's views of the state
-    "validate_mm", "check_invariants", "page_table_mappings", "check_rmap_walk",
+    "validate_mm", "check_invariants", "page_table_mappings", "check_rmap_walk", "rmap_walk_promised",
     "migration_anon_vma_refs", "migration_folio_refs", "reclaim_folio_refs", "reclaim_held_roots",
     "migrations", "ksm_state_of", "ksm_counters",
     # kernel threads as the checker steps them (their kernel functions are in the table)

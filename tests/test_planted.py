@@ -62,8 +62,7 @@ def _replays(pr, f, tmp_path):
 def test_the_corpus_plants_every_property():
     names = {p.name for p in ALWAYS}
     assert {prop for prop, _phase in corpus.DEEP.values()} == names
-    # no missed rmap walk behind a persistent failure: docs/checker.md says why
-    assert {prop for prop, _phase in corpus.PERSISTENT.values()} == names - {"missed-rmap-walk"}
+    assert {prop for prop, _phase in corpus.PERSISTENT.values()} == names
     for table, kind in ((corpus.DEEP, "deep"), (corpus.PERSISTENT, "persistent")):
         for name, (prop, phase) in table.items():
             assert name == f"{kind}_{prop.replace('-', '_')}.py"

@@ -69,7 +69,7 @@ def _machinery() -> set[str]:
                 names.add(n)
                 if inspect.isclass(v):
                     names.update(m for m, f in vars(v).items() if inspect.isfunction(f))
-    names.update({"migrate_step", "reclaim_step", "check_rmap_walk", "page_table_mappings", "ksm_full_scans",
+    names.update({"migrate_step", "reclaim_step", "check_rmap_walk", "page_table_mappings", "rmap_walk_promised", "ksm_full_scans",
                   "kthread_step", "kasan_check", "alloc", "free"})
     return names
 
@@ -434,7 +434,8 @@ def test_migrate_and_vmscan_drivers_are_not_kernel_functions():
     # the phase drivers name the kernel function they stand for, or none
     assert findings.kernel_function_name(migrate.migrate_step.__code__, migrate.__name__, vars(migrate)) == \
         "migrate_pages_batch"
-    assert findings.kernel_function_name(vmscan.check_rmap_walk.__code__, vmscan.__name__, vars(vmscan)) is None
+    for fn in (vmscan.check_rmap_walk, vmscan.rmap_walk_promised, vmscan.reclaim_walk_checked):
+        assert findings.kernel_function_name(fn.__code__, vmscan.__name__, vars(vmscan)) is None
 
 
 def test_a_step_the_language_cannot_write_is_pointed_out():

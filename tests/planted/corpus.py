@@ -8,9 +8,6 @@ persistent``): failing one attempt (``first``, ``nth``) does not reach it.
 Each file says what is broken and why it needs what it needs.
 ``tests/test_planted.py`` runs each through its phase; ``make bench``
 proves the depth (``planted_*`` figures); docs/checker.md has the figures.
-
-There is no ``persistent_missed_rmap_walk.py``: see docs/checker.md
-("Planted defects").
 """
 
 #: design file → (the property its bug violates, the default's phase that finds it)
@@ -37,6 +34,7 @@ PERSISTENT = {
     "persistent_vm_bug_on.py": ("vm-bug-on", "faults"),
     "persistent_vm_warn_on.py": ("vm-warn-on", "faults"),
     "persistent_lock_misuse.py": ("lock-misuse", "faults"),
+    "persistent_missed_rmap_walk.py": ("missed-rmap-walk", "migration-faults"),
     "persistent_invariant.py": ("invariant", "faults"),
     "persistent_data_corruption.py": ("data-corruption", "faults"),
     "persistent_model_error.py": ("model-error", "faults"),

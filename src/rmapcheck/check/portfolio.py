@@ -96,6 +96,13 @@ PHASES: tuple[Phase, ...] = (
           "any attempt, or at every attempt from one on",
           Bounds(processes=3, regions=1, pages=2, contents=1, depth=3, forked=True, faults=1,
                  ops=("write", "read", "fork", "exit", "munmap", "mprotect", "mremap"))),
+    # RCU windows closed: the migration phase explores the pin's races; here
+    # the error paths of what runs while a page is unmapped for migration.
+    Phase("migration-faults", "a parent and a child share a page that migrates in phases while they move it "
+          "to a second region, write and exit; one allocation fails at any attempt, or at every attempt from one on",
+          Bounds(processes=2, regions=2, pages=1, contents=1, depth=4, forked=True, faults=1,
+                 ops=("write", "exit", "migrate", "mremap"), rcu_windows=False),
+          focus=("migrate",)),
     Phase("mremap", "one process moves pages between two regions and back, deeper",
           Bounds(processes=1, regions=2, pages=2, contents=1, depth=5,
                  ops=("write", "munmap", "mremap", "mremap_dontunmap"))),

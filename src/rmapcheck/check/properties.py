@@ -66,8 +66,9 @@ ALWAYS = (
     Property(LockMisuse.property_name, "always",
              "no release of a lock not held, no lock held on return to user space, no deadlock"),
     Property(MissedRmapWalk.property_name, "always",
-             "an rmap walk visits every mapping of its folio (none promised for a KSM folio a failed merge "
-             "left without a stable node)"),
+             "an rmap walk reaches every mapping of its folio it promises (of a KSM folio, those its "
+             "rmap_items cover) unless it stopped by its own rule (reclaim: folio_mapcount() found); a "
+             "migration's remap restores every entry its unmap made"),
     Property(InvariantViolation.property_name, "always",
              "the invariants of the anon_vma hierarchy (docs/history.md §5) hold"),
     Property(DataCorruption.property_name, "always",

@@ -237,8 +237,9 @@ def _designs_help() -> str:
 
 
 def _help() -> str:
-    presets = "\n".join(f"  {n:<13}{b.text()}" for n, b in PRESETS.items())
-    phases = "\n".join(f"  {p.name:<13}{p.why}" for p in PHASES)
+    w = max(13, *(len(n) + 2 for n in PRESETS), *(len(p.name) + 2 for p in PHASES))
+    presets = "\n".join(f"  {n:<{w}}{b.text()}" for n, b in PRESETS.items())
+    phases = "\n".join(f"  {p.name:<{w}}{p.why}" for p in PHASES)
     return f"""Explore DESIGN within bounds; report every property violated, with a shortest trace.
 
 Without bounds (neither --preset nor a bound option) the default portfolio

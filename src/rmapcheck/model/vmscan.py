@@ -2,9 +2,10 @@
 
 The model has no swap, so reclaim cannot unmap an anonymous folio; what it
 can do is the walk that reclaim starts with, ``folio_check_references()`` →
-``folio_referenced()``, which must reach every mapping of the folio. The
-checking walk compares the mappings the walk reached with the real ones read
-from every process's page tables, as the kernel's
+``folio_referenced()``, which must reach every mapping of the folio that it
+promises to (:func:`rmap_walk_promised`) unless it stopped by its own rules.
+The checking walk compares the mappings the walk reached with the real ones
+read from every process's page tables, as the kernel's
 ``tools/testing/selftests/mm/rmap.c`` checks rmap across a fork tree, and
 reports a mapping the walk missed as
 :class:`~rmapcheck.model.findings.MissedRmapWalk`. Migration uses the same
@@ -52,7 +53,8 @@ __all__ = [
     "reclaim_held_roots",
     "reclaim_prepare",
     "reclaim_step",
-    "rmap_walk_reaches_all",
+    "reclaim_walk_checked",
+    "rmap_walk_promised",
 ]
 
 
@@ -75,40 +77,68 @@ def page_table_mappings(k: Kernel, f: folio, migration: bool = False) -> list[tu
     return out
 
 
-def rmap_walk_reaches_all(f: folio) -> bool:
-    """Whether the kernel promises that an rmap walk of ``f`` reaches every mapping of it.
+def rmap_walk_promised(k: Kernel, f: folio, mappings: list[tuple[mm_struct, int]]) -> list[tuple[mm_struct, int]]:
+    """The mappings of ``mappings`` that the kernel promises an rmap walk of ``f`` reaches.
 
-    It does for an anonymous folio (through its anon_vma) and for a KSM folio
-    with a stable node (through the node's rmap_items and, for forks made
-    since ksmd passed, their anon_vmas). It does not for a KSM folio without
-    a stable node, which a merge that failed half-way leaves mapped
-    (mm/ksm.c, v6.18): ``try_to_merge_one_page()`` upgrades the first page
-    "from anon to a NULL stable_node with the KSM flag set:
-    stable_tree_insert() will update stable_node"; when the merge with the
-    second page or ``stable_tree_insert()`` fails, ``break_cow()`` unshares
-    the rmap_item's own mapping only, and a mapping forked before the merge
-    keeps the half-KSM folio. ``folio_stable_node()`` is then ``NULL``:
-    ``folio_referenced()`` returns 0 before walking (no
-    ``folio_raw_mapping()``), ``rmap_walk_ksm()`` returns at once, reclaim
-    leaves the folio mapped and migration fails with ``-EAGAIN`` and is
-    retried; a write to it copies (``do_wp_page()`` never reuses a KSM
-    folio), and ksmd cannot merge it again (``page_address_in_vma()`` finds
-    no anon_vma). The kernel has lived with such folios since KSM began
-    ("ksm: fix page_address_in_vma anon_vma oops", v2.6.36, is about them).
+    An anonymous folio: every one. ``folio->mapping`` is the anon_vma, and
+    every VMA that maps the folio is chained to it at the folio's offset
+    (I1, checked after every step): ``rmap_walk_anon()`` (mm/rmap.c, v6.18)
+    reaches them all.
+
+    A KSM folio: those its stable node's rmap_items cover, nothing more.
+    ``rmap_walk_ksm()`` (mm/ksm.c, v6.18) walks each rmap_item's anon_vma at
+    the rmap_item's address, first in the rmap_item's own mm, then "in other
+    mms: in case they were forked from the original since ksmd passed". A
+    mapping no rmap_item covers is one the kernel cannot find and lives
+    with:
+
+    * a fork made since ksmd passed, once the rmap_item it was forked from
+      has gone (its mm exited or dropped the page, and ksmd removed the
+      rmap_item before reaching the fork): reclaim and migration miss it,
+      and the page stays pinned until the fork exits or ksmd scans it
+      (docs/history.md B17; Hugh Dickins, 2016: not fixed);
+    * a KSM folio without a stable node, which a merge that failed half-way
+      leaves mapped in a fork (``try_to_merge_one_page()`` "upgrades" the
+      page "from anon to a NULL stable_node with the KSM flag set:
+      stable_tree_insert() will update stable_node"; when the merge with the
+      second page or ``stable_tree_insert()`` fails, ``break_cow()`` unshares
+      the rmap_item's own mapping only): ``rmap_walk_ksm()`` returns at once,
+      ``folio_referenced()`` returns 0 before walking, reclaim leaves the
+      folio mapped and migration fails with ``-EAGAIN``; a write copies it
+      (``do_wp_page()`` never reuses a KSM folio). The kernel has lived with
+      such folios since KSM began ("ksm: fix page_address_in_vma anon_vma
+      oops", v2.6.36).
+
+    The rmap_items are read here, not through the walk, so a walk that skips
+    what they cover (``rmap_walk_ksm()`` without its second pass) is still
+    caught.
 
     :param f: ``struct folio *`` the walk is over.
+    :param mappings: where the page tables map ``f`` (:func:`page_table_mappings`).
     """
-    return not f.ksm or f.stable_node is not None
+    if not f.ksm:
+        return mappings
+    node = f.stable_node  # folio_stable_node()
+    if node is None or not node._live:
+        return []
+    covered = set()
+    for item in node.hlist:
+        av = item.anon_vma
+        if av is None or not item._live or not av._live:
+            continue  # the walk itself meets it (KASAN, a NULL pointer)
+        for avc in av.rb_root:
+            vma = avc.vma
+            if vma is not None and vma.vm_start <= item.address < vma.vm_end:
+                covered.add((id(vma.vm_mm), item.address))
+    return [(mm, vpn) for mm, vpn in mappings if (id(mm), vpn) in covered]
 
 
 def check_rmap_walk(k: Kernel, f: folio, expected: list[tuple[mm_struct, int]],
                     visited: list[tuple[mm_struct, int]], function: str) -> None:
     """Report a mapping of ``expected`` that the walk (``visited``) did not reach.
 
-    The caller checks only a walk that :func:`rmap_walk_reaches_all` says
-    must reach every mapping.
-
-    :param expected: the mappings before the walk (:func:`page_table_mappings`).
+    :param expected: the mappings before the walk that it promises to reach
+        (:func:`rmap_walk_promised` of :func:`page_table_mappings`).
     :param visited: the ``(mm, address)`` pairs the walk's ``rmap_one`` handled.
     :raises MissedRmapWalk: naming the first mapping missed.
     """
@@ -124,17 +154,25 @@ def folio_check_references(k: Kernel, f: folio) -> int:
     """``folio_check_references()`` (mm/vmscan.c, v6.18), checking its rmap walk.
 
     Runs ``folio_referenced()`` on the locked folio (as ``shrink_folio_list()``
-    does) and checks that the walk reached every mapping the page tables hold,
-    unless a ``VM_LOCKED`` VMA stopped it early ("Restore the mlock which got
-    missed"), the rmap lock was contended, or the walk promises nothing
-    (:func:`rmap_walk_reaches_all`: a half-merged KSM folio).
+    does) and checks that the walk reached every mapping it promises
+    (:func:`rmap_walk_promised`), unless it stopped by its own rules: a
+    ``VM_LOCKED`` VMA ("Restore the mlock which got missed"), a contended
+    rmap lock, or ``folio_mapcount()`` mappings seen (``folio_referenced_one()``:
+    "if (!pra->mapcount) return false; /* To break the loop */"). The last is
+    a heuristic's shortcut: the walk counts what it finds, not which mapping
+    it is, and ``rmap_walk_ksm()``'s second pass finds a fork that ksmd has
+    scanned a second time (through its own rmap_item in the first pass,
+    through that of the mm it was forked from in the second), so the count
+    can run out before the walk has seen every mapping
+    (:func:`reclaim_walk_checked`).
 
     :param f: ``struct folio *``, mapped.
     :returns: ``folio_referenced()``'s result: referencing mappings, or -1.
-    :raises MissedRmapWalk: a mapping of ``f`` the walk did not reach.
+    :raises MissedRmapWalk: a mapping of ``f`` the walk promised and did not reach.
     """
     fn = "folio_check_references"
-    expected = page_table_mappings(k, f)
+    mapcount = f._mapcount  # what folio_referenced() reads first
+    expected = rmap_walk_promised(k, f, page_table_mappings(k, f))
     visited: list[tuple[mm_struct, int]] = []
     vm_flags = [0]
     was_locked = f.locked
@@ -143,9 +181,24 @@ def folio_check_references(k: Kernel, f: folio) -> int:
         referenced = k.ops.folio_referenced(k, f, True, vm_flags, visited)
     finally:
         f.locked = was_locked
-    if referenced >= 0 and not vm_flags[0] & VM_LOCKED and rmap_walk_reaches_all(f):
+    if referenced >= 0 and reclaim_walk_checked(mapcount, len(visited), vm_flags[0]):
         check_rmap_walk(k, f, expected, visited, fn)
     return referenced
+
+
+def reclaim_walk_checked(mapcount: int, found: int, vm_flags: int) -> bool:
+    """Whether a reclaim walk ran to its end, so that it must have reached what it promises.
+
+    ``folio_referenced()`` (mm/rmap.c, v6.18) stops at a ``VM_LOCKED`` VMA
+    and once it has found ``folio_mapcount()`` mappings, counting each time
+    it finds one, the same one twice included.
+
+    :param mapcount: ``folio_mapcount()`` when the walk began.
+    :param found: the mappings the walk found (``folio_referenced_one()``
+        calls that found a PTE of the folio).
+    :param vm_flags: the union of the flags of the VMAs it found.
+    """
+    return found < mapcount and not vm_flags & VM_LOCKED
 
 
 #: the phases of a reclaim walk, in order (see the module docstring)
@@ -247,8 +300,8 @@ def reclaim_step(k: Kernel, st: ReclaimWalk) -> str:
         rwc.anon_lock = lambda k_, f_, rwc_: locked
         st.root = None  # page_unlock_anon_vma() releases it
         k.ops.rmap_walk(k, f, rwc)
-        if pra["mapcount"] and not pra["vm_flags"] & VM_LOCKED:
-            check_rmap_walk(k, f, expected, visited, "folio_referenced")
+        if reclaim_walk_checked(st.mapcount, len(visited), pra["vm_flags"]):
+            check_rmap_walk(k, f, rmap_walk_promised(k, f, expected), visited, "folio_referenced")
         _finish(k, st)
     return st.phase
 
