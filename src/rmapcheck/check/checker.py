@@ -66,6 +66,8 @@ class Result:
     blocked: int = 0
     #: the signal that stopped the check early (0 if none): the result is partial
     interrupted: int = 0
+    #: the resident memory (bytes) at which the memory limit stopped the check (0 if it did not)
+    memory_stopped: int = 0
 
     @property
     def verdict(self) -> str:
@@ -90,6 +92,7 @@ class Result:
             "sometimes": self.sometimes,
             "warnings": self.warnings,
             "interrupted": bool(self.interrupted),
+            "memory_limit_reached": bool(self.memory_stopped),
         }
 
 
@@ -132,6 +135,8 @@ class Checker:
         self.stop = Stop()
         self.hunt_budget: float | None = None
         self.hunt_workers: int | None = None
+        #: resident bytes at which breadth- and depth-first search stop (None: no limit)
+        self.max_memory: int | None = None
 
     def symmetry(self, on: bool = True) -> Checker:
         """Use symmetry reduction (canonical fingerprints; on by default)."""
@@ -151,6 +156,11 @@ class Checker:
     def timeout(self, seconds: float | None) -> Checker:
         """Stop after ``seconds`` (the result then is not exhaustive)."""
         self.max_seconds = seconds
+        return self
+
+    def memory_limit(self, size: int | None) -> Checker:
+        """Stop, with a partial result, once the process's resident memory reaches ``size`` bytes."""
+        self.max_memory = size
         return self
 
     def stop_on(self, stop: Stop) -> Checker:

@@ -17,6 +17,7 @@ from typing import Iterator
 import click
 
 from rmapcheck.check.checker import STRATEGIES, Checker, Progress, Result, Stop
+from rmapcheck.check.compact import parse_size
 from rmapcheck.check.hunt import HUNT_BUDGET, HUNT_DEPTH
 from rmapcheck.check.model import FAULT_MODES, PRESETS, Bounds, Finding, KernelModel
 from rmapcheck.check.portfolio import DEFAULT_BUDGET, PHASES, Phase, PortfolioResult, run_portfolio
@@ -71,7 +72,7 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
               timeout: float | None = None, seed: int = 0, runs: int = 200,
               progress: bool = False, config: tuple[str, ...] = (),
               stop: Stop | None = None, budget: float | None = None,
-              workers: int | None = None) -> tuple[KernelModel, Result]:
+              workers: int | None = None, max_memory: int | None = None) -> tuple[KernelModel, Result]:
     """Run one check and return the model and its result.
 
     :param config: ``NAME=VALUE`` settings of the design's switches.
@@ -79,13 +80,14 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
     :param budget: seconds of ``strategy`` ``hunt`` (default
         :data:`~rmapcheck.check.hunt.HUNT_BUDGET`).
     :param workers: worker processes of ``hunt`` (default: one per core).
+    :param max_memory: resident bytes at which breadth- and depth-first search stop.
     """
     if budget is not None and not (math.isfinite(budget) and budget > 0):
         raise UserError(f"--budget must be a positive number of seconds, not {budget}")
     if workers is not None and workers < 1:
         raise UserError("--workers must be at least 1")
     m = KernelModel(design, bounds, _settings(design, config))
-    c = Checker(m).first_violation(first).timeout(timeout)
+    c = Checker(m).first_violation(first).timeout(timeout).memory_limit(max_memory)
     c.seed, c.runs = seed, runs
     if stop is not None:
         c.stop_on(stop)
@@ -97,19 +99,22 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
 
 def run_default(design: str, strategy: str | None = None, first: bool = False, budget: float | None = None,
                 seed: int = 0, runs: int = 200, progress: bool = False,
-                config: tuple[str, ...] = (), stop: Stop | None = None) -> PortfolioResult:
+                config: tuple[str, ...] = (), stop: Stop | None = None,
+                max_memory: int | None = None) -> PortfolioResult:
     """Run the default portfolio (:mod:`rmapcheck.check.portfolio`) on ``design``.
 
     :param strategy: run every phase with this strategy instead of its own.
     :param budget: seconds for the whole portfolio (default
         :data:`~rmapcheck.check.portfolio.DEFAULT_BUDGET`).
     :param stop: ends the portfolio early, with the findings so far, once set.
+    :param max_memory: resident bytes at which a breadth- or depth-first phase stops.
     """
     settings = _settings(design, config)
     phases = PHASES if strategy is None else tuple(replace(p, strategy=strategy) for p in PHASES)
 
     def prepare(c: Checker, p: Phase) -> Checker:
         c.seed, c.runs = seed, runs
+        c.memory_limit(max_memory)
         return c.report(partial(_progress, phase=p.name)) if progress else c
 
     return run_portfolio(design, settings, DEFAULT_BUDGET if budget is None else budget, first, phases, prepare,
@@ -296,13 +301,16 @@ def interruptible(stop: Stop) -> Iterator[Stop]:
 @click.option("--first", is_flag=True, help="stop at the first violation")
 @click.option("--timeout", type=float, default=None,
               help=f"stop after this many seconds (without bounds: the portfolio's budget, {DEFAULT_BUDGET:.0f})")
+@click.option("--max-memory", default=None, metavar="SIZE",
+              help="stop breadth- and depth-first search, with a partial result and a warning, once this "
+                   "process's resident memory reaches SIZE (such as 2G or 500M)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @click.option("--progress/--no-progress", default=None,
               help="report progress on stderr about once a second (default: without --json)")
 @click.option("--save-dir", default="rmapcheck-traces", show_default=True, help="where traces are saved")
 def command(design: str, preset: str | None, config: tuple[str, ...], strategy: str | None, seed: int,
             budget: float | None, workers: int | None, runs: int, first: bool, timeout: float | None,
-            as_json: bool, progress: bool | None, save_dir: str, **bounds: object) -> None:
+            max_memory: str | None, as_json: bool, progress: bool | None, save_dir: str, **bounds: object) -> None:
     """Explore DESIGN within the bounds given, or run the default portfolio (the help text is :func:`_help`).
 
     Ctrl-C (SIGINT) or SIGTERM ends the exploration early: the findings so far
@@ -315,11 +323,17 @@ def command(design: str, preset: str | None, config: tuple[str, ...], strategy: 
     # or a preset, one check runs at them instead of the portfolio
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         raise UserError(f"--timeout must be a positive number of seconds, not {timeout}")
+    memory = None
+    if max_memory is not None:
+        try:
+            memory = parse_size(max_memory)
+        except ValueError as e:
+            raise UserError(f"--max-memory: {e}") from None
     show = not as_json if progress is None else progress
     if preset is None and all(v is None for v in bounds.values()):
         with interruptible(Stop()) as stop:
             pres = run_default(design, strategy, first, timeout, seed, runs, progress=show, config=config,
-                               stop=stop)
+                               stop=stop, max_memory=memory)
             if as_json:
                 d = pres.as_dict()
                 for fd, (pr, f) in zip(d["findings"], pres.findings):
@@ -338,7 +352,7 @@ def command(design: str, preset: str | None, config: tuple[str, ...], strategy: 
     b = bounds_from_options(preset, **bounds)
     with interruptible(Stop()) as stop:
         m, res = run_check(design, b, strategy or "bfs", first, timeout, seed, runs, progress=show,
-                           config=config, stop=stop, budget=budget, workers=workers)
+                           config=config, stop=stop, budget=budget, workers=workers, max_memory=memory)
         if as_json:
             d = res.as_dict()
             for fd, f in zip(d["findings"], res.findings):
