@@ -1,0 +1,117 @@
+"""What exhaustive search keeps per state: fingerprints, compressed frontier, lineage, --max-memory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_cli import one_error_line, rmapcheck
+
+from rmapcheck.check.checker import Checker
+from rmapcheck.check.compact import FINGERPRINT_BITS, Lineage, StateCodec, fingerprint_key, parse_size
+from rmapcheck.check.model import PRESETS, SEED_BOUNDS, KernelModel
+from rmapcheck.check.world import Snapshot, fingerprint
+
+
+@pytest.mark.parametrize("text,size", [("2G", 2 << 30), ("500M", 500 << 20), ("1.5g", 3 << 29), ("64MiB", 64 << 20),
+                                       ("4k", 4096), ("1000000", 1000000), (" 10 MB ", 10 << 20)])
+def test_sizes(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "2X", "G", "-1M", "0", "1e9", "2 G B"])
+def test_bad_sizes(text):
+    with pytest.raises(ValueError):
+        parse_size(text)
+
+
+def test_fingerprint_width():
+    m = KernelModel("linux-6.18", PRESETS["small"])
+    fp = fingerprint(m.init_state())
+    assert len(fp) * 8 == FINGERPRINT_BITS
+    assert fingerprint_key(fp).to_bytes(len(fp), "little") == fp
+
+
+def test_codec_gives_back_every_state():
+    # Every state of three levels of the standard preset, packed and unpacked.
+    m = KernelModel("linux-6.18", PRESETS["standard"])
+    init = m.init_state()
+    codec = StateCodec.for_model(m, init)
+    assert fingerprint(init) == fingerprint(m.init_state())  # for_model put the state back
+    level, packed, plain = [m.dumps(init)], 0, 0
+    for _ in range(3):
+        nxt = []
+        for data in level:
+            r = m.loads(data)
+            snap = Snapshot(r)
+            for op in m.actions(r):
+                out = m.apply(r, op, judge=False)
+                if not out.fatal and not out.blocked:
+                    d = m.dumps(r)
+                    p = codec.pack(d)
+                    assert codec.unpack(p) == d
+                    packed, plain = packed + len(p), plain + len(d)
+                    nxt.append(d)
+                snap.restore()
+        level = nxt
+    assert packed < plain
+
+
+def test_lineage_rebuilds_paths():
+    m = KernelModel("linux-6.18", PRESETS["small"])
+    ops = m.actions(m.init_state())
+    lin = Lineage()
+    a = lin.add(0, ops[0])
+    b = lin.add(a, ops[1])
+    c = lin.add(0, ops[1])
+    d = lin.add(b, ops[0])
+    assert lin.trace(0) == []
+    assert lin.trace(a) == [ops[0]]
+    assert lin.trace(c) == [ops[1]]
+    assert lin.trace(d) == [ops[0], ops[1], ops[0]]
+    assert lin.nbytes() >= 5 * 12
+
+
+@pytest.mark.parametrize("path", ["ksm", "reuse"])
+def test_bfs_traces_replay(path):
+    # The traces breadth-first search rebuilds from its lineage reach their findings.
+    design = "linux-2.6.36-pre" if path == "ksm" else "linux-2.6.36-seed-0526"
+    m = KernelModel(design, SEED_BOUNDS[path])
+    res = Checker(m).spawn_bfs().join()
+    assert res.findings
+    for f in res.findings:
+        r = m.init_state()
+        for op in f.trace[f.setup:]:
+            out = m.apply(r, op)
+        assert (f.property, f.function) in {(p, fn) for p, fn, _, _ in out.findings}
+
+
+@pytest.mark.parametrize("strategy", ["spawn_bfs", "spawn_dfs"])
+def test_memory_limit_stops_with_partial_result(strategy):
+    m = KernelModel("linux-6.18", PRESETS["small"])
+    full = getattr(Checker(m), strategy)().join()
+    cut = getattr(Checker(m).memory_limit(1), strategy)().join()
+    assert full.exhausted and not full.memory_stopped
+    assert not cut.exhausted and cut.memory_stopped > 1
+    assert cut.distinct < full.distinct
+    assert [w for w in cut.warnings if "memory limit" in w] and not [w for w in full.warnings if "memory limit" in w]
+    assert not [w for w in cut.warnings if "cut short" in w]
+
+
+def test_max_memory_option(tmp_path):
+    p = rmapcheck("check", "--design", "linux-6.18", "--preset", "small", "--max-memory", "1M", "--json",
+                  "--save-dir", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["memory_limit_reached"] is True and d["exhausted"] is False
+    assert len([w for w in d["warnings"] if "memory limit" in w]) == 1
+    p = rmapcheck("check", "--design", "linux-6.18", "--preset", "small", "--max-memory", "1M",
+                  "--save-dir", str(tmp_path))
+    assert p.returncode == 0 and "warning: the memory limit was reached" in p.stdout
+
+
+@pytest.mark.parametrize("size", ["2X", "0", "lots"])
+def test_bad_max_memory(size):
+    p = rmapcheck("check", "--design", "linux-6.18", "--preset", "small", "--max-memory", size)
+    assert p.returncode == 2
+    assert "--max-memory" in one_error_line(p)
