@@ -8,7 +8,7 @@ import pytest
 from test_cli import one_error_line, rmapcheck
 
 from rmapcheck.check.checker import Checker
-from rmapcheck.check.compact import FINGERPRINT_BITS, Lineage, StateCodec, fingerprint_key, parse_size
+from rmapcheck.check.compact import FINGERPRINT_BITS, Frontier, Lineage, fingerprint_key, parse_size
 from rmapcheck.check.model import PRESETS, SEED_BOUNDS, KernelModel
 from rmapcheck.check.world import Snapshot, fingerprint
 
@@ -32,29 +32,42 @@ def test_fingerprint_width():
     assert fingerprint_key(fp).to_bytes(len(fp), "little") == fp
 
 
-def test_codec_gives_back_every_state():
-    # Every state of three levels of the standard preset, packed and unpacked.
+def _states(levels):
+    # The pickles of every state of the first levels of the standard preset.
     m = KernelModel("linux-6.18", PRESETS["standard"])
-    init = m.init_state()
-    codec = StateCodec.for_model(m, init)
-    assert fingerprint(init) == fingerprint(m.init_state())  # for_model put the state back
-    level, packed, plain = [m.dumps(init)], 0, 0
-    for _ in range(3):
+    level, out = [m.dumps(m.init_state())], []
+    for _ in range(levels):
         nxt = []
         for data in level:
             r = m.loads(data)
             snap = Snapshot(r)
             for op in m.actions(r):
-                out = m.apply(r, op, judge=False)
-                if not out.fatal and not out.blocked:
-                    d = m.dumps(r)
-                    p = codec.pack(d)
-                    assert codec.unpack(p) == d
-                    packed, plain = packed + len(p), plain + len(d)
-                    nxt.append(d)
+                o = m.apply(r, op, judge=False)
+                if not o.fatal and not o.blocked:
+                    nxt.append(m.dumps(r))
                 snap.restore()
         level = nxt
-    assert packed < plain
+        out += nxt
+    return out
+
+
+def test_frontier_is_first_in_first_out():
+    # Appends and takes interleaved, across chunks and partly filled ones.
+    states = _states(3)
+    assert len(states) > 3 * Frontier.CHUNK
+    q = Frontier()
+    taken = []
+    for i, d in enumerate(states):
+        q.append(d, i, i % 7)
+        if i % 3 == 0:
+            taken.append(q.popleft())
+    while q:
+        taken.append(q.popleft())
+    assert taken == [(d, i, i % 7) for i, d in enumerate(states)]
+    assert len(q) == 0
+    with pytest.raises(IndexError):
+        q.popleft()
+    assert q.packed < sum(map(len, states))
 
 
 def test_lineage_rebuilds_paths():

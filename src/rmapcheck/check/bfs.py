@@ -1,7 +1,7 @@
 """Breadth-first exploration: every state at depth d before any at depth d+1.
 
 The first trace that reaches a violation is therefore a shortest one. States
-wait in the queue as compressed pickles; the visited set holds fingerprints
+wait in the queue as pickles compressed in chunks; the visited set holds fingerprints
 as integers, and each stored state's parent and action are kept in a
 :class:`~rmapcheck.check.compact.Lineage`, from which a trace is rebuilt
 (``docs/scaling.md``, "Memory per state").
@@ -10,10 +10,9 @@ as integers, and each stored state's parent and action are kept in a
 from __future__ import annotations
 
 import time
-from collections import deque
 
 from rmapcheck.check.checker import Checker, Result, progress
-from rmapcheck.check.compact import Lineage, StateCodec, fingerprint_key, set_bytes
+from rmapcheck.check.compact import Frontier, Lineage, fingerprint_key, set_bytes
 from rmapcheck.check.explore import Copies, MemoryWatch, finish, new_result, record
 from rmapcheck.check.model import Finding
 
@@ -26,14 +25,13 @@ def run_bfs(c: Checker) -> Result:
     res = new_result(c, "bfs")
     t0 = time.perf_counter()
     init = m.init_state()
-    codec = StateCodec.for_model(m, init)
     visited = {fingerprint_key(m.fingerprint(init, c.use_symmetry))}
     lineage = Lineage()
-    # (the state compressed, its index in lineage, its depth)
-    queue: deque[tuple[bytes, int, int]] = deque([(codec.pack(m.dumps(init)), 0, 0)])
+    # the states to expand, with their indices in lineage and their depths
+    queue = Frontier()
+    queue.append(m.dumps(init), 0, 0)
     seen: dict[tuple[str, str], Finding] = {}
     setup = list(m.setup)
-    total_bytes = len(queue[0][0])
     res.distinct = 1
     next_report = t0 + 1.0
     memory = MemoryWatch(c)
@@ -46,7 +44,7 @@ def run_bfs(c: Checker) -> Result:
         if depth >= m.bounds.depth:
             res.depth = max(res.depth, depth)
             continue
-        copies = Copies(m, codec.unpack(data))
+        copies = Copies(m, data)
         acts = m.actions(copies.state)
         last = len(acts) - 1
         for i, op in enumerate(acts):
@@ -77,9 +75,7 @@ def run_bfs(c: Checker) -> Result:
             if depth + 1 < m.bounds.depth:
                 # A state at the depth bound is never expanded: only its
                 # fingerprint is kept.
-                nd = codec.pack(m.dumps(n))
-                total_bytes += len(nd)
-                queue.append((nd, lineage.add(index, op), depth + 1))
+                queue.append(m.dumps(n), lineage.add(index, op), depth + 1)
             res.distinct += 1
             res.depth = max(res.depth, depth + 1)
             if unreached:
@@ -96,7 +92,7 @@ def run_bfs(c: Checker) -> Result:
     res.seconds = time.perf_counter() - t0
     res.exhausted = not cut
     res.memory_stopped = memory.resident
-    res.bytes_per_state = (total_bytes + set_bytes(visited) + lineage.nbytes()) / max(1, res.distinct)
+    res.bytes_per_state = (queue.packed + set_bytes(visited) + lineage.nbytes()) / max(1, res.distinct)
     if c.reporter is not None:
         c.reporter(progress(res, res.seconds, done=True))
     return finish(c, res)

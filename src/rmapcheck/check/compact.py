@@ -4,8 +4,9 @@
   (:func:`fingerprint_key`): 96 bits of a hash of the canonical form, so two
   distinct states of a run of ``N`` share one with probability about
   ``N²/2^97`` (SPIN's hash compaction reasoning), 6·10⁻¹⁴ at 10⁸ states.
-* The states waiting in the frontier are pickles compressed with zlib
-  against a dictionary of the model's first states (:class:`StateCodec`):
+* The states waiting in the frontier are pickles compressed with zlib, as
+  one stream per chunk of states in the order they wait (:class:`Frontier`):
+  a state resembles the states queued just before it (its siblings), and
   most of a state's bytes (class names, the design's function names in
   allocation records, the layout of the kernel's roots) are in every state.
 * A trace is rebuilt from the path of actions (:class:`Lineage`): per
@@ -22,11 +23,12 @@ import resource
 import sys
 import zlib
 from array import array
+from collections import deque
 from typing import Any
 
 from rmapcheck.scenario.ops import Op
 
-__all__ = ["FINGERPRINT_BITS", "Lineage", "StateCodec", "fingerprint_key", "parse_size", "resident_bytes",
+__all__ = ["FINGERPRINT_BITS", "Frontier", "Lineage", "fingerprint_key", "parse_size", "resident_bytes",
            "set_bytes"]
 
 #: width of a fingerprint (``world.fingerprint`` digests this many bits)
@@ -38,46 +40,78 @@ def fingerprint_key(fp: bytes) -> int:
     return int.from_bytes(fp, "little")
 
 
-class StateCodec:
-    """Compresses pickled states against a dictionary of the model's first states.
+class Frontier:
+    """The states waiting to be expanded, first in first out, compressed as a stream.
 
-    :param sample: pickles of typical states (the initial state and its
-        successors); the last 32 KiB of their concatenation is the zlib
-        dictionary, so the same model always gives the same codec.
+    Breadth-first search takes states out in the order it put them in, so
+    they are compressed as one zlib stream per chunk of :attr:`CHUNK` states:
+    each state is compressed against the states before it in its chunk (the
+    siblings and cousins it resembles), and a chunk is decompressed at once
+    when its first state is taken out. A state costs its share of the
+    compressed chunk plus 14 bytes (its index, its depth and its length).
     """
 
-    __slots__ = ("_compress", "_decompress")
+    __slots__ = ("_chunks", "_compress", "_depths", "_indices", "_len", "_lengths", "_parts", "_ready", "packed")
 
-    #: zlib's window: a dictionary longer than this is cut to its end
-    WINDOW = 32 * 1024
+    #: states per compressed chunk
+    CHUNK = 256
+    #: zlib's level: about as fast as pickling, a pickle of 2.3 KB becomes about 0.2 KB
+    LEVEL = 3
 
-    def __init__(self, sample: list[bytes]) -> None:
-        zdict = b"".join(sample)[-self.WINDOW:]
-        self._compress = zlib.compressobj(3, zlib.DEFLATED, 15, 8, zlib.Z_DEFAULT_STRATEGY, zdict)
-        self._decompress = zlib.decompressobj(15, zdict)
+    def __init__(self) -> None:
+        #: closed chunks: (compressed bytes, indices, depths, lengths)
+        self._chunks: deque[tuple[bytes, array, array, array]] = deque()
+        self._compress: Any = None
+        self._parts: list[bytes] = []
+        self._indices = array("q")
+        self._depths = array("H")
+        self._lengths = array("I")
+        #: decompressed states of the chunk being taken out: (state, index, depth)
+        self._ready: deque[tuple[bytes, int, int]] = deque()
+        self._len = 0
+        #: compressed bytes of every chunk closed so far, and the 14 bytes per state
+        self.packed = 0
 
-    @classmethod
-    def for_model(cls, m: Any, init: Any) -> StateCodec:
-        """The codec of model ``m``: its dictionary is ``init`` and the states its actions lead to."""
-        from rmapcheck.check.world import Snapshot
+    def __len__(self) -> int:
+        return self._len
 
-        sample = [m.dumps(init)]
-        snap = Snapshot(init)
-        for op in m.actions(init):
-            out = m.apply(init, op, judge=False)
-            if not out.fatal and not out.blocked:
-                sample.append(m.dumps(init))
-            snap.restore()
-        return cls(sample)
+    def append(self, data: bytes, index: int, depth: int) -> None:
+        """Put the pickled state ``data`` (``index`` in the lineage, at ``depth``) at the end."""
+        if self._compress is None:
+            self._compress = zlib.compressobj(self.LEVEL)
+        self._parts.append(self._compress.compress(data))
+        self._indices.append(index)
+        self._depths.append(depth)
+        self._lengths.append(len(data))
+        self._len += 1
+        if len(self._indices) >= self.CHUNK:
+            self._close()
 
-    def pack(self, data: bytes) -> bytes:
-        """``data`` (a pickled state) compressed."""
-        c = self._compress.copy()
-        return c.compress(data) + c.flush()
+    def popleft(self) -> tuple[bytes, int, int]:
+        """The first state: ``(pickled state, index, depth)``."""
+        if not self._ready:
+            if not self._chunks:
+                self._close()
+            packed, indices, depths, lengths = self._chunks.popleft()
+            raw = zlib.decompress(packed)
+            pos = 0
+            for index, depth, n in zip(indices, depths, lengths):
+                self._ready.append((raw[pos:pos + n], index, depth))
+                pos += n
+        self._len -= 1
+        return self._ready.popleft()
 
-    def unpack(self, packed: bytes) -> bytes:
-        """The pickled state that :meth:`pack` compressed."""
-        return self._decompress.copy().decompress(packed)
+    def _close(self) -> None:
+        # The chunk being filled, compressed to its end, joins the closed ones.
+        if self._compress is None:
+            raise IndexError("popleft from an empty Frontier")
+        self._parts.append(self._compress.flush())
+        packed = b"".join(self._parts)
+        n = len(self._indices)
+        self.packed += len(packed) + n * (self._indices.itemsize + self._depths.itemsize + self._lengths.itemsize)
+        self._chunks.append((packed, self._indices, self._depths, self._lengths))
+        self._compress, self._parts = None, []
+        self._indices, self._depths, self._lengths = array("q"), array("H"), array("I")
 
 
 class Lineage:

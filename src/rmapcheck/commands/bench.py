@@ -167,7 +167,7 @@ def part_costs(depth: int | None = None) -> tuple[dict[str, float], int]:
 
     from rmapcheck.check import world
     from rmapcheck.check.checker import Checker
-    from rmapcheck.check.compact import StateCodec
+    from rmapcheck.check.compact import Frontier
     from rmapcheck.check.model import PRESETS, KernelModel
 
     b = PRESETS["standard"] if depth is None else replace(PRESETS["standard"], depth=depth)
@@ -190,7 +190,7 @@ def part_costs(depth: int | None = None) -> tuple[dict[str, float], int]:
     m.loads = timed(m.loads, "copy")  # type: ignore[method-assign]
     m.dumps = timed(m.dumps, "pickle")  # type: ignore[method-assign]
     patched = [(world.Snapshot, "restore", "restore"), (world.Snapshot, "__init__", "copy"),
-               (StateCodec, "unpack", "copy"), (StateCodec, "pack", "pickle")]
+               (Frontier, "popleft", "copy"), (Frontier, "append", "pickle")]
     saved = [(cls, name, cls.__dict__[name]) for cls, name, _ in patched]
     for cls, name, part in patched:
         setattr(cls, name, timed(cls.__dict__[name], part))
