@@ -174,7 +174,7 @@ def _proc_signature(r: ModelRunner, comm: str) -> tuple:
     ptes = []
     for vpn, pte in mm.pgtable.items():
         f = pte[0]
-        if type(f) is not folio:  # a non-present entry (migration entry)
+        if type(f) is not folio and not hasattr(f, "content"):  # a non-present entry (migration entry)
             f = getattr(f, "folio", ZERO_PAGE)
             w = False
         else:
@@ -200,8 +200,6 @@ def _kpfn(pfn: int, oid: Any, pa: kmem_cache) -> Any:
 
 _SCALAR = frozenset({int, str, bool, float, bytes, type(None)})
 _KERNEL_FIELDS: dict[tuple[str, ...], tuple[str, ...]] = {}
-#: the encodings of dicts of scalars seen so far (the kernel's config), by their items
-_SCALAR_DICTS: dict[tuple, tuple] = {}
 
 
 def _kernel_fields(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -210,19 +208,6 @@ def _kernel_fields(names: tuple[str, ...]) -> tuple[str, ...]:
     if f is None:
         f = _KERNEL_FIELDS[names] = tuple(sorted(n for n in names if n not in EXCLUDED_FIELDS and n != "tasks"))
     return f
-
-
-def _scalar_dict(items: tuple) -> tuple | None:
-    # ("dict", sorted items) of a dict of scalars, None if it holds anything else.
-    e = _SCALAR_DICTS.get(items)
-    if e is None:
-        scalars = _SCALAR.__contains__
-        if not all(map(scalars, map(type, [x for kv in items for x in kv]))):
-            return None
-        e = ("dict", tuple(sorted(items)))
-        if len(_SCALAR_DICTS) < 4096:
-            _SCALAR_DICTS[items] = e
-    return e
 
 
 class _Numbering(dict):
@@ -257,21 +242,21 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
     ids = _Numbering()
     objs = ids.objs
     oid = ids.__getitem__
-
     _scalar = _SCALAR
+
+    scalars = _scalar.__contains__
 
     def ref(o: Any) -> Any:
         t = type(o)
         if t in _scalar:
             return o
         if t is list or t is tuple:
-            if all(map(_scalar.__contains__, map(type, o))):
+            if all(map(scalars, map(type, o))):
                 return tuple(o)
             return tuple([ref(x) for x in o])
         if t is dict:
-            e = _scalar_dict(tuple(o.items()))
-            if e is not None:
-                return e
+            if all(map(scalars, map(type, o))) and all(map(scalars, map(type, o.values()))):
+                return ("dict", tuple(sorted(o.items())))
             items = [((kk if type(kk) in _scalar else repr(ref(kk))), (v if type(v) in _scalar else ref(v)))
                      for kk, v in o.items()]
             items.sort()
