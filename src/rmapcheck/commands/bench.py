@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,6 +13,9 @@ from rmapcheck.check.hunt import HUNT_BUDGET, HUNT_DEPTH
 from rmapcheck.scenario.execute import ModelRunner
 from rmapcheck.scenario.generate import random_scenario
 from rmapcheck.scenario.ops import Scenario
+
+if TYPE_CHECKING:
+    from rmapcheck.check.checker import Result
 
 __all__ = ["PARTS", "STANDARD_NEIGHBOURS", "command", "default_figures", "hunt_figures", "ksm_model_vs_live",
            "model_ops_per_s", "model_vs_live", "part_costs", "planted_figures", "standard_neighbours",
@@ -134,7 +137,7 @@ def restore_vs_copy_ratio(depth: int = 3) -> float:
     return restore / copy
 
 
-def standard_rate(workers: int = 1) -> Any:
+def standard_rate(workers: int = 1) -> Result:
     """``rmapcheck check --design linux-6.18 --preset standard``, breadth-first: its :class:`Result`.
 
     The rate is ``distinct / seconds``. ``workers`` is the number of
