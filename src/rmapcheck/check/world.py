@@ -236,7 +236,17 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
     k = r.k
     tasks = k.tasks
     if symmetry and len(tasks) > 1:
-        procs = sorted(tasks, key=lambda c: (_proc_signature(r, c), c))
+        # Processes in the order of their signatures; first by a part of the
+        # signature that is cheap to read (the numbers of VMAs, page table
+        # entries and memory words), the whole one only where that part
+        # ties. Both keys are functions of the signature, so states share a
+        # form exactly when they did sorted by the signature alone.
+        memory = r.memory
+        cheap = {c: (len(t.mm.mmap), len(t.mm.pgtable), len(memory.get(c) or ())) for c, t in tasks.items()}
+        if len(set(cheap.values())) == len(cheap):
+            procs = sorted(tasks, key=cheap.__getitem__)
+        else:
+            procs = sorted(tasks, key=lambda c: (cheap[c], _proc_signature(r, c), c))
     else:
         procs = sorted(tasks)
     ids = _Numbering()
