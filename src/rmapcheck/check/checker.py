@@ -71,6 +71,8 @@ class Result:
     #: required sometimes-properties an exhaustive exploration never reached:
     #: each is a finding of its own (a merge that must happen did not)
     never_reached: list[str] = field(default_factory=list)
+    #: the resident memory (bytes) at which the memory limit stopped the check (0 if it did not)
+    memory_stopped: int = 0
 
     @property
     def verdict(self) -> str:
@@ -99,6 +101,7 @@ class Result:
             "never_reached": self.never_reached,
             "warnings": self.warnings,
             "interrupted": bool(self.interrupted),
+            "memory_limit_reached": bool(self.memory_stopped),
         }
 
 
@@ -142,6 +145,8 @@ class Checker:
         self.hunt_budget: float | None = None
         self.hunt_workers: int | None = None
         self.required: tuple[str, ...] = ()
+        #: resident bytes at which breadth- and depth-first search stop (None: no limit)
+        self.max_memory: int | None = None
 
     def symmetry(self, on: bool = True) -> Checker:
         """Use symmetry reduction (canonical fingerprints; on by default)."""
@@ -172,6 +177,11 @@ class Checker:
         for name in names:
             sometimes_property(name)
         self.required = tuple(names)
+        return self
+
+    def memory_limit(self, size: int | None) -> Checker:
+        """Stop, with a partial result, once the process's resident memory reaches ``size`` bytes."""
+        self.max_memory = size
         return self
 
     def stop_on(self, stop: Stop) -> Checker:

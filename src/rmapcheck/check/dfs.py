@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from rmapcheck.check.checker import Checker, Result, progress
-from rmapcheck.check.explore import Copies, finish, new_result, record
+from rmapcheck.check.explore import Copies, MemoryWatch, finish, new_result, record
 from rmapcheck.check.model import Finding
 from rmapcheck.scenario.ops import Op
 
@@ -29,6 +29,7 @@ def run_dfs(c: Checker) -> Result:
     res.distinct = 1
     cut = False
     next_report = t0 + 1.0
+    memory = MemoryWatch(c)
     while stack and not cut:
         data, path = stack.pop()
         if len(path) >= m.bounds.depth:
@@ -73,13 +74,14 @@ def run_dfs(c: Checker) -> Result:
             for p in m.sometimes(n):
                 res.sometimes[p] = True
         now = time.perf_counter()
-        if c.stop or (c.max_seconds is not None and now - t0 > c.max_seconds):
+        if c.stop or (c.max_seconds is not None and now - t0 > c.max_seconds) or memory.reached():
             cut = True
         if c.reporter is not None and now >= next_report:
             c.reporter(progress(res, now - t0))
             next_report = now + 1.0
     res.seconds = time.perf_counter() - t0
     res.exhausted = not cut
+    res.memory_stopped = memory.resident
     res.bytes_per_state = total / max(1, res.distinct)
     if c.reporter is not None:
         c.reporter(progress(res, res.seconds, done=True))

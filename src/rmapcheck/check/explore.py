@@ -6,13 +6,14 @@ import signal
 from typing import Any
 
 from rmapcheck.check.checker import Checker, Result
+from rmapcheck.check.compact import resident_bytes
 from rmapcheck.check.model import Finding, Outcome
 from rmapcheck.check.properties import SEVERITY, SOMETIMES, sometimes_property
 from rmapcheck.check.world import Snapshot
 from rmapcheck.designs import config_text
 from rmapcheck.scenario.ops import Op
 
-__all__ = ["Copies", "finish", "new_result", "record"]
+__all__ = ["Copies", "MemoryWatch", "finish", "new_result", "record"]
 
 
 class Copies:
@@ -52,6 +53,41 @@ class Copies:
         self._snap = None
 
 
+class MemoryWatch:
+    """Whether the process's resident memory reached ``Checker.max_memory``, read every few states.
+
+    :meth:`reached` is asked once per expanded state and reads the resident
+    size (:func:`~rmapcheck.check.compact.resident_bytes`, a few
+    microseconds) every :attr:`EVERY` calls; what it read when it reached
+    the limit is :attr:`resident`.
+    """
+
+    __slots__ = ("_calls", "limit", "resident")
+
+    #: expanded states between two readings
+    EVERY = 64
+
+    def __init__(self, c: Checker) -> None:
+        self.limit = c.max_memory
+        self._calls = 0
+        self.resident = 0
+
+    def reached(self) -> bool:
+        """True once the limit is reached (then always)."""
+        if self.limit is None:
+            return False
+        if self.resident:
+            return True
+        self._calls += 1
+        if self._calls % self.EVERY:
+            return False
+        rss = resident_bytes()
+        if rss >= self.limit:
+            self.resident = rss
+            return True
+        return False
+
+
 def new_result(c: Checker, strategy: str) -> Result:
     """An empty result for checker ``c``."""
     res = Result(c.model.design, strategy, c.model.bounds.as_dict(), config=dict(c.model.config))
@@ -85,6 +121,10 @@ def finish(c: Checker, res: Result, exhaustive: bool = True) -> Result:
         res.exhausted = False
         res.warnings.append(f"interrupted by {_signame(c.stop.signum)}: the result is partial, the findings are "
                             "those found so far")
+    elif res.memory_stopped:
+        res.warnings.append(f"the memory limit was reached ({_mib(res.memory_stopped)} resident, limit "
+                            f"{_mib(c.max_memory or 0)}): the result is partial, not every state within the "
+                            "bounds was checked")
     elif not res.exhausted and exhaustive:
         res.warnings.append("the exploration was cut short (time limit or first violation): "
                             "not every state within the bounds was checked")
@@ -130,6 +170,10 @@ def finish(c: Checker, res: Result, exhaustive: bool = True) -> Result:
     res.findings.sort(key=lambda f: (SEVERITY.index(f.property) if f.property in SEVERITY else 99,
                                      f.trace_length))
     return res
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.0f} MiB"
 
 
 def _signame(signum: int) -> str:

@@ -492,9 +492,14 @@ class KernelModel:
             w = k.warnings.pop(0)
             findings.append((property_of(w), getattr(w, "function", "?"), str(w), w))
 
-    def sometimes(self, r: ModelRunner) -> list[str]:
-        """The sometimes-properties of the state that hold in ``r``."""
-        return [p.name for p in SOMETIMES if p.check is not None and p.check(r)]
+    def sometimes(self, r: ModelRunner, only: dict[str, bool] | None = None) -> list[str]:
+        """The sometimes-properties that hold in ``r`` (of those ``only`` maps to False, if given).
+
+        An explorer passes its record of the properties reached so far, so
+        that a property is no longer checked once it was reached.
+        """
+        return [p.name for p in SOMETIMES if p.check is not None and (only is None or not only.get(p.name, True))
+                and p.check(r)]
 
     @staticmethod
     def reached(r: ModelRunner) -> list[str]:

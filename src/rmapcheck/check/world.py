@@ -18,6 +18,9 @@ import hashlib
 import marshal
 import pickle
 import types
+from collections import deque
+from itertools import repeat
+from operator import call as _call
 from typing import Any
 
 from rmapcheck.model.mm_types import (
@@ -75,6 +78,9 @@ def clone(r: ModelRunner) -> ModelRunner:
     return loads(dumps(r), r.k.ops, r.scenario)
 
 
+_ALL = slice(None)
+#: runs an iterator to its end, keeping nothing (C speed)
+_drain = deque(maxlen=0).extend
 _IMMUTABLE = frozenset({int, str, bool, float, bytes, type(None), type, range})
 #: functions a state refers to (slab constructors): code, not state
 _CODE = frozenset({types.FunctionType, types.BuiltinFunctionType})
@@ -97,7 +103,8 @@ class Snapshot:
     from the plain PTE it equals.
     """
 
-    __slots__ = ("_dicts", "_lists", "_objs", "_sets")
+    __slots__ = ("_dict_saved", "_dicts", "_list_saved", "_lists", "_set_saved", "_sets", "_setters",
+                 "_states")
 
     def __init__(self, r: ModelRunner) -> None:
         objs: list[tuple[Any, tuple]] = []
@@ -139,45 +146,45 @@ class Snapshot:
                 # A subclass of a container or a slotted class without
                 # FastPickle could keep state this walk does not see.
                 raise TypeError(f"Snapshot: cannot record a {t.__name__}")
-        self._objs = objs
-        self._dicts = dicts
-        self._lists = lists
-        self._sets = sets
+        # restore() runs once per action: the calls are laid out for map()
+        self._setters = [o.__setstate__ for o, _ in objs]
+        self._states = [st for _, st in objs]
+        self._dicts = [d for d, _ in dicts]
+        self._dict_saved = [saved for _, saved in dicts]
+        self._lists = [lst for lst, _ in lists]
+        self._list_saved = [saved for _, saved in lists]
+        self._sets = [s for s, _ in sets]
+        self._set_saved = [saved for _, saved in sets]
 
     def restore(self) -> None:
         """Put every recorded object back as it was when the snapshot was taken."""
-        for o, st in self._objs:
-            o.__setstate__(st)
-        for d, saved in self._dicts:
-            d.clear()
-            d.update(saved)
-        for lst, saved in self._lists:
-            lst[:] = saved
-        for s, saved in self._sets:
-            s.clear()
-            s.update(saved)
+        _drain(map(_call, self._setters, self._states))
+        _drain(map(dict.clear, self._dicts))
+        _drain(map(dict.update, self._dicts, self._dict_saved))
+        _drain(map(list.__setitem__, self._lists, repeat(_ALL), self._list_saved))
+        if self._sets:
+            _drain(map(set.clear, self._sets))
+            _drain(map(set.update, self._sets, self._set_saved))
 
 
 def _proc_signature(r: ModelRunner, comm: str) -> tuple:
     # What a process looks like without object identities: its VMAs, what
     # its page tables map (content, sharing count, write bit) and its memory.
     mm = r.k.tasks[comm].mm
-    vmas = tuple((v.vm_start, v.vm_end, v.vm_pgoff, v.vm_flags, v.anon_vma is None,
-                  len(v.anon_vma_chain)) for v in mm.mmap)
-    ptes = tuple(sorted((vpn, -1 if f is ZERO_PAGE else f.content,
-                         0 if f is ZERO_PAGE else f._mapcount, w) for vpn, (f, w) in _ptes(mm)))
-    return (vmas, ptes, tuple(sorted(r.memory.get(comm, {}).items())))
-
-
-def _ptes(mm: Any) -> list:
-    out = []
+    vmas = tuple([(v.vm_start, v.vm_end, v.vm_pgoff, v.vm_flags, v.anon_vma is None,
+                   len(v.anon_vma_chain)) for v in mm.mmap])
+    ptes = []
     for vpn, pte in mm.pgtable.items():
         f = pte[0]
-        if hasattr(f, "content"):
-            out.append((vpn, (f, pte[1])))
-        else:  # a non-present entry (migration entry)
-            out.append((vpn, (getattr(f, "folio", ZERO_PAGE), False)))
-    return out
+        if type(f) is not folio and not hasattr(f, "content"):  # a non-present entry (migration entry)
+            f = getattr(f, "folio", ZERO_PAGE)
+            w = False
+        else:
+            w = pte[1]
+        ptes.append((vpn, -1, 0, w) if f is ZERO_PAGE else (vpn, f.content, f._mapcount, w))
+    ptes.sort()
+    mem = r.memory.get(comm)
+    return (vmas, tuple(ptes), tuple(sorted(mem.items())) if mem else ())
 
 
 def _kpfn(pfn: int, oid: Any, pa: kmem_cache) -> Any:
@@ -208,6 +215,7 @@ def _kernel_fields(names: tuple[str, ...]) -> tuple[str, ...]:
 class _Numbering(dict):
     # Object -> its number, in the order first asked for (by identity: no
     # model class compares by value); None stays None, the zero page is -1.
+    # A number already given is found by dict.__getitem__, in C.
     __slots__ = ("objs",)
 
     def __init__(self) -> None:
@@ -215,8 +223,9 @@ class _Numbering(dict):
         self.objs: list[Any] = []
 
     def __missing__(self, o: Any) -> int:
-        i = self[o] = len(self.objs)
-        self.objs.append(o)
+        objs = self.objs
+        i = self[o] = len(objs)
+        objs.append(o)
         return i
 
 
@@ -227,10 +236,21 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
     slab slots: only states equal in every respect share a form.
     """
     k = r.k
-    if symmetry and len(k.tasks) > 1:
-        procs = sorted(k.tasks, key=lambda c: (_proc_signature(r, c), c))
+    tasks = k.tasks
+    if symmetry and len(tasks) > 1:
+        # Processes in the order of their signatures; first by a part of the
+        # signature that is cheap to read (the numbers of VMAs, page table
+        # entries and memory words), the whole one only where that part
+        # ties. Both keys are functions of the signature, so states share a
+        # form exactly when they did sorted by the signature alone.
+        memory = r.memory
+        cheap = {c: (len(t.mm.mmap), len(t.mm.pgtable), len(memory.get(c) or ())) for c, t in tasks.items()}
+        if len(set(cheap.values())) == len(cheap):
+            procs = sorted(tasks, key=cheap.__getitem__)
+        else:
+            procs = sorted(tasks, key=lambda c: (cheap[c], _proc_signature(r, c), c))
     else:
-        procs = sorted(k.tasks)
+        procs = sorted(tasks)
     ids = _Numbering()
     objs = ids.objs
     oid = ids.__getitem__
@@ -264,10 +284,11 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
             return ("cache", o.nr_live, len(o.freelist))
         return ("@", oid(o))
 
-    roots = [tuple([oid(k.tasks[c]) for c in procs])]
+    roots: list[Any] = [tuple([oid(tasks[c]) for c in procs])]
     if not symmetry:
         roots.append(tuple(procs))
-    roots.append(tuple([ref(r.memory.get(c, {})) for c in procs]))
+    memory = r.memory
+    roots.append(tuple([ref(memory.get(c, {})) for c in procs]))
     roots.append(getattr(r, "faults", 0))
     roots.append(getattr(r, "preempt", 0))
     kv = vars(k)
@@ -276,22 +297,26 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
         if type(v) is kmem_cache:  # the common case, without a call of ref()
             roots.append((name, "cache", v.nr_live, tuple(map(oid, v.freelist))
                           if v.flags & SLAB_TYPESAFE_BY_RCU else len(v.freelist)))
+        elif type(v) in _scalar:
+            roots.append((name, v))
         else:
             roots.append((name, ref(v)))
     enc = []
+    append = enc.append
+    encoders = _ENCODERS
     i = 0
     while i < len(objs):
         o = objs[i]
-        e = _ENCODERS.get(type(o))
+        e = encoders.get(type(o))
         if e is not None:
-            enc.append(e(o, oid, k))
+            append(e(o, oid, k))
         else:
             cls = type(o)
             fields = _fields(cls) if hasattr(cls, "__slots__") else tuple(
                 n for n in sorted(vars(o)) if n not in EXCLUDED_FIELDS)
-            enc.append((cls.__name__, tuple([ref(getattr(o, n, None)) for n in fields])))
+            append((cls.__name__, tuple([ref(getattr(o, n, None)) for n in fields])))
         if not symmetry:
-            enc.append(getattr(o, "_slot", None))
+            append(getattr(o, "_slot", None))
         i += 1
     return (tuple(roots), tuple(enc))
 
@@ -371,5 +396,9 @@ except ImportError:  # a tree without KSM
 
 
 def fingerprint(r: ModelRunner, symmetry: bool = True) -> bytes:
-    """A 16-byte fingerprint of the canonical form, stable across runs and processes."""
-    return hashlib.blake2b(marshal.dumps(canonical(r, symmetry), 2), digest_size=16).digest()
+    """A 12-byte (96-bit) fingerprint of the canonical form, stable across runs and processes.
+
+    Two distinct states of an exploration of ``N`` states share a fingerprint
+    with probability about ``N²/2^97`` (``docs/scaling.md``, "Memory per state").
+    """
+    return hashlib.blake2b(marshal.dumps(canonical(r, symmetry), 2), digest_size=12).digest()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,8 +14,12 @@ from rmapcheck.scenario.execute import ModelRunner
 from rmapcheck.scenario.generate import random_scenario
 from rmapcheck.scenario.ops import Scenario
 
-__all__ = ["STANDARD_NEIGHBOURS", "command", "default_figures", "history_figures", "hunt_figures", "ksm_model_vs_live",
-           "model_ops_per_s", "model_vs_live", "planted_figures", "standard_neighbours"]
+if TYPE_CHECKING:
+    from rmapcheck.check.checker import Result
+
+__all__ = ["PARTS", "STANDARD_NEIGHBOURS", "command", "default_figures", "history_figures", "hunt_figures", "ksm_model_vs_live",
+           "model_ops_per_s", "model_vs_live", "part_costs", "planted_figures", "standard_neighbours",
+           "standard_rate"]
 
 
 def model_ops_per_s(seeds: range, check: bool) -> tuple[float, int, float]:
@@ -132,6 +137,74 @@ def restore_vs_copy_ratio(depth: int = 3) -> float:
     return restore / copy
 
 
+def standard_rate(workers: int = 1) -> Result:
+    """``rmapcheck check --design linux-6.18 --preset standard``, breadth-first: its :class:`Result`.
+
+    The rate is ``distinct / seconds``. ``workers`` is the number of
+    breadth-first workers; this tree's breadth-first search runs on one.
+    """
+    from rmapcheck.check.checker import Checker
+    from rmapcheck.check.model import PRESETS, KernelModel
+
+    if workers != 1:
+        raise ValueError(f"breadth-first search runs on one worker here, not {workers}")
+    return Checker(KernelModel("linux-6.18", PRESETS["standard"])).spawn_bfs().join()
+
+
+#: the parts of the checker's cost per transition that :func:`part_costs` times
+PARTS = ("fingerprint", "kernel", "invariants", "restore", "copy", "pickle", "actions")
+
+
+def part_costs(depth: int | None = None) -> tuple[dict[str, float], int]:
+    """Microseconds per transition of each of :data:`PARTS`, on the standard preset, and the transitions.
+
+    Each part is timed by wrapping it (which adds a little to each):
+    ``fingerprint`` the canonical fingerprints, ``kernel`` applying the
+    actions (the kernel functions), ``invariants`` judging new states,
+    ``restore`` putting the copy back, ``copy`` decompressing, unpickling and
+    snapshotting a state to expand, ``pickle`` pickling and compressing new
+    states, ``actions`` computing a state's actions. ``depth`` cuts the
+    preset's depth.
+    """
+    from dataclasses import replace
+
+    from rmapcheck.check import world
+    from rmapcheck.check.checker import Checker
+    from rmapcheck.check.compact import Frontier
+    from rmapcheck.check.model import PRESETS, KernelModel
+
+    b = PRESETS["standard"] if depth is None else replace(PRESETS["standard"], depth=depth)
+    m = KernelModel("linux-6.18", b)
+    spent = dict.fromkeys(PARTS, 0.0)
+
+    def timed(fn: Callable[..., Any], part: str) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kw)
+            finally:
+                spent[part] += time.perf_counter() - t0
+        return wrapper
+
+    m.fingerprint = timed(m.fingerprint, "fingerprint")  # type: ignore[method-assign]
+    m.apply = timed(m.apply, "kernel")  # type: ignore[method-assign]
+    m.judge = timed(m.judge, "invariants")  # type: ignore[method-assign]
+    m.actions = timed(m.actions, "actions")  # type: ignore[method-assign]
+    m.loads = timed(m.loads, "copy")  # type: ignore[method-assign]
+    m.dumps = timed(m.dumps, "pickle")  # type: ignore[method-assign]
+    patched = [(world.Snapshot, "restore", "restore"), (world.Snapshot, "__init__", "copy"),
+               (Frontier, "popleft", "copy"), (Frontier, "append", "pickle")]
+    saved = [(cls, name, cls.__dict__[name]) for cls, name, _ in patched]
+    for cls, name, part in patched:
+        setattr(cls, name, timed(cls.__dict__[name], part))
+    try:
+        res = Checker(m).spawn_bfs().join()
+    finally:
+        for cls, name, fn in saved:
+            setattr(cls, name, fn)
+    return {p: spent[p] / res.states * 1e6 for p in PARTS}, res.states
+
+
 def checker_figures(echo: Callable[[str], None]) -> None:
     """The model checker's figures: seed runs, the standard preset, memory per state."""
     from rmapcheck.check.checker import Checker
@@ -148,10 +221,15 @@ def checker_figures(echo: Callable[[str], None]) -> None:
     echo(f"bench: seed_B1_seconds {b1.seconds:.3f} s")  # type: ignore[attr-defined]
     b4 = run("linux-2.6.36-pre", SEED_BOUNDS["reclaim"])
     echo(f"bench: seed_B4_seconds {b4.seconds:.3f} s")  # type: ignore[attr-defined]
-    std = run("linux-6.18", PRESETS["standard"])
-    echo(f"bench: standard_distinct_states {std.distinct} states")  # type: ignore[attr-defined]
-    echo(f"bench: standard_states_per_s {std.distinct / std.seconds:.0f} states/s")  # type: ignore[attr-defined]
-    echo(f"bench: bytes_per_state {std.bytes_per_state:.0f} bytes")  # type: ignore[attr-defined]
+    std = standard_rate(workers=1)
+    echo(f"bench: standard_distinct_states {std.distinct} states")
+    echo(f"bench: standard_states_per_s {std.distinct / std.seconds:.0f} states/s")
+    echo(f"bench: standard_states_per_s_1_worker {std.distinct / std.seconds:.0f} states/s")
+    echo(f"bench: bytes_per_state {std.bytes_per_state:.0f} bytes")
+    costs, transitions = part_costs()
+    for part in PARTS:
+        echo(f"bench: standard_{part}_us_per_transition {costs[part]:.1f} us")
+    echo(f"bench: standard_transitions {transitions} transitions")
     echo(f"bench: restore_vs_copy_ratio {restore_vs_copy_ratio():.2f} ratio")
     nosym = run("linux-2.6.36", SEED_BOUNDS["ksm"], symmetry=False)
     sym = run("linux-2.6.36", SEED_BOUNDS["ksm"])

@@ -17,6 +17,7 @@ from typing import Iterator
 import click
 
 from rmapcheck.check.checker import STRATEGIES, Checker, Progress, Result, Stop
+from rmapcheck.check.compact import parse_size
 from rmapcheck.check.hunt import HUNT_BUDGET, HUNT_DEPTH
 from rmapcheck.check.model import FAULT_MODES, PRESETS, Bounds, Finding, KernelModel
 from rmapcheck.check.portfolio import DEFAULT_BUDGET, PHASES, Phase, PortfolioResult, run_portfolio
@@ -86,7 +87,8 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
               timeout: float | None = None, seed: int = 0, runs: int = 200,
               progress: bool = False, config: tuple[str, ...] = (),
               stop: Stop | None = None, budget: float | None = None,
-              workers: int | None = None, require: tuple[str, ...] = ()) -> tuple[KernelModel, Result]:
+              workers: int | None = None, require: tuple[str, ...] = (),
+              max_memory: int | None = None) -> tuple[KernelModel, Result]:
     """Run one check and return the model and its result.
 
     :param config: ``NAME=VALUE`` settings of the design's switches.
@@ -96,13 +98,14 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
     :param budget: seconds of ``strategy`` ``hunt`` (default
         :data:`~rmapcheck.check.hunt.HUNT_BUDGET`).
     :param workers: worker processes of ``hunt`` (default: one per core).
+    :param max_memory: resident bytes at which breadth- and depth-first search stop.
     """
     if budget is not None and not (math.isfinite(budget) and budget > 0):
         raise UserError(f"--budget must be a positive number of seconds, not {budget}")
     if workers is not None and workers < 1:
         raise UserError("--workers must be at least 1")
     m = KernelModel(design, bounds, _settings(design, config))
-    c = Checker(m).first_violation(first).timeout(timeout)
+    c = Checker(m).first_violation(first).timeout(timeout).memory_limit(max_memory)
     try:
         c.require(*require)
     except KeyError as e:
@@ -118,19 +121,22 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
 
 def run_default(design: str, strategy: str | None = None, first: bool = False, budget: float | None = None,
                 seed: int = 0, runs: int = 200, progress: bool = False,
-                config: tuple[str, ...] = (), stop: Stop | None = None) -> PortfolioResult:
+                config: tuple[str, ...] = (), stop: Stop | None = None,
+                max_memory: int | None = None) -> PortfolioResult:
     """Run the default portfolio (:mod:`rmapcheck.check.portfolio`) on ``design``.
 
     :param strategy: run every phase with this strategy instead of its own.
     :param budget: seconds for the whole portfolio (default
         :data:`~rmapcheck.check.portfolio.DEFAULT_BUDGET`).
     :param stop: ends the portfolio early, with the findings so far, once set.
+    :param max_memory: resident bytes at which a breadth- or depth-first phase stops.
     """
     settings = _settings(design, config)
     phases = PHASES if strategy is None else tuple(replace(p, strategy=strategy) for p in PHASES)
 
     def prepare(c: Checker, p: Phase) -> Checker:
         c.seed, c.runs = seed, runs
+        c.memory_limit(max_memory)
         return c.report(partial(_progress, phase=p.name)) if progress else c
 
     return run_portfolio(design, settings, DEFAULT_BUDGET if budget is None else budget, first, phases, prepare,
@@ -295,7 +301,8 @@ CheckRun = PortfolioResult | tuple[KernelModel, Result]
 def run_options(design: str, preset: str | None = None, phase: str | None = None, config: tuple[str, ...] = (),
                 strategy: str | None = None, seed: int = 0, budget: float | None = None, workers: int | None = None,
                 runs: int = 200, first: bool = False, timeout: float | None = None, progress: bool = False,
-                stop: Stop | None = None, require: tuple[str, ...] = (), **bounds: object) -> CheckRun:
+                stop: Stop | None = None, require: tuple[str, ...] = (), max_memory: int | None = None,
+                **bounds: object) -> CheckRun:
     """Run what ``rmapcheck check`` runs for its options (the keyword arguments are its parameters).
 
     Without bounds (no preset, phase or bound option) the default portfolio
@@ -304,6 +311,7 @@ def run_options(design: str, preset: str | None = None, phase: str | None = None
     (``--strategy`` replaces it) and, for a hunt, its seconds as the budget.
 
     :param require: sometimes-properties that must be reached (``--require``); needs bounds.
+    :param max_memory: resident bytes at which exhaustive searches stop with a partial result.
     :param bounds: the bound options (``processes`` ... ``rcu_windows``), ``None`` where not given.
     """
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
@@ -313,7 +321,7 @@ def run_options(design: str, preset: str | None = None, phase: str | None = None
             raise UserError("--require needs bounds (--preset, --phase or bound options): the default portfolio's "
                             "phases explore different bounds, and a hunt is not exhaustive")
         return run_default(design, strategy, first, timeout, seed, runs, progress=progress, config=config,
-                           stop=stop)
+                           stop=stop, max_memory=max_memory)
     if phase is not None:
         ph = phase_named(phase)
         if strategy is None:
@@ -324,7 +332,7 @@ def run_options(design: str, preset: str | None = None, phase: str | None = None
         bounds["depth"] = HUNT_DEPTH  # the hunt is for what lies beyond the presets' depths
     b = bounds_from_options(preset, phase, **bounds)
     return run_check(design, b, strategy or "bfs", first, timeout, seed, runs, progress=progress, config=config,
-                     stop=stop, budget=budget, workers=workers, require=require)
+                     stop=stop, budget=budget, workers=workers, require=require, max_memory=max_memory)
 
 
 def check_options(design: str, args: tuple[str, ...] | list[str]) -> dict[str, object]:
@@ -344,7 +352,21 @@ def check_options(design: str, args: tuple[str, ...] | list[str]) -> dict[str, o
     params = dict(ctx.params)
     for out in ("as_json", "progress", "save_dir"):
         params.pop(out, None)
+    params["max_memory"] = _memory(params.get("max_memory"))  # type: ignore[arg-type]
     return params
+
+
+def _memory(size: str | None) -> int | None:
+    """``--max-memory SIZE`` in bytes.
+
+    :raises UserError: SIZE is not a size such as 2G or 500M.
+    """
+    if size is None:
+        return None
+    try:
+        return parse_size(size)
+    except ValueError as e:
+        raise UserError(f"--max-memory: {e}") from None
 
 
 @click.command("check", help=_help())
@@ -386,13 +408,17 @@ def check_options(design: str, args: tuple[str, ...] | list[str]) -> dict[str, o
                    "reports 'never reached' and exits 1")
 @click.option("--timeout", type=float, default=None,
               help=f"stop after this many seconds (without bounds: the portfolio's budget, {DEFAULT_BUDGET:.0f})")
+@click.option("--max-memory", default=None, metavar="SIZE",
+              help="stop breadth- and depth-first search, with a partial result and a warning, once this "
+                   "process's resident memory reaches SIZE (such as 2G or 500M)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @click.option("--progress/--no-progress", default=None,
               help="report progress on stderr about once a second (default: without --json)")
 @click.option("--save-dir", default="rmapcheck-traces", show_default=True, help="where traces are saved")
 def command(design: str, preset: str | None, phase: str | None, config: tuple[str, ...], strategy: str | None,
             seed: int, budget: float | None, workers: int | None, runs: int, first: bool, require: tuple[str, ...],
-            timeout: float | None, as_json: bool, progress: bool | None, save_dir: str, **bounds: object) -> None:
+            timeout: float | None, max_memory: str | None, as_json: bool, progress: bool | None, save_dir: str,
+            **bounds: object) -> None:
     """Explore DESIGN within the bounds given, or run the default portfolio (the help text is :func:`_help`).
 
     Ctrl-C (SIGINT) or SIGTERM ends the exploration early: the findings so far
@@ -403,10 +429,11 @@ def command(design: str, preset: str | None, phase: str | None, config: tuple[st
     """
     # bounds: the bound options (--processes ... --rcu-windows); given any,
     # or a preset or phase, one check runs at them instead of the portfolio
+    memory = _memory(max_memory)
     show = not as_json if progress is None else progress
     with interruptible(Stop()) as stop:
         run = run_options(design, preset, phase, config, strategy, seed, budget, workers, runs, first, timeout,
-                          progress=show, stop=stop, require=require, **bounds)
+                          progress=show, stop=stop, require=require, max_memory=memory, **bounds)
         if isinstance(run, PortfolioResult):
             res: PortfolioResult | Result = run
             found = [(pr.model, f) for pr, f in run.findings]
