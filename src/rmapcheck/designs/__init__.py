@@ -23,7 +23,9 @@ __all__ = ["DESIGNS", "Design", "DesignError", "config_text", "design_config", "
 DESIGNS = {
     "linux-2.6.36-pre": "linux_2_6_36_pre",
     "linux-2.6.36-seed-0526": "linux_2_6_36_seed_0526",
+    "linux-2.6.36-rc6": "linux_2_6_36_rc6",
     "linux-2.6.36": "linux_2_6_36",
+    "linux-2.6.37": "linux_2_6_37",
     "linux-6.18.0": "linux_6_18_0",
     "linux-6.18-degree": "linux_6_18_degree",
     "linux-6.18": "linux_6_18",
