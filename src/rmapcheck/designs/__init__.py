@@ -26,6 +26,7 @@ DESIGNS = {
     "linux-2.6.36-rc6": "linux_2_6_36_rc6",
     "linux-2.6.36": "linux_2_6_36",
     "linux-2.6.37": "linux_2_6_37",
+    "linux-3.0": "linux_3_0",
     "linux-6.18.0": "linux_6_18_0",
     "linux-6.18-degree": "linux_6_18_degree",
     "linux-6.18": "linux_6_18",
