@@ -87,3 +87,14 @@ REPLACE: dict[str, Any] = {
     "drop_anon_vma": drop_anon_vma,
     "anon_vma_counter_invariants": counter_invariants,
 }
+
+#: Bundled scenarios whose outcome on this design differs from linux-6.18's
+#: (every bundled scenario was run on both and compared step by step).
+SCENARIO_DIFFERS: dict[str, tuple[str, str]] = {
+    "mmap-fixed-noreplace": (
+        "counter-underflow",
+        "docs/history.md B1: anon_vma_unlink() drops the root's pin on the root itself when its list "
+        "empties (the 2010-05-26 repost of \"mm: extend KSM refcounts to the anon_vma root\"; fixed by "
+        "\"only drop root anon_vma if not self\", folded into 76545066c852)",
+    ),
+}

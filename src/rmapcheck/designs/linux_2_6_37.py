@@ -64,3 +64,7 @@ def folio_get_anon_vma_pin(k: Kernel, f: folio, av: anon_vma) -> anon_vma | None
 
 
 REPLACE: dict[str, Any] = {"folio_get_anon_vma_pin": folio_get_anon_vma_pin}
+
+#: Bundled scenarios whose outcome on this design differs from linux-6.18's:
+#: none (every bundled scenario was run on both and compared step by step).
+SCENARIO_DIFFERS: dict[str, tuple[str, str]] = {}
