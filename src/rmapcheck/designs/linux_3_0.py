@@ -47,11 +47,9 @@ from typing import Any
 
 from rmapcheck.designs.linux_2_6_36_pre import spin_lock_rcu
 from rmapcheck.model import mremap, rmap
-from rmapcheck.model.findings import RefcountUnderflow
 from rmapcheck.model.kernel import Kernel
 from rmapcheck.model.mm_types import anon_vma, folio, vm_area_struct
 from rmapcheck.model.rmap import folio_mapped
-from rmapcheck.model.slab import kasan_check
 
 __all__ = ["BASE", "REPLACE", "__put_anon_vma", "anon_vma_lock_read", "anon_vma_reusable", "anon_vma_unlock_read",
            "move_page_tables", "page_lock_anon_vma"]
@@ -81,12 +79,7 @@ def __put_anon_vma(k: Kernel, av: anon_vma, function: str = "__put_anon_vma") ->
     """
     root = av.root
     if root is not av:
-        kasan_check(root, function)
-        root.refcount -= 1
-        if root.refcount < 0:
-            raise RefcountUnderflow(function, f"refcount of {root.kname()} below zero")
-        if root.refcount == 0:
-            k.ops.anon_vma_free(k, root, function)
+        k.ops.put_root_pin(k, root, function)
     k.ops.anon_vma_free(k, av, function)
 
 
@@ -103,7 +96,7 @@ def anon_vma_unlock_read(k: Kernel, av: anon_vma, function: str = "anon_vma_unlo
     rmap.anon_vma_unlock_write(k, av, function)
 
 
-def page_lock_anon_vma(k: Kernel, f: folio, av: anon_vma, rwc: Any = None) -> anon_vma | None:
+def page_lock_anon_vma(k: Kernel, f: folio, av: anon_vma, rwc: Any = None) -> anon_vma | str | None:
     """The end of ``page_lock_anon_vma()`` (mm/rmap.c, v3.0, with "mm: fix page_lock_anon_vma leaving mutex locked").
 
     After the mapping read under RCU (``folio_anon_vma_rcu()``):
@@ -131,7 +124,9 @@ def page_lock_anon_vma(k: Kernel, f: folio, av: anon_vma, rwc: Any = None) -> an
 
     v3.0 has no ``try_lock`` walkers: every caller sleeps on the mutex.
 
-    :returns: ``struct anon_vma *`` with its root's mutex held, or ``NULL``.
+    :returns: ``struct anon_vma *`` with its root's mutex held, or ``NULL``
+        (:data:`~rmapcheck.model.rmap.LOCK_RETRY` only from the shared sleep
+        path, which v3.0 did not have).
     """
     fn = "page_lock_anon_vma"
     root_anon_vma = av.root  # ACCESS_ONCE(anon_vma->root)
@@ -141,24 +136,10 @@ def page_lock_anon_vma(k: Kernel, f: folio, av: anon_vma, rwc: Any = None) -> an
             root_anon_vma.rwsem_writer = False  # mutex_unlock(&root_anon_vma->mutex)
             return None
         return av
-    # trylock failed, we got to sleep
-    if av.refcount == 0:  # atomic_inc_not_zero()
-        return None
-    av.refcount += 1
-    if not folio_mapped(f):
-        k.ops.put_anon_vma(k, av, fn)
-        return None
-    # we pinned the anon_vma, its safe to sleep
-    k.ops.anon_vma_lock_write(k, av, fn)
-    av.refcount -= 1
-    if av.refcount == 0:
-        # Oops, we held the last refcount, release the lock and bail -- can't
-        # simply use put_anon_vma() because we'll deadlock on the
-        # anon_vma_lock() recursion.
-        k.ops.anon_vma_unlock_write(k, av, fn)
-        k.ops.__put_anon_vma(k, av, fn)
-        return None
-    return av
+    # trylock failed, we got to sleep (v3.0 has no second look at
+    # page->mapping after the sleep; in the model a sleep on a lock that a
+    # preempted kernel thread holds does not start until it is released)
+    return k.ops.folio_lock_anon_vma_sleep(k, f, av, fn)
 
 
 def move_page_tables(k: Kernel, old_vma: vm_area_struct, old_addr: int, new_vma: vm_area_struct,
