@@ -26,8 +26,7 @@ lock) and takes the reference while the lock is held:
 BASE is :mod:`rmapcheck.designs.linux_2_6_36` (76545066c852 with
 f18194275c39); the one function that differs is migration's pin,
 ``folio_get_anon_vma_pin`` (the end of the pin in ``unmap_and_move()``,
-after the mapping was read). v2.6.37 itself changed nothing else of the
-anon_vma code the model runs.
+after the mapping was read); every other function is linux-2.6.36's.
 """
 
 from __future__ import annotations

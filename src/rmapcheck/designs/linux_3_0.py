@@ -15,9 +15,9 @@ Peter Zijlstra's series, merged for v3.0 (docs/history.md §1 S5):
   ``folio_get_anon_vma()``; ``page_lock_anon_vma()`` tries the root's mutex
   first and otherwise pins the anon_vma and sleeps on the mutex;
   ``anon_vma_free()`` takes and drops the root's mutex when it finds it held.
-* "mm: Convert anon_vma->lock to a mutex": every anon_vma lock, rmap walks'
-  included, is the root's mutex (exclusive; the rwsem with read-locked walks
-  came in v3.8, 4fc3f1d66b1e).
+* "mm: Convert anon_vma->lock to a mutex" (Peter Zijlstra; the commit id not
+  confirmed): every anon_vma lock, rmap walks' included, is the root's mutex
+  (exclusive; the rwsem with read-locked walks came in v3.8, 4fc3f1d66b1e).
 * Hugh Dickins' "mm: fix page_lock_anon_vma leaving mutex locked" (2011-05-28,
   in v3.0-rc; docs/history.md B7): the trylock fast path saves
   ``anon_vma->root`` and checks ``page_mapped()`` rather than the refcount.
@@ -28,7 +28,7 @@ changes, so this design reverts them: no anon_vma reuse on fork (before
 model's functions but no decision reads them), the root freed before the
 child in ``__put_anon_vma()``, the lock exclusive, v3.0's
 ``page_lock_anon_vma()``, and ``move_ptes()`` (mm/mremap.c) taking no anon_vma
-lock (``need_rmap_locks`` came in v3.7, 38a76013ad80). Kept from v6.18: the
+lock (the lock there came in v3.7 with 108d6642ad81). Kept from v6.18: the
 two-pass ``unlink_anon_vmas()`` and the batched root lock of
 ``anon_vma_clone()`` (v3.3; the same frees in the same order), and the merge
 rule of ``is_mergeable_anon_vma()`` (v3.0 had 965f55dea0e3's rule, which
