@@ -91,6 +91,7 @@ REPLACE: dict[str, Any] = {
 #: Bundled scenarios whose outcome on this design differs from linux-6.18's
 #: (every bundled scenario was run on both and compared step by step).
 SCENARIO_DIFFERS: dict[str, tuple[str, str]] = {
+    **pre.SCENARIO_DIFFERS,
     "mmap-fixed-noreplace": (
         "counter-underflow",
         "docs/history.md B1: anon_vma_unlink() drops the root's pin on the root itself when its list "
