@@ -23,7 +23,10 @@ __all__ = ["DESIGNS", "Design", "DesignError", "config_text", "design_config", "
 DESIGNS = {
     "linux-2.6.36-pre": "linux_2_6_36_pre",
     "linux-2.6.36-seed-0526": "linux_2_6_36_seed_0526",
+    "linux-2.6.36-rc6": "linux_2_6_36_rc6",
     "linux-2.6.36": "linux_2_6_36",
+    "linux-2.6.37": "linux_2_6_37",
+    "linux-3.0": "linux_3_0",
     "linux-3.16-rc": "linux_3_16_rc",
     "linux-3.16": "linux_3_16",
     "linux-3.18": "linux_3_18",

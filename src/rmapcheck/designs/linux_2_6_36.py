@@ -60,5 +60,21 @@ def page_lock_anon_vma(k: Kernel, f: folio, av: anon_vma, rwc: Any = None) -> an
 REPLACE: dict[str, Any] = {"anon_vma_unlink_drop_root": anon_vma_unlink_drop_root,
                            "folio_lock_anon_vma_root": page_lock_anon_vma}
 
-#: Bundled scenarios whose outcome on this design differs from linux-6.18's.
-SCENARIO_DIFFERS = dict(pre.SCENARIO_DIFFERS)
+#: Catalog rows this design is the buggy side of (``rmapcheck history``).
+HISTORY = (
+    {
+        "bug": "B6",
+        "title": "migration pins an anon_vma that may be freed and reused (unmap_and_move)",
+        "fixed": "linux-2.6.37",
+        # the bounds of the default portfolio's cow phase
+        "args": ("--processes", "2", "--pages", "1", "--contents", "2", "--ops", "write,read,fork,exit,migrate",
+                 "--depth", "8"),
+        "property": "use-after-free",
+        "tuned": "",
+        "fast": True,
+    },
+)
+
+#: Bundled scenarios whose outcome on this design differs from linux-6.18's:
+#: linux-2.6.36-pre's (B1's fix removed the seed's one).
+SCENARIO_DIFFERS: dict[str, tuple[str, str]] = dict(pre.SCENARIO_DIFFERS)

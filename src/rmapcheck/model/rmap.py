@@ -63,6 +63,7 @@ __all__ = [
     "folio_anon_vma_rcu",
     "folio_lock_anon_vma_read",
     "folio_lock_anon_vma_root",
+    "folio_lock_anon_vma_sleep",
     "folio_move_anon_rmap",
     "folio_referenced",
     "folio_referenced_rwc",
@@ -74,6 +75,7 @@ __all__ = [
     "page_address_in_vma",
     "page_unlock_anon_vma",
     "put_anon_vma",
+    "put_root_pin",
     "rmap_walk",
     "rmap_walk_anon",
     "rmap_walk_control",
@@ -193,12 +195,22 @@ def __put_anon_vma(k: Kernel, av: anon_vma, function: str = "__put_anon_vma") ->
     root = av.root
     k.ops.anon_vma_free(k, av, function)
     if root is not av:
-        kasan_check(root, function)
-        root.refcount -= 1
-        if root.refcount < 0:
-            raise RefcountUnderflow(function, f"refcount of {root.kname()} below zero")
-        if root.refcount == 0:
-            k.ops.anon_vma_free(k, root, function)
+        k.ops.put_root_pin(k, root, function)
+
+
+def put_root_pin(k: Kernel, root: anon_vma, function: str) -> None:
+    """The second half of ``__put_anon_vma()`` (mm/rmap.c, v6.18): drop a child's pin of its root.
+
+    ``if (root != anon_vma && atomic_dec_and_test(&root->refcount))
+    anon_vma_free(root);`` on its own, so that a design can run it in
+    another order: v3.0 to v3.15 ran it first (docs/history.md B10).
+    """
+    kasan_check(root, function)
+    root.refcount -= 1
+    if root.refcount < 0:
+        raise RefcountUnderflow(function, f"refcount of {root.kname()} below zero")
+    if root.refcount == 0:
+        k.ops.anon_vma_free(k, root, function)
 
 
 def put_anon_vma(k: Kernel, av: anon_vma, function: str = "put_anon_vma") -> None:
@@ -781,7 +793,21 @@ def folio_lock_anon_vma_root(k: Kernel, f: folio, av: anon_vma,
     if rwc is not None and rwc.try_lock:
         rwc.contended = True
         return None
-    # trylock failed, we got to sleep
+    return k.ops.folio_lock_anon_vma_sleep(k, f, av, fn)
+
+
+def folio_lock_anon_vma_sleep(k: Kernel, f: folio, av: anon_vma, fn: str) -> anon_vma | str | None:
+    """The slow path of ``folio_lock_anon_vma_read()`` (mm/rmap.c, v6.18): pin, then sleep on the lock.
+
+    "trylock failed, we got to sleep": ``atomic_inc_not_zero()``, a second
+    look at ``folio_mapped()``, the lock, and the last reference handled
+    without ``put_anon_vma()``. The same path ends ``page_lock_anon_vma()``
+    since Linux kernel commit 746b18d421da ("mm: use refcounts for
+    page_lock_anon_vma()") (in v3.0), which had no second look at
+    ``folio->mapping``.
+
+    :returns: ``av`` locked, ``NULL``, or :data:`LOCK_RETRY`.
+    """
     if av.refcount == 0:  # atomic_inc_not_zero()
         return None
     av.refcount += 1
@@ -1117,6 +1143,7 @@ RMAP_OPS: dict[str, Callable[..., Any]] = {
     "lock_anon_vma_root": lock_anon_vma_root,
     "page_address_in_vma": page_address_in_vma,
     "put_anon_vma": put_anon_vma,
+    "put_root_pin": put_root_pin,
     "rmap_walk_anon": rmap_walk_anon,
     "unlink_anon_vmas": unlink_anon_vmas,
     "unlock_anon_vma_root": unlock_anon_vma_root,
@@ -1126,6 +1153,7 @@ RMAP_OPS: dict[str, Callable[..., Any]] = {
     "folio_get_anon_vma_pin": folio_get_anon_vma_pin,
     "folio_lock_anon_vma_read": folio_lock_anon_vma_read,
     "folio_lock_anon_vma_root": folio_lock_anon_vma_root,
+    "folio_lock_anon_vma_sleep": folio_lock_anon_vma_sleep,
     "folio_referenced": folio_referenced,
     "folio_referenced_rwc": folio_referenced_rwc,
     "page_unlock_anon_vma": page_unlock_anon_vma,
