@@ -54,7 +54,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rmapcheck.check.checker import Checker, Progress, Result
+from rmapcheck.check.checker import Checker, Progress, Result, all_cores
 from rmapcheck.check.explore import finish, new_result
 from rmapcheck.check.model import Finding, KernelModel
 from rmapcheck.check.properties import SOMETIMES
@@ -628,7 +628,7 @@ def run_hunt(c: Checker) -> Result:
     """
     m = c.model
     res = new_result(c, "hunt")
-    workers = c.hunt_workers or len(os.sched_getaffinity(0)) or 1
+    workers = c.workers or all_cores()
     depth = m.bounds.depth
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("fork")
