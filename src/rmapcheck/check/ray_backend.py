@@ -96,11 +96,13 @@ class _Actor:
         self.halted.set()
 
 
-def _partitions(ray: Any, workers: int | None) -> int:
-    # One actor per CPU of the cluster unless told otherwise.
-    if workers is not None:
-        return workers
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+def _partitions(ray: Any, workers: int | None) -> tuple[int, float]:
+    # One actor per CPU of the cluster unless told otherwise, and the CPUs
+    # each asks for: one, or none if there are more actors than CPUs (they
+    # are then spread over the nodes without a reservation).
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    n = workers if workers is not None else max(1, cpus)
+    return n, 1.0 if n <= cpus else 0.0
 
 
 def run_ray_bfs(c: Checker, address: str, workers: int | None = None) -> Result:
@@ -112,9 +114,9 @@ def run_ray_bfs(c: Checker, address: str, workers: int | None = None) -> Result:
     """
     ray = connect(address)
     m = c.model
-    n = _partitions(ray, workers)
+    n, cpus = _partitions(ray, workers)
     co = Coordinator(c, n)
-    remote = ray.remote(num_cpus=1, max_concurrency=2)(_Actor)
+    remote = ray.remote(num_cpus=cpus, max_concurrency=2)(_Actor)
     actors = [remote.options(scheduling_strategy="SPREAD").remote(m.design, m.bounds, m.config, i, n,
                                                                   c.use_symmetry, c.stop_on_first)
               for i in range(n)]
