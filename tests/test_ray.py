@@ -11,7 +11,6 @@ which ``make test`` installs; without it these tests are skipped.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import re
 import subprocess
@@ -25,54 +24,30 @@ import pytest
 from procs import children
 from rmapcheck.check.checker import Checker
 from rmapcheck.check.model import PRESETS, SEED_BOUNDS, KernelModel
+from rmapcheck.check.ray_backend import local_cluster
 from test_parallel import summary
 
 if importlib.util.find_spec("ray") is None:
     pytest.skip("Ray is not installed (pip install 'rmapcheck[ray]')", allow_module_level=True)
 
-#: Ray then takes the loopback address as every node's address
-LOOPBACK = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-#: object store of each node
-STORE = 80 * 1024 * 1024
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    old = os.environ.get(LOOPBACK)
-    os.environ[LOOPBACK] = "0"
-    before = set(children(os.getpid()))
     import ray
-    from ray.cluster_utils import Cluster
 
-    c = None
-    try:
-        c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": STORE,
-                                                          "include_dashboard": False,
-                                                          "node_ip_address": "127.0.0.1"})
-        c.add_node(num_cpus=1, object_store_memory=STORE, node_ip_address="127.0.0.1")
-        c.wait_for_nodes(timeout=60)
-        ray.init(address=c.address, _node_ip_address="127.0.0.1", logging_level=logging.WARNING,
-                 log_to_driver=False)
+    before = set(children(os.getpid()))
+    with local_cluster(nodes=2, cpus=1) as address:
         assert ray.cluster_resources().get("CPU") == 2 and len(ray.nodes()) == 2
-        yield c
-    finally:
-        ray.shutdown()
-        if c is not None:
-            c.shutdown()
-        if old is None:
-            os.environ.pop(LOOPBACK, None)
-        else:
-            os.environ[LOOPBACK] = old
-        deadline = time.monotonic() + 30
-        while set(children(os.getpid())) - before and time.monotonic() < deadline:
-            time.sleep(0.2)
-        left = set(children(os.getpid())) - before
-        assert not left, f"Ray processes left behind: {sorted(left)}"
+        yield address
+    deadline = time.monotonic() + 30
+    while set(children(os.getpid())) - before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = set(children(os.getpid())) - before
+    assert not left, f"Ray processes left behind: {sorted(left)}"
 
 
 def ray_run(cluster, design, bounds, first=False, workers=None, timeout=None):
     c = Checker(KernelModel(design, bounds)).first_violation(first).timeout(timeout)
-    return c.parallel(workers, ray=cluster.address).spawn_bfs().join()
+    return c.parallel(workers, ray=cluster).spawn_bfs().join()
 
 
 def one(design, bounds, first=False):
@@ -111,7 +86,7 @@ def test_cli_on_the_cluster_prints_what_one_process_prints(cluster, tmp_path):
             "--no-rcu-windows", "--no-progress", "--save-dir", str(tmp_path)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")}
     outs = []
-    for extra in (["--workers", "1"], ["--ray", cluster.address]):
+    for extra in (["--workers", "1"], ["--ray", cluster]):
         p = subprocess.run(args + extra, capture_output=True, text=True, env=env, timeout=120)
         assert p.returncode == 1, p.stderr
         outs.append(re.sub(r"[0-9.]+ s\b", "S s", p.stdout))

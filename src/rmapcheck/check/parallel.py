@@ -366,12 +366,17 @@ class _Peers:
             if self.gone():
                 return True
             if part.first:
-                with self.best.get_lock():
-                    raw = bytes(self.best.raw).rstrip(b"\xff")
+                raw = self.posted()
                 # a finding on a lesser path was posted: none here can be less
                 return bool(raw) and path > raw[:len(path)]
             return False
         return stop
+
+    def posted(self) -> bytes:
+        """The least path of a finding posted so far (``b""``: none)."""
+        with self.best.get_lock():
+            raw = bytes(self.best.raw)
+        return raw[_STEP:_STEP + int.from_bytes(raw[:_STEP], "big")]
 
     def post(self, part: Partition) -> None:
         """With ``--first``: post this worker's least finding if it is less than the one posted."""
@@ -379,9 +384,10 @@ class _Peers:
             return
         mine = min((p for p, _m in part.report.findings.values()), key=lambda p: (len(p), p))
         with self.best.get_lock():
-            raw = bytes(self.best.raw).rstrip(b"\xff")
-            if not raw or (len(mine), mine) < (len(raw), raw):
-                self.best.raw = mine.ljust(len(self.best.raw), b"\xff")
+            raw = bytes(self.best.raw)
+            old = raw[_STEP:_STEP + int.from_bytes(raw[:_STEP], "big")]
+            if not old or (len(mine), mine) < (len(old), old):
+                self.best.raw = (len(mine).to_bytes(_STEP, "big") + mine).ljust(len(raw), b"\0")
 
 
 def _worker(m: KernelModel, index: int, n: int, symmetry: bool, first: bool, cmds: Any, inboxes: list[Any],
@@ -389,9 +395,8 @@ def _worker(m: KernelModel, index: int, n: int, symmetry: bool, first: bool, cmd
     # One worker process: levels until the coordinator says stop. Ctrl-C is
     # the coordinator's to answer; a worker ends when the coordinator is gone.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for i, q in enumerate(inboxes):
-        if i != index:
-            q.cancel_join_thread()  # never wait at exit to hand over a message nobody takes
+    for q in (*inboxes, results):
+        q.cancel_join_thread()  # never wait at exit to hand over a message nobody takes
     peers = _Peers(index, inboxes, results, halt, best, parent)
     try:
         part = Partition(m, index, n, symmetry, first)
@@ -449,8 +454,8 @@ def run_parallel_bfs(c: Checker, workers: int) -> Result:
     inboxes = [ctx.Queue() for _ in range(workers)]
     results = ctx.Queue()
     halt = ctx.Event()
-    # the least finding's path posted with --first (0xff: unused bytes)
-    best = ctx.Array("c", b"\xff" * (_STEP * (m.bounds.depth + 1)))
+    # the least finding's path posted with --first: its length, then the path
+    best = ctx.Array("c", _STEP * (m.bounds.depth + 2))
     procs = [ctx.Process(target=_worker, args=(m, i, workers, c.use_symmetry, c.stop_on_first, cmds[i], inboxes,
                                                results, halt, best, os.getpid()),
                          name=f"rmapcheck-bfs-{i}", daemon=True) for i in range(workers)]
@@ -480,6 +485,7 @@ def _collect(co: Coordinator, procs: list[Any], results: Any, halt: Any,
              latest: dict[int, LevelReport]) -> list[LevelReport]:
     # Every worker's report of the level, with progress and stops meanwhile.
     done: dict[int, LevelReport] = {}
+    dead: dict[int, float] = {}  # a worker gone without its report, and since when
     while len(done) < len(procs):
         try:
             msg = results.get(timeout=_POLL)
@@ -492,9 +498,12 @@ def _collect(co: Coordinator, procs: list[Any], results: Any, halt: Any,
             latest[rep.index] = rep
             if msg[0] == "level":
                 done[rep.index] = rep
+        now = time.monotonic()
         for i, p in enumerate(procs):
             if i not in done and not p.is_alive():
-                raise RuntimeError(f"breadth-first worker {i} died (exit status {p.exitcode})")
+                # its last words (an error) may still be on the way
+                if now - dead.setdefault(i, now) > 1.0:
+                    raise RuntimeError(f"breadth-first worker {i} died (exit status {p.exitcode})")
         if co.halted():
             halt.set()
         co.progress(latest)

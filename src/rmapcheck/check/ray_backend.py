@@ -21,15 +21,18 @@ here and only when a cluster is asked for. Start a cluster with ``ray start
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rmapcheck.check.checker import Checker, Result
 from rmapcheck.check.model import Bounds, KernelModel
 from rmapcheck.check.parallel import Coordinator, LevelReport, Partition
 
-__all__ = ["RayUnavailable", "connect", "require_ray", "run_ray_bfs"]
+__all__ = ["RayUnavailable", "connect", "local_cluster", "require_ray", "run_ray_bfs"]
 
 #: seconds the driver waits for the actors' reports before it looks at the
 #: stop flag and the clock again
@@ -168,3 +171,47 @@ def _gather(ray: Any, co: Coordinator, actors: list[Any], pending: list[Any], la
     for rep in reports:
         latest[rep.index] = rep
     return reports
+
+
+#: set to 0, Ray gives every node of this machine the loopback address
+_LOOPBACK = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextmanager
+def local_cluster(nodes: int = 2, cpus: int = 1, store: int = 80 * 1024 * 1024) -> Iterator[str]:
+    """A Ray cluster of ``nodes`` nodes on this machine, on the loopback address, connected; yields its address.
+
+    For the tests and ``rmapcheck bench``: ``ray.cluster_utils.Cluster``, a
+    head node and ``nodes - 1`` more, each with ``cpus`` CPUs and an object
+    store of ``store`` bytes. On leaving, the connection is closed and the
+    cluster shut down (its processes ended).
+
+    :raises RayUnavailable: Ray is not installed.
+    """
+    old = os.environ.get(_LOOPBACK)
+    os.environ[_LOOPBACK] = "0"  # read by Ray as it starts, here and in the nodes' processes
+    ray = require_ray()
+    from ray._private import ray_constants
+    from ray.cluster_utils import Cluster
+
+    was = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False  # if Ray was imported before
+    args = {"num_cpus": cpus, "object_store_memory": store, "node_ip_address": "127.0.0.1"}
+    cluster = None
+    try:
+        cluster = Cluster(initialize_head=True, head_node_args={**args, "include_dashboard": False})
+        for _ in range(nodes - 1):
+            cluster.add_node(**args)
+        cluster.wait_for_nodes(timeout=60)
+        ray.init(address=cluster.address, _node_ip_address="127.0.0.1", logging_level=logging.WARNING,
+                 log_to_driver=False)
+        yield cluster.address
+    finally:
+        ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
+        ray_constants.ENABLE_RAY_CLUSTER = was
+        if old is None:
+            os.environ.pop(_LOOPBACK, None)
+        else:
+            os.environ[_LOOPBACK] = old

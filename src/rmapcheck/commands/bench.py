@@ -14,7 +14,8 @@ from rmapcheck.scenario.generate import random_scenario
 from rmapcheck.scenario.ops import Scenario
 
 __all__ = ["STANDARD_NEIGHBOURS", "command", "default_figures", "hunt_figures", "ksm_model_vs_live",
-           "model_ops_per_s", "model_vs_live", "planted_figures", "standard_neighbours"]
+           "model_ops_per_s", "model_vs_live", "parallel_figures", "planted_figures", "side_by_side",
+           "standard_neighbours"]
 
 
 def model_ops_per_s(seeds: range, check: bool) -> tuple[float, int, float]:
@@ -156,6 +157,63 @@ def checker_figures(echo: Callable[[str], None]) -> None:
     nosym = run("linux-2.6.36", SEED_BOUNDS["ksm"], symmetry=False)
     sym = run("linux-2.6.36", SEED_BOUNDS["ksm"])
     echo(f"bench: symmetry_reduction_ratio {nosym.distinct / sym.distinct:.2f} ratio")  # type: ignore[attr-defined]
+
+
+def side_by_side(runs: dict[str, Callable[[], object]], rounds: int = 2) -> dict[str, object]:
+    """Each exploration of ``runs`` in turn, ``rounds`` times over; the fastest result of each.
+
+    Taking turns puts the same load of the (shared) machine on each, and
+    the same distinct states are checked: an exploration that disagrees
+    with the first is refused.
+
+    :raises RuntimeError: two explorations of ``runs`` reach different
+        numbers of distinct states.
+    """
+    best: dict[str, object] = {}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            res = run()
+            old = best.get(name)
+            if old is None or res.seconds < old.seconds:  # type: ignore[attr-defined]
+                best[name] = res
+    counts = {name: (res.distinct, res.verdict) for name, res in best.items()}  # type: ignore[attr-defined]
+    if len(set(counts.values())) > 1:
+        raise RuntimeError(f"the explorations disagree: {counts}")
+    return best
+
+
+def parallel_figures(echo: Callable[[str], None], workers: int = 2) -> None:
+    """The standard preset on one worker and on ``workers``, side by side; then on a two-node Ray cluster.
+
+    ``standard_states_per_s_1_worker`` and ``_2_workers``: distinct states
+    per second of the same exhaustive exploration (one process, and the
+    frontier partitioned over ``workers`` processes), each the faster of
+    two runs taken in turns; ``parallel_speedup`` their ratio. Then
+    ``ray_speedup_2_nodes``: the same exploration on a Ray cluster of two
+    nodes on this machine (one CPU each, an actor on each, their start
+    included) against one process, in turns again. Without Ray installed
+    a note says that figure was not measured.
+    """
+    from rmapcheck.check.checker import Checker
+    from rmapcheck.check.model import PRESETS, KernelModel
+    from rmapcheck.check.ray_backend import RayUnavailable, local_cluster
+
+    def run(w: int | None, ray: str | None = None) -> Callable[[], object]:
+        return lambda: Checker(KernelModel("linux-6.18", PRESETS["standard"])).parallel(w, ray).spawn_bfs().join()
+
+    got = side_by_side({"one": run(1), "many": run(workers)})
+    one, many = got["one"], got["many"]
+    echo(f"bench: standard_states_per_s_1_worker {one.distinct / one.seconds:.0f} states/s")  # type: ignore[attr-defined]
+    echo(f"bench: standard_states_per_s_{workers}_workers "
+         f"{many.distinct / many.seconds:.0f} states/s")  # type: ignore[attr-defined]
+    echo(f"bench: parallel_speedup {one.seconds / many.seconds:.2f} ratio")  # type: ignore[attr-defined]
+    try:
+        with local_cluster(nodes=2, cpus=1) as address:
+            got = side_by_side({"one": run(1), "ray": run(None, address)})
+    except RayUnavailable:
+        echo("note: Ray is not installed (pip install 'rmapcheck[ray]'): ray_speedup_2_nodes not measured")
+        return
+    echo(f"bench: ray_speedup_2_nodes {got['one'].seconds / got['ray'].seconds:.2f} ratio")  # type: ignore[attr-defined]
 
 
 def default_figures(echo: Callable[[str], None]) -> None:
@@ -306,6 +364,7 @@ def command(scenarios: int, live_scenarios: int, ksm_scenarios: int, hunt_budget
     click.echo(f"bench: ksm_scenario_vs_live_time_ratio {ratio:.3f} ratio")
     click.echo(f"bench: ksm_full_scan_pages_per_s {ksm_full_scan_pages_per_s():.0f} pages/s")
     checker_figures(click.echo)
+    parallel_figures(click.echo)
     planted_figures(click.echo)
     default_figures(click.echo)
     hunt_figures(click.echo, hunt_budget)
