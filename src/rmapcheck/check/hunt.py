@@ -57,6 +57,7 @@ from typing import Any
 from rmapcheck.check.checker import Checker, Progress, Result, all_cores
 from rmapcheck.check.explore import finish, new_result
 from rmapcheck.check.model import Finding, KernelModel
+from rmapcheck.check.parallel import reap
 from rmapcheck.check.properties import SOMETIMES
 from rmapcheck.check.world import _fields
 from rmapcheck.model.kthreads import kthreads
@@ -675,7 +676,7 @@ def run_hunt(c: Checker) -> Result:
                 break  # the stragglers are terminated below
     finally:
         stop.set()
-        _reap(procs)
+        reap(procs)
         q.close()
         q.join_thread()
         if old_handler is not None:
@@ -727,17 +728,3 @@ def _progress(stats: dict[int, tuple], seconds: float, done: bool = False) -> Pr
     depth = max((s[4] for s in stats.values()), default=0)
     # the walks revisit states: states checked stand for distinct ones
     return Progress(states, states, depth, seconds, done)
-
-
-def _reap(procs: list[Any]) -> None:
-    # Every worker joined: asked to stop first, then terminated, then killed.
-    for p in procs:
-        if p.pid is not None:
-            p.join(timeout=5.0)
-    for p in procs:
-        if p.is_alive():
-            p.terminate()
-            p.join(timeout=2.0)
-        if p.is_alive():
-            p.kill()
-            p.join()

@@ -94,11 +94,16 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
     if progress:
         c.report(_progress)
     c.hunt_budget = budget
-    c.parallel(workers if workers is not None or ray is not None else all_cores(), ray)
+    c.parallel(_workers(workers, ray), ray)
     try:
         return m, c.spawn(strategy).join()
     except RayUnavailable as e:
         raise UserError(str(e)) from None
+
+
+def _workers(workers: int | None, ray: str | None) -> int | None:
+    # --workers, by default every core (on a cluster: one actor per CPU of it)
+    return workers if workers is not None or ray is not None else all_cores()
 
 
 def _check_parallel(strategy: str | None, workers: int | None, ray: str | None) -> None:
@@ -134,8 +139,7 @@ def run_default(design: str, strategy: str | None = None, first: bool = False, b
 
     def prepare(c: Checker, p: Phase) -> Checker:
         c.seed, c.runs = seed, runs
-        c.parallel(workers if workers is not None or ray is not None else all_cores(),
-                   ray if p.strategy == "bfs" else None)
+        c.parallel(_workers(workers, ray), ray if p.strategy == "bfs" else None)
         return c.report(partial(_progress, phase=p.name)) if progress else c
 
     try:
