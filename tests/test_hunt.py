@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import designs_defects as dd
+from procs import children as _children
 from rmapcheck.check.checker import Checker
 from rmapcheck.check.hunt import reproduce, shrink, state_features
 from rmapcheck.check.model import Bounds, KernelModel
@@ -27,22 +28,6 @@ from rmapcheck.scenario.ops import Op
 
 #: what a user would pick to look for CVE-2022-42703
 USER_OPS = Bounds(processes=6, regions=1, pages=2, contents=1, depth=32, ops=("write", "fork", "exit", "mprotect"))
-
-
-def _children(pid: int, group: bool = False) -> list[int]:
-    # live processes whose parent is pid, or (group) in the process group pid leads
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2 if group else 1]) == pid and int(d) != pid:
-            out.append(int(d))
-    return out
 
 
 def _hunt(design, bounds, budget=300.0, workers=2, seed=0, first=True):

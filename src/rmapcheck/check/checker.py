@@ -11,13 +11,15 @@ Each strategy (:mod:`~rmapcheck.check.bfs`, :mod:`~rmapcheck.check.dfs`,
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from rmapcheck.check.model import Finding, KernelModel
 
-__all__ = ["STRATEGIES", "Checker", "Progress", "Reporter", "Result", "Stop", "finding_dict", "progress"]
+__all__ = ["STRATEGIES", "Checker", "Progress", "Reporter", "Result", "Stop", "all_cores", "finding_dict",
+           "progress"]
 
 
 @dataclass
@@ -143,10 +145,14 @@ class Checker:
         self.runs = 100
         self.stop = Stop()
         self.hunt_budget: float | None = None
-        self.hunt_workers: int | None = None
         self.required: tuple[str, ...] = ()
         #: resident bytes at which breadth- and depth-first search stop (None: no limit)
         self.max_memory: int | None = None
+        #: worker processes of breadth-first search and of the hunt (None:
+        #: one for breadth-first search, every core for the hunt)
+        self.workers: int | None = None
+        #: the Ray cluster breadth-first search runs on (an address, or ``auto``)
+        self.ray: str | None = None
 
     def symmetry(self, on: bool = True) -> Checker:
         """Use symmetry reduction (canonical fingerprints; on by default)."""
@@ -189,8 +195,25 @@ class Checker:
         self.stop = stop
         return self
 
+    def parallel(self, workers: int | None = None, ray: str | None = None) -> Checker:
+        """Run on ``workers`` processes, or on the Ray cluster at ``ray`` (an address or ``auto``).
+
+        Breadth-first search then partitions its frontier by fingerprint
+        (:mod:`~rmapcheck.check.parallel`, :mod:`~rmapcheck.check.ray_backend`),
+        with the same result as one process; the hunt runs ``workers``
+        searches with independent seeds.
+        """
+        self.workers, self.ray = workers, ray
+        return self
+
     def spawn_bfs(self) -> Runner:
-        """Breadth-first: shortest counterexamples."""
+        """Breadth-first: shortest counterexamples (on the workers or the cluster of :meth:`parallel`)."""
+        if self.ray is not None:
+            from rmapcheck.check.ray_backend import run_ray_bfs
+            return Runner(lambda: run_ray_bfs(self, self.ray, self.workers))  # type: ignore[arg-type]
+        if self.workers is not None and self.workers > 1:
+            from rmapcheck.check.parallel import run_parallel_bfs
+            return Runner(lambda: run_parallel_bfs(self, self.workers))  # type: ignore[arg-type]
         from rmapcheck.check.bfs import run_bfs
         return Runner(lambda: run_bfs(self))
 
@@ -217,7 +240,7 @@ class Checker:
         ``budget`` to :data:`~rmapcheck.check.hunt.HUNT_BUDGET`.
         """
         from rmapcheck.check.hunt import run_hunt
-        self.seed, self.hunt_workers, self.hunt_budget = seed, workers, budget
+        self.seed, self.workers, self.hunt_budget = seed, workers, budget
         return Runner(lambda: run_hunt(self))
 
 
@@ -238,8 +261,16 @@ STRATEGIES: dict[str, Callable[[Checker], Runner]] = {
     "bfs": Checker.spawn_bfs,
     "dfs": Checker.spawn_dfs,
     "random": lambda c: c.spawn_simulation(c.seed, c.runs),
-    "hunt": lambda c: c.spawn_hunt(c.hunt_budget, c.hunt_workers, c.seed),
+    "hunt": lambda c: c.spawn_hunt(c.hunt_budget, c.workers, c.seed),
 }
+
+
+def all_cores() -> int:
+    """The cores this process may run on: the default number of workers (``--workers``)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no sched_getaffinity on this system
+        return os.cpu_count() or 1
 
 
 def _now() -> float:

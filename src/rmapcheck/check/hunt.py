@@ -54,9 +54,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rmapcheck.check.checker import Checker, Progress, Result
+from rmapcheck.check.checker import Checker, Progress, Result, all_cores
 from rmapcheck.check.explore import finish, new_result
 from rmapcheck.check.model import Finding, KernelModel
+from rmapcheck.check.parallel import reap
 from rmapcheck.check.properties import SOMETIMES
 from rmapcheck.check.world import _fields
 from rmapcheck.model.kthreads import kthreads
@@ -616,7 +617,7 @@ class _Inbox:
 
 
 def run_hunt(c: Checker) -> Result:
-    """Hunt for violations of ``c.model`` with ``c.hunt_workers`` workers for ``c.hunt_budget`` seconds.
+    """Hunt for violations of ``c.model`` with ``c.workers`` workers for ``c.hunt_budget`` seconds.
 
     Without a budget, the checker's timeout is the budget, else
     :data:`HUNT_BUDGET`.
@@ -631,7 +632,7 @@ def run_hunt(c: Checker) -> Result:
     """
     m = c.model
     res = new_result(c, "hunt")
-    workers = c.hunt_workers or len(os.sched_getaffinity(0)) or 1
+    workers = c.workers or all_cores()
     depth = m.bounds.depth
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("fork")
@@ -678,7 +679,7 @@ def run_hunt(c: Checker) -> Result:
                 break  # the stragglers are terminated below
     finally:
         stop.set()
-        _reap(procs)
+        reap(procs)
         q.close()
         q.join_thread()
         if old_handler is not None:
@@ -732,17 +733,3 @@ def _progress(stats: dict[int, tuple], seconds: float, done: bool = False) -> Pr
     depth = max((s[4] for s in stats.values()), default=0)
     # the walks revisit states: states checked stand for distinct ones
     return Progress(states, states, depth, seconds, done)
-
-
-def _reap(procs: list[Any]) -> None:
-    # Every worker joined: asked to stop first, then terminated, then killed.
-    for p in procs:
-        if p.pid is not None:
-            p.join(timeout=5.0)
-    for p in procs:
-        if p.is_alive():
-            p.terminate()
-            p.join(timeout=2.0)
-        if p.is_alive():
-            p.kill()
-            p.join()

@@ -17,9 +17,9 @@ from rmapcheck.scenario.ops import Scenario
 if TYPE_CHECKING:
     from rmapcheck.check.checker import Result
 
-__all__ = ["PARTS", "STANDARD_NEIGHBOURS", "command", "default_figures", "history_figures", "hunt_figures", "ksm_model_vs_live",
-           "model_ops_per_s", "model_vs_live", "part_costs", "planted_figures", "standard_neighbours",
-           "standard_rate"]
+__all__ = ["PARTS", "STANDARD_NEIGHBOURS", "command", "default_figures", "history_figures", "hunt_figures",
+           "ksm_model_vs_live", "model_ops_per_s", "model_vs_live", "parallel_figures", "part_costs",
+           "planted_figures", "side_by_side", "standard_neighbours", "standard_rate"]
 
 
 def model_ops_per_s(seeds: range, check: bool) -> tuple[float, int, float]:
@@ -141,14 +141,12 @@ def standard_rate(workers: int = 1) -> Result:
     """``rmapcheck check --design linux-6.18 --preset standard``, breadth-first: its :class:`Result`.
 
     The rate is ``distinct / seconds``. ``workers`` is the number of
-    breadth-first workers; this tree's breadth-first search runs on one.
+    breadth-first worker processes (1: the search in this process).
     """
     from rmapcheck.check.checker import Checker
     from rmapcheck.check.model import PRESETS, KernelModel
 
-    if workers != 1:
-        raise ValueError(f"breadth-first search runs on one worker here, not {workers}")
-    return Checker(KernelModel("linux-6.18", PRESETS["standard"])).spawn_bfs().join()
+    return Checker(KernelModel("linux-6.18", PRESETS["standard"])).parallel(workers).spawn_bfs().join()
 
 
 #: the parts of the checker's cost per transition that :func:`part_costs` times
@@ -224,7 +222,6 @@ def checker_figures(echo: Callable[[str], None]) -> None:
     std = standard_rate(workers=1)
     echo(f"bench: standard_distinct_states {std.distinct} states")
     echo(f"bench: standard_states_per_s {std.distinct / std.seconds:.0f} states/s")
-    echo(f"bench: standard_states_per_s_1_worker {std.distinct / std.seconds:.0f} states/s")
     echo(f"bench: bytes_per_state {std.bytes_per_state:.0f} bytes")
     costs, transitions = part_costs()
     for part in PARTS:
@@ -251,6 +248,77 @@ def history_figures(echo: Callable[[str], None]) -> None:
     for rr in results:
         if not rr.reproduced:
             echo(f"  {rr.row.bug} ({rr.row.design} -> {rr.row.fixed}): {rr.status}")
+
+
+def side_by_side(runs: dict[str, Callable[[], object]], rounds: int = 2) -> dict[str, tuple[object, float]]:
+    """Each exploration of ``runs`` in turn, ``rounds`` times over; the fastest result of each, with its CPU time.
+
+    Taking turns puts the same load of the (shared) machine on each, and
+    the same distinct states are checked: an exploration that disagrees
+    with the first is refused. The CPU time is that of this process and of
+    the worker processes it joined during the run (the time the work took
+    whatever else the machine ran).
+
+    :raises RuntimeError: two explorations of ``runs`` reach different
+        numbers of distinct states.
+    """
+    import resource
+
+    def cpu() -> float:
+        return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                     resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+    best: dict[str, tuple[object, float]] = {}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            c0 = cpu()
+            res = run()
+            old = best.get(name)
+            if old is None or res.seconds < old[0].seconds:  # type: ignore[attr-defined]
+                best[name] = (res, cpu() - c0)
+    counts = {name: (res.distinct, res.verdict) for name, (res, _c) in best.items()}  # type: ignore[attr-defined]
+    if len(set(counts.values())) > 1:
+        raise RuntimeError(f"the explorations disagree: {counts}")
+    return best
+
+
+def parallel_figures(echo: Callable[[str], None], workers: int = 2) -> None:
+    """The standard preset on one worker and on ``workers``, side by side; then on a two-node Ray cluster.
+
+    ``standard_states_per_s_1_worker`` and ``_2_workers``: distinct states
+    per second of the same exhaustive exploration (one process, and the
+    frontier partitioned over ``workers`` processes), each the faster of
+    two runs taken in turns; ``parallel_speedup`` their ratio;
+    ``parallel_cpu_ratio`` the CPU time of all the workers over that of the
+    one process (the work the partitioning adds, which a loaded machine
+    does not blur as it blurs the wall time). Then ``ray_speedup_2_nodes``:
+    the same exploration on a Ray cluster of two nodes on this machine (one
+    CPU each, an actor on each, their start included) against one process,
+    in turns again. Without Ray installed a note says that figure was not
+    measured.
+    """
+    from rmapcheck.check.checker import Checker
+    from rmapcheck.check.model import PRESETS, KernelModel
+    from rmapcheck.check.ray_backend import RayUnavailable, local_cluster
+
+    def run(w: int | None, ray: str | None = None) -> Callable[[], object]:
+        return lambda: standard_rate(w) if ray is None else Checker(
+            KernelModel("linux-6.18", PRESETS["standard"])).parallel(w, ray).spawn_bfs().join()
+
+    got = side_by_side({"one": run(1), "many": run(workers)})
+    (one, one_cpu), (many, many_cpu) = got["one"], got["many"]
+    echo(f"bench: standard_states_per_s_1_worker {one.distinct / one.seconds:.0f} states/s")  # type: ignore[attr-defined]
+    echo(f"bench: standard_states_per_s_{workers}_workers "
+         f"{many.distinct / many.seconds:.0f} states/s")  # type: ignore[attr-defined]
+    echo(f"bench: parallel_speedup {one.seconds / many.seconds:.2f} ratio")  # type: ignore[attr-defined]
+    echo(f"bench: parallel_cpu_ratio {many_cpu / one_cpu:.2f} ratio")
+    try:
+        with local_cluster(nodes=2, cpus=1) as address:
+            got = side_by_side({"one": run(1), "ray": run(None, address)})
+    except RayUnavailable:
+        echo("note: Ray is not installed (pip install 'rmapcheck[ray]'): ray_speedup_2_nodes not measured")
+        return
+    echo(f"bench: ray_speedup_2_nodes {got['one'][0].seconds / got['ray'][0].seconds:.2f} ratio")  # type: ignore[attr-defined]
 
 
 def default_figures(echo: Callable[[str], None]) -> None:
@@ -402,6 +470,7 @@ def command(scenarios: int, live_scenarios: int, ksm_scenarios: int, hunt_budget
     click.echo(f"bench: ksm_full_scan_pages_per_s {ksm_full_scan_pages_per_s():.0f} pages/s")
     checker_figures(click.echo)
     history_figures(click.echo)
+    parallel_figures(click.echo)
     planted_figures(click.echo)
     default_figures(click.echo)
     hunt_figures(click.echo, hunt_budget)

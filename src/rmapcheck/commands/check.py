@@ -16,12 +16,13 @@ from typing import Iterator
 
 import click
 
-from rmapcheck.check.checker import STRATEGIES, Checker, Progress, Result, Stop
+from rmapcheck.check.checker import STRATEGIES, Checker, Progress, Result, Stop, all_cores
 from rmapcheck.check.compact import parse_size
 from rmapcheck.check.hunt import HUNT_BUDGET, HUNT_DEPTH
 from rmapcheck.check.model import FAULT_MODES, PRESETS, Bounds, Finding, KernelModel
 from rmapcheck.check.portfolio import DEFAULT_BUDGET, PHASES, Phase, PortfolioResult, run_portfolio
 from rmapcheck.check.properties import SOMETIMES, sometimes_property
+from rmapcheck.check.ray_backend import RayUnavailable, require_ray
 from rmapcheck.check.trace import judged_run, save_finding, trace_scenario, unsaid_steps
 from rmapcheck.commands.common import UserError, check_design
 from rmapcheck.designs import DESIGNS, DesignError, config_text, design_config
@@ -87,7 +88,7 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
               timeout: float | None = None, seed: int = 0, runs: int = 200,
               progress: bool = False, config: tuple[str, ...] = (),
               stop: Stop | None = None, budget: float | None = None,
-              workers: int | None = None, require: tuple[str, ...] = (),
+              workers: int | None = None, ray: str | None = None, require: tuple[str, ...] = (),
               max_memory: int | None = None) -> tuple[KernelModel, Result]:
     """Run one check and return the model and its result.
 
@@ -97,13 +98,14 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
     :param stop: ends the check early, with the findings so far, once set.
     :param budget: seconds of ``strategy`` ``hunt`` (default
         :data:`~rmapcheck.check.hunt.HUNT_BUDGET`).
-    :param workers: worker processes of ``hunt`` (default: one per core).
+    :param workers: worker processes of ``bfs`` and ``hunt`` (default: one
+        per core; with ``ray``, one actor per CPU of the cluster).
+    :param ray: run ``bfs`` on the Ray cluster at this address (or ``auto``).
     :param max_memory: resident bytes at which breadth- and depth-first search stop.
     """
     if budget is not None and not (math.isfinite(budget) and budget > 0):
         raise UserError(f"--budget must be a positive number of seconds, not {budget}")
-    if workers is not None and workers < 1:
-        raise UserError("--workers must be at least 1")
+    _check_parallel(strategy, workers, ray)
     m = KernelModel(design, bounds, _settings(design, config))
     c = Checker(m).first_violation(first).timeout(timeout).memory_limit(max_memory)
     try:
@@ -115,32 +117,62 @@ def run_check(design: str, bounds: Bounds, strategy: str = "bfs", first: bool = 
         c.stop_on(stop)
     if progress:
         c.report(_progress)
-    c.hunt_budget, c.hunt_workers = budget, workers
-    return m, c.spawn(strategy).join()
+    c.hunt_budget = budget
+    c.parallel(_workers(workers, ray), ray)
+    try:
+        return m, c.spawn(strategy).join()
+    except RayUnavailable as e:
+        raise UserError(str(e)) from None
+
+
+def _workers(workers: int | None, ray: str | None) -> int | None:
+    # --workers, by default every core (on a cluster: one actor per CPU of it)
+    return workers if workers is not None or ray is not None else all_cores()
+
+
+def _check_parallel(strategy: str | None, workers: int | None, ray: str | None) -> None:
+    # --workers and --ray, with one-line errors; --ray without Ray installed
+    # is refused before anything runs.
+    if workers is not None and workers < 1:
+        raise UserError("--workers must be at least 1")
+    if ray is not None:
+        if strategy not in (None, "bfs"):
+            raise UserError(f"--ray runs breadth-first search (--strategy bfs), not --strategy {strategy}")
+        try:
+            require_ray()
+        except RayUnavailable as e:
+            raise UserError(str(e)) from None
 
 
 def run_default(design: str, strategy: str | None = None, first: bool = False, budget: float | None = None,
                 seed: int = 0, runs: int = 200, progress: bool = False,
-                config: tuple[str, ...] = (), stop: Stop | None = None,
-                max_memory: int | None = None) -> PortfolioResult:
+                config: tuple[str, ...] = (), stop: Stop | None = None, workers: int | None = None,
+                ray: str | None = None, max_memory: int | None = None) -> PortfolioResult:
     """Run the default portfolio (:mod:`rmapcheck.check.portfolio`) on ``design``.
 
     :param strategy: run every phase with this strategy instead of its own.
     :param budget: seconds for the whole portfolio (default
         :data:`~rmapcheck.check.portfolio.DEFAULT_BUDGET`).
     :param stop: ends the portfolio early, with the findings so far, once set.
+    :param workers: worker processes of each phase (default: one per core).
+    :param ray: run the breadth-first phases on the Ray cluster at this address.
     :param max_memory: resident bytes at which a breadth- or depth-first phase stops.
     """
     settings = _settings(design, config)
+    _check_parallel(strategy, workers, ray)
     phases = PHASES if strategy is None else tuple(replace(p, strategy=strategy) for p in PHASES)
 
     def prepare(c: Checker, p: Phase) -> Checker:
         c.seed, c.runs = seed, runs
         c.memory_limit(max_memory)
+        c.parallel(_workers(workers, ray), ray if p.strategy == "bfs" else None)
         return c.report(partial(_progress, phase=p.name)) if progress else c
 
-    return run_portfolio(design, settings, DEFAULT_BUDGET if budget is None else budget, first, phases, prepare,
-                         stop)
+    try:
+        return run_portfolio(design, settings, DEFAULT_BUDGET if budget is None else budget, first, phases,
+                             prepare, stop)
+    except RayUnavailable as e:
+        raise UserError(str(e)) from None
 
 
 def _print_finding(m: KernelModel, design: str, f: Finding, save_dir: Path | None, found_by: str = "") -> None:
@@ -302,7 +334,7 @@ def run_options(design: str, preset: str | None = None, phase: str | None = None
                 strategy: str | None = None, seed: int = 0, budget: float | None = None, workers: int | None = None,
                 runs: int = 200, first: bool = False, timeout: float | None = None, progress: bool = False,
                 stop: Stop | None = None, require: tuple[str, ...] = (), max_memory: int | None = None,
-                **bounds: object) -> CheckRun:
+                ray: str | None = None, **bounds: object) -> CheckRun:
     """Run what ``rmapcheck check`` runs for its options (the keyword arguments are its parameters).
 
     Without bounds (no preset, phase or bound option) the default portfolio
@@ -321,7 +353,7 @@ def run_options(design: str, preset: str | None = None, phase: str | None = None
             raise UserError("--require needs bounds (--preset, --phase or bound options): the default portfolio's "
                             "phases explore different bounds, and a hunt is not exhaustive")
         return run_default(design, strategy, first, timeout, seed, runs, progress=progress, config=config,
-                           stop=stop, max_memory=max_memory)
+                           stop=stop, workers=workers, ray=ray, max_memory=max_memory)
     if phase is not None:
         ph = phase_named(phase)
         if strategy is None:
@@ -332,7 +364,7 @@ def run_options(design: str, preset: str | None = None, phase: str | None = None
         bounds["depth"] = HUNT_DEPTH  # the hunt is for what lies beyond the presets' depths
     b = bounds_from_options(preset, phase, **bounds)
     return run_check(design, b, strategy or "bfs", first, timeout, seed, runs, progress=progress, config=config,
-                     stop=stop, budget=budget, workers=workers, require=require, max_memory=max_memory)
+                     stop=stop, budget=budget, workers=workers, ray=ray, require=require, max_memory=max_memory)
 
 
 def check_options(design: str, args: tuple[str, ...] | list[str]) -> dict[str, object]:
@@ -398,7 +430,13 @@ def _memory(size: str | None) -> int | None:
 @click.option("--seed", default=0, show_default=True, help="seed of --strategy random and hunt")
 @click.option("--budget", type=float, default=None,
               help=f"seconds of --strategy hunt (default {HUNT_BUDGET:.0f}; --first stops at a finding)")
-@click.option("--workers", type=int, default=None, help="worker processes of --strategy hunt (default: every core)")
+@click.option("--workers", type=int, default=None,
+              help="worker processes of breadth-first search (the frontier partitioned by fingerprint, the same "
+                   "result as one) and of the hunt (independent seeds); default: every core, 1: one process")
+@click.option("--ray", default=None, metavar="ADDRESS|auto",
+              help="breadth-first search on the Ray cluster at ADDRESS (auto: the cluster `ray start` began on "
+                   "this machine), one actor per CPU unless --workers; needs pip install 'rmapcheck[ray]' "
+                   "(docs/scaling.md)")
 @click.option("--runs", default=200, show_default=True, type=click.IntRange(1, 10_000_000),
               help="walks of --strategy random")
 @click.option("--first", is_flag=True, help="stop at the first violation")
@@ -416,9 +454,9 @@ def _memory(size: str | None) -> int | None:
               help="report progress on stderr about once a second (default: without --json)")
 @click.option("--save-dir", default="rmapcheck-traces", show_default=True, help="where traces are saved")
 def command(design: str, preset: str | None, phase: str | None, config: tuple[str, ...], strategy: str | None,
-            seed: int, budget: float | None, workers: int | None, runs: int, first: bool, require: tuple[str, ...],
-            timeout: float | None, max_memory: str | None, as_json: bool, progress: bool | None, save_dir: str,
-            **bounds: object) -> None:
+            seed: int, budget: float | None, workers: int | None, ray: str | None, runs: int, first: bool,
+            require: tuple[str, ...], timeout: float | None, max_memory: str | None, as_json: bool,
+            progress: bool | None, save_dir: str, **bounds: object) -> None:
     """Explore DESIGN within the bounds given, or run the default portfolio (the help text is :func:`_help`).
 
     Ctrl-C (SIGINT) or SIGTERM ends the exploration early: the findings so far
@@ -433,7 +471,8 @@ def command(design: str, preset: str | None, phase: str | None, config: tuple[st
     show = not as_json if progress is None else progress
     with interruptible(Stop()) as stop:
         run = run_options(design, preset, phase, config, strategy, seed, budget, workers, runs, first, timeout,
-                          progress=show, stop=stop, require=require, max_memory=memory, **bounds)
+                          progress=show, stop=stop, require=require, max_memory=memory, ray=ray,
+                          **bounds)
         if isinstance(run, PortfolioResult):
             res: PortfolioResult | Result = run
             found = [(pr.model, f) for pr, f in run.findings]
