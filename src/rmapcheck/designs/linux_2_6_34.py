@@ -197,31 +197,46 @@ def _migration_of(k: Kernel, f: folio) -> MigrationState | None:
 
 
 def migrate_pin_anon_vma(k: Kernel, st: MigrationState) -> bool:
-    """``unmap_and_move()`` (mm/migrate.c, v2.6.34): ``if (PageAnon(page)) { rcu_read_lock(); rcu_locked = 1; }``.
+    """``unmap_and_move()`` (mm/migrate.c, v2.6.34) up to ``if (PageAnon(page)) { rcu_read_lock(); ... }``.
 
-    No reference: what ``rcu_read_lock()`` keeps type-safe is the anon_vma
-    that ``page->mapping`` names now, if it is still allocated
-    (``st.rcu_anon_vma``); one freed before (the page was unmapped after its
-    isolation) may be garbage by the time the migration touches it.
+    Between the isolation of the page and ``rcu_read_lock()`` the migration
+    sleeps where it must (``lock_page()``, ``mem_cgroup_prepare_migration()``
+    allocating, a ``PageWriteback`` wait), outside any RCU read section; the
+    model stops it there (phase ``rcu``: nothing read yet, whether or not
+    ``k.rcu_windows`` opens the RCU windows, since this one is not inside
+    RCU), and :func:`folio_get_anon_vma_pin` takes the RCU read lock in the
+    next phase. No reference: what ``rcu_read_lock()`` keeps type-safe is the
+    anon_vma that ``page->mapping`` names then, if it is still allocated
+    (``st.rcu_anon_vma``); one freed before it (the page was unmapped after
+    its isolation) may be garbage by the time the migration touches it.
 
-    :returns: false: the migration never stops between a read and a pin.
+    :returns: true: the migration stops before ``rcu_read_lock()``.
     """
+    st.rcu_anon_vma = None
+    st.phase = "rcu"
+    return True
+
+
+def _rcu_read_lock(st: MigrationState) -> None:
     av = folio_anon_vma(st.src)
     st.rcu_anon_vma = av if av is not None and av._live else None
-    return False
 
 
 def folio_get_anon_vma(k: Kernel, f: folio) -> anon_vma | None:
     """No ``folio_get_anon_vma()`` in v2.6.34's migration: ``rcu_read_lock()`` only (:func:`migrate_pin_anon_vma`)."""
-    st = _migration_of(k, f)
-    if st is not None:
-        migrate_pin_anon_vma(k, st)
     return None
 
 
-def folio_get_anon_vma_pin(k: Kernel, f: folio, av: anon_vma) -> anon_vma | None:
-    """No reference (v2.6.34): the anon_vma read under RCU stays only RCU-protected."""
-    return folio_get_anon_vma(k, f)
+def folio_get_anon_vma_pin(k: Kernel, f: folio, av: anon_vma | None) -> anon_vma | None:
+    """``rcu_read_lock()`` in ``unmap_and_move()`` (v2.6.34), after the window :func:`migrate_pin_anon_vma` opened.
+
+    No reference is taken: the anon_vma ``page->mapping`` names now, if
+    allocated, is the one RCU keeps type-safe (``st.rcu_anon_vma``).
+    """
+    st = _migration_of(k, f)
+    if st is not None:
+        _rcu_read_lock(st)
+    return None
 
 
 def move_to_new_page(k: Kernel, dst: folio, src: folio) -> int:
@@ -241,12 +256,11 @@ def move_to_new_page(k: Kernel, dst: folio, src: folio) -> int:
     if rc or st is None or not folio_test_anon(src) or src.ksm:
         return rc
     av = folio_anon_vma(src)
-    if av is not None and not av._live:
-        if av is not st.rcu_anon_vma:
-            kasan_check(av, "rmap_walk_anon")  # spin_lock(&anon_vma->lock) on garbage
-        st.page_was_mapped = False
-        return rc
-    _remove_migration_ptes_checked(k, st, dst, "move_to_new_page")
+    if av is None or av._live or av is not st.rcu_anon_vma:
+        # A freed anon_vma that RCU does not keep: rmap_walk_anon() locks garbage.
+        _remove_migration_ptes_checked(k, st, dst, "move_to_new_page")
+    # else: freed under rcu_read_lock(), still an anon_vma, and no VMA is left
+    # on its list: the walk under its lock finds nothing.
     # unmap_and_move() walks again only if the move failed ("if (rc)
     # remove_migration_ptes(page, page)"): nothing for the remap phase.
     st.page_was_mapped = False
