@@ -284,3 +284,17 @@ REPLACE: dict[str, Any] = {
 
 #: Bundled scenarios whose outcome on this design differs from linux-6.18's.
 SCENARIO_DIFFERS: dict[str, tuple[str, str]] = dict(pre.SCENARIO_DIFFERS)
+
+#: Catalog rows this design is the buggy side of (``rmapcheck history``).
+HISTORY = (
+    {
+        "bug": "migration-2.6.34",
+        "title": "migration walks an anon_vma freed between the page's isolation and rcu_read_lock()",
+        "fixed": "linux-2.6.36-pre",
+        "args": ("--processes", "1", "--ops", "write,exit,migrate", "--no-rcu-windows"),
+        "property": "use-after-free",
+        "tuned": "one process, RCU windows closed: open, or with a fork, the fix's own holes show on "
+                 "linux-2.6.36-pre (B6, B0)",
+        "fast": True,
+    },
+)
