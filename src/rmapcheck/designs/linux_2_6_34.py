@@ -44,8 +44,9 @@ anon_vma its own lock), ``get_anon_vma``/``put_anon_vma`` (KSM's
 ``CONFIG_KSM``), ``__page_set_anon_rmap()`` (a page that is not exclusive
 goes to the oldest anon_vma of the VMA's chain, where v2.6.36 took the
 root), ``page_add_anon_rmap()`` (``__page_check_anon_rmap()`` tests the
-index only) and ``page_address_in_vma()`` (no anon_vma test), migration's pin (``migrate_pin_anon_vma``, ``folio_get_anon_vma``,
-``folio_get_anon_vma_pin``: ``rcu_read_lock()`` only) and
+index only) and ``page_address_in_vma()`` (no anon_vma test), migration's
+pin (``migrate_pin_anon_vma`` and ``folio_get_anon_vma_pin``:
+``rcu_read_lock()`` only, after a window of its own) and
 ``move_to_new_folio`` (the walk ``remove_migration_ptes()`` inside
 ``move_to_new_page()``). Every other function, ``page_lock_anon_vma()`` and
 ``page_unlock_anon_vma()`` among them, is linux-2.6.36-pre's, which with
@@ -61,19 +62,20 @@ import errno
 from typing import Any
 
 from rmapcheck.designs import linux_2_6_36_pre as pre
+from rmapcheck.model.findings import KernelBug
 from rmapcheck.model.kernel import Kernel
-from rmapcheck.model.migrate import MigrationState, _remove_migration_ptes_checked, migrations, move_to_new_folio as _move
+from rmapcheck.model.migrate import MigrationState, _remove_migration_ptes_checked, migrations
+from rmapcheck.model.migrate import move_to_new_folio as _move_to_new_folio
 from rmapcheck.model.mm_types import anon_vma, folio, vm_area_struct
 from rmapcheck.model.rmap import (
-    anon_vma_chain_alloc, anon_vma_chain_link, anon_vma_lock_write, anon_vma_unlock_write, folio_anon_vma, folio_test_anon, linear_page_index,
-    vma_address,
+    anon_vma_chain_alloc, anon_vma_chain_link, anon_vma_lock_write, anon_vma_unlock_write, folio_anon_vma,
+    folio_test_anon, linear_page_index, vma_address,
 )
-from rmapcheck.model.findings import KernelBug
 from rmapcheck.model.slab import kasan_check
 
-__all__ = ["BASE", "REPLACE", "anon_vma_alloc", "anon_vma_fork", "drop_anon_vma", "folio_get_anon_vma",
-           "folio_get_anon_vma_pin", "hold_anon_vma", "migrate_pin_anon_vma", "move_to_new_page",
-           "page_add_anon_rmap", "page_address_in_vma", "page_set_anon_rmap"]
+__all__ = ["BASE", "REPLACE", "anon_vma_alloc", "anon_vma_fork", "drop_anon_vma", "folio_get_anon_vma_pin",
+           "hold_anon_vma", "migrate_pin_anon_vma", "move_to_new_page", "page_add_anon_rmap", "page_address_in_vma",
+           "page_set_anon_rmap"]
 
 BASE = "linux-2.6.36-pre"
 
@@ -222,11 +224,6 @@ def _rcu_read_lock(st: MigrationState) -> None:
     st.rcu_anon_vma = av if av is not None and av._live else None
 
 
-def folio_get_anon_vma(k: Kernel, f: folio) -> anon_vma | None:
-    """No ``folio_get_anon_vma()`` in v2.6.34's migration: ``rcu_read_lock()`` only (:func:`migrate_pin_anon_vma`)."""
-    return None
-
-
 def folio_get_anon_vma_pin(k: Kernel, f: folio, av: anon_vma | None) -> anon_vma | None:
     """``rcu_read_lock()`` in ``unmap_and_move()`` (v2.6.34), after the window :func:`migrate_pin_anon_vma` opened.
 
@@ -251,7 +248,7 @@ def move_to_new_page(k: Kernel, dst: folio, src: folio) -> int:
     use-after-free. A freed anon_vma that RCU keeps has no VMA left: the walk
     under its lock finds nothing.
     """
-    rc = _move(k, dst, src)
+    rc = _move_to_new_folio(k, dst, src)
     st = _migration_of(k, src)
     if rc or st is None or not folio_test_anon(src) or src.ksm:
         return rc
@@ -277,7 +274,6 @@ REPLACE: dict[str, Any] = {
     "folio_add_anon_rmap_pte": page_add_anon_rmap,
     "page_address_in_vma": page_address_in_vma,
     "migrate_pin_anon_vma": migrate_pin_anon_vma,
-    "folio_get_anon_vma": folio_get_anon_vma,
     "folio_get_anon_vma_pin": folio_get_anon_vma_pin,
     "move_to_new_folio": move_to_new_page,
 }

@@ -20,7 +20,9 @@ or fork)::
                                      new folio allocated and locked
              (or --rcu--> rcu --pin--> pinned: with ``k.rcu_windows`` the pin
                                      stops after reading folio->mapping under
-                                     RCU, before the reference is taken)
+                                     RCU, before the reference is taken; the
+                                     design's ``migrate_pin_anon_vma`` says,
+                                     linux-2.6.34's before rcu_read_lock())
     pinned    --unmap-->  unmapped   try_to_migrate(): migration entries
     unmapped  --move-->   moved      move_to_new_folio(): copy, mapping, index,
                                      flags, KSM stable node
@@ -83,6 +85,7 @@ __all__ = [
     "migrate_folio_unmap",
     "migrate_page_at",
     "migrate_pages",
+    "migrate_pin_anon_vma",
     "migrate_prepare",
     "migrate_step",
     "migration_anon_vma_refs",
