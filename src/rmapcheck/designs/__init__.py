@@ -21,6 +21,7 @@ __all__ = ["DESIGNS", "Design", "DesignError", "config_text", "design_config", "
 
 #: design name → module under :mod:`rmapcheck.designs`
 DESIGNS = {
+    "linux-2.6.34": "linux_2_6_34",
     "linux-2.6.36-pre": "linux_2_6_36_pre",
     "linux-2.6.36-seed-0526": "linux_2_6_36_seed_0526",
     "linux-2.6.36-rc6": "linux_2_6_36_rc6",

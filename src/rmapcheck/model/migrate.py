@@ -20,7 +20,9 @@ or fork)::
                                      new folio allocated and locked
              (or --rcu--> rcu --pin--> pinned: with ``k.rcu_windows`` the pin
                                      stops after reading folio->mapping under
-                                     RCU, before the reference is taken)
+                                     RCU, before the reference is taken; the
+                                     design's ``migrate_pin_anon_vma`` says,
+                                     linux-2.6.34's before rcu_read_lock())
     pinned    --unmap-->  unmapped   try_to_migrate(): migration entries
     unmapped  --move-->   moved      move_to_new_folio(): copy, mapping, index,
                                      flags, KSM stable node
@@ -83,6 +85,7 @@ __all__ = [
     "migrate_folio_unmap",
     "migrate_page_at",
     "migrate_pages",
+    "migrate_pin_anon_vma",
     "migrate_prepare",
     "migrate_step",
     "migration_anon_vma_refs",
@@ -127,7 +130,9 @@ class MigrationState(FastPickle):
         self.dst_ref = False  # the allocation reference of dst is held
         self.passes = 0
         self.check = check
-        #: the anon_vma read under RCU, not pinned yet (phase ``rcu``)
+        #: the anon_vma read under RCU, not pinned yet (phase ``rcu``); in a
+        #: design whose migration takes no reference (linux-2.6.34), the one
+        #: ``rcu_read_lock()`` keeps type-safe to the migration's end
         self.rcu_anon_vma: anon_vma | None = None
 
     @property
@@ -309,17 +314,29 @@ def _phase_pin(k: Kernel, st: MigrationState) -> None:
     # cannot get anon_vma, then we won't need it anyway, because that implies
     # that the anon page is no longer mapped (and cannot be remapped so long as
     # we hold the page lock).
-    if folio_test_anon(src) and not src.ksm:
-        if k.rcu_windows:
-            # folio_get_anon_vma() in two: the RCU read of folio->mapping
-            # now, the reference in the next phase.
-            st.rcu_anon_vma = k.ops.folio_anon_vma_rcu(k, src, "folio_get_anon_vma")
-            if st.rcu_anon_vma is not None:
-                st.phase = "rcu"
-                return
-        else:
-            st.anon_vma = k.ops.folio_get_anon_vma(k, src)
+    if folio_test_anon(src) and not src.ksm and k.ops.migrate_pin_anon_vma(k, st):
+        return  # phase rcu: the pin ends in the next phase
     _lock_dst(st, dst)
+
+
+def migrate_pin_anon_vma(k: Kernel, st: MigrationState) -> bool:
+    """The anon_vma pin of ``migrate_folio_unmap()`` (mm/migrate.c, v6.18): ``folio_get_anon_vma()``.
+
+    With ``k.rcu_windows`` in two: the RCU read of ``folio->mapping`` now
+    (``st.rcu_anon_vma``), the reference in the next phase (the design's
+    ``folio_get_anon_vma_pin``).
+
+    :returns: true if the migration stops in phase ``rcu`` before the reference.
+    """
+    src = st.src
+    if k.rcu_windows:
+        st.rcu_anon_vma = k.ops.folio_anon_vma_rcu(k, src, "folio_get_anon_vma")
+        if st.rcu_anon_vma is not None:
+            st.phase = "rcu"
+            return True
+        return False
+    st.anon_vma = k.ops.folio_get_anon_vma(k, src)
+    return False
 
 
 def _phase_pin_rcu(k: Kernel, st: MigrationState) -> None:
@@ -347,7 +364,9 @@ def _phase_unmap(k: Kernel, st: MigrationState) -> None:
     if src.mapping is None and not src.ksm:
         pass  # goto out: nothing the rmap could find
     elif folio_mapped(src):
-        if folio_test_anon(src) and not src.ksm and st.anon_vma is None:
+        # (A design whose migration holds the anon_vma under rcu_read_lock()
+        # only keeps it in st.rcu_anon_vma: linux-2.6.34.)
+        if folio_test_anon(src) and not src.ksm and st.anon_vma is None and st.rcu_anon_vma is None:
             raise KernelBug("migrate_folio_unmap",
                             "VM_BUG_ON_FOLIO(folio_test_anon(src) && !folio_test_ksm(src) && !anon_vma)")
         expected = rmap_walk_promised(k, src, page_table_mappings(k, src)) if st.check else []
@@ -662,6 +681,7 @@ MIGRATE_OPS: dict[str, Callable[..., Any]] = {
     "migrate_folio_undo_src": migrate_folio_undo_src,
     "migrate_page_at": migrate_page_at,
     "migrate_pages": migrate_pages,
+    "migrate_pin_anon_vma": migrate_pin_anon_vma,
     "migration_entry_wait": migration_entry_wait,
     "move_to_new_folio": move_to_new_folio,
     "remove_migration_pte": remove_migration_pte,

@@ -287,7 +287,7 @@ _REFERENCES = {
         ("dst", "dst_ref", "the new folio's allocation reference"),
         ("dst", "dst_locked", "the new folio's lock"),
         ("anon_vma", None, "a pin on the anon_vma (folio_get_anon_vma)"),
-        ("rcu_anon_vma", None, "folio->mapping read under RCU, not pinned yet"),
+        ("rcu_anon_vma", None, "folio->mapping read under RCU, not pinned (yet)"),
     ),
     "ReclaimWalk": (
         ("folio", None, "the isolated, locked folio (folio_isolate_lru, folio_trylock)"),
