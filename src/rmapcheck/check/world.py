@@ -21,7 +21,7 @@ import types
 from collections import deque
 from itertools import repeat
 from operator import call as _call
-from typing import Any
+from typing import Any, Callable
 
 from rmapcheck.model.mm_types import (
     ZERO_PAGE, anon_vma, anon_vma_chain, folio, mm_struct, task_struct, vm_area_struct,
@@ -201,6 +201,9 @@ def _kpfn(pfn: int, oid: Any, pa: kmem_cache) -> Any:
 
 
 _SCALAR = frozenset({int, str, bool, float, bytes, type(None)})
+#: what canonical()'s ref() makes of an empty dict, list or tuple
+_EMPTY_DICT: tuple = ("dict", ())
+_EMPTY: dict[type, Any] = {dict: _EMPTY_DICT, list: (), tuple: ()}
 _KERNEL_FIELDS: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
@@ -227,6 +230,33 @@ class _Numbering(dict):
         i = self[o] = len(objs)
         objs.append(o)
         return i
+
+
+#: values whose equal values of one type encode alike (not floats: 0.0 == -0.0)
+_EXACT = frozenset({int, str, bool, bytes, type(None)})
+#: kernel attribute -> its last dict of scalars (its keys, values and their
+#: types, in order) and ref()'s encoding of it
+_ROOT_DICTS: dict[str, tuple[list[str], list[Any], list[type], Any]] = {}
+
+
+def _root_dict(name: str, d: dict, ref: Callable[[Any], Any]) -> Any:
+    # ref(d) for a dict the kernel keeps (its configuration, the armed
+    # failure sites), remembered while the dict holds what the last one
+    # asked for under this name held: the configuration is the same in
+    # every state of a run. The same string keys in the same order with
+    # equal values of the same types (True == 1, but marshal tells them
+    # apart) encode alike; scalars name no object, so no numbering is
+    # skipped.
+    last = _ROOT_DICTS.get(name)
+    if last is not None and list(d) == last[0] and list(d.values()) == last[1] \
+            and list(map(type, d.values())) == last[2]:
+        return last[3]
+    e = ref(d)
+    keys, values = list(d), list(d.values())
+    types = list(map(type, values))
+    if all(type(key) is str for key in keys) and all(map(_EXACT.__contains__, types)):
+        _ROOT_DICTS[name] = (keys, values, types, e)
+    return e
 
 
 def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
@@ -257,6 +287,7 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
     _scalar = _SCALAR
 
     scalars = _scalar.__contains__
+    encoders = _ENCODERS
 
     def ref(o: Any) -> Any:
         t = type(o)
@@ -288,25 +319,31 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
     if not symmetry:
         roots.append(tuple(procs))
     memory = r.memory
-    roots.append(tuple([ref(memory.get(c, {})) for c in procs]))
+    roots.append(tuple([ref(mem) if mem or type(mem) is not dict else _EMPTY_DICT
+                        for mem in map(memory.get, procs, repeat({}))]))
     roots.append(getattr(r, "faults", 0))
     roots.append(getattr(r, "preempt", 0))
     kv = vars(k)
     for name in _kernel_fields(tuple(kv)):
         v = kv[name]
-        if type(v) is kmem_cache:  # the common case, without a call of ref()
+        t = type(v)
+        if t is kmem_cache:  # the common case, without a call of ref()
             roots.append((name, "cache", v.nr_live, tuple(map(oid, v.freelist))
                           if v.flags & SLAB_TYPESAFE_BY_RCU else len(v.freelist)))
-        elif type(v) in _scalar:
+        elif t in _scalar:
             roots.append((name, v))
+        elif not v and t in _EMPTY:  # an empty list or dict, as ref() encodes it
+            roots.append((name, _EMPTY[t]))
+        elif t in encoders:  # a kernel object (ksm_state), as ref() encodes it
+            roots.append((name, ("@", oid(v))))
+        elif t is dict:
+            roots.append((name, _root_dict(name, v, ref)))
         else:
             roots.append((name, ref(v)))
-    enc = []
+    enc: list[Any] = []
     append = enc.append
-    encoders = _ENCODERS
-    i = 0
-    while i < len(objs):
-        o = objs[i]
+    # objs grows while it is walked: the list iterator sees what is appended
+    for o in objs:
         e = encoders.get(type(o))
         if e is not None:
             append(e(o, oid, k))
@@ -317,7 +354,6 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
             append((cls.__name__, tuple([ref(getattr(o, n, None)) for n in fields])))
         if not symmetry:
             append(getattr(o, "_slot", None))
-        i += 1
     return (tuple(roots), tuple(enc))
 
 
