@@ -362,14 +362,9 @@ def _enc_task(t: Any, oid: Any, k: Any) -> tuple:
 
 
 def _enc_mm(mm: Any, oid: Any, k: Any) -> tuple:
-    pt = mm.pgtable
-    ptes = []
-    for vpn in sorted(pt):
-        pte = pt[vpn]
-        f, w = pte
-        ptes.append((vpn, oid(f), w, type(pte).__name__))
-    return ("mm", mm._live, tuple(map(oid, mm.mmap)), tuple(ptes), mm.mm_users, mm.mm_count,
-            mm.ksm_flags,
+    # the page table first: its folios are numbered before the VMAs
+    ptes = tuple([(vpn, oid(pte[0]), pte[1], type(pte).__name__) for vpn, pte in sorted(mm.pgtable.items())])
+    return ("mm", mm._live, tuple(map(oid, mm.mmap)), ptes, mm.mm_users, mm.mm_count, mm.ksm_flags,
             mm.ksm_rmap_items, mm.ksm_merging_pages, mm.ksm_zero_pages)
 
 
@@ -413,10 +408,11 @@ _ENCODERS = {
 def _enc_ksm(st: Any, oid: Any, k: Any) -> tuple:
     # mm_slots_hash repeats what mm_list says (each slot names its mm); the
     # caches are not typesafe: only their counts matter.
+    stable, unstable = st.root_stable_tree, st.root_unstable_tree
     return ("ksm", tuple(map(oid, st.mm_list)), oid(st.scan_mm_slot), st.scan_address,
             st.scan_rmap_pos, st.seqnr,
-            tuple([(key, oid(n)) for key, n in sorted(st.root_stable_tree.items())]),
-            tuple([(key, oid(i)) for key, i in sorted(st.root_unstable_tree.items())]),
+            tuple([(key, oid(n)) for key, n in sorted(stable.items())]) if stable else (),
+            tuple([(key, oid(i)) for key, i in sorted(unstable.items())]) if unstable else (),
             st.pages_shared, st.pages_sharing, st.pages_unshared, st.rmap_items, st.stable_node_chains,
             st.stable_node_dups, st.pages_skipped, st.zero_pages,
             st.rmap_item_cache.nr_live, st.stable_node_cache.nr_live, st.mm_slot_cache.nr_live)
