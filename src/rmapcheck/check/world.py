@@ -204,14 +204,17 @@ _SCALAR = frozenset({int, str, bool, float, bytes, type(None)})
 #: what canonical()'s ref() makes of an empty dict, list or tuple
 _EMPTY_DICT: tuple = ("dict", ())
 _EMPTY: dict[type, Any] = {dict: _EMPTY_DICT, list: (), tuple: ()}
-_KERNEL_FIELDS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_KERNEL_FIELDS: dict[tuple[str, ...], tuple[tuple[str, ...], bytes]] = {}
 
 
-def _kernel_fields(names: tuple[str, ...]) -> tuple[str, ...]:
-    # The kernel's attributes that are state, in a fixed order.
+def _kernel_fields(names: tuple[str, ...]) -> tuple[tuple[str, ...], bytes]:
+    # The kernel's attributes that are state, in a fixed order, and that
+    # order as bytes: the canonical form names the attributes once by these
+    # bytes, then gives their values in this order.
     f = _KERNEL_FIELDS.get(names)
     if f is None:
-        f = _KERNEL_FIELDS[names] = tuple(sorted(n for n in names if n not in EXCLUDED_FIELDS and n != "tasks"))
+        fields = tuple(sorted(n for n in names if n not in EXCLUDED_FIELDS and n != "tasks"))
+        f = _KERNEL_FIELDS[names] = (fields, marshal.dumps(fields, 2))
     return f
 
 
@@ -235,28 +238,30 @@ class _Numbering(dict):
 #: values whose equal values of one type encode alike (not floats: 0.0 == -0.0)
 _EXACT = frozenset({int, str, bool, bytes, type(None)})
 #: kernel attribute -> its last dict of scalars (its keys, values and their
-#: types, in order) and ref()'s encoding of it
-_ROOT_DICTS: dict[str, tuple[list[str], list[Any], list[type], Any]] = {}
+#: types, in order) and what _root_dict() made of it
+_ROOT_DICTS: dict[str, tuple[list[str], list[Any], list[type], bytes]] = {}
 
 
 def _root_dict(name: str, d: dict, ref: Callable[[Any], Any]) -> Any:
-    # ref(d) for a dict the kernel keeps (its configuration, the armed
-    # failure sites), remembered while the dict holds what the last one
-    # asked for under this name held: the configuration is the same in
-    # every state of a run. The same string keys in the same order with
-    # equal values of the same types (True == 1, but marshal tells them
-    # apart) encode alike; scalars name no object, so no numbering is
-    # skipped.
+    # A dict the kernel keeps (its configuration, the armed failure sites):
+    # ref(d), or for a dict of scalars with string keys, ref(d) marshalled,
+    # remembered while the dict holds what the last one asked for under this
+    # name held (the configuration is the same in every state of a run).
+    # The same string keys in the same order with equal values of the same
+    # types (True == 1, but marshal tells them apart) encode alike; scalars
+    # name no object, so no numbering is skipped. Bytes stand for such a
+    # dict whether remembered or not, so each dict has one encoding.
     last = _ROOT_DICTS.get(name)
     if last is not None and list(d) == last[0] and list(d.values()) == last[1] \
             and list(map(type, d.values())) == last[2]:
         return last[3]
-    e = ref(d)
     keys, values = list(d), list(d.values())
     types = list(map(type, values))
     if all(type(key) is str for key in keys) and all(map(_EXACT.__contains__, types)):
+        e = marshal.dumps(ref(d), 2)
         _ROOT_DICTS[name] = (keys, values, types, e)
-    return e
+        return e
+    return ref(d)
 
 
 def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
@@ -324,22 +329,24 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
     roots.append(getattr(r, "faults", 0))
     roots.append(getattr(r, "preempt", 0))
     kv = vars(k)
-    for name in _kernel_fields(tuple(kv)):
+    fields, layout = _kernel_fields(tuple(kv))
+    roots.append(layout)
+    for name in fields:
         v = kv[name]
         t = type(v)
         if t is kmem_cache:  # the common case, without a call of ref()
-            roots.append((name, "cache", v.nr_live, tuple(map(oid, v.freelist))
+            roots.append(("cache", v.nr_live, tuple(map(oid, v.freelist))
                           if v.flags & SLAB_TYPESAFE_BY_RCU else len(v.freelist)))
         elif t in _scalar:
-            roots.append((name, v))
+            roots.append(v)
         elif not v and t in _EMPTY:  # an empty list or dict, as ref() encodes it
-            roots.append((name, _EMPTY[t]))
+            roots.append(_EMPTY[t])
         elif t in encoders:  # a kernel object (ksm_state), as ref() encodes it
-            roots.append((name, ("@", oid(v))))
+            roots.append(("@", oid(v)))
         elif t is dict:
-            roots.append((name, _root_dict(name, v, ref)))
+            roots.append(_root_dict(name, v, ref))
         else:
-            roots.append((name, ref(v)))
+            roots.append(ref(v))
     enc: list[Any] = []
     append = enc.append
     # objs grows while it is walked: the list iterator sees what is appended
