@@ -237,9 +237,9 @@ class _Numbering(dict):
 
 #: values whose equal values of one type encode alike (not floats: 0.0 == -0.0)
 _EXACT = frozenset({int, str, bool, bytes, type(None)})
-#: kernel attribute -> its last dict of scalars (its keys, values and their
-#: types, in order) and what _root_dict() made of it
-_ROOT_DICTS: dict[str, tuple[list[str], list[Any], list[type], bytes]] = {}
+#: kernel attribute -> its last dict of scalars (its keys, values, the types
+#: of both, in order) and what _root_dict() made of it
+_ROOT_DICTS: dict[str, tuple[list[str], list[Any], list[type], list[type], bytes]] = {}
 
 
 def _root_dict(name: str, d: dict, ref: Callable[[Any], Any]) -> Any:
@@ -247,19 +247,20 @@ def _root_dict(name: str, d: dict, ref: Callable[[Any], Any]) -> Any:
     # ref(d), or for a dict of scalars with string keys, ref(d) marshalled,
     # remembered while the dict holds what the last one asked for under this
     # name held (the configuration is the same in every state of a run).
-    # The same string keys in the same order with equal values of the same
-    # types (True == 1, but marshal tells them apart) encode alike; scalars
-    # name no object, so no numbering is skipped. Bytes stand for such a
-    # dict whether remembered or not, so each dict has one encoding.
+    # The same keys (strings, not a subclass) in the same order with equal
+    # values of the same types (True == 1, but marshal tells them apart)
+    # encode alike; scalars name no object, so no numbering is skipped.
+    # Bytes stand for such a dict whether remembered or not, so each dict
+    # has one encoding.
     last = _ROOT_DICTS.get(name)
     if last is not None and list(d) == last[0] and list(d.values()) == last[1] \
-            and list(map(type, d.values())) == last[2]:
-        return last[3]
+            and list(map(type, d.values())) == last[2] and list(map(type, d)) == last[3]:
+        return last[4]
     keys, values = list(d), list(d.values())
-    types = list(map(type, values))
-    if all(type(key) is str for key in keys) and all(map(_EXACT.__contains__, types)):
+    types, key_types = list(map(type, values)), list(map(type, keys))
+    if all(t is str for t in key_types) and all(map(_EXACT.__contains__, types)):
         e = marshal.dumps(ref(d), 2)
-        _ROOT_DICTS[name] = (keys, values, types, e)
+        _ROOT_DICTS[name] = (keys, values, types, key_types, e)
         return e
     return ref(d)
 
