@@ -151,3 +151,34 @@ def test_renamed_processes_share_a_fingerprint():
         assert fingerprint(s) == fingerprint(r)
         checked += 1
     assert checked > 50
+
+
+def test_configuration_encoding_is_remembered_exactly():
+    # The configuration's encoding is remembered while the dict holds the
+    # same scalars; a value equal but of another type (True == 1), another
+    # value, another key order or a key of a str subclass is not the same
+    # configuration, and going back gives the first fingerprint again.
+    m = KernelModel("linux-6.18", PRESETS["small"])
+    r = m.init_state()
+    first = fingerprint(r)
+    assert fingerprint(r) == first
+    key = next(k for k, v in r.k.config.items() if v is True)
+    seen = {first}
+    for change in ({key: 1}, {key: False}, {key: 2}):
+        r.k.config.update(change)
+        fp = fingerprint(r)
+        assert fp not in seen, change
+        seen.add(fp)
+        assert fingerprint(r) == fp
+    r.k.config[key] = True
+    assert fingerprint(r) == first
+    reordered = {key: True, **{k: v for k, v in r.k.config.items() if k != key}}
+    if list(reordered) != list(r.k.config):
+        r.k.config = reordered  # the same items in another order: the same form
+        assert fingerprint(r) == first
+
+    class name(str):
+        pass
+
+    r.k.config = {name(k) if k == key else k: v for k, v in r.k.config.items()}
+    assert fingerprint(r) != first

@@ -21,7 +21,7 @@ import types
 from collections import deque
 from itertools import repeat
 from operator import call as _call
-from typing import Any
+from typing import Any, Callable
 
 from rmapcheck.model.mm_types import (
     ZERO_PAGE, anon_vma, anon_vma_chain, folio, mm_struct, task_struct, vm_area_struct,
@@ -201,14 +201,20 @@ def _kpfn(pfn: int, oid: Any, pa: kmem_cache) -> Any:
 
 
 _SCALAR = frozenset({int, str, bool, float, bytes, type(None)})
-_KERNEL_FIELDS: dict[tuple[str, ...], tuple[str, ...]] = {}
+#: what canonical()'s ref() makes of an empty dict, list or tuple
+_EMPTY_DICT: tuple = ("dict", ())
+_EMPTY: dict[type, Any] = {dict: _EMPTY_DICT, list: (), tuple: ()}
+_KERNEL_FIELDS: dict[tuple[str, ...], tuple[tuple[str, ...], bytes]] = {}
 
 
-def _kernel_fields(names: tuple[str, ...]) -> tuple[str, ...]:
-    # The kernel's attributes that are state, in a fixed order.
+def _kernel_fields(names: tuple[str, ...]) -> tuple[tuple[str, ...], bytes]:
+    # The kernel's attributes that are state, in a fixed order, and that
+    # order as bytes: the canonical form names the attributes once by these
+    # bytes, then gives their values in this order.
     f = _KERNEL_FIELDS.get(names)
     if f is None:
-        f = _KERNEL_FIELDS[names] = tuple(sorted(n for n in names if n not in EXCLUDED_FIELDS and n != "tasks"))
+        fields = tuple(sorted(n for n in names if n not in EXCLUDED_FIELDS and n != "tasks"))
+        f = _KERNEL_FIELDS[names] = (fields, marshal.dumps(fields, 2))
     return f
 
 
@@ -227,6 +233,36 @@ class _Numbering(dict):
         i = self[o] = len(objs)
         objs.append(o)
         return i
+
+
+#: values whose equal values of one type encode alike (not floats: 0.0 == -0.0)
+_EXACT = frozenset({int, str, bool, bytes, type(None)})
+#: kernel attribute -> its last dict of scalars (its keys, values, the types
+#: of both, in order) and what _root_dict() made of it
+_ROOT_DICTS: dict[str, tuple[list[str], list[Any], list[type], list[type], bytes]] = {}
+
+
+def _root_dict(name: str, d: dict, ref: Callable[[Any], Any]) -> Any:
+    # A dict the kernel keeps (its configuration, the armed failure sites):
+    # ref(d), or for a dict of scalars with string keys, ref(d) marshalled,
+    # remembered while the dict holds what the last one asked for under this
+    # name held (the configuration is the same in every state of a run).
+    # The same keys (strings, not a subclass) in the same order with equal
+    # values of the same types (True == 1, but marshal tells them apart)
+    # encode alike; scalars name no object, so no numbering is skipped.
+    # Bytes stand for such a dict whether remembered or not, so each dict
+    # has one encoding.
+    last = _ROOT_DICTS.get(name)
+    if last is not None and list(d) == last[0] and list(d.values()) == last[1] \
+            and list(map(type, d.values())) == last[2] and list(map(type, d)) == last[3]:
+        return last[4]
+    keys, values = list(d), list(d.values())
+    types, key_types = list(map(type, values)), list(map(type, keys))
+    if all(t is str for t in key_types) and all(map(_EXACT.__contains__, types)):
+        e = marshal.dumps(ref(d), 2)
+        _ROOT_DICTS[name] = (keys, values, types, key_types, e)
+        return e
+    return ref(d)
 
 
 def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
@@ -257,6 +293,7 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
     _scalar = _SCALAR
 
     scalars = _scalar.__contains__
+    encoders = _ENCODERS
 
     def ref(o: Any) -> Any:
         t = type(o)
@@ -288,25 +325,33 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
     if not symmetry:
         roots.append(tuple(procs))
     memory = r.memory
-    roots.append(tuple([ref(memory.get(c, {})) for c in procs]))
+    roots.append(tuple([ref(mem) if mem or type(mem) is not dict else _EMPTY_DICT
+                        for mem in map(memory.get, procs, repeat({}))]))
     roots.append(getattr(r, "faults", 0))
     roots.append(getattr(r, "preempt", 0))
     kv = vars(k)
-    for name in _kernel_fields(tuple(kv)):
+    fields, layout = _kernel_fields(tuple(kv))
+    roots.append(layout)
+    for name in fields:
         v = kv[name]
-        if type(v) is kmem_cache:  # the common case, without a call of ref()
-            roots.append((name, "cache", v.nr_live, tuple(map(oid, v.freelist))
+        t = type(v)
+        if t is kmem_cache:  # the common case, without a call of ref()
+            roots.append(("cache", v.nr_live, tuple(map(oid, v.freelist))
                           if v.flags & SLAB_TYPESAFE_BY_RCU else len(v.freelist)))
-        elif type(v) in _scalar:
-            roots.append((name, v))
+        elif t in _scalar:
+            roots.append(v)
+        elif not v and t in _EMPTY:  # an empty list or dict, as ref() encodes it
+            roots.append(_EMPTY[t])
+        elif t in encoders:  # a kernel object (ksm_state), as ref() encodes it
+            roots.append(("@", oid(v)))
+        elif t is dict:
+            roots.append(_root_dict(name, v, ref))
         else:
-            roots.append((name, ref(v)))
-    enc = []
+            roots.append(ref(v))
+    enc: list[Any] = []
     append = enc.append
-    encoders = _ENCODERS
-    i = 0
-    while i < len(objs):
-        o = objs[i]
+    # objs grows while it is walked: the list iterator sees what is appended
+    for o in objs:
         e = encoders.get(type(o))
         if e is not None:
             append(e(o, oid, k))
@@ -317,7 +362,6 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
             append((cls.__name__, tuple([ref(getattr(o, n, None)) for n in fields])))
         if not symmetry:
             append(getattr(o, "_slot", None))
-        i += 1
     return (tuple(roots), tuple(enc))
 
 
@@ -326,14 +370,9 @@ def _enc_task(t: Any, oid: Any, k: Any) -> tuple:
 
 
 def _enc_mm(mm: Any, oid: Any, k: Any) -> tuple:
-    pt = mm.pgtable
-    ptes = []
-    for vpn in sorted(pt):
-        pte = pt[vpn]
-        f, w = pte
-        ptes.append((vpn, oid(f), w, type(pte).__name__))
-    return ("mm", mm._live, tuple(map(oid, mm.mmap)), tuple(ptes), mm.mm_users, mm.mm_count,
-            mm.ksm_flags,
+    # the page table first: its folios are numbered before the VMAs
+    ptes = tuple([(vpn, oid(pte[0]), pte[1], type(pte).__name__) for vpn, pte in sorted(mm.pgtable.items())])
+    return ("mm", mm._live, tuple(map(oid, mm.mmap)), ptes, mm.mm_users, mm.mm_count, mm.ksm_flags,
             mm.ksm_rmap_items, mm.ksm_merging_pages, mm.ksm_zero_pages)
 
 
@@ -377,10 +416,11 @@ _ENCODERS = {
 def _enc_ksm(st: Any, oid: Any, k: Any) -> tuple:
     # mm_slots_hash repeats what mm_list says (each slot names its mm); the
     # caches are not typesafe: only their counts matter.
+    stable, unstable = st.root_stable_tree, st.root_unstable_tree
     return ("ksm", tuple(map(oid, st.mm_list)), oid(st.scan_mm_slot), st.scan_address,
             st.scan_rmap_pos, st.seqnr,
-            tuple([(key, oid(n)) for key, n in sorted(st.root_stable_tree.items())]),
-            tuple([(key, oid(i)) for key, i in sorted(st.root_unstable_tree.items())]),
+            tuple([(key, oid(n)) for key, n in sorted(stable.items())]) if stable else (),
+            tuple([(key, oid(i)) for key, i in sorted(unstable.items())]) if unstable else (),
             st.pages_shared, st.pages_sharing, st.pages_unshared, st.rmap_items, st.stable_node_chains,
             st.stable_node_dups, st.pages_skipped, st.zero_pages,
             st.rmap_item_cache.nr_live, st.stable_node_cache.nr_live, st.mm_slot_cache.nr_live)
