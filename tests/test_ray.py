@@ -63,7 +63,7 @@ def test_seed_bounds_same_result_as_one_process(cluster, design, name):
 
 
 def test_standard_preset_same_result_as_one_process(cluster):
-    b = replace(PRESETS["standard"], depth=4)
+    b = PRESETS["standard"]
     assert summary(ray_run(cluster, "linux-6.18", b)) == summary(one("linux-6.18", b))
 
 
