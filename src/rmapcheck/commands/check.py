@@ -325,7 +325,6 @@ def interruptible(stop: Stop) -> Iterator[Stop]:
             signal.signal(s, h)
 
 
-
 #: what one ``rmapcheck check`` returns: the default portfolio's result, or one check's model and result
 CheckRun = PortfolioResult | tuple[KernelModel, Result]
 
