@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -91,3 +92,17 @@ def test_cli_on_the_cluster_prints_what_one_process_prints(cluster, tmp_path):
         assert p.returncode == 1, p.stderr
         outs.append(re.sub(r"[0-9.]+ s\b", "S s", p.stdout))
     assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("address,words", [("closed", "no Ray cluster there"), ("nonsense", "expected HOST:PORT")])
+def test_an_address_without_a_cluster_is_one_line_at_once(address, words):
+    # Ray itself would wait minutes on an address where nothing listens
+    if address == "closed":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            address = f"127.0.0.1:{s.getsockname()[1]}"  # nothing listens once the socket is closed
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")}
+    p = subprocess.run([sys.executable, "-m", "rmapcheck", "check", "--design", "linux-6.18", "--preset", "small",
+                        "--ray", address], capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 2 and p.stdout == ""
+    assert len(p.stderr.splitlines()) == 1 and words in p.stderr, p.stderr

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -39,6 +40,8 @@ __all__ = ["RayUnavailable", "connect", "local_cluster", "require_ray", "run_ray
 _POLL = 0.2
 #: seconds the actors may take to start (their processes import the model)
 _START = 120.0
+#: seconds a cluster's address may take to accept a connection
+_REACH = 5.0
 
 
 class RayUnavailable(Exception):
@@ -66,12 +69,28 @@ def connect(address: str) -> Any:
     """
     ray = require_ray()
     if not ray.is_initialized():
+        _reachable(address)
         try:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise RayUnavailable(f"--ray {address}: no Ray cluster there ({first})") from None
     return ray
+
+
+def _reachable(address: str) -> None:
+    # Ray waits long (minutes) on an address where nothing listens, and logs
+    # as it waits: an address HOST:PORT (or ray://HOST:PORT) must accept a TCP
+    # connection within _REACH seconds first. ``auto`` is Ray's to resolve.
+    if address == "auto":
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise RayUnavailable(f"--ray {address}: expected HOST:PORT (such as 10.0.0.1:6379) or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=_REACH).close()
+    except OSError as e:
+        raise RayUnavailable(f"--ray {address}: no Ray cluster there ({e.strerror or type(e).__name__})") from None
 
 
 class _Actor:

@@ -89,7 +89,7 @@ def get_anon_vma(k: Kernel, av: anon_vma, function: str = "get_anon_vma") -> Non
 
 
 def atomic_dec_and_lock(k: Kernel, av: anon_vma, lock_owner: anon_vma, function: str) -> bool:
-    """``atomic_dec_and_lock(&av->external_refcount, &lock_owner->lock)``.
+    """``atomic_dec_and_lock(&av->external_refcount, &lock_owner->lock)`` (lib/dec_and_lock.c, v2.6.36).
 
     Takes the lock (touching ``lock_owner``) only when the count drops to zero;
     a count that goes below zero is recorded, as kmemleak's later report is the
@@ -136,7 +136,10 @@ def folio_get_anon_vma_pin(k: Kernel, f: folio, av: anon_vma) -> anon_vma | None
 
 
 def spin_lock_rcu(k: Kernel, root: anon_vma, function: str) -> None:
-    """``spin_lock(&root->lock)`` under ``rcu_read_lock()`` (the model's root lock is the rwsem, held for write).
+    """``spin_lock(&root->lock)`` under ``rcu_read_lock()``.
+
+    As ``page_lock_anon_vma()`` (mm/rmap.c, v2.6.36-rc1) takes it; the
+    model's root lock is the rwsem, held for write.
 
     The anon_vma cache is ``SLAB_DESTROY_BY_RCU``: a freed anon_vma's memory is
     still an anon_vma with its lock, so taking it is no use-after-free.

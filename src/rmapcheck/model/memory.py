@@ -92,7 +92,10 @@ def make_readable_migration_entry(f: folio) -> tuple[migration_entry, bool]:
 
 
 def is_migration_entry(pte: object) -> bool:
-    """``is_swap_pte(pte) && is_migration_entry(pte_to_swp_entry(pte))``: ``pte`` is a migration entry."""
+    """``pte`` is a migration entry (include/linux/swapops.h, v6.18).
+
+    ``is_swap_pte(pte) && is_migration_entry(pte_to_swp_entry(pte))``.
+    """
     return isinstance(pte, tuple) and isinstance(pte[0], migration_entry)
 
 
@@ -102,7 +105,10 @@ def is_writable_migration_entry(pte: tuple) -> bool:
 
 
 def is_readable_migration_entry(pte: tuple) -> bool:
-    """``is_readable_migration_entry()``: ``SWP_MIGRATION_READ``, neither exclusive nor writable."""
+    """``is_readable_migration_entry()`` (include/linux/swapops.h, v6.18).
+
+    ``SWP_MIGRATION_READ``: neither exclusive nor writable.
+    """
     return is_migration_entry(pte) and not pte[1] and not pte[0].exclusive
 
 

@@ -94,7 +94,10 @@ LOCK_ORDER = ("mmap_lock", "folio_lock", "anon_vma->rwsem", "page_table_lock")
 # -- locking -------------------------------------------------------------------
 
 def down_write(k: Kernel, root: anon_vma, function: str) -> None:
-    """``down_write(&root->rwsem)``: the model runs one thread, so waiting is deadlock."""
+    """``down_write(&root->rwsem)`` (kernel/locking/rwsem.c, v6.18).
+
+    The model runs one thread, so waiting is deadlock.
+    """
     kasan_check(root, function)
     if root.rwsem_writer or root.rwsem_readers:
         raise Deadlock(function, f"deadlock: down_write on held rwsem of {root.kname()}", root)
@@ -102,7 +105,7 @@ def down_write(k: Kernel, root: anon_vma, function: str) -> None:
 
 
 def up_write(k: Kernel, root: anon_vma, function: str) -> None:
-    """``up_write(&root->rwsem)``; releasing a lock not held is lock misuse."""
+    """``up_write(&root->rwsem)`` (kernel/locking/rwsem.c, v6.18); releasing a lock not held is lock misuse."""
     kasan_check(root, function)
     if not root.rwsem_writer:
         raise LockMisuse(function, f"up_write of {root.kname()} rwsem not held for write")
@@ -622,7 +625,10 @@ def folio_mapped(f: folio) -> bool:
 
 
 def folio_test_anon(f: folio) -> bool:
-    """``folio_test_anon()``: ``PAGE_MAPPING_ANON`` is set (KSM folios are anonymous too)."""
+    """``folio_test_anon()`` (include/linux/page-flags.h, v6.18): ``PAGE_MAPPING_ANON`` is set.
+
+    KSM folios are anonymous too.
+    """
     return f.ksm or isinstance(f.mapping, anon_vma)
 
 
@@ -852,7 +858,7 @@ def folio_lock_anon_vma_read(k: Kernel, f: folio, rwc: rmap_walk_control | None 
 
 
 def up_read(k: Kernel, root: anon_vma, function: str, rcu: bool = False) -> None:
-    """``up_read(&root->rwsem)``; releasing a lock not held is lock misuse.
+    """``up_read(&root->rwsem)`` (kernel/locking/rwsem.c, v6.18); releasing a lock not held is lock misuse.
 
     :param rcu: under ``rcu_read_lock()``, where a freed anon_vma's memory
         is still an anon_vma (no use-after-free report).

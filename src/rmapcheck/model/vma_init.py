@@ -109,13 +109,13 @@ def find_vma_prev(mm: mm_struct, addr: int) -> tuple[vm_area_struct | None, vm_a
 
 
 def vma_prev(mm: mm_struct, vma: vm_area_struct) -> vm_area_struct | None:
-    """The VMA before ``vma`` in the tree (``NULL`` if none)."""
+    """``vma_prev()`` (include/linux/mm.h, v6.18): the VMA before ``vma`` in the tree (``NULL`` if none)."""
     i = mm.mmap.index(vma)
     return mm.mmap[i - 1] if i else None
 
 
 def vma_next(mm: mm_struct, vma: vm_area_struct) -> vm_area_struct | None:
-    """The VMA after ``vma`` in the tree (``NULL`` if none)."""
+    """``vma_next()`` (include/linux/mm.h, v6.18): the VMA after ``vma`` in the tree (``NULL`` if none)."""
     i = mm.mmap.index(vma)
     return mm.mmap[i + 1] if i + 1 < len(mm.mmap) else None
 
