@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import marshal
+import os
 import pickle
 import types
 from collections import deque
@@ -29,7 +30,8 @@ from rmapcheck.model.mm_types import (
 from rmapcheck.model.slab import SLAB_TYPESAFE_BY_RCU, FastPickle, kmem_cache
 from rmapcheck.scenario.execute import ModelRunner
 
-__all__ = ["EXCLUDED_FIELDS", "Snapshot", "clone", "dumps", "fingerprint", "loads"]
+__all__ = ["CANONICAL_WALK", "EXCLUDED_FIELDS", "Snapshot", "canonical", "canonical_py", "clone", "dumps",
+           "fingerprint", "loads"]
 
 #: fields that record history or identity, not state
 EXCLUDED_FIELDS = frozenset({"_slot", "_alloc", "_free", "_cache", "comm", "pid", "owner", "clock",
@@ -265,28 +267,43 @@ def _root_dict(name: str, d: dict, ref: Callable[[Any], Any]) -> Any:
     return ref(d)
 
 
-def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
-    """The canonical form of a state (see the module docstring).
+def _proc_order(r: ModelRunner, symmetry: bool) -> list[str]:
+    # The processes' names in canonical order.
+    tasks = r.k.tasks
+    if not symmetry or len(tasks) <= 1:
+        return sorted(tasks)
+    # Processes in the order of their signatures; first by a part of the
+    # signature that is cheap to read (the numbers of VMAs, page table
+    # entries and memory words), the whole one only where that part ties.
+    # Both keys are functions of the signature, so states share a form
+    # exactly when they did sorted by the signature alone.
+    memory = r.memory
+    cheap = {c: (len(t.mm.mmap), len(t.mm.pgtable), len(memory.get(c) or ())) for c, t in tasks.items()}
+    if len(set(cheap.values())) == len(cheap):
+        return sorted(tasks, key=cheap.__getitem__)
+    return sorted(tasks, key=lambda c: (cheap[c], _proc_signature(r, c), c))
+
+
+def _generic_fields(o: Any) -> tuple[str, ...]:
+    # The fields an object without an encoder of its own is encoded by.
+    cls = type(o)
+    if hasattr(cls, "__slots__"):
+        return _fields(cls)
+    return tuple(n for n in sorted(vars(o)) if n not in EXCLUDED_FIELDS)
+
+
+def canonical_py(r: ModelRunner, symmetry: bool = True) -> tuple:
+    """The canonical form of a state (see the module docstring), built by the interpreter.
+
+    :func:`canonical` is this function, or the same walk in C
+    (``_canon.c``) where that is built: the two build equal forms.
 
     With ``symmetry`` False, processes keep their names and objects their
     slab slots: only states equal in every respect share a form.
     """
     k = r.k
     tasks = k.tasks
-    if symmetry and len(tasks) > 1:
-        # Processes in the order of their signatures; first by a part of the
-        # signature that is cheap to read (the numbers of VMAs, page table
-        # entries and memory words), the whole one only where that part
-        # ties. Both keys are functions of the signature, so states share a
-        # form exactly when they did sorted by the signature alone.
-        memory = r.memory
-        cheap = {c: (len(t.mm.mmap), len(t.mm.pgtable), len(memory.get(c) or ())) for c, t in tasks.items()}
-        if len(set(cheap.values())) == len(cheap):
-            procs = sorted(tasks, key=cheap.__getitem__)
-        else:
-            procs = sorted(tasks, key=lambda c: (cheap[c], _proc_signature(r, c), c))
-    else:
-        procs = sorted(tasks)
+    procs = _proc_order(r, symmetry)
     ids = _Numbering()
     objs = ids.objs
     oid = ids.__getitem__
@@ -356,10 +373,7 @@ def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
         if e is not None:
             append(e(o, oid, k))
         else:
-            cls = type(o)
-            fields = _fields(cls) if hasattr(cls, "__slots__") else tuple(
-                n for n in sorted(vars(o)) if n not in EXCLUDED_FIELDS)
-            append((cls.__name__, tuple([ref(getattr(o, n, None)) for n in fields])))
+            append((type(o).__name__, tuple([ref(getattr(o, n, None)) for n in _generic_fields(o)])))
         if not symmetry:
             append(getattr(o, "_slot", None))
     return (tuple(roots), tuple(enc))
@@ -433,6 +447,30 @@ try:
                       ksm_mm_slot: _enc_mm_slot, ksm_state: _enc_ksm})
 except ImportError:  # a tree without KSM
     pass
+
+
+#: the walk in C, unless it is not built or RMAPCHECK_PURE_PYTHON is set
+_canon: Any = None
+if not os.environ.get("RMAPCHECK_PURE_PYTHON"):
+    try:
+        from rmapcheck.check import _canon
+    except ImportError:  # not compiled (no C compiler at install): the interpreter's walk
+        _canon = None
+if _canon is not None:
+    _canon.configure({
+        "task_struct": task_struct, "mm_struct": mm_struct, "vm_area_struct": vm_area_struct,
+        "anon_vma": anon_vma, "anon_vma_chain": anon_vma_chain, "folio": folio,
+        **{cls.__name__: cls for cls in _ENCODERS if cls.__name__.startswith("ksm_")},
+        "kmem_cache": kmem_cache, "ZERO_PAGE": ZERO_PAGE, "SLAB_TYPESAFE_BY_RCU": SLAB_TYPESAFE_BY_RCU,
+        "encoders": _ENCODERS, "kernel_fields_cache": _KERNEL_FIELDS, "root_dicts": _ROOT_DICTS,
+        "empty_dict": _EMPTY_DICT, "kernel_fields": _kernel_fields, "root_dict": _root_dict,
+        "proc_order": _proc_order, "generic_fields": _generic_fields,
+    })
+    canonical: Callable[[ModelRunner, bool], tuple] = _canon.canonical
+else:
+    canonical = canonical_py
+#: "C" or "Python": how canonical() is built
+CANONICAL_WALK = "C" if _canon is not None else "Python"
 
 
 def fingerprint(r: ModelRunner, symmetry: bool = True) -> bytes:
