@@ -1,9 +1,8 @@
-"""The canonical walk in C (``check/_canon.c``) builds the very form the Python walk builds.
+"""The canonical walk in C (``check/_canon.c``) writes the bytes the Python walk's form marshals to.
 
 Both are run on the states of random walks of every design under every
 preset and seed bound, with and without symmetry, and compared as the bytes
-the fingerprint hashes (``marshal`` tells ``True`` from ``1``, which ``==``
-does not).
+the fingerprint hashes.
 """
 
 from __future__ import annotations
@@ -37,8 +36,8 @@ def test_c_and_python_walks_agree(design: str) -> None:
             s = m.init_state()
             for _ in range(14):
                 for sym in (True, False):
-                    py = marshal.dumps(world.canonical_py(s, sym), 2)
-                    c = marshal.dumps(world._canon.canonical(s, sym), 2)
+                    py = marshal.dumps(world.canonical(s, sym), 2)
+                    c = world._canon.marshalled(s, sym)
                     assert c == py, (design, name, sym)
                     compared += 1
                 acts = m.actions(s)

@@ -1,5 +1,5 @@
 /*
- * rmapcheck.check._canon: world.canonical() in C.
+ * rmapcheck.check._canon: the bytes of world.canonical_py(), written in C.
  *
  * The canonical form of an explored state is built by a walk that numbers
  * every kernel object in the order it is first reached and encodes each one
@@ -17,11 +17,12 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <marshal.h>
+#include <structmember.h>
 
 /* configured by world.py */
 static PyObject *T_task, *T_mm, *T_vma, *T_av, *T_avc, *T_folio;
 static PyObject *T_ri, *T_sn, *T_ms, *T_ksm, *T_cache;
-static PyObject *ZERO_PAGE, *ENCODERS, *KERNEL_FIELDS, *ROOT_DICTS, *EMPTY_DICT;
+static PyObject *ZERO_PAGE, *ENCODERS, *KERNEL_FIELDS, *ROOT_DICTS, *EMPTY_DICT, *FIELDS;
 static PyObject *F_kernel_fields, *F_root_dict, *F_proc_order, *F_generic_fields;
 static long TYPESAFE;
 
@@ -39,7 +40,7 @@ enum {
     S_stable_node_chains, S_stable_node_dups, S_pages_skipped, S_zero_pages, S_rmap_item_cache,
     S_stable_node_cache, S_mm_slot_cache, S_nr_live, S_freelist, S_objects, S_slot, S_name_,
     S_dict, S_set, S_cache, S_at, S_page, S_free, S_t, S_mmtag, S_v, S_a, S_c, S_f, S_ritag,
-    S_sntag, S_mstag, S_ksmtag, S_get,
+    S_sntag, S_mstag, S_ksmtag, S_get, S_slots, S_folio,
     NSTR
 };
 static const char *const NAMES[NSTR] = {
@@ -55,9 +56,50 @@ static const char *const NAMES[NSTR] = {
     "stable_node_chains", "stable_node_dups", "pages_skipped", "zero_pages", "rmap_item_cache",
     "stable_node_cache", "mm_slot_cache", "nr_live", "freelist", "objects", "_slot", "__name__",
     "dict", "set", "cache", "@", "page", "free", "t", "mm", "v", "a", "c", "f", "ri",
-    "sn", "ms", "ksm", "get",
+    "sn", "ms", "ksm", "get", "__slots__", "folio",
 };
 static PyObject *S[NSTR];
+
+/*
+ * getattr(o, S[name]), with a cache per name of the last type read and the
+ * offset of its slot: most names belong to one class, and a slot read
+ * through its member descriptor is a load. The cache holds while the type
+ * is unchanged (its version tag) and uses the generic attribute lookup
+ * (a member descriptor, a data descriptor, wins over an instance dict).
+ */
+static PyTypeObject *ic_type[NSTR];
+static unsigned int ic_version[NSTR];
+static Py_ssize_t ic_offset[NSTR];
+
+static PyObject *ga_slow(PyObject *o, int name)
+{
+    PyTypeObject *t = Py_TYPE(o);
+    if (t->tp_getattro == PyObject_GenericGetAttr) {
+        PyObject *d = _PyType_Lookup(t, S[name]);
+        if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type)
+                && PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) {
+            PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+            if (m->type == T_OBJECT_EX) {
+                ic_type[name] = t;
+                ic_version[name] = t->tp_version_tag;
+                ic_offset[name] = m->offset;
+            }
+        }
+    }
+    return PyObject_GetAttr(o, S[name]);
+}
+
+static inline PyObject *GA(PyObject *o, int name)
+{
+    PyTypeObject *t = Py_TYPE(o);
+    if (t == ic_type[name] && t->tp_version_tag == ic_version[name]
+            && PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) {
+        PyObject *v = *(PyObject **)((char *)o + ic_offset[name]);
+        if (v != NULL)
+            return Py_NewRef(v);
+    }
+    return ga_slow(o, name);
+}
 
 /* The numbering: object -> number in the order first named (world._Numbering). */
 typedef struct {
@@ -93,17 +135,6 @@ static inline int is_scalar(PyTypeObject *t)
 
 static PyObject *ref(Numbering *c, PyObject *o);
 
-/* oid(getattr(o, name)) */
-static PyObject *oid_attr(Numbering *c, PyObject *o, int name)
-{
-    PyObject *v = PyObject_GetAttr(o, S[name]);
-    if (v == NULL)
-        return NULL;
-    PyObject *r = oid(c, v);
-    Py_DECREF(v);
-    return r;
-}
-
 /* tuple(map(oid, seq)) */
 static PyObject *oid_seq(Numbering *c, PyObject *seq)
 {
@@ -128,17 +159,6 @@ fail:
     return NULL;
 }
 
-static PyObject *oid_seq_attr(Numbering *c, PyObject *o, int name)
-{
-    PyObject *v = PyObject_GetAttr(o, S[name]);
-    if (v == NULL)
-        return NULL;
-    PyObject *r = oid_seq(c, v);
-    Py_DECREF(v);
-    return r;
-}
-
-#define GA(o, name) PyObject_GetAttr((o), S[name])
 /* Fill tuple slot i of t with expr (a new reference), or fail. */
 #define SET(t, i, expr) do { PyObject *_x = (expr); if (_x == NULL) goto fail; PyTuple_SET_ITEM((t), (i), _x); } while (0)
 
@@ -341,194 +361,392 @@ static PyObject *ref(Numbering *c, PyObject *o)
     return tag_pair(S_at, oid(c, o));
 }
 
+/* ---- the bytes: marshal's version 2 format, written as the walk goes ---- */
+
+typedef struct {
+    char *p;
+    Py_ssize_t len, cap;
+} Buf;
+
+static int grow(Buf *b, Py_ssize_t need)
+{
+    if (b->len + need <= b->cap)
+        return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + need)
+        cap *= 2;
+    char *p = PyMem_Realloc(b->p, cap);
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static inline int w_raw(Buf *b, const char *s, Py_ssize_t n)
+{
+    if (grow(b, n) < 0)
+        return -1;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+static inline void put_i32(char *at, long x)
+{
+    uint32_t u = (uint32_t)x;
+    at[0] = (char)(u & 0xff);
+    at[1] = (char)((u >> 8) & 0xff);
+    at[2] = (char)((u >> 16) & 0xff);
+    at[3] = (char)((u >> 24) & 0xff);
+}
+
+/* a type code and a 4-byte little-endian number (marshal's w_long) */
+static inline int w_code(Buf *b, char code, long x)
+{
+    if (grow(b, 5) < 0)
+        return -1;
+    b->p[b->len] = code;
+    put_i32(b->p + b->len + 1, x);
+    b->len += 5;
+    return 0;
+}
+
+static inline int w_tuple(Buf *b, Py_ssize_t n) { return w_code(b, '(', (long)n); }
+static inline int w_small(Buf *b, long x) { return w_code(b, 'i', x); }
+static inline int w_none(Buf *b) { return w_raw(b, "N", 1); }
+
+static int w_obj(Buf *b, PyObject *o);
+
+/* what marshal.dumps(o, 2) writes, appended */
+static int w_marshal(Buf *b, PyObject *o)
+{
+    PyObject *m = PyMarshal_WriteObjectToString(o, 2);
+    if (m == NULL)
+        return -1;
+    int rc = w_raw(b, PyBytes_AS_STRING(m), PyBytes_GET_SIZE(m));
+    Py_DECREF(m);
+    return rc;
+}
+
+static int w_str(Buf *b, PyObject *o)
+{
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(o, &n);
+    if (s == NULL) {
+        PyErr_Clear();  /* surrogates: marshal's own encoding */
+        return w_marshal(b, o);
+    }
+    if (w_code(b, 'u', (long)n) < 0)
+        return -1;
+    return w_raw(b, s, n);
+}
+
+/* marshal.dumps(o, 2) for the scalars and tuples a canonical form is made of */
+static int w_obj(Buf *b, PyObject *o)
+{
+    PyTypeObject *t = Py_TYPE(o);
+    if (o == Py_None)
+        return w_none(b);
+    if (o == Py_True)
+        return w_raw(b, "T", 1);
+    if (o == Py_False)
+        return w_raw(b, "F", 1);
+    if (t == &PyLong_Type) {
+        int overflow;
+        long x = PyLong_AsLongAndOverflow(o, &overflow);
+        if (x == -1 && PyErr_Occurred())
+            return -1;
+        if (!overflow && x >= -2147483648L && x <= 2147483647L)
+            return w_small(b, x);
+        return w_marshal(b, o);
+    }
+    if (t == &PyUnicode_Type)
+        return w_str(b, o);
+    if (t == &PyTuple_Type) {
+        Py_ssize_t n = PyTuple_GET_SIZE(o);
+        if (w_tuple(b, n) < 0)
+            return -1;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (w_obj(b, PyTuple_GET_ITEM(o, i)) < 0)
+                return -1;
+        return 0;
+    }
+    if (t == &PyBytes_Type) {
+        if (w_code(b, 's', (long)PyBytes_GET_SIZE(o)) < 0)
+            return -1;
+        return w_raw(b, PyBytes_AS_STRING(o), PyBytes_GET_SIZE(o));
+    }
+    return w_marshal(b, o);
+}
+
+/* w_obj(getattr(o, name)) */
+static int w_attr(Buf *b, PyObject *o, int name)
+{
+    PyObject *v = GA(o, name);
+    if (v == NULL)
+        return -1;
+    int rc = w_obj(b, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* oid(o), as marshal writes it */
+static int w_oid(Numbering *c, Buf *b, PyObject *o)
+{
+    if (o == Py_None)
+        return w_none(b);
+    PyObject *n = oid(c, o);
+    if (n == NULL)
+        return -1;
+    long x = PyLong_AsLong(n);
+    Py_DECREF(n);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    return w_small(b, x);
+}
+
+static int w_oid_attr(Numbering *c, Buf *b, PyObject *o, int name)
+{
+    PyObject *v = GA(o, name);
+    if (v == NULL)
+        return -1;
+    int rc = w_oid(c, b, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* tuple(map(oid, seq)) */
+static int w_oid_seq(Numbering *c, Buf *b, PyObject *seq)
+{
+    PyObject *fast = PySequence_Fast(seq, "not iterable");
+    if (fast == NULL)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    int rc = w_tuple(b, n);
+    for (Py_ssize_t i = 0; rc == 0 && i < n; i++)
+        rc = w_oid(c, b, PySequence_Fast_GET_ITEM(fast, i));
+    Py_DECREF(fast);
+    return rc;
+}
+
+static int w_oid_seq_attr(Numbering *c, Buf *b, PyObject *o, int name)
+{
+    PyObject *v = GA(o, name);
+    if (v == NULL)
+        return -1;
+    int rc = w_oid_seq(c, b, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+static inline int w_tag(Buf *b, Py_ssize_t n, int tag)
+{
+    if (w_tuple(b, n) < 0)
+        return -1;
+    return w_str(b, S[tag]);
+}
+
+/* ref(kmem_cache) */
+static int w_cache(Numbering *c, Buf *b, PyObject *o)
+{
+    PyObject *t = enc_cache(c, o);
+    if (t == NULL)
+        return -1;
+    int rc = w_obj(b, t);
+    Py_DECREF(t);
+    return rc;
+}
+
+/* world.canonical()'s ref(), written */
+static int w_ref(Numbering *c, Buf *b, PyObject *o)
+{
+    PyTypeObject *t = Py_TYPE(o);
+    if (is_scalar(t))
+        return w_obj(b, o);
+    if (t == &PyList_Type || t == &PyTuple_Type) {
+        PyObject *fast = PySequence_Tuple(o);
+        if (fast == NULL)
+            return -1;
+        Py_ssize_t n = PyTuple_GET_SIZE(fast);
+        int rc = w_tuple(b, n);
+        for (Py_ssize_t i = 0; rc == 0 && i < n; i++)
+            rc = w_ref(c, b, PyTuple_GET_ITEM(fast, i));
+        Py_DECREF(fast);
+        return rc;
+    }
+    if (t == &PyDict_Type) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *val;
+        while (PyDict_Next(o, &pos, &key, &val))
+            if (!is_scalar(Py_TYPE(key)) || !is_scalar(Py_TYPE(val)))
+                goto built;
+        /* ("dict", tuple(sorted(o.items()))) */
+        PyObject *items = PyDict_Items(o);
+        if (items == NULL || PyList_Sort(items) < 0) {
+            Py_XDECREF(items);
+            return -1;
+        }
+        int rc = w_tag(b, 2, S_dict);
+        Py_ssize_t n = PyList_GET_SIZE(items);
+        if (rc == 0)
+            rc = w_tuple(b, n);
+        for (Py_ssize_t i = 0; rc == 0 && i < n; i++)
+            rc = w_obj(b, PyList_GET_ITEM(items, i));
+        Py_DECREF(items);
+        return rc;
+    }
+    if ((PyObject *)t == T_cache)
+        return w_cache(c, b, o);
+    if (t == &PySet_Type || t == &PyFrozenSet_Type)
+        goto built;
+    if (w_tag(b, 2, S_at) < 0)
+        return -1;
+    return w_oid(c, b, o);
+built:;
+    PyObject *r = ref(c, o);
+    if (r == NULL)
+        return -1;
+    int rc = w_obj(b, r);
+    Py_DECREF(r);
+    return rc;
+}
+
 /* ---- the encoders of world.py, field for field ---- */
 
-static PyObject *enc_task(Numbering *c, PyObject *o)
+static int enc_task(Numbering *c, Buf *b, PyObject *o)
 {
-    return tag_pair(S_t, oid_attr(c, o, S_mm));
+    if (w_tag(b, 2, S_t) < 0)
+        return -1;
+    return w_oid_attr(c, b, o, S_mm);
 }
 
-static PyObject *enc_mm(Numbering *c, PyObject *o)
+static int enc_mm(Numbering *c, Buf *b, PyObject *o)
 {
-    PyObject *t = NULL, *ptes = NULL, *items = NULL, *pgtable = GA(o, S_pgtable);
+    int rc = -1;
+    PyObject *items = NULL, *nums = NULL, *pgtable = GA(o, S_pgtable);
     if (pgtable == NULL)
-        return NULL;
+        return -1;
     items = PyObject_CallMethod(pgtable, "items", NULL);
     if (items == NULL)
-        goto fail;
+        goto done;
     Py_SETREF(items, PySequence_List(items));
     if (items == NULL || PyList_Sort(items) < 0)
-        goto fail;
+        goto done;
     /* the page table first: its folios are numbered before the VMAs */
     Py_ssize_t n = PyList_GET_SIZE(items);
-    ptes = PyTuple_New(n);
-    if (ptes == NULL)
-        goto fail;
+    nums = PyList_New(n);
+    if (nums == NULL)
+        goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *kv = PyList_GET_ITEM(items, i);
-        PyObject *vpn = PyTuple_GET_ITEM(kv, 0), *pte = PyTuple_GET_ITEM(kv, 1);
-        PyObject *e = PyTuple_New(4);
-        if (e == NULL)
-            goto fail;
-        PyTuple_SET_ITEM(ptes, i, e);
-        PyTuple_SET_ITEM(e, 0, Py_NewRef(vpn));
-        PyObject *p0 = PySequence_GetItem(pte, 0);
-        if (p0 == NULL)
-            goto fail;
-        PyObject *id = oid(c, p0);
-        Py_DECREF(p0);
+        PyObject *f = PySequence_GetItem(PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1), 0);
+        if (f == NULL)
+            goto done;
+        PyObject *id = f == Py_None ? Py_NewRef(Py_None) : oid(c, f);
+        Py_DECREF(f);
         if (id == NULL)
-            goto fail;
-        PyTuple_SET_ITEM(e, 1, id);
-        PyObject *p1 = PySequence_GetItem(pte, 1);
-        if (p1 == NULL)
-            goto fail;
-        PyTuple_SET_ITEM(e, 2, p1);
+            goto done;
+        PyList_SET_ITEM(nums, i, id);
+    }
+    if (w_tag(b, 10, S_mmtag) < 0 || w_attr(b, o, S_live) < 0 || w_oid_seq_attr(c, b, o, S_mmap) < 0
+            || w_tuple(b, n) < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pte = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
+        if (w_tuple(b, 4) < 0 || w_obj(b, PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0)) < 0
+                || w_obj(b, PyList_GET_ITEM(nums, i)) < 0)
+            goto done;
+        PyObject *w = PySequence_GetItem(pte, 1);
+        if (w == NULL)
+            goto done;
+        int r2 = w_obj(b, w);
+        Py_DECREF(w);
+        if (r2 < 0)
+            goto done;
         PyObject *tn = PyObject_GetAttr((PyObject *)Py_TYPE(pte), S[S_name_]);
         if (tn == NULL)
-            goto fail;
-        PyTuple_SET_ITEM(e, 3, tn);
+            goto done;
+        r2 = w_obj(b, tn);
+        Py_DECREF(tn);
+        if (r2 < 0)
+            goto done;
     }
-    t = PyTuple_New(10);
-    if (t == NULL)
-        goto fail;
-    PyTuple_SET_ITEM(t, 0, Py_NewRef(S[S_mmtag]));
-    SET(t, 1, GA(o, S_live));
-    SET(t, 2, oid_seq_attr(c, o, S_mmap));
-    PyTuple_SET_ITEM(t, 3, ptes);
-    ptes = NULL;
-    SET(t, 4, GA(o, S_mm_users));
-    SET(t, 5, GA(o, S_mm_count));
-    SET(t, 6, GA(o, S_ksm_flags));
-    SET(t, 7, GA(o, S_ksm_rmap_items));
-    SET(t, 8, GA(o, S_ksm_merging_pages));
-    SET(t, 9, GA(o, S_ksm_zero_pages));
-    Py_DECREF(items);
-    Py_DECREF(pgtable);
-    return t;
-fail:
-    Py_XDECREF(t);
-    Py_XDECREF(ptes);
+    if (w_attr(b, o, S_mm_users) < 0 || w_attr(b, o, S_mm_count) < 0 || w_attr(b, o, S_ksm_flags) < 0
+            || w_attr(b, o, S_ksm_rmap_items) < 0 || w_attr(b, o, S_ksm_merging_pages) < 0
+            || w_attr(b, o, S_ksm_zero_pages) < 0)
+        goto done;
+    rc = 0;
+done:
+    Py_XDECREF(nums);
     Py_XDECREF(items);
     Py_DECREF(pgtable);
-    return NULL;
+    return rc;
 }
 
-static PyObject *enc_vma(Numbering *c, PyObject *o)
+static int enc_vma(Numbering *c, Buf *b, PyObject *o)
 {
-    PyObject *t = PyTuple_New(9);
-    if (t == NULL)
-        return NULL;
-    PyTuple_SET_ITEM(t, 0, Py_NewRef(S[S_v]));
-    SET(t, 1, GA(o, S_live));
-    SET(t, 2, GA(o, S_vm_start));
-    SET(t, 3, GA(o, S_vm_end));
-    SET(t, 4, GA(o, S_vm_pgoff));
-    SET(t, 5, GA(o, S_vm_flags));
-    SET(t, 6, oid_attr(c, o, S_anon_vma));
-    SET(t, 7, oid_seq_attr(c, o, S_anon_vma_chain));
-    SET(t, 8, oid_attr(c, o, S_vm_mm));
-    return t;
-fail:
-    Py_DECREF(t);
-    return NULL;
+    if (w_tag(b, 9, S_v) < 0 || w_attr(b, o, S_live) < 0 || w_attr(b, o, S_vm_start) < 0
+            || w_attr(b, o, S_vm_end) < 0 || w_attr(b, o, S_vm_pgoff) < 0 || w_attr(b, o, S_vm_flags) < 0
+            || w_oid_attr(c, b, o, S_anon_vma) < 0 || w_oid_seq_attr(c, b, o, S_anon_vma_chain) < 0)
+        return -1;
+    return w_oid_attr(c, b, o, S_vm_mm);
 }
 
-static PyObject *enc_av(Numbering *c, PyObject *o)
+static int enc_av(Numbering *c, Buf *b, PyObject *o)
 {
-    PyObject *t = PyTuple_New(10);
-    if (t == NULL)
-        return NULL;
-    PyTuple_SET_ITEM(t, 0, Py_NewRef(S[S_a]));
-    SET(t, 1, GA(o, S_live));
-    SET(t, 2, oid_attr(c, o, S_root));
-    SET(t, 3, oid_attr(c, o, S_parent));
-    SET(t, 4, GA(o, S_refcount));
-    SET(t, 5, GA(o, S_num_children));
-    SET(t, 6, GA(o, S_num_active_vmas));
-    SET(t, 7, oid_seq_attr(c, o, S_rb_root));
-    SET(t, 8, GA(o, S_rwsem_writer));
-    SET(t, 9, GA(o, S_rwsem_readers));
-    return t;
-fail:
-    Py_DECREF(t);
-    return NULL;
+    if (w_tag(b, 10, S_a) < 0 || w_attr(b, o, S_live) < 0 || w_oid_attr(c, b, o, S_root) < 0
+            || w_oid_attr(c, b, o, S_parent) < 0 || w_attr(b, o, S_refcount) < 0
+            || w_attr(b, o, S_num_children) < 0 || w_attr(b, o, S_num_active_vmas) < 0
+            || w_oid_seq_attr(c, b, o, S_rb_root) < 0 || w_attr(b, o, S_rwsem_writer) < 0)
+        return -1;
+    return w_attr(b, o, S_rwsem_readers);
 }
 
-static PyObject *enc_avc(Numbering *c, PyObject *o)
+static int enc_avc(Numbering *c, Buf *b, PyObject *o)
 {
-    PyObject *t = PyTuple_New(4);
-    if (t == NULL)
-        return NULL;
-    PyTuple_SET_ITEM(t, 0, Py_NewRef(S[S_c]));
-    SET(t, 1, GA(o, S_live));
-    SET(t, 2, oid_attr(c, o, S_vma));
-    SET(t, 3, oid_attr(c, o, S_anon_vma));
-    return t;
-fail:
-    Py_DECREF(t);
-    return NULL;
+    if (w_tag(b, 4, S_c) < 0 || w_attr(b, o, S_live) < 0 || w_oid_attr(c, b, o, S_vma) < 0)
+        return -1;
+    return w_oid_attr(c, b, o, S_anon_vma);
 }
 
-static PyObject *enc_folio(Numbering *c, PyObject *o)
+static int enc_folio(Numbering *c, Buf *b, PyObject *o)
 {
-    PyObject *t = PyTuple_New(11);
-    if (t == NULL)
-        return NULL;
-    PyTuple_SET_ITEM(t, 0, Py_NewRef(S[S_f]));
-    SET(t, 1, GA(o, S_live));
-    SET(t, 2, oid_attr(c, o, S_mapping));
-    SET(t, 3, GA(o, S_index));
-    SET(t, 4, GA(o, S_mapcount));
-    SET(t, 5, GA(o, S_refcount_f));
-    SET(t, 6, GA(o, S_anon_exclusive));
-    SET(t, 7, GA(o, S_content));
-    SET(t, 8, GA(o, S_ksm));
-    SET(t, 9, oid_attr(c, o, S_stable_node));
-    SET(t, 10, GA(o, S_locked));
-    return t;
-fail:
-    Py_DECREF(t);
-    return NULL;
+    if (w_tag(b, 11, S_f) < 0 || w_attr(b, o, S_live) < 0 || w_oid_attr(c, b, o, S_mapping) < 0
+            || w_attr(b, o, S_index) < 0 || w_attr(b, o, S_mapcount) < 0 || w_attr(b, o, S_refcount_f) < 0
+            || w_attr(b, o, S_anon_exclusive) < 0 || w_attr(b, o, S_content) < 0 || w_attr(b, o, S_ksm) < 0
+            || w_oid_attr(c, b, o, S_stable_node) < 0)
+        return -1;
+    return w_attr(b, o, S_locked);
 }
 
-static PyObject *enc_ri(Numbering *c, PyObject *o)
+static int enc_ri(Numbering *c, Buf *b, PyObject *o)
 {
-    PyObject *t = PyTuple_New(11);
-    if (t == NULL)
-        return NULL;
-    PyTuple_SET_ITEM(t, 0, Py_NewRef(S[S_ritag]));
-    SET(t, 1, GA(o, S_live));
-    SET(t, 2, oid_attr(c, o, S_mm));
-    SET(t, 3, GA(o, S_address));
-    SET(t, 4, GA(o, S_flags));
-    SET(t, 5, oid_attr(c, o, S_anon_vma));
-    SET(t, 6, GA(o, S_oldchecksum));
-    SET(t, 7, GA(o, S_age));
-    SET(t, 8, GA(o, S_remaining_skips));
-    SET(t, 9, oid_attr(c, o, S_head));
-    SET(t, 10, GA(o, S_key));
-    return t;
-fail:
-    Py_DECREF(t);
-    return NULL;
+    if (w_tag(b, 11, S_ritag) < 0 || w_attr(b, o, S_live) < 0 || w_oid_attr(c, b, o, S_mm) < 0
+            || w_attr(b, o, S_address) < 0 || w_attr(b, o, S_flags) < 0 || w_oid_attr(c, b, o, S_anon_vma) < 0
+            || w_attr(b, o, S_oldchecksum) < 0 || w_attr(b, o, S_age) < 0 || w_attr(b, o, S_remaining_skips) < 0
+            || w_oid_attr(c, b, o, S_head) < 0)
+        return -1;
+    return w_attr(b, o, S_key);
 }
 
 /* world._kpfn(): a page frame number as the folio in it or its place on the freelist */
-static PyObject *kpfn(Numbering *c, PyObject *pfn, PyObject *k)
+static int w_kpfn(Numbering *c, Buf *b, PyObject *pfn, PyObject *k)
 {
     PyObject *zero = PyLong_FromLong(0);
     if (zero == NULL)
-        return NULL;
+        return -1;
     int neg = PyObject_RichCompareBool(pfn, zero, Py_LT);
     Py_DECREF(zero);
     if (neg < 0)
-        return NULL;
+        return -1;
     if (neg)
-        return Py_NewRef(pfn);
-    PyObject *pa = GA(k, S_page_alloc), *objects = NULL, *f = NULL, *fl = NULL, *out = NULL;
+        return w_obj(b, pfn);
+    int rc = -1;
+    PyObject *pa = GA(k, S_page_alloc), *objects = NULL, *f = NULL, *fl = NULL;
     if (pa == NULL)
-        return NULL;
+        return -1;
     objects = GA(pa, S_objects);
     if (objects == NULL)
         goto done;
@@ -536,203 +754,156 @@ static PyObject *kpfn(Numbering *c, PyObject *pfn, PyObject *k)
     if (f == NULL)
         goto done;
     if (f != Py_None) {
-        out = tag_pair(S_page, oid(c, f));
+        rc = w_tag(b, 2, S_page) < 0 ? -1 : w_oid(c, b, f);
         goto done;
     }
     fl = GA(pa, S_freelist);
     if (fl == NULL)
         goto done;
     int in = PySequence_Contains(fl, pfn);
-    if (in < 0)
+    if (in < 0 || w_tag(b, 2, S_free) < 0)
         goto done;
     if (in) {
         Py_ssize_t i = PySequence_Index(fl, pfn), n = PyObject_Length(fl);
         if (i < 0 || n < 0)
             goto done;
-        out = tag_pair(S_free, PyLong_FromSsize_t(n - i));
+        rc = w_small(b, (long)(n - i));
     } else {
-        out = tag_pair(S_free, PyLong_FromLong(-1));
+        rc = w_small(b, -1);
     }
 done:
     Py_XDECREF(fl);
     Py_XDECREF(f);
     Py_XDECREF(objects);
     Py_DECREF(pa);
-    return out;
+    return rc;
 }
 
-static PyObject *enc_sn(Numbering *c, PyObject *o, PyObject *k)
+static int enc_sn(Numbering *c, Buf *b, PyObject *o, PyObject *k)
 {
-    PyObject *t = PyTuple_New(9), *pfn = NULL;
-    if (t == NULL)
-        return NULL;
-    PyTuple_SET_ITEM(t, 0, Py_NewRef(S[S_sntag]));
-    SET(t, 1, GA(o, S_live));
-    SET(t, 2, oid_seq_attr(c, o, S_hlist));
-    pfn = GA(o, S_kpfn);
+    if (w_tag(b, 9, S_sntag) < 0 || w_attr(b, o, S_live) < 0 || w_oid_seq_attr(c, b, o, S_hlist) < 0)
+        return -1;
+    PyObject *pfn = GA(o, S_kpfn);
     if (pfn == NULL)
-        goto fail;
-    SET(t, 3, kpfn(c, pfn, k));
-    SET(t, 4, GA(o, S_rmap_hlist_len));
-    SET(t, 5, GA(o, S_head));
-    SET(t, 6, oid_attr(c, o, S_chain));
-    SET(t, 7, GA(o, S_key));
-    SET(t, 8, GA(o, S_nid));
+        return -1;
+    int rc = w_kpfn(c, b, pfn, k);
     Py_DECREF(pfn);
-    return t;
-fail:
-    Py_XDECREF(pfn);
-    Py_DECREF(t);
-    return NULL;
+    if (rc < 0 || w_attr(b, o, S_rmap_hlist_len) < 0 || w_attr(b, o, S_head) < 0
+            || w_oid_attr(c, b, o, S_chain) < 0 || w_attr(b, o, S_key) < 0)
+        return -1;
+    return w_attr(b, o, S_nid);
 }
 
-static PyObject *enc_ms(Numbering *c, PyObject *o)
+static int enc_ms(Numbering *c, Buf *b, PyObject *o)
 {
-    PyObject *t = PyTuple_New(4);
-    if (t == NULL)
-        return NULL;
-    PyTuple_SET_ITEM(t, 0, Py_NewRef(S[S_mstag]));
-    SET(t, 1, GA(o, S_live));
-    SET(t, 2, oid_attr(c, o, S_mm));
-    SET(t, 3, oid_seq_attr(c, o, S_rmap_list));
-    return t;
-fail:
-    Py_DECREF(t);
-    return NULL;
+    if (w_tag(b, 4, S_mstag) < 0 || w_attr(b, o, S_live) < 0 || w_oid_attr(c, b, o, S_mm) < 0)
+        return -1;
+    return w_oid_seq_attr(c, b, o, S_rmap_list);
 }
 
 /* tuple([(key, oid(n)) for key, n in sorted(tree.items())]) if tree else () */
-static PyObject *enc_tree(Numbering *c, PyObject *tree)
+static int w_tree(Numbering *c, Buf *b, PyObject *o, int name)
 {
-    int truth = PyObject_IsTrue(tree);
-    if (truth < 0)
-        return NULL;
-    if (!truth)
-        return PyTuple_New(0);
-    PyObject *items = PyObject_CallMethod(tree, "items", NULL);
-    if (items == NULL)
-        return NULL;
-    Py_SETREF(items, PySequence_List(items));
-    if (items == NULL)
-        return NULL;
-    if (PyList_Sort(items) < 0) {
-        Py_DECREF(items);
-        return NULL;
+    PyObject *tree = GA(o, name);
+    if (tree == NULL)
+        return -1;
+    int rc = -1, truth = PyObject_IsTrue(tree);
+    PyObject *items = NULL;
+    if (truth <= 0) {
+        rc = truth < 0 ? -1 : w_tuple(b, 0);
+        goto done;
     }
+    items = PyObject_CallMethod(tree, "items", NULL);
+    if (items == NULL)
+        goto done;
+    Py_SETREF(items, PySequence_List(items));
+    if (items == NULL || PyList_Sort(items) < 0)
+        goto done;
     Py_ssize_t n = PyList_GET_SIZE(items);
-    PyObject *out = PyTuple_New(n);
-    if (out == NULL)
-        goto fail;
+    if (w_tuple(b, n) < 0)
+        goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *kv = PyList_GET_ITEM(items, i);
-        PyObject *id = oid(c, PyTuple_GET_ITEM(kv, 1));
-        if (id == NULL)
-            goto fail;
-        PyObject *pair = PyTuple_New(2);
-        if (pair == NULL) {
-            Py_DECREF(id);
-            goto fail;
-        }
-        PyTuple_SET_ITEM(pair, 0, Py_NewRef(PyTuple_GET_ITEM(kv, 0)));
-        PyTuple_SET_ITEM(pair, 1, id);
-        PyTuple_SET_ITEM(out, i, pair);
+        if (w_tuple(b, 2) < 0 || w_obj(b, PyTuple_GET_ITEM(kv, 0)) < 0 || w_oid(c, b, PyTuple_GET_ITEM(kv, 1)) < 0)
+            goto done;
     }
-    Py_DECREF(items);
-    return out;
-fail:
-    Py_XDECREF(out);
-    Py_DECREF(items);
-    return NULL;
+    rc = 0;
+done:
+    Py_XDECREF(items);
+    Py_DECREF(tree);
+    return rc;
 }
 
-static PyObject *nr_live_of(PyObject *o, int cache)
+static int w_nr_live(Buf *b, PyObject *o, int cache)
 {
     PyObject *v = GA(o, cache);
     if (v == NULL)
-        return NULL;
-    PyObject *r = GA(v, S_nr_live);
+        return -1;
+    int rc = w_attr(b, v, S_nr_live);
     Py_DECREF(v);
-    return r;
+    return rc;
 }
 
-static PyObject *enc_ksm(Numbering *c, PyObject *o)
+static int enc_ksm(Numbering *c, Buf *b, PyObject *o)
 {
-    PyObject *t = PyTuple_New(19), *tree = NULL;
-    if (t == NULL)
-        return NULL;
-    PyTuple_SET_ITEM(t, 0, Py_NewRef(S[S_ksmtag]));
-    SET(t, 1, oid_seq_attr(c, o, S_mm_list));
-    SET(t, 2, oid_attr(c, o, S_scan_mm_slot));
-    SET(t, 3, GA(o, S_scan_address));
-    SET(t, 4, GA(o, S_scan_rmap_pos));
-    SET(t, 5, GA(o, S_seqnr));
-    tree = GA(o, S_root_stable_tree);
-    if (tree == NULL)
-        goto fail;
-    SET(t, 6, enc_tree(c, tree));
-    Py_SETREF(tree, GA(o, S_root_unstable_tree));
-    if (tree == NULL)
-        goto fail;
-    SET(t, 7, enc_tree(c, tree));
-    SET(t, 8, GA(o, S_pages_shared));
-    SET(t, 9, GA(o, S_pages_sharing));
-    SET(t, 10, GA(o, S_pages_unshared));
-    SET(t, 11, GA(o, S_rmap_items));
-    SET(t, 12, GA(o, S_stable_node_chains));
-    SET(t, 13, GA(o, S_stable_node_dups));
-    SET(t, 14, GA(o, S_pages_skipped));
-    SET(t, 15, GA(o, S_zero_pages));
-    SET(t, 16, nr_live_of(o, S_rmap_item_cache));
-    SET(t, 17, nr_live_of(o, S_stable_node_cache));
-    SET(t, 18, nr_live_of(o, S_mm_slot_cache));
-    Py_DECREF(tree);
-    return t;
-fail:
-    Py_XDECREF(tree);
-    Py_DECREF(t);
-    return NULL;
+    /* mm_slots_hash repeats what mm_list says; the caches' counts alone matter */
+    if (w_tag(b, 19, S_ksmtag) < 0 || w_oid_seq_attr(c, b, o, S_mm_list) < 0
+            || w_oid_attr(c, b, o, S_scan_mm_slot) < 0 || w_attr(b, o, S_scan_address) < 0
+            || w_attr(b, o, S_scan_rmap_pos) < 0 || w_attr(b, o, S_seqnr) < 0
+            || w_tree(c, b, o, S_root_stable_tree) < 0 || w_tree(c, b, o, S_root_unstable_tree) < 0)
+        return -1;
+    for (int a = S_pages_shared; a <= S_zero_pages; a++)
+        if (w_attr(b, o, a) < 0)
+            return -1;
+    for (int a = S_rmap_item_cache; a <= S_mm_slot_cache; a++)
+        if (w_nr_live(b, o, a) < 0)
+            return -1;
+    return 0;
 }
 
 /* An object without an encoder of its own: (cls.__name__, (ref(getattr(o, n, None)) for n in fields)). */
-static PyObject *enc_generic(Numbering *c, PyObject *o)
+static int enc_generic(Numbering *c, Buf *b, PyObject *o)
 {
-    PyObject *fields = PyObject_CallOneArg(F_generic_fields, o), *vals = NULL, *name = NULL;
-    if (fields == NULL)
-        return NULL;
+    PyObject *cls = (PyObject *)Py_TYPE(o), *fields = NULL;
+    int rc = -1, slotted = PyObject_HasAttr(cls, S[S_slots]);
+    if (slotted)
+        fields = Py_XNewRef(PyDict_GetItemWithError(FIELDS, cls));
+    if (fields == NULL) {
+        if (PyErr_Occurred())
+            return -1;
+        fields = PyObject_CallOneArg(F_generic_fields, o);
+        if (fields == NULL)
+            return -1;
+    }
     if (!PyTuple_Check(fields)) {
         PyErr_SetString(PyExc_TypeError, "_generic_fields must return a tuple");
-        goto fail;
+        goto done;
     }
+    PyObject *name = PyObject_GetAttr(cls, S[S_name_]);
+    if (name == NULL)
+        goto done;
+    int r2 = w_tuple(b, 2) < 0 ? -1 : w_obj(b, name);
+    Py_DECREF(name);
     Py_ssize_t n = PyTuple_GET_SIZE(fields);
-    vals = PyTuple_New(n);
-    if (vals == NULL)
-        goto fail;
+    if (r2 < 0 || w_tuple(b, n) < 0)
+        goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *v = PyObject_GetAttr(o, PyTuple_GET_ITEM(fields, i));
         if (v == NULL) {
             if (!PyErr_ExceptionMatches(PyExc_AttributeError))
-                goto fail;
+                goto done;
             PyErr_Clear();
             v = Py_NewRef(Py_None);
         }
-        PyObject *r = ref(c, v);
+        r2 = w_ref(c, b, v);
         Py_DECREF(v);
-        if (r == NULL)
-            goto fail;
-        PyTuple_SET_ITEM(vals, i, r);
+        if (r2 < 0)
+            goto done;
     }
-    name = PyObject_GetAttr((PyObject *)Py_TYPE(o), S[S_name_]);
-    if (name == NULL)
-        goto fail;
-    PyObject *out = PyTuple_Pack(2, name, vals);
-    Py_DECREF(name);
-    Py_DECREF(vals);
+    rc = 0;
+done:
     Py_DECREF(fields);
-    return out;
-fail:
-    Py_XDECREF(vals);
-    Py_DECREF(fields);
-    return NULL;
+    return rc;
 }
 
 static PyObject *numbering_oid(Numbering *self, PyObject *o)
@@ -740,19 +911,19 @@ static PyObject *numbering_oid(Numbering *self, PyObject *o)
     return oid(self, o);
 }
 
-static PyObject *encode(Numbering *c, PyObject *o, PyObject *k)
+static int encode(Numbering *c, Buf *b, PyObject *o, PyObject *k)
 {
     PyObject *t = (PyObject *)Py_TYPE(o);
-    if (t == T_vma) return enc_vma(c, o);
-    if (t == T_avc) return enc_avc(c, o);
-    if (t == T_av) return enc_av(c, o);
-    if (t == T_folio) return enc_folio(c, o);
-    if (t == T_mm) return enc_mm(c, o);
-    if (t == T_task) return enc_task(c, o);
-    if (t == T_ri) return enc_ri(c, o);
-    if (t == T_ms) return enc_ms(c, o);
-    if (t == T_sn) return enc_sn(c, o, k);
-    if (t == T_ksm) return enc_ksm(c, o);
+    if (t == T_vma) return enc_vma(c, b, o);
+    if (t == T_avc) return enc_avc(c, b, o);
+    if (t == T_av) return enc_av(c, b, o);
+    if (t == T_folio) return enc_folio(c, b, o);
+    if (t == T_mm) return enc_mm(c, b, o);
+    if (t == T_task) return enc_task(c, b, o);
+    if (t == T_ri) return enc_ri(c, b, o);
+    if (t == T_ms) return enc_ms(c, b, o);
+    if (t == T_sn) return enc_sn(c, b, o, k);
+    if (t == T_ksm) return enc_ksm(c, b, o);
     PyObject *e = PyDict_GetItemWithError(ENCODERS, t);
     if (e != NULL) {
         /* an encoder world.py has and this file does not */
@@ -761,11 +932,15 @@ static PyObject *encode(Numbering *c, PyObject *o, PyObject *k)
         PyObject *r = get == NULL ? NULL : PyObject_CallFunctionObjArgs(e, o, get, k, NULL);
         Py_XDECREF(get);
         Py_DECREF(e);
-        return r;
+        if (r == NULL)
+            return -1;
+        int rc = w_obj(b, r);
+        Py_DECREF(r);
+        return rc;
     }
     if (PyErr_Occurred())
-        return NULL;
-    return enc_generic(c, o);
+        return -1;
+    return enc_generic(c, b, o);
 }
 
 /* world._root_dict(), with its memory of the last dict under each name read here */
@@ -777,41 +952,156 @@ static PyObject *root_dict(Numbering *c, PyObject *name, PyObject *d)
     if (last != NULL && PyTuple_Check(last) && PyTuple_GET_SIZE(last) == 5) {
         PyObject *keys = PyTuple_GET_ITEM(last, 0), *values = PyTuple_GET_ITEM(last, 1);
         PyObject *types = PyTuple_GET_ITEM(last, 2), *key_types = PyTuple_GET_ITEM(last, 3);
+        Py_ssize_t n = PyDict_GET_SIZE(d);
         if (PyList_Check(keys) && PyList_Check(values) && PyList_Check(types) && PyList_Check(key_types)
-                && PyList_GET_SIZE(keys) == PyDict_GET_SIZE(d) && PyList_GET_SIZE(values) == PyDict_GET_SIZE(d)
-                && PyList_GET_SIZE(types) == PyDict_GET_SIZE(d) && PyList_GET_SIZE(key_types) == PyDict_GET_SIZE(d)) {
+                && PyList_GET_SIZE(keys) == n && PyList_GET_SIZE(values) == n
+                && PyList_GET_SIZE(types) == n && PyList_GET_SIZE(key_types) == n) {
             Py_ssize_t pos = 0, i = 0;
             PyObject *kk, *v;
             int same = 1;
             while (same && PyDict_Next(d, &pos, &kk, &v)) {
                 if ((PyObject *)Py_TYPE(v) != PyList_GET_ITEM(types, i)
-                        || (PyObject *)Py_TYPE(kk) != PyList_GET_ITEM(key_types, i)) {
-                    same = 0;
+                        || (PyObject *)Py_TYPE(kk) != PyList_GET_ITEM(key_types, i))
                     break;
-                }
-                int eq = PyObject_RichCompareBool(kk, PyList_GET_ITEM(keys, i), Py_EQ);
-                if (eq < 0)
+                same = PyObject_RichCompareBool(kk, PyList_GET_ITEM(keys, i), Py_EQ);
+                if (same > 0)
+                    same = PyObject_RichCompareBool(v, PyList_GET_ITEM(values, i), Py_EQ);
+                if (same < 0)
                     return NULL;
-                if (eq) {
-                    eq = PyObject_RichCompareBool(v, PyList_GET_ITEM(values, i), Py_EQ);
-                    if (eq < 0)
-                        return NULL;
-                }
-                same = eq;
                 i++;
             }
-            if (same)
+            if (same && i == n)
                 return Py_NewRef(PyTuple_GET_ITEM(last, 4));
         }
     }
     return PyObject_CallFunctionObjArgs(F_root_dict, name, d, (PyObject *)c, NULL);
 }
 
-/* The processes in canonical order: by the cheap part of their signature when that tells them apart. */
+/* world._proc_signature(): a process without object identities (the order where the cheap part ties) */
+static PyObject *proc_signature(PyObject *task, PyObject *mem)
+{
+    PyObject *mm = GA(task, S_mm), *mmap = NULL, *vmas = NULL, *ptes = NULL, *items = NULL, *out = NULL;
+    if (mm == NULL)
+        return NULL;
+    mmap = GA(mm, S_mmap);
+    if (mmap == NULL)
+        goto done;
+    Py_SETREF(mmap, PySequence_Tuple(mmap));
+    if (mmap == NULL)
+        goto done;
+    vmas = PyTuple_New(PyTuple_GET_SIZE(mmap));
+    if (vmas == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mmap); i++) {
+        PyObject *v = PyTuple_GET_ITEM(mmap, i), *e = PyTuple_New(6), *x;
+        if (e == NULL)
+            goto done;
+        PyTuple_SET_ITEM(vmas, i, e);
+        for (int a = 0; a < 4; a++) {
+            if ((x = GA(v, S_vm_start + a)) == NULL)
+                goto done;
+            PyTuple_SET_ITEM(e, a, x);
+        }
+        if ((x = GA(v, S_anon_vma)) == NULL)
+            goto done;
+        PyTuple_SET_ITEM(e, 4, Py_NewRef(x == Py_None ? Py_True : Py_False));
+        Py_DECREF(x);
+        if ((x = GA(v, S_anon_vma_chain)) == NULL)
+            goto done;
+        Py_ssize_t n = PyObject_Length(x);
+        Py_DECREF(x);
+        if (n < 0 || (x = PyLong_FromSsize_t(n)) == NULL)
+            goto done;
+        PyTuple_SET_ITEM(e, 5, x);
+    }
+    PyObject *pgtable = GA(mm, S_pgtable);
+    if (pgtable == NULL)
+        goto done;
+    items = PyObject_CallMethod(pgtable, "items", NULL);
+    Py_DECREF(pgtable);
+    if (items == NULL)
+        goto done;
+    Py_SETREF(items, PySequence_List(items));
+    if (items == NULL || (ptes = PyList_New(0)) == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        PyObject *vpn = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0);
+        PyObject *pte = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
+        PyObject *f = PySequence_GetItem(pte, 0), *w, *e;
+        if (f == NULL)
+            goto done;
+        if (Py_TYPE(f) != (PyTypeObject *)T_folio && !PyObject_HasAttr(f, S[S_content])) {
+            /* a non-present entry (a migration entry) */
+            PyObject *g = PyObject_GetAttr(f, S[S_folio]);
+            if (g == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                    Py_DECREF(f);
+                    goto done;
+                }
+                PyErr_Clear();
+                g = Py_NewRef(ZERO_PAGE);
+            }
+            Py_SETREF(f, g);
+            w = Py_NewRef(Py_False);
+        } else if ((w = PySequence_GetItem(pte, 1)) == NULL) {
+            Py_DECREF(f);
+            goto done;
+        }
+        if (f == ZERO_PAGE) {
+            e = Py_BuildValue("(OiiO)", vpn, -1, 0, w);
+        } else {
+            PyObject *content = GA(f, S_content), *mc = content ? GA(f, S_mapcount) : NULL;
+            e = mc ? PyTuple_Pack(4, vpn, content, mc, w) : NULL;
+            Py_XDECREF(content);
+            Py_XDECREF(mc);
+        }
+        Py_DECREF(f);
+        Py_DECREF(w);
+        if (e == NULL || PyList_Append(ptes, e) < 0) {
+            Py_XDECREF(e);
+            goto done;
+        }
+        Py_DECREF(e);
+    }
+    if (PyList_Sort(ptes) < 0)
+        goto done;
+    Py_SETREF(ptes, PyList_AsTuple(ptes));
+    if (ptes == NULL)
+        goto done;
+    PyObject *memt;
+    int truth = mem == NULL ? 0 : PyObject_IsTrue(mem);
+    if (truth < 0)
+        goto done;
+    if (truth) {
+        PyObject *mi = PyObject_CallMethod(mem, "items", NULL);
+        memt = mi ? PySequence_List(mi) : NULL;
+        Py_XDECREF(mi);
+        if (memt == NULL || PyList_Sort(memt) < 0) {
+            Py_XDECREF(memt);
+            goto done;
+        }
+        Py_SETREF(memt, PyList_AsTuple(memt));
+        if (memt == NULL)
+            goto done;
+    } else if ((memt = PyTuple_New(0)) == NULL) {
+        goto done;
+    }
+    out = PyTuple_Pack(3, vmas, ptes, memt);
+    Py_DECREF(memt);
+done:
+    Py_XDECREF(items);
+    Py_XDECREF(ptes);
+    Py_XDECREF(vmas);
+    Py_XDECREF(mmap);
+    Py_DECREF(mm);
+    return out;
+}
+
+/* world._proc_order(): the processes by their signatures, the cheap part first */
 static PyObject *proc_order(PyObject *r, PyObject *tasks, PyObject *memory, int symmetry)
 {
     Py_ssize_t n = PyDict_GET_SIZE(tasks);
-    if (!symmetry || n <= 1 || n > 16 || !PyDict_Check(memory)) {
+    if (!symmetry || n <= 1 || n > 16 || !PyDict_CheckExact(memory)) {
         if (symmetry && n > 1)
             return PyObject_CallFunctionObjArgs(F_proc_order, r, Py_True, NULL);
         PyObject *l = PySequence_List(tasks);
@@ -822,7 +1112,7 @@ static PyObject *proc_order(PyObject *r, PyObject *tasks, PyObject *memory, int 
         return l;
     }
     Py_ssize_t key[16][3];
-    PyObject *names[16];
+    PyObject *names[16], *taskv[16], *mems[16];
     Py_ssize_t pos = 0, i = 0;
     PyObject *name, *task;
     while (PyDict_Next(tasks, &pos, &name, &task)) {
@@ -849,13 +1139,41 @@ static PyObject *proc_order(PyObject *r, PyObject *tasks, PyObject *memory, int 
         key[i][2] = truth ? PyObject_Length(mem) : 0;
         if (key[i][0] < 0 || key[i][1] < 0 || key[i][2] < 0)
             return NULL;
-        names[i++] = name;
+        names[i] = name;
+        taskv[i] = task;
+        mems[i++] = mem;
     }
+    int tie = 0;
     for (Py_ssize_t a = 0; a < n; a++)
         for (Py_ssize_t b = a + 1; b < n; b++)
             if (key[a][0] == key[b][0] && key[a][1] == key[b][1] && key[a][2] == key[b][2])
-                return PyObject_CallFunctionObjArgs(F_proc_order, r, Py_True, NULL);
-    /* distinct keys: a plain insertion sort of at most 16 */
+                tie = 1;
+    if (tie) {
+        /* sorted by (cheap, signature, name) */
+        PyObject *keys = PyList_New(n);
+        if (keys == NULL)
+            return NULL;
+        for (Py_ssize_t a = 0; a < n; a++) {
+            PyObject *sig = proc_signature(taskv[a], mems[a]);
+            PyObject *kt = sig ? Py_BuildValue("((nnn)NO)", key[a][0], key[a][1], key[a][2], sig, names[a]) : NULL;
+            if (kt == NULL) {
+                Py_DECREF(keys);
+                return NULL;
+            }
+            PyList_SET_ITEM(keys, a, kt);
+        }
+        if (PyList_Sort(keys) < 0) {
+            Py_DECREF(keys);
+            return NULL;
+        }
+        for (Py_ssize_t a = 0; a < n; a++) {
+            PyObject *kt = PyList_GET_ITEM(keys, a);
+            PyList_SET_ITEM(keys, a, Py_NewRef(PyTuple_GET_ITEM(kt, 2)));
+            Py_DECREF(kt);
+        }
+        return keys;
+    }
+    /* distinct keys: an insertion sort of at most 16 */
     Py_ssize_t order[16];
     for (Py_ssize_t a = 0; a < n; a++) {
         Py_ssize_t b = a;
@@ -876,36 +1194,20 @@ static PyObject *proc_order(PyObject *r, PyObject *tasks, PyObject *memory, int 
     return l;
 }
 
-static PyObject *canonical(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* w_obj(e) for a new reference e, or -1 */
+static int w_new(Buf *b, PyObject *e)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "canonical(r, symmetry)");
-        return NULL;
-    }
-    if (T_task == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "_canon.configure() was not called");
-        return NULL;
-    }
-    PyObject *r = args[0];
-    int symmetry = PyObject_IsTrue(args[1]);
-    if (symmetry < 0)
-        return NULL;
-    PyObject *k = NULL, *tasks = NULL, *memory = NULL, *procs = NULL, *roots = NULL, *enc = NULL;
-    PyObject *out = NULL, *kv = NULL, *names = NULL, *fields = NULL, *tmp = NULL;
-    Numbering *c = PyObject_New(Numbering, &NumberingType);
-    if (c == NULL)
-        return NULL;
-    c->ids = PyDict_New();
-    c->objs = PyList_New(0);
-    if (c->ids == NULL || c->objs == NULL)
-        goto done;
-    PyObject *m1 = PyLong_FromLong(-1);
-    if (m1 == NULL || PyDict_SetItem(c->ids, Py_None, Py_None) < 0 || PyDict_SetItem(c->ids, ZERO_PAGE, m1) < 0) {
-        Py_XDECREF(m1);
-        goto done;
-    }
-    Py_DECREF(m1);
+    if (e == NULL)
+        return -1;
+    int rc = w_obj(b, e);
+    Py_DECREF(e);
+    return rc;
+}
 
+static int walk(Numbering *c, Buf *b, PyObject *r, int symmetry)
+{
+    int rc = -1;
+    PyObject *k = NULL, *tasks = NULL, *memory = NULL, *procs = NULL, *kv = NULL, *names = NULL, *fields = NULL;
     k = GA(r, S_k);
     if (k == NULL)
         goto done;
@@ -924,39 +1226,47 @@ static PyObject *canonical(PyObject *module, PyObject *const *args, Py_ssize_t n
     if (procs == NULL)
         goto done;
     Py_ssize_t np = PyTuple_GET_SIZE(procs);
-    roots = PyList_New(0);
-    if (roots == NULL)
+    kv = PyObject_GenericGetDict(k, NULL);
+    if (kv == NULL)
+        goto done;
+    names = PySequence_Tuple(kv);
+    if (names == NULL)
+        goto done;
+    fields = Py_XNewRef(PyDict_GetItemWithError(KERNEL_FIELDS, names));
+    if (fields == NULL && (PyErr_Occurred() || (fields = PyObject_CallOneArg(F_kernel_fields, names)) == NULL))
+        goto done;
+    if (!PyTuple_Check(fields) || PyTuple_GET_SIZE(fields) != 2 || !PyTuple_Check(PyTuple_GET_ITEM(fields, 0))) {
+        PyErr_SetString(PyExc_TypeError, "_kernel_fields must return (names, layout)");
+        goto done;
+    }
+    PyObject *fnames = PyTuple_GET_ITEM(fields, 0);
+    Py_ssize_t nf = PyTuple_GET_SIZE(fnames);
+    /* (roots, objects) */
+    if (w_tuple(b, 2) < 0 || w_tuple(b, 5 + !symmetry + nf) < 0)
         goto done;
     /* the processes, numbered in order */
-    tmp = PyTuple_New(np);
-    if (tmp == NULL)
+    if (w_tuple(b, np) < 0)
         goto done;
     for (Py_ssize_t i = 0; i < np; i++) {
         PyObject *task = PyObject_GetItem(tasks, PyTuple_GET_ITEM(procs, i));
         if (task == NULL)
             goto done;
-        PyObject *id = oid(c, task);
+        int r2 = w_oid(c, b, task);
         Py_DECREF(task);
-        if (id == NULL)
+        if (r2 < 0)
             goto done;
-        PyTuple_SET_ITEM(tmp, i, id);
     }
-    if (PyList_Append(roots, tmp) < 0)
-        goto done;
-    Py_CLEAR(tmp);
-    if (!symmetry && PyList_Append(roots, procs) < 0)
+    if (!symmetry && w_obj(b, procs) < 0)
         goto done;
     /* their memory */
-    tmp = PyTuple_New(np);
-    if (tmp == NULL)
+    if (w_tuple(b, np) < 0)
         goto done;
     for (Py_ssize_t i = 0; i < np; i++) {
         PyObject *mem;
         if (PyDict_CheckExact(memory)) {
-            mem = PyDict_GetItemWithError(memory, PyTuple_GET_ITEM(procs, i));
+            mem = Py_XNewRef(PyDict_GetItemWithError(memory, PyTuple_GET_ITEM(procs, i)));
             if (mem == NULL && PyErr_Occurred())
                 goto done;
-            Py_XINCREF(mem);
         } else {
             PyObject *empty = PyDict_New();
             if (empty == NULL)
@@ -966,25 +1276,17 @@ static PyObject *canonical(PyObject *module, PyObject *const *args, Py_ssize_t n
             if (mem == NULL)
                 goto done;
         }
-        PyObject *e;
+        int r2;
         if (mem == NULL) {
-            e = Py_NewRef(EMPTY_DICT);
+            r2 = w_obj(b, EMPTY_DICT);
         } else {
             int truth = PyObject_IsTrue(mem);
-            if (truth < 0) {
-                Py_DECREF(mem);
-                goto done;
-            }
-            e = (truth || !PyDict_CheckExact(mem)) ? ref(c, mem) : Py_NewRef(EMPTY_DICT);
+            r2 = truth < 0 ? -1 : (truth || !PyDict_CheckExact(mem)) ? w_ref(c, b, mem) : w_obj(b, EMPTY_DICT);
             Py_DECREF(mem);
         }
-        if (e == NULL)
+        if (r2 < 0)
             goto done;
-        PyTuple_SET_ITEM(tmp, i, e);
     }
-    if (PyList_Append(roots, tmp) < 0)
-        goto done;
-    Py_CLEAR(tmp);
     for (int a = S_faults; a <= S_preempt; a++) {
         PyObject *v = PyObject_GetAttr(r, S[a]);
         if (v == NULL) {
@@ -992,36 +1294,14 @@ static PyObject *canonical(PyObject *module, PyObject *const *args, Py_ssize_t n
                 goto done;
             PyErr_Clear();
             v = PyLong_FromLong(0);
-            if (v == NULL)
-                goto done;
         }
-        int rc = PyList_Append(roots, v);
-        Py_DECREF(v);
-        if (rc < 0)
+        if (w_new(b, v) < 0)
             goto done;
     }
     /* the kernel's own fields, in world._kernel_fields() order */
-    kv = PyObject_GenericGetDict(k, NULL);
-    if (kv == NULL)
+    if (w_obj(b, PyTuple_GET_ITEM(fields, 1)) < 0)
         goto done;
-    names = PySequence_Tuple(kv);
-    if (names == NULL)
-        goto done;
-    fields = PyDict_GetItemWithError(KERNEL_FIELDS, names);
-    if (fields != NULL)
-        Py_INCREF(fields);
-    else if (PyErr_Occurred())
-        goto done;
-    else if ((fields = PyObject_CallOneArg(F_kernel_fields, names)) == NULL)
-        goto done;
-    if (!PyTuple_Check(fields) || PyTuple_GET_SIZE(fields) != 2 || !PyTuple_Check(PyTuple_GET_ITEM(fields, 0))) {
-        PyErr_SetString(PyExc_TypeError, "_kernel_fields must return (names, layout)");
-        goto done;
-    }
-    if (PyList_Append(roots, PyTuple_GET_ITEM(fields, 1)) < 0)
-        goto done;
-    PyObject *fnames = PyTuple_GET_ITEM(fields, 0);
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(fnames); i++) {
+    for (Py_ssize_t i = 0; i < nf; i++) {
         PyObject *name = PyTuple_GET_ITEM(fnames, i);
         PyObject *v = PyDict_GetItemWithError(kv, name);
         if (v == NULL) {
@@ -1030,78 +1310,102 @@ static PyObject *canonical(PyObject *module, PyObject *const *args, Py_ssize_t n
             goto done;
         }
         PyTypeObject *t = Py_TYPE(v);
-        PyObject *e;
+        int r2;
         if ((PyObject *)t == T_cache) {
-            e = enc_cache(c, v);
+            r2 = w_cache(c, b, v);
         } else if (is_scalar(t)) {
-            e = Py_NewRef(v);
-        } else if ((t == &PyDict_Type && PyDict_GET_SIZE(v) == 0)) {
-            e = Py_NewRef(EMPTY_DICT);
+            r2 = w_obj(b, v);
+        } else if (t == &PyDict_Type && PyDict_GET_SIZE(v) == 0) {
+            r2 = w_obj(b, EMPTY_DICT);
         } else if ((t == &PyList_Type || t == &PyTuple_Type) && Py_SIZE(v) == 0) {
-            e = PyTuple_New(0);
+            r2 = w_tuple(b, 0);
         } else {
             int has = PyDict_Contains(ENCODERS, (PyObject *)t);
             if (has < 0)
                 goto done;
             if (has)
-                e = tag_pair(S_at, oid(c, v));
+                r2 = w_tag(b, 2, S_at) < 0 ? -1 : w_oid(c, b, v);
             else if (t == &PyDict_Type)
-                e = root_dict(c, name, v);
+                r2 = w_new(b, root_dict(c, name, v));
             else
-                e = ref(c, v);
+                r2 = w_ref(c, b, v);
         }
-        if (e == NULL)
-            goto done;
-        int rc = PyList_Append(roots, e);
-        Py_DECREF(e);
-        if (rc < 0)
+        if (r2 < 0)
             goto done;
     }
     /* every object, in the order first named; the list grows as it is walked */
-    enc = PyList_New(0);
-    if (enc == NULL)
+    Py_ssize_t count_at = b->len;
+    if (w_tuple(b, 0) < 0)
         goto done;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(c->objs); i++) {
+    Py_ssize_t i = 0;
+    for (; i < PyList_GET_SIZE(c->objs); i++) {
         PyObject *o = PyList_GET_ITEM(c->objs, i);
         Py_INCREF(o);
-        PyObject *e = encode(c, o, k);
-        if (e == NULL) {
-            Py_DECREF(o);
-            goto done;
-        }
-        int rc = PyList_Append(enc, e);
-        Py_DECREF(e);
-        if (rc == 0 && !symmetry) {
+        int r2 = encode(c, b, o, k);
+        if (r2 == 0 && !symmetry) {
             PyObject *slot = PyObject_GetAttr(o, S[S_slot]);
             if (slot == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
                 PyErr_Clear();
                 slot = Py_NewRef(Py_None);
             }
-            rc = slot == NULL ? -1 : PyList_Append(enc, slot);
-            Py_XDECREF(slot);
+            r2 = w_new(b, slot);
         }
         Py_DECREF(o);
-        if (rc < 0)
+        if (r2 < 0)
             goto done;
     }
-    tmp = PyList_AsTuple(roots);
-    if (tmp == NULL)
-        goto done;
-    Py_SETREF(enc, PyList_AsTuple(enc));
-    if (enc == NULL)
-        goto done;
-    out = PyTuple_Pack(2, tmp, enc);
+    put_i32(b->p + count_at + 1, (long)(symmetry ? i : 2 * i));
+    rc = 0;
 done:
-    Py_XDECREF(tmp);
     Py_XDECREF(fields);
     Py_XDECREF(names);
     Py_XDECREF(kv);
-    Py_XDECREF(enc);
-    Py_XDECREF(roots);
     Py_XDECREF(procs);
     Py_XDECREF(memory);
     Py_XDECREF(tasks);
     Py_XDECREF(k);
+    return rc;
+}
+
+static Numbering *new_numbering(void)
+{
+    Numbering *c = PyObject_New(Numbering, &NumberingType);
+    if (c == NULL)
+        return NULL;
+    c->ids = PyDict_New();
+    c->objs = PyList_New(0);
+    PyObject *m1 = PyLong_FromLong(-1);
+    if (c->ids == NULL || c->objs == NULL || m1 == NULL || PyDict_SetItem(c->ids, Py_None, Py_None) < 0
+            || PyDict_SetItem(c->ids, ZERO_PAGE, m1) < 0) {
+        Py_XDECREF(m1);
+        Py_DECREF(c);
+        return NULL;
+    }
+    Py_DECREF(m1);
+    return c;
+}
+
+static PyObject *marshalled(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "marshalled(r, symmetry)");
+        return NULL;
+    }
+    if (T_task == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_canon.configure() was not called");
+        return NULL;
+    }
+    int symmetry = PyObject_IsTrue(args[1]);
+    if (symmetry < 0)
+        return NULL;
+    Numbering *c = new_numbering();
+    if (c == NULL)
+        return NULL;
+    Buf b = {NULL, 0, 0};
+    PyObject *out = NULL;
+    if (walk(c, &b, args[0], symmetry) == 0)
+        out = PyBytes_FromStringAndSize(b.p, b.len);
+    PyMem_Free(b.p);
     Py_DECREF(c);
     return out;
 }
@@ -1121,6 +1425,7 @@ static PyObject *configure(PyObject *module, PyObject *kw)
         {"root_dicts", &ROOT_DICTS, 0}, {"empty_dict", &EMPTY_DICT, 0},
         {"kernel_fields", &F_kernel_fields, 0}, {"root_dict", &F_root_dict, 0},
         {"proc_order", &F_proc_order, 0}, {"generic_fields", &F_generic_fields, 0},
+        {"fields_cache", &FIELDS, 0},
     };
     for (size_t i = 0; i < sizeof items / sizeof items[0]; i++) {
         PyObject *v = PyDict_GetItemString(kw, items[i].name);
@@ -1176,8 +1481,8 @@ static PyTypeObject NumberingType = {
 };
 
 static PyMethodDef methods[] = {
-    {"canonical", (PyCFunction)(void (*)(void))canonical, METH_FASTCALL,
-     "canonical(r, symmetry): world.canonical(r, symmetry), built in C."},
+    {"marshalled", (PyCFunction)(void (*)(void))marshalled, METH_FASTCALL,
+     "marshalled(r, symmetry): marshal.dumps(world.canonical_py(r, symmetry), 2), written in C."},
     {"configure", configure, METH_O, "configure(dict): the model's classes and world.py's helpers."},
     {NULL},
 };

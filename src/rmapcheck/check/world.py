@@ -30,7 +30,7 @@ from rmapcheck.model.mm_types import (
 from rmapcheck.model.slab import SLAB_TYPESAFE_BY_RCU, FastPickle, kmem_cache
 from rmapcheck.scenario.execute import ModelRunner
 
-__all__ = ["CANONICAL_WALK", "EXCLUDED_FIELDS", "Snapshot", "canonical", "canonical_py", "clone", "dumps",
+__all__ = ["CANONICAL_WALK", "EXCLUDED_FIELDS", "Snapshot", "canonical", "clone", "dumps",
            "fingerprint", "loads"]
 
 #: fields that record history or identity, not state
@@ -292,11 +292,12 @@ def _generic_fields(o: Any) -> tuple[str, ...]:
     return tuple(n for n in sorted(vars(o)) if n not in EXCLUDED_FIELDS)
 
 
-def canonical_py(r: ModelRunner, symmetry: bool = True) -> tuple:
-    """The canonical form of a state (see the module docstring), built by the interpreter.
+def canonical(r: ModelRunner, symmetry: bool = True) -> tuple:
+    """The canonical form of a state (see the module docstring).
 
-    :func:`canonical` is this function, or the same walk in C
-    (``_canon.c``) where that is built: the two build equal forms.
+    :func:`fingerprint` hashes it as :mod:`marshal` writes it; where the C
+    walk (``_canon.c``) is built, that writes the same bytes without
+    building the form.
 
     With ``symmetry`` False, processes keep their names and objects their
     slab slots: only states equal in every respect share a form.
@@ -464,12 +465,9 @@ if _canon is not None:
         "kmem_cache": kmem_cache, "ZERO_PAGE": ZERO_PAGE, "SLAB_TYPESAFE_BY_RCU": SLAB_TYPESAFE_BY_RCU,
         "encoders": _ENCODERS, "kernel_fields_cache": _KERNEL_FIELDS, "root_dicts": _ROOT_DICTS,
         "empty_dict": _EMPTY_DICT, "kernel_fields": _kernel_fields, "root_dict": _root_dict,
-        "proc_order": _proc_order, "generic_fields": _generic_fields,
+        "proc_order": _proc_order, "generic_fields": _generic_fields, "fields_cache": _FIELDS,
     })
-    canonical: Callable[[ModelRunner, bool], tuple] = _canon.canonical
-else:
-    canonical = canonical_py
-#: "C" or "Python": how canonical() is built
+#: "C" or "Python": which walk fingerprint() runs
 CANONICAL_WALK = "C" if _canon is not None else "Python"
 
 
@@ -479,4 +477,6 @@ def fingerprint(r: ModelRunner, symmetry: bool = True) -> bytes:
     Two distinct states of an exploration of ``N`` states share a fingerprint
     with probability about ``N²/2^97`` (``docs/scaling.md``, "Memory per state").
     """
+    if _canon is not None:
+        return hashlib.blake2b(_canon.marshalled(r, symmetry), digest_size=12).digest()
     return hashlib.blake2b(marshal.dumps(canonical(r, symmetry), 2), digest_size=12).digest()
