@@ -40,7 +40,7 @@ enum {
     S_stable_node_chains, S_stable_node_dups, S_pages_skipped, S_zero_pages, S_rmap_item_cache,
     S_stable_node_cache, S_mm_slot_cache, S_nr_live, S_freelist, S_objects, S_slot, S_name_,
     S_dict, S_set, S_cache, S_at, S_page, S_free, S_t, S_mmtag, S_v, S_a, S_c, S_f, S_ritag,
-    S_sntag, S_mstag, S_ksmtag, S_get, S_slots, S_folio,
+    S_sntag, S_mstag, S_ksmtag, S_get, S_slots, S_folio, S_items,
     NSTR
 };
 static const char *const NAMES[NSTR] = {
@@ -56,7 +56,7 @@ static const char *const NAMES[NSTR] = {
     "stable_node_chains", "stable_node_dups", "pages_skipped", "zero_pages", "rmap_item_cache",
     "stable_node_cache", "mm_slot_cache", "nr_live", "freelist", "objects", "_slot", "__name__",
     "dict", "set", "cache", "@", "page", "free", "t", "mm", "v", "a", "c", "f", "ri",
-    "sn", "ms", "ksm", "get", "__slots__", "folio",
+    "sn", "ms", "ksm", "get", "__slots__", "folio", "items",
 };
 static PyObject *S[NSTR];
 
@@ -361,6 +361,39 @@ static PyObject *ref(Numbering *c, PyObject *o)
     return tag_pair(S_at, oid(c, o));
 }
 
+/* list(o.items()), sorted: a dict's directly */
+static PyObject *sorted_items(PyObject *o)
+{
+    PyObject *items;
+    if (PyDict_CheckExact(o)) {
+        items = PyDict_Items(o);
+    } else {
+        PyObject *view = PyObject_CallMethodNoArgs(o, S[S_items]);
+        items = view == NULL ? NULL : PySequence_List(view);
+        Py_XDECREF(view);
+    }
+    if (items != NULL && PyList_Sort(items) < 0)
+        Py_CLEAR(items);
+    return items;
+}
+
+/* type(o).__name__, remembered for the last type asked */
+static PyObject *type_name(PyObject *o)
+{
+    static PyTypeObject *last;
+    static PyObject *name;
+    PyTypeObject *t = Py_TYPE(o);
+    if (t != last || name == NULL) {
+        PyObject *n = PyObject_GetAttr((PyObject *)t, S[S_name_]);
+        if (n == NULL)
+            return NULL;
+        Py_XSETREF(name, n);
+        Py_INCREF(t);  /* kept alive: its address stays its own */
+        Py_XSETREF(last, t);
+    }
+    return Py_NewRef(name);
+}
+
 /* ---- the bytes: marshal's version 2 format, written as the walk goes ---- */
 
 typedef struct {
@@ -629,11 +662,8 @@ static int enc_mm(Numbering *c, Buf *b, PyObject *o)
     PyObject *items = NULL, *nums = NULL, *pgtable = GA(o, S_pgtable);
     if (pgtable == NULL)
         return -1;
-    items = PyObject_CallMethod(pgtable, "items", NULL);
+    items = sorted_items(pgtable);
     if (items == NULL)
-        goto done;
-    Py_SETREF(items, PySequence_List(items));
-    if (items == NULL || PyList_Sort(items) < 0)
         goto done;
     /* the page table first: its folios are numbered before the VMAs */
     Py_ssize_t n = PyList_GET_SIZE(items);
@@ -665,7 +695,7 @@ static int enc_mm(Numbering *c, Buf *b, PyObject *o)
         Py_DECREF(w);
         if (r2 < 0)
             goto done;
-        PyObject *tn = PyObject_GetAttr((PyObject *)Py_TYPE(pte), S[S_name_]);
+        PyObject *tn = type_name(pte);
         if (tn == NULL)
             goto done;
         r2 = w_obj(b, tn);
@@ -750,7 +780,13 @@ static int w_kpfn(Numbering *c, Buf *b, PyObject *pfn, PyObject *k)
     objects = GA(pa, S_objects);
     if (objects == NULL)
         goto done;
-    f = PyObject_CallMethodObjArgs(objects, S[S_get], pfn, NULL);
+    if (PyDict_CheckExact(objects)) {
+        f = Py_XNewRef(PyDict_GetItemWithError(objects, pfn));
+        if (f == NULL && !PyErr_Occurred())
+            f = Py_NewRef(Py_None);
+    } else {
+        f = PyObject_CallMethodObjArgs(objects, S[S_get], pfn, NULL);
+    }
     if (f == NULL)
         goto done;
     if (f != Py_None) {
@@ -813,11 +849,8 @@ static int w_tree(Numbering *c, Buf *b, PyObject *o, int name)
         rc = truth < 0 ? -1 : w_tuple(b, 0);
         goto done;
     }
-    items = PyObject_CallMethod(tree, "items", NULL);
+    items = sorted_items(tree);
     if (items == NULL)
-        goto done;
-    Py_SETREF(items, PySequence_List(items));
-    if (items == NULL || PyList_Sort(items) < 0)
         goto done;
     Py_ssize_t n = PyList_GET_SIZE(items);
     if (w_tuple(b, n) < 0)
@@ -1017,11 +1050,8 @@ static PyObject *proc_signature(PyObject *task, PyObject *mem)
     PyObject *pgtable = GA(mm, S_pgtable);
     if (pgtable == NULL)
         goto done;
-    items = PyObject_CallMethod(pgtable, "items", NULL);
+    items = sorted_items(pgtable);
     Py_DECREF(pgtable);
-    if (items == NULL)
-        goto done;
-    Py_SETREF(items, PySequence_List(items));
     if (items == NULL || (ptes = PyList_New(0)) == NULL)
         goto done;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
@@ -1073,13 +1103,9 @@ static PyObject *proc_signature(PyObject *task, PyObject *mem)
     if (truth < 0)
         goto done;
     if (truth) {
-        PyObject *mi = PyObject_CallMethod(mem, "items", NULL);
-        memt = mi ? PySequence_List(mi) : NULL;
-        Py_XDECREF(mi);
-        if (memt == NULL || PyList_Sort(memt) < 0) {
-            Py_XDECREF(memt);
+        memt = sorted_items(mem);
+        if (memt == NULL)
             goto done;
-        }
         Py_SETREF(memt, PyList_AsTuple(memt));
         if (memt == NULL)
             goto done;
@@ -1204,6 +1230,24 @@ static int w_new(Buf *b, PyObject *e)
     return rc;
 }
 
+/* tuple(kv): the last such tuple if kv has the same keys in the same order (the kernel's attributes) */
+static PyObject *same_names(PyObject *kv)
+{
+    static PyObject *last;
+    if (last != NULL && PyTuple_GET_SIZE(last) == PyDict_GET_SIZE(kv)) {
+        Py_ssize_t pos = 0, i = 0;
+        PyObject *key, *val;
+        while (PyDict_Next(kv, &pos, &key, &val) && key == PyTuple_GET_ITEM(last, i))
+            i++;
+        if (i == PyTuple_GET_SIZE(last))
+            return Py_NewRef(last);
+    }
+    PyObject *names = PySequence_Tuple(kv);
+    if (names != NULL)
+        Py_XSETREF(last, Py_NewRef(names));
+    return names;
+}
+
 static int walk(Numbering *c, Buf *b, PyObject *r, int symmetry)
 {
     int rc = -1;
@@ -1229,7 +1273,7 @@ static int walk(Numbering *c, Buf *b, PyObject *r, int symmetry)
     kv = PyObject_GenericGetDict(k, NULL);
     if (kv == NULL)
         goto done;
-    names = PySequence_Tuple(kv);
+    names = same_names(kv);
     if (names == NULL)
         goto done;
     fields = Py_XNewRef(PyDict_GetItemWithError(KERNEL_FIELDS, names));

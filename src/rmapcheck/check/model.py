@@ -220,6 +220,8 @@ class KernelModel:
         make_kernel(self.loaded)  # names the design's functions in call chains
         self.ops_table = SimpleNamespace(**resolve_ops(self.loaded.ops, (EVENTS_LAYER,)))
         self._ops: dict[tuple, Op] = {}
+        #: id(op) -> (op, op.text()) for the actions applied (an Op's text is built once)
+        self._texts: dict[int, tuple[Op, str]] = {}
         #: region -> the other regions (mremap destinations)
         self._others = {a: [b for b in regions if b != a] for a in regions}
         # the mremap moves explored: plain, and with MREMAP_DONTUNMAP (the
@@ -427,7 +429,10 @@ class KernelModel:
         k = n.k
         k.events.clear()
         k.clock.step = n.step_no
-        k.clock.what = op.text()
+        known = self._texts.get(id(op))
+        if known is None or known[0] is not op:
+            known = self._texts[id(op)] = (op, op.text())
+        k.clock.what = known[1]
         if op.flags and any(f.startswith(FAIL_FLAG) for f in op.flags):
             n.faults += 1  # type: ignore[attr-defined]
         if op.kind == "fork":

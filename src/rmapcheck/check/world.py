@@ -209,14 +209,21 @@ _EMPTY: dict[type, Any] = {dict: _EMPTY_DICT, list: (), tuple: ()}
 _KERNEL_FIELDS: dict[tuple[str, ...], tuple[tuple[str, ...], bytes]] = {}
 
 
+def _digest(data: bytes) -> bytes:
+    # 16 bytes standing for ``data`` in a canonical form: a long part that
+    # is the same in most states (the kernel's layout, its configuration)
+    # then costs the fingerprint's hash 16 bytes, not hundreds.
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
 def _kernel_fields(names: tuple[str, ...]) -> tuple[tuple[str, ...], bytes]:
-    # The kernel's attributes that are state, in a fixed order, and that
-    # order as bytes: the canonical form names the attributes once by these
-    # bytes, then gives their values in this order.
+    # The kernel's attributes that are state, in a fixed order, and a digest
+    # of that order: the canonical form names the attributes once by the
+    # digest, then gives their values in this order.
     f = _KERNEL_FIELDS.get(names)
     if f is None:
         fields = tuple(sorted(n for n in names if n not in EXCLUDED_FIELDS and n != "tasks"))
-        f = _KERNEL_FIELDS[names] = (fields, marshal.dumps(fields, 2))
+        f = _KERNEL_FIELDS[names] = (fields, _digest(marshal.dumps(fields, 2)))
     return f
 
 
@@ -246,8 +253,8 @@ _ROOT_DICTS: dict[str, tuple[list[str], list[Any], list[type], list[type], bytes
 
 def _root_dict(name: str, d: dict, ref: Callable[[Any], Any]) -> Any:
     # A dict the kernel keeps (its configuration, the armed failure sites):
-    # ref(d), or for a dict of scalars with string keys, ref(d) marshalled,
-    # remembered while the dict holds what the last one asked for under this
+    # ref(d), or for a dict of scalars with string keys, a digest of ref(d)
+    # marshalled, remembered while the dict holds what the last one asked for under this
     # name held (the configuration is the same in every state of a run).
     # The same keys (strings, not a subclass) in the same order with equal
     # values of the same types (True == 1, but marshal tells them apart)
@@ -261,7 +268,7 @@ def _root_dict(name: str, d: dict, ref: Callable[[Any], Any]) -> Any:
     keys, values = list(d), list(d.values())
     types, key_types = list(map(type, values)), list(map(type, keys))
     if all(t is str for t in key_types) and all(map(_EXACT.__contains__, types)):
-        e = marshal.dumps(ref(d), 2)
+        e = _digest(marshal.dumps(ref(d), 2))
         _ROOT_DICTS[name] = (keys, values, types, key_types, e)
         return e
     return ref(d)

@@ -57,7 +57,6 @@ migration run to its end instead (:func:`migration_entry_wait`).
 from __future__ import annotations
 
 import errno
-from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable
 
 from rmapcheck.model.findings import KernelBug, MissedRmapWalk
@@ -629,29 +628,37 @@ def migration_entry_wait(k: Kernel, mm: mm_struct, vpn: int) -> None:
 
 # -- references held by migrations, for the invariant checker ----------------------------
 
-def migration_anon_vma_refs(k: Kernel) -> Counter[anon_vma]:
-    """The anon_vma references in-flight migrations hold (their ``folio_get_anon_vma()`` pins)."""
-    return Counter(st.anon_vma for st in migrations(k) if st.anon_vma is not None)
+def migration_anon_vma_refs(k: Kernel, refs: dict[anon_vma, int] | None = None) -> dict[anon_vma, int]:
+    """The anon_vma references in-flight migrations hold (their ``folio_get_anon_vma()`` pins).
+
+    They are added to ``refs`` (a new dict if None), which is returned.
+    """
+    refs = {} if refs is None else refs
+    for st in migrations(k):
+        if st.anon_vma is not None:
+            refs[st.anon_vma] = refs.get(st.anon_vma, 0) + 1
+    return refs
 
 
-def migration_folio_refs(k: Kernel) -> Counter[folio]:
-    """The folio references in-flight migrations hold: isolation of the old, allocation of the new."""
-    c: Counter[folio] = Counter()
+def migration_folio_refs(k: Kernel, refs: dict[folio, int] | None = None) -> dict[folio, int]:
+    """The folio references in-flight migrations hold: isolation of the old, allocation of the new.
+
+    They are added to ``refs`` (a new dict if None), which is returned.
+    """
+    refs = {} if refs is None else refs
     for st in migrations(k):
         if st.isolated:
-            c[st.src] += 1
+            refs[st.src] = refs.get(st.src, 0) + 1
         if st.dst_ref and st.dst is not None:
-            c[st.dst] += 1
-    return c
+            refs[st.dst] = refs.get(st.dst, 0) + 1
+    return refs
 
 
 def _wrap_anon_vma_external_refs(inner: Callable[..., Any]) -> Callable[..., Any]:
     def anon_vma_external_refs(k: Kernel) -> dict:
         if not k.migrations:
             return inner(k)  # type: ignore[no-any-return]
-        refs = Counter(inner(k))
-        refs.update(migration_anon_vma_refs(k))
-        return refs
+        return migration_anon_vma_refs(k, dict(inner(k)))
     return anon_vma_external_refs
 
 
@@ -659,10 +666,7 @@ def _wrap_folio_external_refs(inner: Callable[..., Any]) -> Callable[..., Any]:
     def folio_external_refs(k: Kernel) -> dict:
         if not k.migrations and not k.walks:
             return inner(k)  # type: ignore[no-any-return]
-        refs = Counter(inner(k))
-        refs.update(migration_folio_refs(k))
-        refs.update(reclaim_folio_refs(k))
-        return refs
+        return reclaim_folio_refs(k, migration_folio_refs(k, dict(inner(k))))
     return folio_external_refs
 
 

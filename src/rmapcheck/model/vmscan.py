@@ -30,7 +30,6 @@ first two steps are one: the lock is taken where ``folio->mapping`` is read.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import TYPE_CHECKING
 
 from rmapcheck.model.findings import MissedRmapWalk
@@ -306,9 +305,15 @@ def reclaim_step(k: Kernel, st: ReclaimWalk) -> str:
     return st.phase
 
 
-def reclaim_folio_refs(k: Kernel) -> Counter[folio]:
-    """The folio references in-flight reclaim walks hold (their isolation references)."""
-    return Counter(st.folio for st in k.walks)
+def reclaim_folio_refs(k: Kernel, refs: dict[folio, int] | None = None) -> dict[folio, int]:
+    """The folio references in-flight reclaim walks hold (their isolation references).
+
+    They are added to ``refs`` (a new dict if None), which is returned.
+    """
+    refs = {} if refs is None else refs
+    for st in k.walks:
+        refs[st.folio] = refs.get(st.folio, 0) + 1
+    return refs
 
 
 def reclaim_held_roots(k: Kernel) -> set[int]:
