@@ -7,7 +7,8 @@ N      ?= 2000
 
 .PHONY: demo test bench conform fuzz clean browser screenshot
 
-$(STAMP): pyproject.toml
+# the C walk is compiled by the install: a change to it installs again
+$(STAMP): pyproject.toml setup.py $(wildcard src/rmapcheck/check/*.c)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,ray]'
