@@ -30,8 +30,8 @@ from rmapcheck.model.mm_types import (
 from rmapcheck.model.slab import SLAB_TYPESAFE_BY_RCU, FastPickle, kmem_cache
 from rmapcheck.scenario.execute import ModelRunner
 
-__all__ = ["CANONICAL_WALK", "EXCLUDED_FIELDS", "Snapshot", "canonical", "canonical_py", "clone", "dumps",
-           "fingerprint", "loads"]
+__all__ = ["CANONICAL_WALK", "EXCLUDED_FIELDS", "SNAPSHOT_WALK", "Snapshot", "SnapshotC", "SnapshotPy", "canonical",
+           "canonical_py", "clone", "dumps", "fingerprint", "loads"]
 
 #: fields that record history or identity, not state
 EXCLUDED_FIELDS = frozenset({"_slot", "_alloc", "_free", "_cache", "comm", "pid", "owner", "clock",
@@ -88,7 +88,7 @@ _IMMUTABLE = frozenset({int, str, bool, float, bytes, type(None), type, range})
 _CODE = frozenset({types.FunctionType, types.BuiltinFunctionType})
 
 
-class Snapshot:
+class SnapshotPy:
     """The shallow state of every mutable object of a state, to put the state back in place.
 
     The explorers apply each action of a state to one copy of it and put the
@@ -103,6 +103,9 @@ class Snapshot:
     valid, and whatever an action allocated is left unreachable. Everything is
     restored, changed or not: a comparison could not tell a ``ksm_zero_pte``
     from the plain PTE it equals.
+
+    :data:`Snapshot` is this class, or :class:`SnapshotC` (the same
+    records and writes, in C) where that is built.
     """
 
     __slots__ = ("_dict_saved", "_dicts", "_list_saved", "_lists", "_set_saved", "_sets", "_setters",
@@ -167,6 +170,42 @@ class Snapshot:
         if self._sets:
             _drain(map(set.clear, self._sets))
             _drain(map(set.update, self._sets, self._set_saved))
+
+
+#: the snapshot in C, unless it is not built or RMAPCHECK_PURE_PYTHON is set
+_snapshot: Any = None
+if not os.environ.get("RMAPCHECK_PURE_PYTHON"):
+    try:
+        from rmapcheck.check import _snapshot
+    except ImportError:  # not compiled (no C compiler at install): SnapshotPy
+        _snapshot = None
+    else:
+        _snapshot.configure(FastPickle)
+
+
+class SnapshotC:
+    """:class:`SnapshotPy` in C (``_snapshot.c``): the same objects recorded in the same order, the same writes.
+
+    The walk runs in C, and the slots of a
+    :class:`~rmapcheck.model.slab.FastPickle` object are read and written
+    where they lie in the object (those its ``__getstate__`` and
+    ``__setstate__`` name), not through the two methods.
+    """
+
+    __slots__ = ("_saved",)
+
+    def __init__(self, r: ModelRunner) -> None:
+        self._saved = _snapshot.record(r, (r.k.ops, r.scenario))
+
+    def restore(self) -> None:
+        """Put every recorded object back as it was when the snapshot was taken."""
+        self._saved.restore()
+
+
+#: what the explorers take snapshots with
+Snapshot: type[SnapshotC] | type[SnapshotPy] = SnapshotPy if _snapshot is None else SnapshotC
+#: "C" or "Python": how Snapshot records and restores
+SNAPSHOT_WALK = "C" if _snapshot is not None else "Python"
 
 
 def _proc_signature(r: ModelRunner, comm: str) -> tuple:
