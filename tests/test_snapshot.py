@@ -6,11 +6,13 @@ the same order, the same values by identity); each then puts the state back
 after an action, and a fresh Python snapshot of the state put back must
 record what the first one recorded. Hand-made objects cover the ways the C
 walk leaves the slots alone (a class with its own ``__setstate__``, a
-property over a slot) and what both refuse.
+property over a slot) and what both refuse. The pickles of those states are
+the same bytes with and without the reduction in C that ``world`` registers.
 """
 
 from __future__ import annotations
 
+import copyreg
 import random
 from types import SimpleNamespace
 from typing import Any
@@ -90,6 +92,33 @@ def test_c_and_python_snapshots_agree(design: str) -> None:
                     break
     assert compared > 100
     assert by_slots > compared  # the slots were read in place, not through __getstate__
+
+
+@needs_c
+@pytest.mark.parametrize("design", sorted(DESIGNS))
+def test_the_reduction_in_c_pickles_the_same_bytes(design: str) -> None:
+    registered = {cls: f for cls, f in copyreg.dispatch_table.items() if f is world._snapshot.reduce}
+    assert registered, "world registers no reduction in C"
+    states, models = [], []
+    for name, b in BOUNDS.items():
+        m = KernelModel(design, b)
+        rng = random.Random(f"{design}/{name}/pickle")
+        r = m.init_state()
+        for _ in range(12):
+            states.append(m.loads(m.dumps(r)))
+            models.append(m)
+            acts = m.actions(r)
+            out = m.apply(r, rng.choice(acts)) if acts else None
+            if out is None or out.fatal or out.blocked:
+                r = m.init_state()
+    in_c = [m.dumps(r) for m, r in zip(models, states)]
+    try:
+        for cls in registered:
+            del copyreg.dispatch_table[cls]
+        default = [m.dumps(r) for m, r in zip(models, states)]
+    finally:
+        copyreg.dispatch_table.update(registered)
+    assert in_c == default
 
 
 class Pair(FastPickle):

@@ -29,6 +29,7 @@
 
 /* configured by world.py */
 static PyTypeObject *FASTPICKLE;
+static PyObject *NEWOBJ;  /* copyreg.__newobj__ */
 /* type -> a slot layout (bytes: Py_ssize_t offsets, in __getstate__ order)
  * or the kind (int) of a type that is not read through its slots */
 static PyObject *KINDS;
@@ -284,15 +285,12 @@ static int refuse(PyTypeObject *t)
     return -1;
 }
 
-/* Record a FastPickle object by its slots. */
-static int record_slots(Saved *s, Todo *todo, PyObject *o, PyObject *layout)
+/* Read o's slots at the offsets of layout into vals (new references), as
+ * __getstate__ reads them; -1 with its AttributeError if one is not set. */
+static int read_slots(PyObject *o, PyObject *layout, PyObject **vals)
 {
     Py_ssize_t n = PyBytes_GET_SIZE(layout) / (Py_ssize_t)sizeof(Py_ssize_t);
     const Py_ssize_t *off = (const Py_ssize_t *)PyBytes_AS_STRING(layout);
-    if (grow((void **)&s->objs, &s->capobjs, s->nobjs + 1, sizeof(ObjRec)) < 0
-            || grow((void **)&s->vals, &s->capvals, s->nvals + n, sizeof(PyObject *)) < 0)
-        return -1;
-    PyObject **vals = s->vals + s->nvals;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *v = *(PyObject **)((char *)o + off[i]);
         if (v == NULL) {
@@ -310,6 +308,19 @@ static int record_slots(Saved *s, Todo *todo, PyObject *o, PyObject *layout)
         }
         vals[i] = Py_NewRef(v);
     }
+    return 0;
+}
+
+/* Record a FastPickle object by its slots. */
+static int record_slots(Saved *s, Todo *todo, PyObject *o, PyObject *layout)
+{
+    Py_ssize_t n = PyBytes_GET_SIZE(layout) / (Py_ssize_t)sizeof(Py_ssize_t);
+    if (grow((void **)&s->objs, &s->capobjs, s->nobjs + 1, sizeof(ObjRec)) < 0
+            || grow((void **)&s->vals, &s->capvals, s->nvals + n, sizeof(PyObject *)) < 0)
+        return -1;
+    PyObject **vals = s->vals + s->nvals;
+    if (read_slots(o, layout, vals) < 0)
+        return -1;
     s->objs[s->nobjs++] = (ObjRec){Py_NewRef(o), Py_NewRef(layout), s->nvals};
     s->nvals += n;
     return push_array(todo, vals, n);
@@ -674,13 +685,51 @@ static PyObject *record(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return (PyObject *)s;
 }
 
-static PyObject *configure(PyObject *self, PyObject *fastpickle)
+/* ---- pickling ---- */
+
+/* reduce(obj): what object.__reduce_ex__(protocol 2 and up) returns for a
+ * FastPickle object read through its slots, (copyreg.__newobj__, (cls,),
+ * state, None, None), the state read at the slots' offsets. */
+static PyObject *reduce(PyObject *self, PyObject *o)
 {
-    if (!PyType_Check(fastpickle)) {
-        PyErr_SetString(PyExc_TypeError, "configure(FastPickle): a class");
+    PyObject *layout = kind_of(Py_TYPE(o));
+    if (layout == NULL)
+        return NULL;
+    if (!PyBytes_CheckExact(layout)) {
+        PyErr_Format(PyExc_TypeError, "reduce: a %.100s is not read through its slots", Py_TYPE(o)->tp_name);
         return NULL;
     }
-    Py_XSETREF(FASTPICKLE, (PyTypeObject *)Py_NewRef(fastpickle));
+    PyObject *state = PyTuple_New(PyBytes_GET_SIZE(layout) / (Py_ssize_t)sizeof(Py_ssize_t));
+    if (state == NULL)
+        return NULL;
+    if (read_slots(o, layout, ((PyTupleObject *)state)->ob_item) < 0) {
+        /* the items read are released: the tuple holds NULLs from the first unset */
+        memset(((PyTupleObject *)state)->ob_item, 0, (size_t)PyTuple_GET_SIZE(state) * sizeof(PyObject *));
+        Py_DECREF(state);
+        return NULL;
+    }
+    return Py_BuildValue("(O(O)NOO)", NEWOBJ, (PyObject *)Py_TYPE(o), state, Py_None, Py_None);
+}
+
+/* by_slots(cls): whether objects of cls are read and written through their slots */
+static PyObject *by_slots(PyObject *self, PyObject *cls)
+{
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "by_slots(cls): a class");
+        return NULL;
+    }
+    PyObject *k = kind_of((PyTypeObject *)cls);
+    return k == NULL ? NULL : PyBool_FromLong(PyBytes_CheckExact(k));
+}
+
+static PyObject *configure(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyCallable_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "configure(FastPickle, copyreg.__newobj__)");
+        return NULL;
+    }
+    Py_XSETREF(FASTPICKLE, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_XSETREF(NEWOBJ, Py_NewRef(args[1]));
     PyDict_Clear(KINDS);
     Py_RETURN_NONE;
 }
@@ -688,7 +737,11 @@ static PyObject *configure(PyObject *self, PyObject *fastpickle)
 static PyMethodDef methods[] = {
     {"record", (PyCFunction)(void (*)(void))record, METH_FASTCALL,
      "record(root, skip): the Saved state of everything reachable from root, the objects of the tuple skip apart."},
-    {"configure", configure, METH_O, "configure(FastPickle): the base class of the slotted kernel objects."},
+    {"reduce", reduce, METH_O,
+     "reduce(obj): object.__reduce_ex__(2) of a FastPickle object read through its slots, in C."},
+    {"by_slots", by_slots, METH_O, "by_slots(cls): whether objects of cls are read and written through their slots."},
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
+     "configure(FastPickle, copyreg.__newobj__): the base class of the slotted kernel objects."},
     {NULL},
 };
 

@@ -14,6 +14,7 @@ structure is covered as soon as it is reachable.
 
 from __future__ import annotations
 
+import copyreg
 import hashlib
 import marshal
 import os
@@ -180,7 +181,25 @@ if not os.environ.get("RMAPCHECK_PURE_PYTHON"):
     except ImportError:  # not compiled (no C compiler at install): SnapshotPy
         _snapshot = None
     else:
-        _snapshot.configure(FastPickle)
+        _snapshot.configure(FastPickle, copyreg.__newobj__)
+
+
+def _fast_pickle_classes(cls: type = FastPickle) -> list[type]:
+    # every subclass of FastPickle defined so far
+    out: list[type] = []
+    for sub in cls.__subclasses__():
+        out += [sub, *_fast_pickle_classes(sub)]
+    return out
+
+
+if _snapshot is not None:
+    # Pickle each FastPickle class that keeps object's reduction by the
+    # same reduction built in C (the same pickle, without calling
+    # __getstate__): copyreg's table is read before __reduce_ex__.
+    for _cls in _fast_pickle_classes():
+        if _cls.__reduce_ex__ is object.__reduce_ex__ and _cls.__reduce__ is object.__reduce__ \
+                and _cls not in copyreg.dispatch_table and _snapshot.by_slots(_cls):
+            copyreg.pickle(_cls, _snapshot.reduce)
 
 
 class SnapshotC:
