@@ -2,7 +2,8 @@
 
 Copies go through :mod:`pickle` (the C pickler), with the design's function
 table and the scenario detached, so a state in the queue is a few kilobytes of
-bytes. Fingerprints are canonical: processes are ordered by a signature that
+bytes; where ``_snapshot.c`` is built, kernel objects are reduced in C (the
+same bytes). Fingerprints are canonical: processes are ordered by a signature that
 does not depend on object identities or names, and every kernel object gets a
 number in the order a deterministic walk from those processes first reaches
 it, so two states that differ only in process names, slab slots, page frame
@@ -192,14 +193,19 @@ def _fast_pickle_classes(cls: type = FastPickle) -> list[type]:
     return out
 
 
-if _snapshot is not None:
+def _register_reductions() -> None:
     # Pickle each FastPickle class that keeps object's reduction by the
     # same reduction built in C (the same pickle, without calling
-    # __getstate__): copyreg's table is read before __reduce_ex__.
-    for _cls in _fast_pickle_classes():
-        if _cls.__reduce_ex__ is object.__reduce_ex__ and _cls.__reduce__ is object.__reduce__ \
-                and _cls not in copyreg.dispatch_table and _snapshot.by_slots(_cls):
-            copyreg.pickle(_cls, _snapshot.reduce)
+    # __getstate__): pickle and copy read copyreg's table before
+    # __reduce_ex__.
+    for cls in _fast_pickle_classes():
+        if cls.__reduce_ex__ is object.__reduce_ex__ and cls.__reduce__ is object.__reduce__ \
+                and cls not in copyreg.dispatch_table and _snapshot.by_slots(cls):
+            copyreg.pickle(cls, _snapshot.reduce)
+
+
+if _snapshot is not None:
+    _register_reductions()
 
 
 class SnapshotC:
