@@ -200,6 +200,7 @@ def _register_reductions() -> None:
     # __reduce_ex__.
     for cls in _fast_pickle_classes():
         if cls.__reduce_ex__ is object.__reduce_ex__ and cls.__reduce__ is object.__reduce__ \
+                and not hasattr(cls, "__getnewargs_ex__") and not hasattr(cls, "__getnewargs__") \
                 and cls not in copyreg.dispatch_table and _snapshot.by_slots(cls):
             copyreg.pickle(cls, _snapshot.reduce)
 
