@@ -1,5 +1,5 @@
 /*
- * rmapcheck.check._canon: the bytes of world.canonical_py(), written in C.
+ * rmapcheck.check._canon: the bytes of world.canonical() marshalled, written in C.
  *
  * The canonical form of an explored state is built by a walk that numbers
  * every kernel object in the order it is first reached and encodes each one
@@ -1526,7 +1526,7 @@ static PyTypeObject NumberingType = {
 
 static PyMethodDef methods[] = {
     {"marshalled", (PyCFunction)(void (*)(void))marshalled, METH_FASTCALL,
-     "marshalled(r, symmetry): marshal.dumps(world.canonical_py(r, symmetry), 2), written in C."},
+     "marshalled(r, symmetry): marshal.dumps(world.canonical(r, symmetry), 2), written in C."},
     {"configure", configure, METH_O, "configure(dict): the model's classes and world.py's helpers."},
     {NULL},
 };

@@ -2,7 +2,8 @@
 
 Copies go through :mod:`pickle` (the C pickler), with the design's function
 table and the scenario detached, so a state in the queue is a few kilobytes of
-bytes. Fingerprints are canonical: processes are ordered by a signature that
+bytes; where ``_snapshot.c`` is built, kernel objects are reduced in C (the
+same bytes). Fingerprints are canonical: processes are ordered by a signature that
 does not depend on object identities or names, and every kernel object gets a
 number in the order a deterministic walk from those processes first reaches
 it, so two states that differ only in process names, slab slots, page frame
@@ -14,6 +15,7 @@ structure is covered as soon as it is reachable.
 
 from __future__ import annotations
 
+import copyreg
 import hashlib
 import marshal
 import os
@@ -30,8 +32,8 @@ from rmapcheck.model.mm_types import (
 from rmapcheck.model.slab import SLAB_TYPESAFE_BY_RCU, FastPickle, kmem_cache
 from rmapcheck.scenario.execute import ModelRunner
 
-__all__ = ["CANONICAL_WALK", "EXCLUDED_FIELDS", "Snapshot", "canonical", "clone", "dumps",
-           "fingerprint", "loads"]
+__all__ = ["CANONICAL_WALK", "EXCLUDED_FIELDS", "SNAPSHOT_WALK", "Snapshot", "SnapshotC", "SnapshotPy", "canonical",
+           "clone", "dumps", "fingerprint", "loads"]
 
 #: fields that record history or identity, not state
 EXCLUDED_FIELDS = frozenset({"_slot", "_alloc", "_free", "_cache", "comm", "pid", "owner", "clock",
@@ -88,7 +90,7 @@ _IMMUTABLE = frozenset({int, str, bool, float, bytes, type(None), type, range})
 _CODE = frozenset({types.FunctionType, types.BuiltinFunctionType})
 
 
-class Snapshot:
+class SnapshotPy:
     """The shallow state of every mutable object of a state, to put the state back in place.
 
     The explorers apply each action of a state to one copy of it and put the
@@ -103,6 +105,9 @@ class Snapshot:
     valid, and whatever an action allocated is left unreachable. Everything is
     restored, changed or not: a comparison could not tell a ``ksm_zero_pte``
     from the plain PTE it equals.
+
+    :data:`Snapshot` is this class, or :class:`SnapshotC` (the same
+    records and writes, in C) where that is built.
     """
 
     __slots__ = ("_dict_saved", "_dicts", "_list_saved", "_lists", "_set_saved", "_sets", "_setters",
@@ -167,6 +172,66 @@ class Snapshot:
         if self._sets:
             _drain(map(set.clear, self._sets))
             _drain(map(set.update, self._sets, self._set_saved))
+
+
+#: the snapshot in C, unless it is not built or RMAPCHECK_PURE_PYTHON is set
+_snapshot: Any = None
+if not os.environ.get("RMAPCHECK_PURE_PYTHON"):
+    try:
+        from rmapcheck.check import _snapshot
+    except ImportError:  # not compiled (no C compiler at install): SnapshotPy
+        _snapshot = None
+    else:
+        _snapshot.configure(FastPickle, copyreg.__newobj__)
+
+
+def _fast_pickle_classes(cls: type = FastPickle) -> list[type]:
+    # every subclass of FastPickle defined so far
+    out: list[type] = []
+    for sub in cls.__subclasses__():
+        out += [sub, *_fast_pickle_classes(sub)]
+    return out
+
+
+def _register_reductions() -> None:
+    # Pickle each FastPickle class that keeps object's reduction by the
+    # same reduction built in C (the same pickle, without calling
+    # __getstate__): pickle and copy read copyreg's table before
+    # __reduce_ex__.
+    for cls in _fast_pickle_classes():
+        if cls.__reduce_ex__ is object.__reduce_ex__ and cls.__reduce__ is object.__reduce__ \
+                and not hasattr(cls, "__getnewargs_ex__") and not hasattr(cls, "__getnewargs__") \
+                and cls not in copyreg.dispatch_table and _snapshot.by_slots(cls):
+            copyreg.pickle(cls, _snapshot.reduce)
+
+
+if _snapshot is not None:
+    _register_reductions()
+
+
+class SnapshotC:
+    """:class:`SnapshotPy` in C (``_snapshot.c``): the same objects recorded in the same order, the same writes.
+
+    The walk runs in C, and the slots of a
+    :class:`~rmapcheck.model.slab.FastPickle` object are read and written
+    where they lie in the object (those its ``__getstate__`` and
+    ``__setstate__`` name), not through the two methods.
+    """
+
+    __slots__ = ("_saved",)
+
+    def __init__(self, r: ModelRunner) -> None:
+        self._saved = _snapshot.record(r, (r.k.ops, r.scenario))
+
+    def restore(self) -> None:
+        """Put every recorded object back as it was when the snapshot was taken."""
+        self._saved.restore()
+
+
+#: what the explorers take snapshots with
+Snapshot: type[SnapshotC] | type[SnapshotPy] = SnapshotPy if _snapshot is None else SnapshotC
+#: "C" or "Python": how Snapshot records and restores
+SNAPSHOT_WALK = "C" if _snapshot is not None else "Python"
 
 
 def _proc_signature(r: ModelRunner, comm: str) -> tuple:

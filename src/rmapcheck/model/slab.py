@@ -43,7 +43,8 @@ class FastPickle:
     read by one ``operator.attrgetter`` and restored by one generated
     assignment is several times faster than pickle's default for
     ``__slots__`` (a dict of slot names per object). The checker's
-    ``Snapshot`` puts a state back through the same two methods, so every
+    ``Snapshot`` puts a state back through the same two methods (or, in C,
+    through the slots they name: ``slot_names`` on both functions), so every
     slotted kernel object derives from this class.
     """
 
@@ -66,6 +67,10 @@ class FastPickle:
         ns: dict[str, object] = {}
         exec("def __setstate__(self, st):\n    " + ", ".join(f"self.{n}" for n in names) + ", = st\n", ns)
         cls.__setstate__ = ns["__setstate__"]  # type: ignore[attr-defined]
+        # what the two functions read and write, in order: the checker's
+        # Snapshot in C reads and writes these slots directly while a class
+        # keeps both functions (check/_snapshot.c)
+        cls.__getstate__.slot_names = cls.__setstate__.slot_names = tuple(names)  # type: ignore[attr-defined]
 
 
 class SlabObject(FastPickle):
