@@ -137,6 +137,63 @@ def restore_vs_copy_ratio(depth: int = 3) -> float:
     return restore / copy
 
 
+def c_walk_ratios(depth: int = 4, rounds: int = 5) -> dict[str, float]:
+    """How many times the C walks are faster than the Python ones, on the same states.
+
+    The states are those of the standard preset's first ``depth`` levels.
+    ``fingerprint``: the Python form marshalled and hashed, against the C
+    walk's bytes hashed (``world.fingerprint``); ``snapshot``: recording
+    and restoring a state with ``SnapshotPy`` against ``Snapshot`` in C.
+    Each is the best of ``rounds`` rounds over all the states, taken in
+    turns. Without the C extensions built the ratios are not measured (an
+    empty dict).
+    """
+    import hashlib
+    import marshal
+
+    from rmapcheck.check import world
+    from rmapcheck.check.model import PRESETS, KernelModel
+
+    if world.CANONICAL_WALK != "C" or world.SNAPSHOT_WALK != "C":
+        return {}
+    m = KernelModel("linux-6.18", PRESETS["standard"])
+    states, level = [], [m.dumps(m.init_state())]
+    for _ in range(depth):
+        nxt = []
+        for data in level:
+            for op in m.actions(m.loads(data)):
+                r = m.loads(data)
+                out = m.apply(r, op, judge=False)
+                if not out.fatal and not out.blocked:
+                    nxt.append(m.dumps(r))
+        level = nxt
+        states.extend(m.loads(d) for d in level)
+
+    def python_fp() -> None:
+        for r in states:
+            hashlib.blake2b(marshal.dumps(world.canonical(r), 2), digest_size=12).digest()
+
+    def c_fp() -> None:
+        for r in states:
+            world.fingerprint(r)
+
+    def snap(cls: Any) -> Callable[[], None]:
+        def run() -> None:
+            for r in states:
+                cls(r).restore()
+        return run
+
+    pairs = {"fingerprint": (python_fp, c_fp), "snapshot": (snap(world.SnapshotPy), snap(world.Snapshot))}
+    best = {name: [float("inf"), float("inf")] for name in pairs}
+    for _ in range(rounds):
+        for name, fns in pairs.items():
+            for i, fn in enumerate(fns):
+                t0 = time.process_time()
+                fn()
+                best[name][i] = min(best[name][i], time.process_time() - t0)
+    return {name: py / c for name, (py, c) in best.items()}
+
+
 def standard_rate(workers: int = 1) -> Result:
     """``rmapcheck check --design linux-6.18 --preset standard``, breadth-first: its :class:`Result`.
 
@@ -228,6 +285,11 @@ def checker_figures(echo: Callable[[str], None]) -> None:
         echo(f"bench: standard_{part}_us_per_transition {costs[part]:.1f} us")
     echo(f"bench: standard_transitions {transitions} transitions")
     echo(f"bench: restore_vs_copy_ratio {restore_vs_copy_ratio():.2f} ratio")
+    ratios = c_walk_ratios()
+    if not ratios:
+        echo("note: the C extensions are not built (no C compiler at install): the walks in C not measured")
+    for name, ratio in ratios.items():
+        echo(f"bench: {name}_python_vs_c_ratio {ratio:.2f} ratio")
     nosym = run("linux-2.6.36", SEED_BOUNDS["ksm"], symmetry=False)
     sym = run("linux-2.6.36", SEED_BOUNDS["ksm"])
     echo(f"bench: symmetry_reduction_ratio {nosym.distinct / sym.distinct:.2f} ratio")  # type: ignore[attr-defined]
