@@ -101,30 +101,127 @@ static inline PyObject *GA(PyObject *o, int name)
     return ga_slow(o, name);
 }
 
-/* The numbering: object -> number in the order first named (world._Numbering). */
+/*
+ * The numbering: object -> number in the order first named (world._Numbering).
+ * world._Numbering is a dict; objects that hash by identity (every model
+ * class) are kept here in an open-addressing table by address, any other
+ * (none in the model; a tuple subclass a design might name) in a dict by
+ * value, as the Python dict would. None is None and the zero page -1.
+ */
+typedef struct {
+    PyObject *key;
+    Py_ssize_t val;
+} Slot;
+
 typedef struct {
     PyObject_HEAD
-    PyObject *ids;   /* dict */
-    PyObject *objs;  /* list */
+    PyObject **objs;    /* the objects in order, strong references */
+    Py_ssize_t n, cap;
+    Slot *table;        /* mask + 1 slots, at most half full */
+    Py_ssize_t mask;
+    PyObject *byvalue;  /* dict, or NULL */
 } Numbering;
 
 static PyTypeObject NumberingType;
 
+static inline size_t addr_hash(PyObject *o)
+{
+    return (size_t)(((uint64_t)(uintptr_t)o >> 4) * 0x9E3779B97F4A7C15ull >> 16);
+}
+
+static int table_grow(Numbering *c)
+{
+    Py_ssize_t size = (c->mask + 1) * 2;
+    Slot *t = PyMem_Calloc(size, sizeof(Slot));
+    if (t == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i <= c->mask; i++) {
+        if (c->table[i].key == NULL)
+            continue;
+        size_t j = addr_hash(c->table[i].key) & (size - 1);
+        while (t[j].key != NULL)
+            j = (j + 1) & (size - 1);
+        t[j] = c->table[i];
+    }
+    PyMem_Free(c->table);
+    c->table = t;
+    c->mask = size - 1;
+    return 0;
+}
+
+static int append_obj(Numbering *c, PyObject *o)
+{
+    if (c->n == c->cap) {
+        Py_ssize_t cap = c->cap ? 2 * c->cap : 64;
+        PyObject **objs = PyMem_Realloc(c->objs, cap * sizeof(PyObject *));
+        if (objs == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        c->objs = objs;
+        c->cap = cap;
+    }
+    c->objs[c->n++] = Py_NewRef(o);
+    return 0;
+}
+
+/* The number of o (not None), a new object getting the next one; -2 on error. */
+static Py_ssize_t number(Numbering *c, PyObject *o)
+{
+    if (o == ZERO_PAGE)
+        return -1;
+    PyTypeObject *t = Py_TYPE(o);
+    if (t->tp_hash != PyBaseObject_Type.tp_hash || t->tp_richcompare != PyBaseObject_Type.tp_richcompare) {
+        if (c->byvalue == NULL && (c->byvalue = PyDict_New()) == NULL)
+            return -2;
+        PyObject *v = PyDict_GetItemWithError(c->byvalue, o);
+        if (v != NULL)
+            return PyLong_AsSsize_t(v);
+        if (PyErr_Occurred())
+            return -2;
+        PyObject *n = PyLong_FromSsize_t(c->n);
+        if (n == NULL)
+            return -2;
+        int rc = PyDict_SetItem(c->byvalue, o, n);
+        Py_DECREF(n);
+        if (rc < 0 || append_obj(c, o) < 0)
+            return -2;
+        return c->n - 1;
+    }
+    size_t j = addr_hash(o) & c->mask;
+    while (c->table[j].key != NULL) {
+        if (c->table[j].key == o)
+            return c->table[j].val;
+        j = (j + 1) & c->mask;
+    }
+    if (append_obj(c, o) < 0)
+        return -2;
+    c->table[j].key = o;
+    c->table[j].val = c->n - 1;
+    if (2 * c->n > c->mask && table_grow(c) < 0)
+        return -2;
+    return c->n - 1;
+}
+
+/* Empty again, for the next walk. */
+static void numbering_reset(Numbering *c)
+{
+    for (Py_ssize_t i = 0; i < c->n; i++)
+        Py_DECREF(c->objs[i]);
+    c->n = 0;
+    memset(c->table, 0, (c->mask + 1) * sizeof(Slot));
+    Py_CLEAR(c->byvalue);
+}
+
+/* oid(o): its number as an int (None for None), a new reference */
 static PyObject *oid(Numbering *c, PyObject *o)
 {
-    PyObject *v = PyDict_GetItemWithError(c->ids, o);
-    if (v != NULL)
-        return Py_NewRef(v);
-    if (PyErr_Occurred())
-        return NULL;
-    PyObject *n = PyLong_FromSsize_t(PyList_GET_SIZE(c->objs));
-    if (n == NULL)
-        return NULL;
-    if (PyDict_SetItem(c->ids, o, n) < 0 || PyList_Append(c->objs, o) < 0) {
-        Py_DECREF(n);
-        return NULL;
-    }
-    return n;
+    if (o == Py_None)
+        return Py_NewRef(Py_None);
+    Py_ssize_t n = number(c, o);
+    return n == -2 ? NULL : PyLong_FromSsize_t(n);
 }
 
 static inline int is_scalar(PyTypeObject *t)
@@ -531,14 +628,8 @@ static int w_oid(Numbering *c, Buf *b, PyObject *o)
 {
     if (o == Py_None)
         return w_none(b);
-    PyObject *n = oid(c, o);
-    if (n == NULL)
-        return -1;
-    long x = PyLong_AsLong(n);
-    Py_DECREF(n);
-    if (x == -1 && PyErr_Occurred())
-        return -1;
-    return w_small(b, x);
+    Py_ssize_t n = number(c, o);
+    return n == -2 ? -1 : w_small(b, (long)n);
 }
 
 static int w_oid_attr(Numbering *c, Buf *b, PyObject *o, int name)
@@ -1382,8 +1473,8 @@ static int walk(Numbering *c, Buf *b, PyObject *r, int symmetry)
     if (w_tuple(b, 0) < 0)
         goto done;
     Py_ssize_t i = 0;
-    for (; i < PyList_GET_SIZE(c->objs); i++) {
-        PyObject *o = PyList_GET_ITEM(c->objs, i);
+    for (; i < c->n; i++) {
+        PyObject *o = c->objs[i];
         Py_INCREF(o);
         int r2 = encode(c, b, o, k);
         if (r2 == 0 && !symmetry) {
@@ -1416,18 +1507,22 @@ static Numbering *new_numbering(void)
     Numbering *c = PyObject_New(Numbering, &NumberingType);
     if (c == NULL)
         return NULL;
-    c->ids = PyDict_New();
-    c->objs = PyList_New(0);
-    PyObject *m1 = PyLong_FromLong(-1);
-    if (c->ids == NULL || c->objs == NULL || m1 == NULL || PyDict_SetItem(c->ids, Py_None, Py_None) < 0
-            || PyDict_SetItem(c->ids, ZERO_PAGE, m1) < 0) {
-        Py_XDECREF(m1);
+    c->objs = NULL;
+    c->n = c->cap = 0;
+    c->byvalue = NULL;
+    c->mask = 127;
+    c->table = PyMem_Calloc(c->mask + 1, sizeof(Slot));
+    if (c->table == NULL) {
         Py_DECREF(c);
+        PyErr_NoMemory();
         return NULL;
     }
-    Py_DECREF(m1);
     return c;
 }
+
+/* the numbering and the buffer of the last walk, kept for the next */
+static Numbering *spare;
+static Buf spare_buf;
 
 static PyObject *marshalled(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1442,15 +1537,27 @@ static PyObject *marshalled(PyObject *module, PyObject *const *args, Py_ssize_t 
     int symmetry = PyObject_IsTrue(args[1]);
     if (symmetry < 0)
         return NULL;
-    Numbering *c = new_numbering();
-    if (c == NULL)
+    /* the spare numbering unless a walk in progress holds it (a callback) */
+    Numbering *c = spare;
+    spare = NULL;
+    if (c == NULL && (c = new_numbering()) == NULL)
         return NULL;
-    Buf b = {NULL, 0, 0};
+    Buf b = spare_buf;
+    spare_buf.p = NULL;
+    spare_buf.cap = 0;
+    b.len = 0;
     PyObject *out = NULL;
     if (walk(c, &b, args[0], symmetry) == 0)
         out = PyBytes_FromStringAndSize(b.p, b.len);
-    PyMem_Free(b.p);
-    Py_DECREF(c);
+    numbering_reset(c);
+    if (spare == NULL && Py_REFCNT(c) == 1)
+        spare = c;
+    else
+        Py_DECREF(c);
+    if (spare_buf.p == NULL)
+        spare_buf = b;
+    else
+        PyMem_Free(b.p);
     return out;
 }
 
@@ -1503,8 +1610,11 @@ static PyObject *numbering_call(PyObject *self, PyObject *args, PyObject *kw)
 
 static void numbering_dealloc(Numbering *self)
 {
-    Py_XDECREF(self->ids);
-    Py_XDECREF(self->objs);
+    for (Py_ssize_t i = 0; i < self->n; i++)
+        Py_DECREF(self->objs[i]);
+    PyMem_Free(self->objs);
+    PyMem_Free(self->table);
+    Py_XDECREF(self->byvalue);
     PyObject_Free(self);
 }
 
