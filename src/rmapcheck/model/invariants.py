@@ -139,10 +139,10 @@ def check_invariants(k: Kernel) -> None:
                 fn, f"VMAs sharing {a.kname()} have different anon_vma chains (is_mergeable_anon_vma assumption)", a))
 
     # The cache is SLAB_TYPESAFE_BY_RCU: its objects include the freed ones.
-    avs = k.anon_vma_cachep.objects.values()
+    anon_vmas = k.anon_vma_cachep.objects.values()
     children: dict[anon_vma, int] = {}
     pins: dict[anon_vma, int] = {}
-    for a in avs:
+    for a in anon_vmas:
         if not a._live:
             continue
         root = a.root
@@ -165,7 +165,7 @@ def check_invariants(k: Kernel) -> None:
                     raise _broken("chains", InvariantViolation(
                         fn, f"{avc.kname()} in {a.kname()}'s tree is on no live VMA's chain", avc))
     counters = k.ops.anon_vma_counter_invariants
-    for a in avs:
+    for a in anon_vmas:
         if not a._live:
             continue
         e = ext.get(a, 0)
