@@ -62,13 +62,19 @@ def _broken(invariant: str, e: RmapFinding) -> RmapFinding:
     return e
 
 
-def _live(obj: object, where: str) -> None:
-    if obj is not None and not obj._live:  # type: ignore[attr-defined]
-        raise _broken("KASAN", UseAfterFree("check_invariants", f"{where} points to freed {obj.kname()}", obj))  # type: ignore[attr-defined]
+def _freed(obj: Any, where: str) -> RmapFinding:
+    # KASAN: ``where`` points to ``obj``, which is free.
+    return _broken("KASAN", UseAfterFree("check_invariants", f"{where} points to freed {obj.kname()}", obj))
 
 
 def check_invariants(k: Kernel) -> None:
-    """Check every invariant of the kernel state; raise the first violation."""
+    """Check every invariant of the kernel state; raise the first violation.
+
+    It runs once per new state of an exploration, so its loops test ``_live``
+    in line and build nothing a clean state does not need (the kernel
+    threads' locks, the roots reclaim holds, the lists of live objects); the
+    checks and their order stay those of the module's docstring.
+    """
     fn = "check_invariants"
     if k.warnings:
         w = k.warnings[0]
@@ -78,11 +84,13 @@ def check_invariants(k: Kernel) -> None:
     live_mms = set()
     for t in k.tasks.values():
         mm = t.mm
-        _live(mm, "task->mm")
+        if mm is not None and not mm._live:
+            raise _freed(mm, "task->mm")
         live_mms.add(mm)
         prev_end = None
         for v in mm.mmap:
-            _live(v, "mm VMA tree")
+            if v is not None and not v._live:
+                raise _freed(v, "mm VMA tree")
             if v.vm_mm is not mm:
                 raise _broken("VMA tree", InvariantViolation(fn, f"VMA {v.kname()} in {t.comm} has vm_mm of another mm", v))
             if v.vm_start >= v.vm_end or (prev_end is not None and v.vm_start < prev_end):
@@ -99,16 +107,19 @@ def check_invariants(k: Kernel) -> None:
         chain = v.anon_vma_chain
         avs = []
         for avc in chain:
-            _live(avc, "vma->anon_vma_chain")
-            _live(avc.anon_vma, "anon_vma_chain->anon_vma")
+            if avc is not None and not avc._live:
+                raise _freed(avc, "vma->anon_vma_chain")
+            av = avc.anon_vma
+            if av is not None and not av._live:
+                raise _freed(av, "anon_vma_chain->anon_vma")
             if avc.vma is not v:
                 raise _broken("chains", InvariantViolation(
                     fn, f"{avc.kname()} on {v.kname()}'s chain has vma {avc.vma.kname()}", avc))
-            if avc not in avc.anon_vma.rb_root:
+            if avc not in av.rb_root:
                 raise _broken("chains", InvariantViolation(
-                    fn, f"{avc.kname()} missing from {avc.anon_vma.kname()}'s interval tree", avc))
+                    fn, f"{avc.kname()} missing from {av.kname()}'s interval tree", avc))
             seen_avcs.add(avc)
-            avs.append(avc.anon_vma)
+            avs.append(av)
         cs = frozenset(avs)
         if len(cs) != len(avs):
             raise _broken("chains", InvariantViolation(fn, f"{v.kname()} is chained twice to one anon_vma", v))
@@ -117,7 +128,8 @@ def check_invariants(k: Kernel) -> None:
             if chain:
                 raise _broken("chains", InvariantViolation(fn, f"{v.kname()} has a chain but no anon_vma", v))
             continue
-        _live(a, "vma->anon_vma")
+        if not a._live:
+            raise _freed(a, "vma->anon_vma")
         if a not in cs:
             raise _broken("chains", InvariantViolation(fn, f"{v.kname()}->anon_vma {a.kname()} is not on its chain", a))
         active[a] = active.get(a, 0) + 1
@@ -126,28 +138,36 @@ def check_invariants(k: Kernel) -> None:
             raise _broken("I2", InvariantViolation(
                 fn, f"VMAs sharing {a.kname()} have different anon_vma chains (is_mergeable_anon_vma assumption)", a))
 
-    avs_live = k.anon_vma_cachep.live()
+    # The cache is SLAB_TYPESAFE_BY_RCU: its objects include the freed ones.
+    anon_vmas = k.anon_vma_cachep.objects.values()
     children: dict[anon_vma, int] = {}
     pins: dict[anon_vma, int] = {}
-    for a in avs_live:
-        if a.root is not a:
-            pins[a.root] = pins.get(a.root, 0) + 1
+    for a in anon_vmas:
+        if not a._live:
+            continue
+        root = a.root
+        if root is not a:
+            pins[root] = pins.get(root, 0) + 1
         if a.rb_root:
             # Only an anon_vma in use by VMAs must have a live root and parent:
             # one held by KSM or migration alone may point to a freed root,
             # and KASAN reports that when (and only if) it is touched.
-            _live(a.root, "anon_vma->root")
-            _live(a.parent, "anon_vma->parent")
-            children[a.parent] = children.get(a.parent, 0) + 1
+            if root is not None and not root._live:
+                raise _freed(root, "anon_vma->root")
+            parent = a.parent
+            if parent is not None and not parent._live:
+                raise _freed(parent, "anon_vma->parent")
+            children[parent] = children.get(parent, 0) + 1
             for avc in a.rb_root:
-                _live(avc, "anon_vma's interval tree")
+                if avc is not None and not avc._live:
+                    raise _freed(avc, "anon_vma's interval tree")
                 if avc not in seen_avcs:
                     raise _broken("chains", InvariantViolation(
                         fn, f"{avc.kname()} in {a.kname()}'s tree is on no live VMA's chain", avc))
     counters = k.ops.anon_vma_counter_invariants
-    # A preempted reclaim walk holds its root's rwsem (the checker's phases).
-    held = reclaim_held_roots(k)
-    for a in avs_live:
+    for a in anon_vmas:
+        if not a._live:
+            continue
         e = ext.get(a, 0)
         p = pins.get(a, 0)
         if not a.rb_root and not e and not p:
@@ -157,24 +177,30 @@ def check_invariants(k: Kernel) -> None:
         msg = counters(k, a, active.get(a, 0), children.get(a, 0), p, e)
         if msg:
             raise _broken("I3", InvariantViolation(fn, f"{a.kname()}: {msg}", a))
-        if (a.rwsem_writer or a.rwsem_readers) and id(a) not in held:
+        # A preempted reclaim walk holds its root's rwsem (the checker's phases).
+        if (a.rwsem_writer or a.rwsem_readers) and id(a) not in reclaim_held_roots(k):
             raise _broken("I4", LockMisuse(fn, f"rwsem of {a.kname()} held on return to user space", a))
 
     # I1: folios, their mappings and their anon_vmas.
     maps: dict[folio, int] = {}
+    no_chain: frozenset[anon_vma] = frozenset()
     for v in vmas:
         pt = v.vm_mm.pgtable
-        cs = chain_sets.get(v.anon_vma) if v.anon_vma is not None else frozenset()
+        cs = chain_sets.get(v.anon_vma) if v.anon_vma is not None else no_chain
         for vpn in range(v.vm_start, v.vm_end):
             pte = pt.get(vpn)
-            if pte is None or pte[0] is ZERO_PAGE or type(pte[0]) is not folio:
-                continue  # nothing, the zero page, or a migration entry (no mapcount)
+            if pte is None:
+                continue
             f = pte[0]
-            _live(f, "a PTE")
+            if f is ZERO_PAGE or type(f) is not folio:
+                continue  # the zero page, or a migration entry (no mapcount)
+            if not f._live:
+                raise _freed(f, "a PTE")
             maps[f] = maps.get(f, 0) + 1
             av = f.mapping
             if isinstance(av, anon_vma):
-                _live(av, "folio->mapping")
+                if not av._live:
+                    raise _freed(av, "folio->mapping")
                 if cs is None or av not in cs:
                     raise _broken("I1", InvariantViolation(
                         fn, f"page {f.pfn()} mapped by {v.kname()} of {v.vm_mm.owner} but its anon_vma "
@@ -184,13 +210,19 @@ def check_invariants(k: Kernel) -> None:
                         fn, f"page {f.pfn()} index {f.index:#x} does not match {v.kname()} at {vpn:#x}", f))
             elif not f.ksm:
                 raise _broken("I1", InvariantViolation(fn, f"mapped page {f.pfn()} has no anon_vma", f))
-            else:
+            elif av is not None and not av._live:
                 # A KSM folio's mapping is its stable node (PAGE_MAPPING_KSM).
-                _live(f.mapping, "KSM folio->mapping")
+                raise _freed(av, "KSM folio->mapping")
     fext = k.ops.folio_external_refs(k)
-    for f in k.page_alloc.live():
-        if f.locked and not any(f is g for st in kthreads(k) for g in kthread_locked_folios(st)):
-            raise LockMisuse(fn, f"page {f.pfn()} locked on return to user space", f)
+    kthread_locked = None  # id() of the folios preempted kernel threads hold locked
+    for f in k.page_alloc.objects.values():
+        if not f._live:
+            continue
+        if f.locked:
+            if kthread_locked is None:
+                kthread_locked = {id(g) for st in kthreads(k) for g in kthread_locked_folios(st)}
+            if id(f) not in kthread_locked:
+                raise LockMisuse(fn, f"page {f.pfn()} locked on return to user space", f)
         mapped = maps.get(f, 0)
         if f._mapcount != mapped:
             raise _broken("page counts", InvariantViolation(
@@ -231,10 +263,11 @@ def anon_vma_counters_v6_1(k: Kernel, a: anon_vma, active: int, children: int, p
 
     :returns: what is wrong (``None`` if nothing).
     """
-    for name, val in (("refcount", a.refcount), ("num_children", a.num_children),
-                      ("num_active_vmas", a.num_active_vmas)):
-        if val < 0:
-            raise _broken("I6", RefcountUnderflow("check_invariants", f"{name} of {a.kname()} is {val}", a))
+    if a.refcount < 0 or a.num_children < 0 or a.num_active_vmas < 0:
+        for name, val in (("refcount", a.refcount), ("num_children", a.num_children),
+                          ("num_active_vmas", a.num_active_vmas)):
+            if val < 0:
+                raise _broken("I6", RefcountUnderflow("check_invariants", f"{name} of {a.kname()} is {val}", a))
     if a.num_active_vmas != active:
         return f"num_active_vmas {a.num_active_vmas} but {active} VMAs point to it"
     if a.num_children != children:

@@ -1895,17 +1895,23 @@ def validate_ksm(k: Kernel) -> None:
     st = k.ksm
     if st is None:
         return
-    if len(set(map(id, st.mm_list))) != len(st.mm_list) or set(st.mm_slots_hash.values()) != set(st.mm_list):
+    mm_list = st.mm_list
+    if len(set(map(id, mm_list))) != len(mm_list) or set(st.mm_slots_hash.values()) != set(mm_list):
         raise InvariantViolation(fn, "ksm_mm_head list and mm_slots_hash disagree")
     shared = sharing = unshared = 0
     items = 0
-    for slot in st.mm_list:
-        kasan_check(slot, fn)
+    # KASAN's check is made in line on the objects every state has (slots,
+    # rmap_items): this runs once per state the checker explores.
+    for slot in mm_list:
+        if slot is not None and not slot._live:
+            kasan_check(slot, fn)
+        rmap_list = slot.rmap_list
+        mm = slot.mm
         prev = -1
-        for item in slot.rmap_list:
-            kasan_check(item, fn)
-            items += 1
-            if item.mm is not slot.mm or item.address <= prev:
+        for item in rmap_list:
+            if item is not None and not item._live:
+                kasan_check(item, fn)
+            if item.mm is not mm or item.address <= prev:
                 raise InvariantViolation(fn, f"{item.kname()} out of order or of another mm")
             prev = item.address
             if item.flags & STABLE_FLAG:
@@ -1916,17 +1922,20 @@ def validate_ksm(k: Kernel) -> None:
                 kasan_check(item.anon_vma, fn)
             elif item.flags & UNSTABLE_FLAG:
                 unshared += 1
-        n = sum(1 for i in slot.rmap_list)
-        if slot.mm is None:  # the kernel would oops on a NULL pointer here
+        items += len(rmap_list)
+        if mm is None:  # the kernel would oops on a NULL pointer here
             raise KernelBug("validate_ksm", "NULL pointer dereference: slot.mm")
-        if slot.mm.ksm_rmap_items != n:
-            raise InvariantViolation(fn, f"mm {slot.mm.owner}: ksm_rmap_items {slot.mm.ksm_rmap_items}, has {n}")
+        if mm.ksm_rmap_items != len(rmap_list):
+            raise InvariantViolation(fn, f"mm {mm.owner}: ksm_rmap_items {mm.ksm_rmap_items}, has {len(rmap_list)}")
     nodes: list[ksm_stable_node] = []
+    chains = dups = 0
     for key, top in st.root_stable_tree.items():
         kasan_check(top, fn)
         if top.key != key:
             raise InvariantViolation(fn, f"{top.kname()} filed under other contents")
         if _is_chain(top):
+            chains += 1
+            dups += len(top.hlist)
             for dup in top.hlist:
                 kasan_check(dup, fn)
                 if dup.key != key or dup.chain is not top:
@@ -1949,13 +1958,11 @@ def validate_ksm(k: Kernel) -> None:
         raise InvariantViolation(
             fn, f"counters shared/sharing/unshared/rmap_items {st.pages_shared}/{st.pages_sharing}/"
                 f"{st.pages_unshared}/{st.rmap_items}, structures hold {shared}/{sharing}/{unshared}/{items}")
-    chains = sum(1 for n in st.root_stable_tree.values() if _is_chain(n))
-    dups = sum(len(n.hlist) for n in st.root_stable_tree.values() if _is_chain(n))
     if (chains, dups) != (st.stable_node_chains, st.stable_node_dups):
         raise InvariantViolation(fn, f"stable_node_chains/dups {st.stable_node_chains}/{st.stable_node_dups}, "
                                      f"tree holds {chains}/{dups}")
-    for f in k.page_alloc.live():
-        if f.ksm and f._mapcount:
+    for f in k.page_alloc.objects.values():
+        if f._live and f.ksm and f._mapcount:
             node = f.stable_node
             # A NULL stable node is a state the kernel allows: try_to_merge_two_pages()
             # upgrades the page to KSM with a NULL stable node first, and when the
