@@ -72,3 +72,47 @@ def test_c_walk_agrees_on_what_no_encoder_knows() -> None:
                  _Plain(vma=vma, n=3, f=0.5, s={vma, 4}, d={vma: "x", "k": (1, vma)}), frozenset({1, 2})]
     for sym in (True, False):
         assert world._canon.marshalled(s, sym) == marshal.dumps(world.canonical(s, sym), 2)
+
+
+def test_table_of_fingerprints_judged_clean() -> None:
+    import mmap
+
+    table = mmap.mmap(-1, 4 * 16)  # four slots
+    fps = [bytes([i]) * 12 for i in range(1, 6)]
+    assert not world._canon.judged_clean(table, fps[0])
+    assert world._canon.judge_clean(table, fps[0])
+    assert world._canon.judged_clean(table, fps[0])
+    assert world._canon.judge_clean(table, fps[0])  # already there
+    for fp in fps[1:4]:
+        assert world._canon.judge_clean(table, fp)
+    assert all(world._canon.judged_clean(table, fp) for fp in fps[:4])
+    # full: the fifth has no room, and is never answered clean
+    assert not world._canon.judge_clean(table, fps[4])
+    assert not world._canon.judged_clean(table, fps[4])
+    with pytest.raises(ValueError):
+        world._canon.judged_clean(mmap.mmap(-1, 3 * 16), fps[0])
+    with pytest.raises(TypeError):
+        world._canon.judged_clean(table, b"short")
+
+
+def test_two_partitions_judge_each_state_once() -> None:
+    # What the table spares: a state both workers reach is judged by one
+    # (the standard preset's first five levels, both partitions in turn).
+    from dataclasses import replace
+
+    from rmapcheck.check.parallel import Partition, judged_table
+
+    m = KernelModel("linux-6.18", replace(PRESETS["standard"], depth=5))
+    table = judged_table()
+    parts = [Partition(m, i, 2, judged=table) for i in range(2)]
+    judged = []
+    judge = m.judge
+    m.judge = lambda out: (judged.append(1), judge(out))[1]  # type: ignore[method-assign]
+    level = 0
+    while any(p.frontier for p in parts):
+        msgs = [p.expand(level, lambda path: False) for p in parts]
+        for i, p in enumerate(parts):
+            p.receive([msgs[j][i] for j in range(2)])
+        level += 1
+    distinct = sum(p.report.distinct for p in parts)
+    assert len(judged) == distinct - 1  # every state but the start state, once

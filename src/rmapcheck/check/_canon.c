@@ -1561,6 +1561,85 @@ static PyObject *marshalled(PyObject *module, PyObject *const *args, Py_ssize_t 
     return out;
 }
 
+/* ---- fingerprints judged clean, in memory the workers of one machine share ---- */
+
+/*
+ * A table of 16-byte slots in a writable buffer (an anonymous shared mmap the
+ * parallel search makes before it forks its workers): the 12 bytes of a
+ * fingerprint and a 4-byte state, 0 empty, 1 being written, 2 judged clean.
+ * A slot is claimed by a compare-and-swap of its state from 0 to 1, its
+ * fingerprint written, then its state set to 2 (release): a reader that
+ * sees 2 sees the whole fingerprint. A slot is never emptied or reused, so
+ * an answer "clean" is never wrong; a full table, a slot being written or a
+ * long probe answer "not known", and the state is judged (again).
+ */
+#define JUDGED_SLOT 16
+#define JUDGED_PROBES 64
+
+static int judged_table(PyObject *buf, Py_buffer *view)
+{
+    if (PyObject_GetBuffer(buf, view, PyBUF_WRITABLE) < 0)
+        return -1;
+    Py_ssize_t slots = view->len / JUDGED_SLOT;
+    if (slots < 1 || (slots & (slots - 1)) != 0 || ((uintptr_t)view->buf & 3) != 0) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "the table must be a power of two of 16-byte slots, aligned");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *judged(PyObject *module, PyObject *const *args, Py_ssize_t nargs, int add)
+{
+    if (nargs != 2 || !PyBytes_Check(args[1]) || PyBytes_GET_SIZE(args[1]) != 12) {
+        PyErr_SetString(PyExc_TypeError, "(table, fingerprint of 12 bytes)");
+        return NULL;
+    }
+    Py_buffer view;
+    if (judged_table(args[0], &view) < 0)
+        return NULL;
+    const char *fp = PyBytes_AS_STRING(args[1]);
+    uint64_t h;
+    memcpy(&h, fp, sizeof h);
+    size_t mask = (size_t)(view.len / JUDGED_SLOT) - 1;
+    char *base = view.buf;
+    int found = 0;
+    for (int probe = 0; probe < JUDGED_PROBES; probe++) {
+        char *slot = base + ((h + probe) & mask) * JUDGED_SLOT;
+        uint32_t *state = (uint32_t *)(slot + 12);
+        uint32_t st = __atomic_load_n(state, __ATOMIC_ACQUIRE);
+        if (st == 2 && memcmp(slot, fp, 12) == 0) {
+            found = 1;
+            break;
+        }
+        if (st == 0) {
+            if (!add)
+                break;
+            uint32_t expected = 0;
+            if (__atomic_compare_exchange_n(state, &expected, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+                memcpy(slot, fp, 12);
+                __atomic_store_n(state, 2, __ATOMIC_RELEASE);
+                found = 1;
+                break;
+            }
+            /* another worker claimed it first: look at it again */
+            probe--;
+        }
+    }
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(found);
+}
+
+static PyObject *judged_clean(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    return judged(module, args, nargs, 0);
+}
+
+static PyObject *judge_clean(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    return judged(module, args, nargs, 1);
+}
+
 static PyObject *configure(PyObject *module, PyObject *kw)
 {
     if (!PyDict_Check(kw)) {
@@ -1638,6 +1717,10 @@ static PyMethodDef methods[] = {
     {"marshalled", (PyCFunction)(void (*)(void))marshalled, METH_FASTCALL,
      "marshalled(r, symmetry): marshal.dumps(world.canonical(r, symmetry), 2), written in C."},
     {"configure", configure, METH_O, "configure(dict): the model's classes and world.py's helpers."},
+    {"judged_clean", (PyCFunction)(void (*)(void))judged_clean, METH_FASTCALL,
+     "judged_clean(table, fp): fp is in the shared table of fingerprints judged clean."},
+    {"judge_clean", (PyCFunction)(void (*)(void))judge_clean, METH_FASTCALL,
+     "judge_clean(table, fp): put fp in the table; False if the table had no room for it."},
     {NULL},
 };
 

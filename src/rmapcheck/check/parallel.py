@@ -26,6 +26,13 @@ where it is made, right after the action, as one worker judges it: by its
 owner if the owner does not know it yet, by another worker if that worker
 has not sent it before (it cannot know whether the owner has it, so a state
 reached on two workers may be judged twice; its findings are the same).
+Worker processes on one machine share a table of the fingerprints judged
+clean (``_canon.judge_clean``, in memory mapped before the workers are
+forked): a state some worker judged clean is not judged again, which
+spares most of those second judgements (at the depth bound, where most
+states are, two workers reach about a third of their states both). A
+state with a finding is not in the table, so each worker that reaches it
+judges it and records the finding on its own path, as before.
 A finding is reported once its level is complete; with ``--first`` each
 worker stops at its first finding, or once another worker has posted a
 finding on a lesser path, and the least one is kept.
@@ -38,6 +45,8 @@ drive :class:`Partition`.
 
 from __future__ import annotations
 
+import gc
+import mmap
 import multiprocessing
 import os
 import pickle
@@ -52,11 +61,13 @@ from typing import Any
 
 from rmapcheck.check.checker import Checker, Progress, Result
 from rmapcheck.check.compact import resident_bytes
+from rmapcheck.check.properties import SOMETIMES
+from rmapcheck.check.world import _canon
 from rmapcheck.check.explore import Copies, finish, new_result
 from rmapcheck.check.model import Finding, KernelModel
 from rmapcheck.scenario.ops import Op
 
-__all__ = ["LevelReport", "Partition", "owner", "rebuild", "reap", "run_parallel_bfs"]
+__all__ = ["LevelReport", "Partition", "judged_table", "owner", "rebuild", "reap", "run_parallel_bfs"]
 
 #: bytes per action number in a path
 _STEP = 2
@@ -103,8 +114,11 @@ class Partition:
     :param n: the number of workers.
     """
 
-    def __init__(self, m: KernelModel, index: int, n: int, symmetry: bool = True, first: bool = False) -> None:
+    def __init__(self, m: KernelModel, index: int, n: int, symmetry: bool = True, first: bool = False,
+                 judged: Any = None) -> None:
         self.m = m
+        #: the shared table of fingerprints judged clean (:func:`judged_table`), or None
+        self.judged = judged
         self.index = index
         self.n = n
         self.symmetry = symmetry
@@ -119,9 +133,14 @@ class Partition:
         self.next: dict[bytes, tuple[bytes, bytes | None]] = {}
         self.report = LevelReport(index)
         self._sometimes: set[str] = set()
+        #: the sometimes-properties of the state not reached here yet, each mapped to False
+        self._unreached: dict[str, bool] = {p.name: False for p in SOMETIMES if p.check is not None}
         self._level = 0
         init = m.init_state()
         fp0 = m.fingerprint(init, symmetry)
+        if judged is not None:
+            # known from the start, as one worker knows it: never judged again
+            _canon.judge_clean(judged, fp0)
         if owner(fp0, n) == index:
             data = m.dumps(init)
             self.visited.add(fp0)
@@ -129,6 +148,7 @@ class Partition:
             self.report.distinct = 1
             self.report.bytes = len(data)
             self._sometimes.update(m.sometimes(init))
+            self._unreached = {p: False for p in self._unreached if p not in self._sometimes}
 
     def expand(self, level: int, stop: Callable[[bytes], bool]) -> list[bytes]:
         """Expand the states of ``level`` this worker owns; the messages to the other workers.
@@ -146,6 +166,7 @@ class Partition:
         self.next = nxt
         out: list[list[tuple[bytes, bytes, bytes | None]]] = [[] for _ in range(n)]
         visited, sent = self.visited, self.sent
+        table = self.judged
         found = False
         for path, _fp, data in self.frontier:
             if stop(path):
@@ -175,8 +196,13 @@ class Partition:
                         sent.add(nfp)
                     if known:
                         nfp = None
-                    else:
+                    elif table is None:
                         m.judge(o)
+                    elif not _canon.judged_clean(table, nfp):
+                        had = len(o.findings)
+                        m.judge(o)
+                        if len(o.findings) == had:
+                            _canon.judge_clean(table, nfp)
                 npath = path + i.to_bytes(_STEP, "big")
                 if o.findings:
                     self._record(o.findings, npath)
@@ -190,7 +216,12 @@ class Partition:
                     nxt[nfp] = (npath, nd)
                 else:
                     out[w].append((nfp, npath, nd))
-                self._sometimes.update(m.sometimes(s))
+                if self._unreached:
+                    # only the properties not reached yet are evaluated (as one worker does)
+                    got = m.sometimes(s, self._unreached)
+                    if got:
+                        self._sometimes.update(got)
+                        self._unreached = {p: False for p in self._unreached if p not in self._sometimes}
             if found:
                 rep.cut = True
                 break
@@ -409,8 +440,20 @@ class _Peers:
                 self.best.raw = (len(mine).to_bytes(_STEP, "big") + mine).ljust(len(raw), b"\0")
 
 
+#: slots of the table of fingerprints judged clean (16 bytes each: 16 MiB, about
+#: 500,000 states before it is half full; a full table only judges again)
+_JUDGED_SLOTS = 1 << 20
+
+
+def judged_table() -> Any:
+    """A table of fingerprints judged clean, in anonymous memory that forked workers share (None without the C walk)."""
+    if _canon is None:
+        return None
+    return mmap.mmap(-1, _JUDGED_SLOTS * 16)
+
+
 def _worker(m: KernelModel, index: int, n: int, symmetry: bool, first: bool, cmds: Any, inboxes: list[Any],
-            results: Any, halt: Any, best: Any, parent: int) -> None:
+            results: Any, halt: Any, best: Any, parent: int, judged: Any) -> None:
     # One worker process: levels until the coordinator says stop. Ctrl-C is
     # the coordinator's to answer; a worker ends when the coordinator is gone.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -418,7 +461,7 @@ def _worker(m: KernelModel, index: int, n: int, symmetry: bool, first: bool, cmd
         q.cancel_join_thread()  # never wait at exit to hand over a message nobody takes
     peers = _Peers(index, inboxes, results, halt, best, parent)
     try:
-        part = Partition(m, index, n, symmetry, first)
+        part = Partition(m, index, n, symmetry, first, judged)
         results.put(("level", part.snapshot()))
         while True:
             try:
@@ -475,13 +518,21 @@ def run_parallel_bfs(c: Checker, workers: int) -> Result:
     halt = ctx.Event()
     # the least finding's path posted with --first: its length, then the path
     best = ctx.Array("c", _STEP * (m.bounds.depth + 2))
+    judged = judged_table()
     procs = [ctx.Process(target=_worker, args=(m, i, workers, c.use_symmetry, c.stop_on_first, cmds[i], inboxes,
-                                               results, halt, best, os.getpid()),
+                                               results, halt, best, os.getpid(), judged),
                          name=f"rmapcheck-bfs-{i}", daemon=True) for i in range(workers)]
     latest: dict[int, LevelReport] = {}
     try:
-        for p in procs:
-            p.start()
+        # The workers inherit this process's objects: frozen, the collector
+        # of a worker never walks them, which would write to (and so copy)
+        # every page they lie on.
+        gc.freeze()
+        try:
+            for p in procs:
+                p.start()
+        finally:
+            gc.unfreeze()
         go = co.level_done(_collect(co, procs, results, halt, latest))  # the start state
         level = 0
         while go:
@@ -497,6 +548,8 @@ def run_parallel_bfs(c: Checker, workers: int) -> Result:
         for q in (*cmds, *inboxes, results):
             q.cancel_join_thread()
             q.close()
+        if judged is not None:
+            judged.close()
     return co.result()
 
 
