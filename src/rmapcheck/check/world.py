@@ -3,14 +3,16 @@
 Copies go through :mod:`pickle` (the C pickler), with the design's function
 table and the scenario detached, so a state in the queue is a few kilobytes of
 bytes; where ``_snapshot.c`` is built, kernel objects are reduced in C (the
-same bytes). Fingerprints are canonical: processes are ordered by a signature that
-does not depend on object identities or names, and every kernel object gets a
-number in the order a deterministic walk from those processes first reaches
-it, so two states that differ only in process names, slab slots, page frame
-numbers or pids share one fingerprint. The common kernel structures have
-encoders of their own (for speed); any other object reachable from the kernel
-is walked generically through its slots or attributes, so a new kernel
-structure is covered as soon as it is reachable.
+same bytes). Fingerprints are canonical: processes are ordered by a
+signature that does not depend on object identities or names, and every
+kernel object gets a number in the order a deterministic walk from those
+processes first reaches it, so two states that differ only in process
+names, slab slots, page frame numbers or pids share one fingerprint. The
+common kernel structures have encoders of their own (for speed); any other
+object reachable from the kernel is walked generically through its slots or
+attributes, so a new kernel structure is covered as soon as it is
+reachable. Where ``_canon.c`` is built, the fingerprint's walk runs in C and
+writes the bytes this module's form marshals to.
 """
 
 from __future__ import annotations
@@ -319,8 +321,9 @@ _ROOT_DICTS: dict[str, tuple[list[str], list[Any], list[type], list[type], bytes
 def _root_dict(name: str, d: dict, ref: Callable[[Any], Any]) -> Any:
     # A dict the kernel keeps (its configuration, the armed failure sites):
     # ref(d), or for a dict of scalars with string keys, a digest of ref(d)
-    # marshalled, remembered while the dict holds what the last one asked for under this
-    # name held (the configuration is the same in every state of a run).
+    # marshalled, remembered while the dict holds what the last one asked
+    # for under this name held (the configuration is the same in every
+    # state of a run).
     # The same keys (strings, not a subclass) in the same order with equal
     # values of the same types (True == 1, but marshal tells them apart)
     # encode alike; scalars name no object, so no numbering is skipped.
