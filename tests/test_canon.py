@@ -8,15 +8,13 @@ the fingerprint hashes.
 from __future__ import annotations
 
 import marshal
-import random
 
 import pytest
 
 from rmapcheck.check import world
-from rmapcheck.check.model import PRESETS, SEED_BOUNDS, KernelModel
+from rmapcheck.check.model import PRESETS, KernelModel
 from rmapcheck.designs import DESIGNS
-
-BOUNDS = {**PRESETS, **{f"seed-{n}": b for n, b in SEED_BOUNDS.items()}}
+from walks import walk_states
 
 
 def test_the_walk_in_c_is_built() -> None:
@@ -29,23 +27,12 @@ def test_c_and_python_walks_agree(design: str) -> None:
     if world._canon is None:
         pytest.fail("rmapcheck.check._canon is not built")
     compared = 0
-    for name, b in BOUNDS.items():
-        m = KernelModel(design, b)
-        rng = random.Random(f"{design}/{name}")
-        for _ in range(12):
-            s = m.init_state()
-            for _ in range(14):
-                for sym in (True, False):
-                    py = marshal.dumps(world.canonical(s, sym), 2)
-                    c = world._canon.marshalled(s, sym)
-                    assert c == py, (design, name, sym)
-                    compared += 1
-                acts = m.actions(s)
-                if not acts:
-                    break
-                out = m.apply(s, rng.choice(acts))
-                if out.fatal or out.blocked:
-                    break
+    for m, _rng, s in walk_states(design, walks=12, steps=14):
+        for sym in (True, False):
+            py = marshal.dumps(world.canonical(s, sym), 2)
+            c = world._canon.marshalled(s, sym)
+            assert c == py, (design, m.bounds, sym)
+            compared += 1
     assert compared > 500
 
 

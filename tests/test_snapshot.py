@@ -13,18 +13,16 @@ the same bytes with and without the reduction in C that ``world`` registers.
 from __future__ import annotations
 
 import copyreg
-import random
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from rmapcheck.check import world
-from rmapcheck.check.model import PRESETS, SEED_BOUNDS, KernelModel
 from rmapcheck.designs import DESIGNS
 from rmapcheck.model.slab import FastPickle
+from walks import walk_states
 
-BOUNDS = {**PRESETS, **{f"seed-{n}": b for n, b in SEED_BOUNDS.items()}}
 
 needs_c = pytest.mark.skipif(world._snapshot is None, reason="rmapcheck.check._snapshot is not built "
                              "(test_the_snapshot_in_c_is_built fails)")
@@ -68,28 +66,18 @@ def same(a: tuple, b: tuple) -> bool:
 @pytest.mark.parametrize("design", sorted(DESIGNS))
 def test_c_and_python_snapshots_agree(design: str) -> None:
     compared = by_slots = 0
-    for name, b in BOUNDS.items():
-        m = KernelModel(design, b)
-        rng = random.Random(f"{design}/{name}")
-        for _ in range(6):
-            r = m.init_state()
-            for _ in range(12):
-                snap_py, snap_c = world.SnapshotPy(r), world.SnapshotC(r)
-                before = recorded_py(snap_py)
-                assert same(recorded_c(snap_c), before), (design, name)
-                by_slots += sum(s for _, _, s in snap_c._saved.contents()[0])
-                acts = m.actions(r)
-                if not acts:
-                    break
-                for snap in (snap_c, snap_py):
-                    for op in rng.sample(acts, min(2, len(acts))):
-                        m.apply(r, op)
-                        snap.restore()
-                        assert same(recorded_py(world.SnapshotPy(r)), before), (design, name, op.text())
-                compared += 1
-                out = m.apply(r, rng.choice(acts))
-                if out.fatal or out.blocked:
-                    break
+    for m, rng, r in walk_states(design, walks=6, steps=12):
+        snap_py, snap_c = world.SnapshotPy(r), world.SnapshotC(r)
+        before = recorded_py(snap_py)
+        assert same(recorded_c(snap_c), before), (design, m.bounds)
+        by_slots += sum(s for _, _, s in snap_c._saved.contents()[0])
+        acts = m.actions(r)
+        for snap in (snap_c, snap_py):
+            for op in rng.sample(acts, min(2, len(acts))):
+                m.apply(r, op)
+                snap.restore()
+                assert same(recorded_py(world.SnapshotPy(r)), before), (design, m.bounds, op.text())
+        compared += 1
     assert compared > 100
     assert by_slots > compared  # the slots were read in place, not through __getstate__
 
@@ -100,17 +88,9 @@ def test_the_reduction_in_c_pickles_the_same_bytes(design: str) -> None:
     registered = {cls: f for cls, f in copyreg.dispatch_table.items() if f is world._snapshot.reduce}
     assert registered, "world registers no reduction in C"
     states, models = [], []
-    for name, b in BOUNDS.items():
-        m = KernelModel(design, b)
-        rng = random.Random(f"{design}/{name}/pickle")
-        r = m.init_state()
-        for _ in range(12):
-            states.append(m.loads(m.dumps(r)))
-            models.append(m)
-            acts = m.actions(r)
-            out = m.apply(r, rng.choice(acts)) if acts else None
-            if out is None or out.fatal or out.blocked:
-                r = m.init_state()
+    for m, _rng, r in walk_states(design, walks=2, steps=12):
+        states.append(m.loads(m.dumps(r)))
+        models.append(m)
     in_c = [m.dumps(r) for m, r in zip(models, states)]
     try:
         for cls in registered:
