@@ -61,10 +61,10 @@ from typing import Any
 
 from rmapcheck.check.checker import Checker, Progress, Result
 from rmapcheck.check.compact import resident_bytes
-from rmapcheck.check.properties import SOMETIMES
-from rmapcheck.check.world import _canon
 from rmapcheck.check.explore import Copies, finish, new_result
 from rmapcheck.check.model import Finding, KernelModel
+from rmapcheck.check.properties import SOMETIMES
+from rmapcheck.check.world import _canon
 from rmapcheck.scenario.ops import Op
 
 __all__ = ["LevelReport", "Partition", "judged_table", "owner", "rebuild", "reap", "run_parallel_bfs"]
