@@ -103,3 +103,28 @@ def test_two_partitions_judge_each_state_once() -> None:
         level += 1
     distinct = sum(p.report.distinct for p in parts)
     assert len(judged) == distinct - 1  # every state but the start state, once
+
+
+def test_pure_python_gives_the_same_exploration() -> None:
+    # RMAPCHECK_PURE_PYTHON=1 runs the Python walks (as an install without a
+    # C compiler does): the same fingerprints, so the same states and result.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json; from rmapcheck.check import world; from rmapcheck.check.checker import Checker; "
+            "from rmapcheck.check.model import KernelModel, SEED_BOUNDS; "
+            "m = KernelModel('linux-2.6.36-pre', SEED_BOUNDS['ksm']); s = m.init_state(); "
+            "r = Checker(m).parallel(1).spawn_bfs().join(); "
+            "print(json.dumps([world.CANONICAL_WALK, world.SNAPSHOT_WALK, world.fingerprint(s).hex(), "
+            "r.distinct, r.verdict, sorted(f.trace_length for f in r.findings)]))")
+    got = {}
+    for pure in ("", "1"):
+        env = {**os.environ, "RMAPCHECK_PURE_PYTHON": pure}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        got[pure] = json.loads(out.stdout)
+    assert got[""][:2] == ["C", "C"] and got["1"][:2] == ["Python", "Python"]
+    assert got[""][2:] == got["1"][2:]
+    assert got[""][3] > 1 and got[""][4] == "violation"
